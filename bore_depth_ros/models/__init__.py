@@ -1,0 +1,37 @@
+"""Depth networks, their registry and checkpoint loading.
+
+The registry part (`get_model_info`, `list_models`, `register_model`, `ModelInfo`,
+`check_input_size`) imports no torch, so non-PyTorch backends and preprocessing can use it; the
+torch-backed names (`BoReDepthNet`, `load_checkpoint`, `CheckpointError`) are imported on first use.
+"""
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+from .registry import ModelInfo, check_input_size, create_model, get_model_info, list_models, register_model
+
+_LAZY = {
+    "BoReDepthNet": ".bore_depth",
+    "load_checkpoint": ".checkpoint",
+    "save_lightning_checkpoint": ".checkpoint",
+    "CheckpointError": ".checkpoint",
+}
+
+if TYPE_CHECKING:
+    from .bore_depth import BoReDepthNet
+    from .checkpoint import CheckpointError, load_checkpoint, save_lightning_checkpoint
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = [
+    "create_model", "list_models", "get_model_info", "ModelInfo", "register_model", "check_input_size",
+    "load_checkpoint", "save_lightning_checkpoint", "CheckpointError", "BoReDepthNet",
+]
