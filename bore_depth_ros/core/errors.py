@@ -1,0 +1,38 @@
+"""Errors raised when an input message cannot be used; ``reason`` is a stable code for diagnostics."""
+
+UNKNOWN_ENCODING = "unknown_encoding"
+EMPTY_IMAGE = "empty_image"
+STEP_TOO_SMALL = "step_too_small"
+SIZE_MISMATCH = "size_mismatch"
+TRUNCATED_DATA = "truncated_data"
+BIG_ENDIAN_UNSUPPORTED = "big_endian_unsupported"
+CAMERA_INFO_MISSING = "camera_info_missing"
+CAMERA_INFO_INVALID = "camera_info_invalid"
+CAMERA_INFO_SIZE_MISMATCH = "camera_info_size_mismatch"
+
+REASONS = (
+    UNKNOWN_ENCODING,
+    EMPTY_IMAGE,
+    STEP_TOO_SMALL,
+    SIZE_MISMATCH,
+    TRUNCATED_DATA,
+    BIG_ENDIAN_UNSUPPORTED,
+    CAMERA_INFO_MISSING,
+    CAMERA_INFO_INVALID,
+    CAMERA_INFO_SIZE_MISMATCH,
+)
+
+
+class InputRejected(ValueError):
+    """An input (image or camera_info) was rejected; ``reason`` is one of the module's codes."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+    def __str__(self) -> str:
+        return f"{self.reason}: {self.detail}"
+
+    def __reduce__(self):
+        return (type(self), (self.reason, self.detail))
