@@ -1,0 +1,73 @@
+"""Inference backends: PyTorch eager, ONNX Runtime and TensorRT behind one :class:`Backend` interface.
+
+``create_backend("onnxruntime", model=m, model_name="bore_depth", input_shape=(1, 3, 256, 320),
+output_names=("depth",))`` exports ``m`` to a cached, parity-checked ONNX file and serves it. Runtimes
+(onnxruntime, tensorrt) are imported only when their backend is created.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .base import BACKENDS, Backend, BackendUnavailable
+from .export import ExportMismatch, ExportReport, ensure_onnx, export_onnx
+
+if TYPE_CHECKING:
+    from torch import nn
+
+__all__ = ["Backend", "BackendUnavailable", "BACKENDS", "create_backend", "export_onnx", "ensure_onnx",
+           "ExportMismatch", "ExportReport"]
+
+
+def _onnx_file(backend: str, model: nn.Module | None, model_name: str | None, onnx_path: str | os.PathLike | None,
+               input_shape: Sequence[int], output_names: Sequence[str], cache_dir: str | os.PathLike | None) -> Path:
+    if onnx_path is not None:
+        return Path(onnx_path)
+    if model is None:
+        raise ValueError(f"backend '{backend}' needs onnx_path or model")
+    return ensure_onnx(model, model_name or type(model).__name__, input_shape, output_names, cache_dir)
+
+
+def create_backend(name: str, *, model: nn.Module | None = None, model_name: str | None = None,
+                   onnx_path: str | os.PathLike | None = None, input_shape: Sequence[int],
+                   output_names: Sequence[str], device: str = "cpu", precision: str = "fp32",
+                   cache_dir: str | os.PathLike | None = None, **kw: Any) -> Backend:
+    """Build backend ``name`` (one of :data:`BACKENDS`); ``kw`` goes to the backend's constructor.
+
+    "torch" needs ``model``. "onnxruntime" and "tensorrt" use ``onnx_path`` if given, else export ``model``
+    through the ONNX cache (:func:`ensure_onnx`, keyed by ``model_name``); "tensorrt" then builds an engine
+    (``engine_path=`` in ``kw`` to choose or reuse one) and needs ``device="cuda[:N]"``.
+    Raises BackendUnavailable (before any export) if the runtime is not installed.
+    """
+    if name not in BACKENDS:
+        raise ValueError(f"unknown backend '{name}'; choose one of {', '.join(BACKENDS)}")
+    if name == "torch":
+        if model is None:
+            raise ValueError("backend 'torch' needs model=")
+        from .torch_backend import TorchBackend
+
+        return TorchBackend(model, input_shape, output_names, device=device, precision=precision, **kw)
+
+    if name == "onnxruntime":
+        from .onnxruntime_backend import OnnxRuntimeBackend, resolve_providers
+
+        if precision != "fp32":
+            raise ValueError(f"backend 'onnxruntime' runs the exported fp32 graph; precision '{precision}' is "
+                             "available with the torch (CUDA) and tensorrt backends")
+        resolve_providers(device, kw.get("providers"))
+        path = _onnx_file(name, model, model_name, onnx_path, input_shape, output_names, cache_dir)
+        return OnnxRuntimeBackend(path, input_shape, output_names, device=device, **kw)
+
+    from .tensorrt_backend import TensorRTBackend, import_tensorrt
+
+    import_tensorrt()
+    if not device.startswith("cuda"):
+        raise ValueError(f"backend 'tensorrt' runs on a CUDA device: pass device='cuda' (got '{device}')")
+    engine_path = kw.get("engine_path")
+    if onnx_path is None and model is None and engine_path is not None and Path(engine_path).is_file():
+        path = None  # a prebuilt engine needs no ONNX file
+    else:
+        path = _onnx_file(name, model, model_name, onnx_path, input_shape, output_names, cache_dir)
+    return TensorRTBackend(path, input_shape, output_names, device=device, precision=precision, **kw)

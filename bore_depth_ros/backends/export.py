@@ -1,0 +1,273 @@
+"""ONNX export with a PyTorch-vs-ONNX-Runtime parity check, atomic writes and a content-addressed cache.
+
+Exports use the TorchScript-based exporter (``torch.onnx.export(..., dynamo=False)``): the torch.export
+based one needs the ``onnxscript`` package. Shapes are static (one deployment = one input shape).
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import inspect
+import logging
+import os
+import re
+import tempfile
+import time
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .base import shape_str, validate_input_shape, validate_output_names
+from .onnxruntime_backend import import_onnxruntime
+
+if TYPE_CHECKING:
+    from torch import nn
+
+log = logging.getLogger(__name__)
+
+INPUT_NAME = "image"
+DEFAULT_OPSET = 17
+# Bump when the exported graph changes for reasons the cache key cannot see (wrapper, exporter flags).
+_CACHE_FORMAT = 1
+_IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32).reshape(1, 3, 1, 1)
+_IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32).reshape(1, 3, 1, 1)
+# Denominator floor of the elementwise relative error, so exact zeros do not divide by zero.
+_REL_FLOOR = 1e-6
+
+
+class ExportMismatch(RuntimeError):
+    """The exported graph's outputs differ from PyTorch's beyond tolerance; nothing was written."""
+
+    def __init__(self, message: str, max_abs_err: dict[str, float], max_rel_err: dict[str, float],
+                 detail: str = "") -> None:
+        super().__init__(message)
+        self.max_abs_err = max_abs_err
+        self.max_rel_err = max_rel_err
+        self.detail = detail
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportReport:
+    """Outcome of :func:`export_onnx`; errors are ONNX Runtime vs PyTorch on the seeded check input."""
+
+    path: Path
+    input_shape: tuple[int, int, int, int]
+    output_names: tuple[str, ...]
+    max_abs_err: dict[str, float]
+    max_rel_err: dict[str, float]
+    opset: int
+    seconds: float
+
+
+def seeded_input(input_shape: Sequence[int], seed: int = 0) -> np.ndarray:
+    """A deterministic ImageNet-normalised batch: uniform [0, 1) pixels, so values stay in the range models see."""
+    shape = validate_input_shape(input_shape)
+    pixels = np.random.default_rng(seed).random(shape, dtype=np.float32)
+    return np.ascontiguousarray((pixels - _IMAGENET_MEAN) / _IMAGENET_STD, dtype=np.float32)
+
+
+def _output_wrapper(model: nn.Module, output_names: tuple[str, ...]) -> nn.Module:
+    import torch
+
+    from .torch_backend import outputs_to_dict
+
+    class _Ordered(torch.nn.Module):
+        # Dict outputs would be flattened in the model's insertion order; pin the order to output_names.
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            return tuple(outputs_to_dict(self.model(x), output_names).values())
+
+    return _Ordered()
+
+
+def _model_device(model: nn.Module):
+    import torch
+
+    for t in model.parameters():
+        return t.device
+    for t in model.buffers():
+        return t.device
+    return torch.device("cpu")
+
+
+@contextlib.contextmanager
+def _eval_mode(model: nn.Module):
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
+def _torch_outputs(model: nn.Module, batch: np.ndarray, output_names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    import torch
+
+    from .torch_backend import outputs_to_dict
+
+    with _eval_mode(model), torch.inference_mode():
+        out = model(torch.from_numpy(batch).to(_model_device(model)))
+        return {n: t.detach().float().cpu().numpy() for n, t in outputs_to_dict(out, output_names).items()}
+
+
+def check_onnx_parity(model: nn.Module, onnx_path: str | os.PathLike, input_shape: Sequence[int],
+                      output_names: Sequence[str], rtol: float = 1e-3, atol: float = 1e-4,
+                      seed: int = 0) -> tuple[dict[str, float], dict[str, float]]:
+    """Compare ONNX Runtime (CPU) on ``onnx_path`` with ``model`` on a seeded input.
+
+    An element passes when ``|ort - torch| <= atol + rtol * |torch|`` (numpy.allclose). Returns per output
+    ``(max_abs_err, max_rel_err)``, the relative error being ``|ort - torch| / max(|torch|, 1e-6)``.
+    Raises ExportMismatch if any output fails or differs in shape.
+    """
+    ort = import_onnxruntime()
+    names = validate_output_names(output_names)
+    batch = seeded_input(input_shape, seed)
+    expected = _torch_outputs(model, batch, names)
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    # Same optimisation level as OnnxRuntimeBackend, so the check covers the fused graph that will run.
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    session = ort.InferenceSession(os.fspath(onnx_path), opts, providers=["CPUExecutionProvider"])
+    got = dict(zip(names, session.run(list(names), {session.get_inputs()[0].name: batch})))
+
+    abs_err: dict[str, float] = {}
+    rel_err: dict[str, float] = {}
+    failures = []
+    for n in names:
+        ref, out = expected[n], np.asarray(got[n], dtype=np.float32)
+        if ref.shape != out.shape:
+            abs_err[n] = rel_err[n] = float("inf")
+            failures.append(f"{n}: shape {shape_str(out.shape)} (onnx) != {shape_str(ref.shape)} (torch)")
+            continue
+        diff = np.abs(out.astype(np.float64) - ref.astype(np.float64))
+        abs_err[n] = float(diff.max()) if diff.size else 0.0
+        rel_err[n] = float((diff / np.maximum(np.abs(ref), _REL_FLOOR)).max()) if diff.size else 0.0
+        if not np.isfinite(diff).all() or not np.all(diff <= atol + rtol * np.abs(ref)):
+            failures.append(f"{n}: max abs err {abs_err[n]:.3g}, max rel err {rel_err[n]:.3g}")
+    if failures:
+        detail = f"beyond rtol={rtol:g}, atol={atol:g}: " + "; ".join(failures)
+        raise ExportMismatch(f"ONNX Runtime on {os.fspath(onnx_path)} disagrees with PyTorch {detail}",
+                             abs_err, rel_err, detail)
+    return abs_err, rel_err
+
+
+def _torch_onnx_export(model: nn.Module, example, path: str, output_names: tuple[str, ...], opset: int) -> None:
+    import torch
+
+    kwargs = dict(input_names=[INPUT_NAME], output_names=list(output_names), opset_version=opset,
+                  do_constant_folding=True)
+    # torch < 2.5 has no `dynamo` argument and always uses the TorchScript exporter.
+    if "dynamo" in inspect.signature(torch.onnx.export).parameters:
+        kwargs["dynamo"] = False
+    with warnings.catch_warnings():
+        # The exporter's own deprecation notices and its note about un-foldable strided slices are noise
+        # for users: whatever it produces is parity-checked afterwards.
+        warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*",
+                                category=DeprecationWarning)
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx")
+        warnings.filterwarnings("ignore", message="Constant folding - Only steps=1", category=UserWarning)
+        torch.onnx.export(model, (example,), path, **kwargs)
+
+
+def export_onnx(model: nn.Module, path: str | os.PathLike, input_shape: Sequence[int],
+                output_names: Sequence[str], opset: int = DEFAULT_OPSET, check: bool = True,
+                rtol: float = 1e-3, atol: float = 1e-4) -> ExportReport:
+    """Export ``model`` to ONNX at ``path`` (static shape, input ``"image"``), refusing a graph that disagrees.
+
+    The graph is written to a temporary file beside ``path``, validated with ``onnx.checker`` and, when
+    ``check``, compared against PyTorch with ONNX Runtime (see :func:`check_onnx_parity`); only then is it
+    moved into place with ``os.replace``. Raises ExportMismatch (nothing written) outside tolerance.
+    """
+    import onnx
+    import torch
+
+    t0 = time.perf_counter()
+    shape = validate_input_shape(input_shape)
+    names = validate_output_names(output_names)
+    if check:
+        import_onnxruntime()  # fail before the (slow) export, not after
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        with _eval_mode(model), torch.no_grad():
+            example = torch.from_numpy(seeded_input(shape)).to(_model_device(model))
+            _torch_onnx_export(_output_wrapper(model, names), example, tmp, names, opset)
+        onnx.checker.check_model(tmp)
+        abs_err: dict[str, float] = {}
+        rel_err: dict[str, float] = {}
+        if check:
+            try:
+                abs_err, rel_err = check_onnx_parity(model, tmp, shape, names, rtol=rtol, atol=atol)
+            except ExportMismatch as e:
+                raise ExportMismatch(f"refusing to export {path}: ONNX Runtime disagrees with PyTorch {e.detail}",
+                                     e.max_abs_err, e.max_rel_err, e.detail) from None
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; the cache may be shared with other users' nodes
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+    report = ExportReport(path=path, input_shape=shape, output_names=names, max_abs_err=abs_err,
+                          max_rel_err=rel_err, opset=opset, seconds=time.perf_counter() - t0)
+    log.info("exported %s (%s) in %.1f s, max abs err %s", path, shape_str(shape), report.seconds, abs_err)
+    return report
+
+
+def default_cache_dir() -> Path:
+    """``$BORE_DEPTH_CACHE/onnx`` if set, else ``$XDG_CACHE_HOME`` (default ``~/.cache``) ``/bore_depth_ros/onnx``."""
+    root = os.environ.get("BORE_DEPTH_CACHE")
+    if root:
+        return Path(root).expanduser() / "onnx"
+    xdg = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(xdg).expanduser() / "bore_depth_ros" / "onnx"
+
+
+def _weights_hash(model: nn.Module) -> hashlib._Hash:
+    """SHA-256 over the state_dict: every tensor's name, dtype, shape and raw bytes, in state_dict order."""
+    import torch
+
+    h = hashlib.sha256()
+    for name, t in model.state_dict().items():
+        t = t.detach()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        # Raw bytes through a uint8 view: works for every dtype, including ones numpy lacks (bfloat16).
+        h.update(t.cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
+    return h
+
+
+def onnx_cache_path(model: nn.Module, model_name: str, input_shape: Sequence[int],
+                    cache_dir: str | os.PathLike | None = None, *, opset: int = DEFAULT_OPSET,
+                    output_names: Sequence[str] = ("depth",)) -> Path:
+    """Deterministic cache file for ``model`` exported at ``input_shape`` (the file :func:`ensure_onnx` uses).
+
+    The name carries a SHA-256 of the weights (names, dtypes, shapes, bytes), the model name, input shape,
+    opset, torch version and output names, so any of them changing yields a new file.
+    """
+    import torch
+
+    shape = validate_input_shape(input_shape)
+    h = _weights_hash(model)
+    names = ",".join(validate_output_names(output_names))
+    h.update(f"|{model_name}|{shape}|{opset}|{torch.__version__}|{names}|{_CACHE_FORMAT}".encode())
+    safe_name = re.sub(r"[^A-Za-z0-9_.-]+", "_", model_name).strip("._") or "model"
+    directory = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    return directory / f"{safe_name}_{shape_str(shape)}_opset{opset}_{h.hexdigest()[:20]}.onnx"
+
+
+def ensure_onnx(model: nn.Module, model_name: str, input_shape: Sequence[int], output_names: Sequence[str],
+                cache_dir: str | os.PathLike | None = None, *, opset: int = DEFAULT_OPSET) -> Path:
+    """Return the cached ONNX file for ``model`` at ``input_shape``, exporting (with parity check) if absent."""
+    path = onnx_cache_path(model, model_name, input_shape, cache_dir, opset=opset, output_names=output_names)
+    if path.is_file():
+        log.debug("reusing cached ONNX %s", path)
+        return path
+    export_onnx(model, path, input_shape, output_names, opset=opset)
+    return path

@@ -1,0 +1,138 @@
+"""ONNX Runtime backend (CPU, CUDA or TensorRT execution providers).
+
+onnxruntime is imported when a backend is built, so this module imports without it.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .base import Backend, BackendUnavailable, shape_str
+
+_GPU_HINT = "pip install onnxruntime-gpu (in place of onnxruntime; on Jetson use the JetPack onnxruntime-gpu wheel)"
+
+
+def import_onnxruntime():
+    """Import onnxruntime or raise BackendUnavailable naming the package to install."""
+    try:
+        import onnxruntime
+    except ImportError as e:
+        raise BackendUnavailable("backend 'onnxruntime' needs the onnxruntime package: pip install onnxruntime "
+                                 "(or onnxruntime-gpu)") from e
+    return onnxruntime
+
+
+def _provider_name(p: str | tuple[str, dict[str, Any]]) -> str:
+    return p if isinstance(p, str) else p[0]
+
+
+def resolve_providers(device: str = "cpu", providers: Sequence[Any] | None = None) -> list[Any]:
+    """Execution providers for ``device`` ("cpu", "cuda[:N]", "tensorrt[:N]") or the explicit ``providers``.
+
+    Raises BackendUnavailable if the installed onnxruntime lacks a requested provider.
+    """
+    ort = import_onnxruntime()
+    if providers is None:
+        kind, _, index = device.partition(":")
+        if index and not index.isdigit():
+            raise ValueError(f"invalid device '{device}'")
+        def gpu(provider: str) -> Any:
+            return (provider, {"device_id": int(index)}) if index else provider
+
+        if kind == "cpu" and not index:
+            providers = ["CPUExecutionProvider"]
+        elif kind == "cuda":
+            providers = [gpu("CUDAExecutionProvider"), "CPUExecutionProvider"]
+        elif kind == "tensorrt":
+            providers = [gpu("TensorrtExecutionProvider"), gpu("CUDAExecutionProvider"), "CPUExecutionProvider"]
+        else:
+            raise ValueError(f"backend 'onnxruntime' supports devices 'cpu', 'cuda[:N]' and 'tensorrt[:N]', "
+                             f"got '{device}'")
+    providers = list(providers)
+    if not providers:
+        raise ValueError("providers must not be empty")
+    available = ort.get_available_providers()
+    missing = [_provider_name(p) for p in providers if _provider_name(p) not in available]
+    if missing:
+        hint = _GPU_HINT if any(m in ("CUDAExecutionProvider", "TensorrtExecutionProvider") for m in missing) \
+            else "install an onnxruntime build that has it"
+        raise BackendUnavailable(
+            f"backend 'onnxruntime' on device '{device}' needs {', '.join(missing)}, which onnxruntime "
+            f"{ort.__version__} here lacks (available: {', '.join(available)}): {hint}")
+    return providers
+
+
+class OnnxRuntimeBackend(Backend):
+    """Runs a static-shape ONNX graph with ONNX Runtime (graph optimisation level ALL)."""
+
+    name = "onnxruntime"
+
+    def __init__(self, onnx_path: str | os.PathLike, input_shape: Sequence[int], output_names: Sequence[str],
+                 providers: Sequence[Any] | None = None, intra_op_threads: int = 0, device: str = "cpu") -> None:
+        super().__init__(input_shape, output_names)
+        ort = import_onnxruntime()
+        self.onnx_path = Path(onnx_path)
+        self.device = device
+        requested = resolve_providers(device, providers)
+        if not self.onnx_path.is_file():
+            raise FileNotFoundError(f"ONNX model not found: {self.onnx_path}")
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.intra_op_num_threads = int(intra_op_threads)
+        opts.log_severity_level = 3
+        self.session = ort.InferenceSession(os.fspath(self.onnx_path), opts, providers=requested)
+        # ORT silently falls back to CPU when a GPU provider fails to load (missing CUDA/cuDNN libraries).
+        active = self.session.get_providers()
+        if _provider_name(requested[0]) not in active:
+            raise BackendUnavailable(
+                f"backend 'onnxruntime': {_provider_name(requested[0])} is installed but failed to load "
+                f"(active: {', '.join(active)}); check the CUDA/cuDNN libraries onnxruntime-gpu "
+                f"{ort.__version__} needs")
+
+        inputs = self.session.get_inputs()
+        if len(inputs) != 1:
+            raise ValueError(f"{self.onnx_path} has {len(inputs)} inputs; expected one image input")
+        model_shape = tuple(inputs[0].shape)
+        # Symbolic (dynamic) dimensions accept any size, so they match the deployment's.
+        if len(model_shape) != 4 or any(isinstance(d, int) and d != want
+                                        for d, want in zip(model_shape, self.input_shape)):
+            raise ValueError(f"{self.onnx_path} expects input '{inputs[0].name}' of shape "
+                             f"{shape_str(model_shape)}, but the backend was configured for "
+                             f"{shape_str(self.input_shape)}; re-export the model at that shape")
+        if inputs[0].type != "tensor(float)":
+            raise ValueError(f"{self.onnx_path} input '{inputs[0].name}' is {inputs[0].type}; expected tensor(float)")
+        self.input_name = inputs[0].name
+        graph_outputs = [o.name for o in self.session.get_outputs()]
+        missing = [n for n in self.output_names if n not in graph_outputs]
+        if missing:
+            raise ValueError(f"{self.onnx_path} has outputs {graph_outputs}, lacking {missing}")
+        self._run_names = list(self.output_names)
+
+    def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """Run the session; the returned arrays are fresh (not reused by the next call)."""
+        batch = self.check_input(batch)
+        if self.session is None:
+            raise RuntimeError("backend 'onnxruntime' is closed")
+        outputs = self.session.run(self._run_names, {self.input_name: batch})
+        return {n: np.asarray(o, dtype=np.float32) for n, o in zip(self.output_names, outputs)}
+
+    def describe(self) -> dict[str, str]:
+        import onnxruntime
+
+        return {
+            "backend": self.name,
+            "device": self.device,
+            "precision": "fp32",
+            "providers": ",".join(self.session.get_providers()) if self.session is not None else "(closed)",
+            "onnx_path": os.fspath(self.onnx_path),
+            "input_shape": shape_str(self.input_shape),
+            "outputs": ",".join(self.output_names),
+            "onnxruntime": onnxruntime.__version__,
+        }
+
+    def close(self) -> None:
+        self.session = None
