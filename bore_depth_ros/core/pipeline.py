@@ -1,0 +1,244 @@
+"""The depth pipeline shared by the ROS nodes, bag replay and benchmarks (no ROS imports).
+
+``DepthEngine``: one model behind one backend, loaded once and shared by every view/node of a process.
+``ViewProcessor``: per-view post-processing: confidence, metric scale, resize to the published
+resolution, REP 117 invalid marking (NaN), summary statistics.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .camera import Intrinsics
+from .confidence import edge_confidence
+from .resize import resize_bilinear
+from .scale import ScaleResult, make_scale_estimator
+
+log = logging.getLogger(__name__)
+
+DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """What to load and how to run it; read-only for the lifetime of a node."""
+
+    model: str = "bore_depth"
+    weights: str = ""            # checkpoint (.ckpt/.pt/.pth) or .onnx; "" = the embedded default
+    backend: str = "onnxruntime"  # torch | onnxruntime | tensorrt
+    device: str = "cpu"
+    precision: str = "fp32"
+    input_height: int = 256
+    input_width: int = 320
+    batch: int = 1               # views per inference call (fixed per deployment)
+    cache_dir: str | None = None
+
+
+@dataclass
+class EngineOutput:
+    depth: np.ndarray                 # [N, h, w] float32, model units (relative for bore_depth)
+    confidence: np.ndarray | None     # [N, h, w] float32 in [0, 1] if the model predicts it
+    infer_ms: float                   # backend time of the whole batch
+    preprocess_ms: float
+
+
+def embedded_weights_path(model: str) -> Path | None:
+    """Default weights shipped in bore_depth_ros/data for ``model``, if any."""
+    for suffix in (".pt", ".ckpt"):
+        p = DATA_DIR / f"{model}_default{suffix}"
+        if p.is_file():
+            return p
+    return None
+
+
+class DepthEngine:
+    """A model loaded once behind a backend; thread-safe ``infer`` on batches of RGB images."""
+
+    def __init__(self, config: EngineConfig):
+        from ..backends import create_backend
+        from ..models import check_input_size, get_model_info
+
+        self.config = config
+        self.info = get_model_info(config.model)
+        check_input_size(config.input_height, config.input_width)
+        if config.batch < 1:
+            raise ValueError(f"batch must be >= 1, got {config.batch}")
+        self.input_hw = (config.input_height, config.input_width)
+        shape = (config.batch, 3, config.input_height, config.input_width)
+        weights = config.weights.strip()
+        model = None
+        onnx_path = None
+        if weights.endswith(".onnx"):
+            if config.backend == "torch":
+                raise ValueError("backend 'torch' needs a PyTorch checkpoint, not an ONNX file: "
+                                 f"{weights}")
+            if not os.path.isfile(weights):
+                raise FileNotFoundError(f"ONNX file not found: {weights}")
+            onnx_path = weights
+            self.weights_source = weights
+        else:
+            model, self.weights_source = self._load_torch_model(config.model, weights)
+        self.backend = create_backend(
+            config.backend, model=model, model_name=config.model, onnx_path=onnx_path,
+            input_shape=shape, output_names=self.info.output_names, device=config.device,
+            precision=config.precision, cache_dir=config.cache_dir)
+        self._mean = np.asarray(self.info.mean, np.float32)
+        self._std = np.asarray(self.info.std, np.float32)
+        self._batch = np.zeros(shape, np.float32)
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _load_torch_model(name: str, weights: str):
+        import torch
+
+        from ..models import create_model, load_checkpoint
+
+        if weights:
+            if not os.path.isfile(weights):
+                raise FileNotFoundError(f"weights file not found: {weights}")
+            return load_checkpoint(weights, model_name=name), weights
+        default = embedded_weights_path(name)
+        if default is not None:
+            return load_checkpoint(str(default), model_name=name), f"embedded:{default.name}"
+        # No trained default shipped for this model yet: a seeded initialisation keeps every run
+        # reproducible, and the source string says plainly that the depth is not meaningful.
+        torch.manual_seed(0)
+        return create_model(name).eval(), "random-init (no trained default weights shipped)"
+
+    def describe(self) -> dict[str, str]:
+        d = {"model": self.config.model, "weights": self.weights_source,
+             "input": f"{self.input_hw[0]}x{self.input_hw[1]}", "batch": str(self.config.batch)}
+        d.update(self.backend.describe())
+        return d
+
+    def preprocess_into(self, i: int, rgb: np.ndarray) -> None:
+        """Resize (bilinear, no crop, no aspect preservation) and normalise into batch slot i."""
+        h, w = self.input_hw
+        x = resize_bilinear(rgb, h, w) if rgb.shape[:2] != (h, w) else rgb.astype(np.float32)
+        x *= 1.0 / 255.0
+        x -= self._mean
+        x /= self._std
+        self._batch[i] = x.transpose(2, 0, 1)
+
+    def infer(self, images: Sequence[np.ndarray]) -> EngineOutput:
+        """Run the model on up to ``batch`` RGB uint8 images (H, W, 3); one backend call."""
+        n = len(images)
+        if not 1 <= n <= self.config.batch:
+            raise ValueError(f"engine batch is {self.config.batch}, got {n} images")
+        with self._lock:
+            t0 = time.perf_counter()
+            for i, rgb in enumerate(images):
+                self.preprocess_into(i, rgb)
+            if n < self.config.batch:
+                self._batch[n:] = 0.0
+            t1 = time.perf_counter()
+            out = self.backend.infer(self._batch)
+            t2 = time.perf_counter()
+        depth = out["depth"][:n, 0]
+        conf = out["confidence"][:n, 0] if "confidence" in out else None
+        return EngineOutput(depth, conf, (t2 - t1) * 1e3, (t1 - t0) * 1e3)
+
+
+@dataclass
+class ViewConfig:
+    """Per-view post-processing parameters (may change at run time)."""
+
+    confidence_threshold: float = 0.0   # depth below this confidence becomes NaN
+    min_depth: float = 0.0              # metres; outside [min_depth, max_depth] becomes NaN
+    max_depth: float = math.inf
+    edge_sensitivity: float = 8.0
+    scale_mode: str = "fixed"           # fixed | ground_plane | metric
+    depth_scale: float = 1.0            # for scale_mode fixed
+    camera_height: float = 0.0          # metres above the ground, for scale_mode ground_plane
+
+
+@dataclass
+class ViewResult:
+    depth: np.ndarray          # (H, W) float32 metres, NaN invalid
+    confidence: np.ndarray     # (H, W) float32 in [0, 1]
+    scale: ScaleResult
+    valid_fraction: float
+    mean_confidence: float
+    min_depth: float
+    median_depth: float
+    max_depth: float
+    stats_ms: dict[str, float] = field(default_factory=dict)
+
+
+def make_view_scale(config: ViewConfig, model_is_metric: bool):
+    """The scale estimator a view uses, from its config and the model's nature."""
+    if model_is_metric and config.scale_mode != "fixed":
+        return make_scale_estimator("metric")
+    if config.scale_mode == "fixed":
+        return make_scale_estimator("fixed", scale=config.depth_scale)
+    if config.scale_mode == "ground_plane":
+        if not config.camera_height > 0:
+            raise ValueError("scale_mode 'ground_plane' needs camera_height > 0 (metres above the "
+                             f"ground), got {config.camera_height}")
+        return make_scale_estimator("ground_plane", camera_height=config.camera_height)
+    return make_scale_estimator(config.scale_mode)
+
+
+class ViewProcessor:
+    """Turns one view's model output into published depth and confidence."""
+
+    def __init__(self, config: ViewConfig, model_is_metric: bool,
+                 saturation_bounds: tuple[float, float] | None = None):
+        self.model_is_metric = model_is_metric
+        self.saturation_bounds = saturation_bounds
+        self.configure(config)
+
+    def configure(self, config: ViewConfig) -> None:
+        self.config = config
+        self.scale_estimator = make_view_scale(config, self.model_is_metric)
+
+    def reset(self) -> None:
+        """Forget temporal state (scale smoothing), e.g. when a bag restarts."""
+        reset = getattr(self.scale_estimator, "reset", None)
+        if reset is not None:
+            reset()
+
+    def process(self, depth_model: np.ndarray, conf_model: np.ndarray | None,
+                out_intr: Intrinsics) -> ViewResult:
+        cfg = self.config
+        t0 = time.perf_counter()
+        h, w = depth_model.shape
+        if conf_model is None:
+            conf_model = edge_confidence(depth_model, cfg.edge_sensitivity, self.saturation_bounds)
+        scale = self.scale_estimator.update(depth_model, out_intr.scaled_to(w, h))
+        t1 = time.perf_counter()
+        H, W = out_intr.height, out_intr.width
+        if (H, W) != (h, w):
+            depth = resize_bilinear(depth_model, H, W)
+            conf = resize_bilinear(conf_model, H, W)
+        else:
+            depth = depth_model.astype(np.float32, copy=True)
+            conf = conf_model.astype(np.float32, copy=True)
+        np.clip(conf, 0.0, 1.0, out=conf)
+        depth *= np.float32(scale.scale)
+        invalid = ~np.isfinite(depth)
+        invalid |= conf < cfg.confidence_threshold
+        if cfg.min_depth > 0:
+            invalid |= depth < cfg.min_depth
+        if math.isfinite(cfg.max_depth):
+            invalid |= depth > cfg.max_depth
+        depth[invalid] = np.nan
+        t2 = time.perf_counter()
+        valid = depth[~invalid]
+        n = depth.size
+        if valid.size:
+            dmin, dmed, dmax = (float(valid.min()), float(np.median(valid)), float(valid.max()))
+        else:
+            dmin = dmed = dmax = float("nan")
+        t3 = time.perf_counter()
+        return ViewResult(depth, conf, scale, valid.size / n, float(conf.mean()), dmin, dmed, dmax,
+                          {"scale_ms": (t1 - t0) * 1e3, "resize_mask_ms": (t2 - t1) * 1e3,
+                           "summary_ms": (t3 - t2) * 1e3})
