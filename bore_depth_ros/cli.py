@@ -1,0 +1,62 @@
+"""``bore-depth``: the project's command line."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="bore-depth", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("demo", help="run the mono node on generated frames and write results")
+    p.add_argument("--out", default="demo_output", help="output folder (default: demo_output)")
+    p.add_argument("--frames", type=int, default=6)
+    p.add_argument("--backend", default="onnxruntime", choices=["torch", "onnxruntime", "tensorrt"])
+    p.add_argument("--weights", default="", help="checkpoint or .onnx (default: embedded)")
+    p.add_argument("--width", type=int, default=320)
+    p.add_argument("--height", type=int, default=240)
+    p.add_argument("--scale-mode", default="ground_plane", choices=["fixed", "ground_plane"])
+
+    p = sub.add_parser("bench", help="measure model time, node overhead, backends (ratios)")
+    p.add_argument("--frames", type=int, default=20)
+    p.add_argument("--height", type=int, default=256)
+    p.add_argument("--width", type=int, default=320)
+
+    p = sub.add_parser("export", help="export a model to ONNX (checked against PyTorch)")
+    p.add_argument("--model", default="bore_depth")
+    p.add_argument("--weights", default="")
+    p.add_argument("--height", type=int, default=256)
+    p.add_argument("--width", type=int, default=320)
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--output", required=True)
+
+    args = parser.parse_args(argv)
+    if args.command == "demo":
+        from .demo import run_demo
+
+        run_demo(args.out, args.frames, args.backend, args.weights, args.width, args.height,
+                 args.scale_mode)
+        return 0
+    if args.command == "bench":
+        from .bench import run_mono_bench
+
+        run_mono_bench(frames=args.frames, height=args.height, width=args.width)
+        return 0
+    if args.command == "export":
+        from .backends import export_onnx
+        from .core.pipeline import DepthEngine
+        from .models import get_model_info
+
+        model, source = DepthEngine._load_torch_model(args.model, args.weights)
+        info = get_model_info(args.model)
+        rep = export_onnx(model, args.output, (args.batch, 3, args.height, args.width),
+                          info.output_names)
+        print(f"exported {args.model} ({source}) to {rep.path}: max abs err vs PyTorch "
+              f"{rep.max_abs_err:.2e}, max rel err {rep.max_rel_err:.2e}")
+        return 0
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

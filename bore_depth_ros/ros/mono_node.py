@@ -1,0 +1,269 @@
+"""Mono depth node: one camera in; depth, confidence, point cloud and a view summary out.
+
+Subscribes (best-effort sensor QoS): ``image``, ``camera_info``.
+Publishes (reliable, depth 5, ``qos_overrides`` honoured): ``depth/image`` (32FC1 metres, NaN
+invalid), ``depth/camera_info`` (same header, scaled intrinsics), ``confidence/image`` (32FC1 in
+[0, 1]), ``points`` (organized PointCloud2 in the optical frame), ``view_confidence``
+(bore_depth_ros/ViewConfidence), and ``/diagnostics``.
+Topic names change by remapping (``-r image:=/cam/image_rect``), never by parameters.
+The class can share a process, an executor and a loaded ``DepthEngine`` with other nodes.
+"""
+from __future__ import annotations
+
+import collections
+import sys
+import time
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.clock import Clock, ClockType
+from rclpy.node import Node
+from rclpy.qos_overriding_options import QoSOverridingOptions
+from rclpy.qos import (QoSHistoryPolicy, QoSProfile, QoSReliabilityPolicy,
+                       qos_profile_sensor_data)
+from rcl_interfaces.msg import ParameterDescriptor
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+
+from ..core.errors import CAMERA_INFO_MISSING, InputRejected
+from ..core.pipeline import DepthEngine, ViewProcessor
+from ..core.pointcloud import backproject, pack_points
+from ..core.resize import resize_nearest
+from ..core.stats import ReasonCounter, RollingStats
+from ..msg import ViewConfidence
+from . import conversions as conv
+from .params import (declare_engine_params, declare_view_params, engine_config_from_params,
+                     accepted, rejected, view_config_from_values, view_values)
+
+OUTPUT_QOS = QoSProfile(history=QoSHistoryPolicy.KEEP_LAST, depth=5,
+                        reliability=QoSReliabilityPolicy.RELIABLE)
+BACKWARDS_JUMP_NS = 1_000_000_000  # a stamp this far behind the previous one means a restart
+
+
+def stamp_ns(header) -> int:
+    return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+
+
+def input_qos(depth: int) -> QoSProfile:
+    q = QoSProfile(**{k: getattr(qos_profile_sensor_data, k) for k in
+                      ("history", "reliability", "durability")}, depth=depth)
+    return q
+
+
+class MonoDepthNode(Node):
+    """Depth for one camera; pass ``engine`` to share an already loaded model."""
+
+    def __init__(self, node_name: str = "bore_depth_mono", *, engine: DepthEngine | None = None,
+                 **node_kwargs):
+        super().__init__(node_name, **node_kwargs)
+        declare_engine_params(self)
+        declare_view_params(self)
+        self.declare_parameter("output_width", 0, ParameterDescriptor(
+            description="published depth width; 0 = input image width", read_only=True))
+        self.declare_parameter("output_height", 0, ParameterDescriptor(
+            description="published depth height; 0 = input image height", read_only=True))
+        self.declare_parameter("points_decimation", 1, ParameterDescriptor(
+            description="publish every n-th pixel (rows and columns) in points"))
+        self.declare_parameter("points_rgb", True, ParameterDescriptor(
+            description="add the packed rgb field to points"))
+        self.declare_parameter("publish_points", True, ParameterDescriptor(
+            description="publish the organized point cloud"))
+        self.declare_parameter("queue_size", 2, ParameterDescriptor(
+            description="input subscription depth (small: newest frames win)", read_only=True))
+        self.declare_parameter("diagnostics_period", 1.0, ParameterDescriptor(
+            description="seconds between /diagnostics messages", read_only=True))
+
+        self.engine = engine if engine is not None else DepthEngine(engine_config_from_params(self))
+        info = self.engine.info
+        self.view = ViewProcessor(view_config_from_values(view_values(self)), info.metric,
+                                  (info.min_depth, info.max_depth))
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+
+        self.rejections = ReasonCounter()
+        self.frames_in = 0
+        self.frames_out = 0
+        self.timing = {k: RollingStats() for k in ("e2e_ms", "infer_ms", "preprocess_ms",
+                                                   "post_ms", "publish_ms")}
+        self._infos: collections.OrderedDict[int, CameraInfo] = collections.OrderedDict()
+        self._pending: Image | None = None
+        self._last_stamp_ns: int | None = None
+
+        overrides = QoSOverridingOptions.with_default_policies()
+        qdepth = int(self.get_parameter("queue_size").value)
+        self.create_subscription(Image, "image", self._on_image, input_qos(qdepth),
+                                 qos_overriding_options=overrides)
+        self.create_subscription(CameraInfo, "camera_info", self._on_camera_info,
+                                 input_qos(max(qdepth, 5)), qos_overriding_options=overrides)
+        self.pub_depth = self.create_publisher(Image, "depth/image", OUTPUT_QOS,
+                                               qos_overriding_options=overrides)
+        self.pub_depth_info = self.create_publisher(CameraInfo, "depth/camera_info", OUTPUT_QOS,
+                                                    qos_overriding_options=overrides)
+        self.pub_conf = self.create_publisher(Image, "confidence/image", OUTPUT_QOS,
+                                              qos_overriding_options=overrides)
+        self.pub_points = self.create_publisher(PointCloud2, "points", OUTPUT_QOS,
+                                                qos_overriding_options=overrides)
+        self.pub_summary = self.create_publisher(ViewConfidence, "view_confidence", OUTPUT_QOS)
+        self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        period = float(self.get_parameter("diagnostics_period").value)
+        self.create_timer(period, self.publish_diagnostics,
+                          clock=Clock(clock_type=ClockType.STEADY_TIME))
+        desc = ", ".join(f"{k}={v}" for k, v in self.engine.describe().items())
+        self.get_logger().info(f"ready: {desc}; subscribed to {self.resolve_topic_name('image')}")
+
+    # ---------------------------------------------------------------- parameters
+    def _on_set_parameters(self, params):
+        values = view_values(self)
+        for p in params:
+            if p.name in values:
+                values[p.name] = p.value
+            if p.name == "points_decimation" and not 1 <= int(p.value) <= 64:
+                return rejected("points_decimation must be in [1, 64]")
+        try:
+            self.view.configure(view_config_from_values(values))
+        except ValueError as e:
+            return rejected(str(e))
+        return accepted()
+
+    # ---------------------------------------------------------------- inputs
+    def _on_camera_info(self, msg: CameraInfo) -> None:
+        self._infos[stamp_ns(msg.header)] = msg
+        while len(self._infos) > 50:
+            self._infos.popitem(last=False)
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            self._process(pending, msg if stamp_ns(msg.header) == stamp_ns(pending.header)
+                          else self._infos.get(stamp_ns(pending.header), msg))
+
+    def _on_image(self, msg: Image) -> None:
+        self.frames_in += 1
+        t = stamp_ns(msg.header)
+        if self._last_stamp_ns is not None and t < self._last_stamp_ns - BACKWARDS_JUMP_NS:
+            self.get_logger().warning(
+                f"image stamps jumped back by {(self._last_stamp_ns - t) / 1e9:.3f} s "
+                "(bag restarted?): clearing camera_info cache and scale state")
+            self._infos.clear()
+            self.view.reset()
+        self._last_stamp_ns = t
+        info = self._infos.get(t)
+        if info is None and self._infos:
+            info = next(reversed(self._infos.values()))  # intrinsics rarely change: use the latest
+        if info is None:
+            if self._pending is not None:
+                self._reject(InputRejected(CAMERA_INFO_MISSING, "no camera_info received on "
+                             f"{self.resolve_topic_name('camera_info')} before the next image"),
+                             self._pending)
+            self._pending = msg
+            return
+        self._process(msg, info)
+
+    def _reject(self, err: InputRejected, msg: Image) -> None:
+        if self.rejections.add(err.reason):
+            self.get_logger().warning(
+                f"rejected image (stamp {msg.header.stamp.sec}.{msg.header.stamp.nanosec:09d}, "
+                f"frame '{msg.header.frame_id}'): {err} [{self.rejections.counts[err.reason]} "
+                f"'{err.reason}' so far]")
+
+    # ---------------------------------------------------------------- processing
+    def _output_size(self, width: int, height: int) -> tuple[int, int]:
+        w = int(self.get_parameter("output_width").value) or width
+        h = int(self.get_parameter("output_height").value) or height
+        return w, h
+
+    def _process(self, msg: Image, info: CameraInfo) -> None:
+        t0 = time.perf_counter()
+        try:
+            rgb = conv.image_msg_to_rgb(msg)
+            intr_in = conv.camera_info_to_intrinsics(info, msg.width, msg.height)
+        except InputRejected as e:
+            self._reject(e, msg)
+            return
+        out_w, out_h = self._output_size(msg.width, msg.height)
+        intr_out = intr_in if (out_w, out_h) == (msg.width, msg.height) else intr_in.scaled_to(out_w, out_h)
+        eo = self.engine.infer([rgb])
+        res = self.view.process(eo.depth[0], None if eo.confidence is None else eo.confidence[0],
+                                intr_out)
+        t1 = time.perf_counter()
+        header = msg.header
+        self.pub_depth.publish(conv.depth_image_msg(header, res.depth))
+        self.pub_depth_info.publish(
+            conv.scaled_camera_info_msg(header, info, intr_in, out_w, out_h))
+        self.pub_conf.publish(conv.float_image_msg(header, res.confidence))
+        if self.get_parameter("publish_points").value:
+            s = int(self.get_parameter("points_decimation").value)
+            xyz = backproject(res.depth, intr_out, stride=s)
+            colors = None
+            if self.get_parameter("points_rgb").value:
+                src = rgb if (out_w, out_h) == (msg.width, msg.height) else resize_nearest(rgb, out_h, out_w)
+                colors = src[::s, ::s]
+            self.pub_points.publish(conv.pointcloud_msg(header, pack_points(xyz, colors)))
+        self.pub_summary.publish(self._summary(header, res, eo.infer_ms))
+        t2 = time.perf_counter()
+        self.frames_out += 1
+        e2e = (t2 - t0) * 1e3
+        self.timing["e2e_ms"].add(e2e)
+        self.timing["infer_ms"].add(eo.infer_ms)
+        self.timing["preprocess_ms"].add(eo.preprocess_ms)
+        self.timing["post_ms"].add((t1 - t0) * 1e3 - eo.infer_ms - eo.preprocess_ms)
+        self.timing["publish_ms"].add((t2 - t1) * 1e3)
+
+    def _summary(self, header, res, infer_ms: float) -> ViewConfidence:
+        d = self.engine.describe()
+        return ViewConfidence(
+            header=header, camera_frame=header.frame_id, model=self.engine.config.model,
+            backend=d.get("backend", ""), mean_confidence=res.mean_confidence,
+            valid_fraction=res.valid_fraction, depth_scale=float(res.scale.scale),
+            scale_source=res.scale.source, min_depth=res.min_depth, median_depth=res.median_depth,
+            max_depth=res.max_depth, inference_time_ms=float(infer_ms))
+
+    # ---------------------------------------------------------------- diagnostics
+    def publish_diagnostics(self) -> None:
+        st = DiagnosticStatus(name=f"{self.get_fully_qualified_name()}: depth",
+                              hardware_id=self.engine.config.device)
+        values = {"frames_in": self.frames_in, "frames_out": self.frames_out,
+                  "rejected_total": self.rejections.total(),
+                  "waiting_for_camera_info": int(self._pending is not None)}
+        values.update({f"rejected.{k}": v for k, v in self.rejections.as_dict().items()})
+        for k, s in self.timing.items():
+            values[f"{k}.mean"] = round(s.mean(), 3)
+        values.update({f"engine.{k}": v for k, v in self.engine.describe().items()})
+        st.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
+        if self._pending is not None and not self._infos:
+            st.level, st.message = DiagnosticStatus.WARN, "waiting for camera_info"
+        elif self.rejections.total():
+            st.level = DiagnosticStatus.WARN
+            st.message = "rejected inputs: " + ", ".join(f"{k}={v}" for k, v in
+                                                         self.rejections.as_dict().items())
+        elif self.frames_in == 0:
+            st.level, st.message = DiagnosticStatus.OK, "no images received yet"
+        else:
+            st.level, st.message = DiagnosticStatus.OK, "ok"
+        arr = DiagnosticArray(status=[st])
+        arr.header.stamp = self.get_clock().now().to_msg()
+        self.pub_diag.publish(arr)
+
+
+def main(argv=None) -> int:
+    """Entry point: ``bore-depth-mono-node --ros-args --params-file config/mono.yaml``."""
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+
+    rclpy.init(args=argv if argv is not None else sys.argv)
+    try:
+        node = MonoDepthNode()
+    except Exception as e:  # a bad checkpoint, model, backend or input size: say which and exit
+        rclpy.logging.get_logger("bore_depth_mono").fatal(f"cannot start: {type(e).__name__}: {e}")
+        rclpy.try_shutdown()
+        return 2
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Synthetic inputs with ground truth for demos and tests."""

@@ -1,0 +1,23 @@
+"""Test-session set-up: isolate ROS 2 traffic before rclpy is imported anywhere.
+
+Every process started by the tests inherits these variables: DDS discovery stays on this machine
+(LOCALHOST: the node processes and the test process talk over loopback / shared memory), each
+test session gets its own ROS_DOMAIN_ID, logs go to a temporary folder, and the project's Fast DDS
+profile is used for large messages.
+"""
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+os.environ.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 100))
+os.environ["ROS_LOG_DIR"] = tempfile.mkdtemp(prefix="bore_depth_ros_test_logs_")
+os.environ.setdefault("FASTRTPS_DEFAULT_PROFILES_FILE", str(REPO / "config" / "fastdds_profile.xml"))
+os.environ["RCUTILS_COLORIZED_OUTPUT"] = "0"
+os.environ["RCUTILS_LOGGING_BUFFERED_STREAM"] = "0"
+os.environ.setdefault("BORE_DEPTH_CACHE", tempfile.mkdtemp(prefix="bore_depth_ros_test_cache_"))
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
