@@ -1,6 +1,8 @@
 """The mono node, started through its own entry point in a separate process, over real ROS 2."""
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 import rclpy
@@ -78,14 +80,26 @@ def client_and_node(ros, tmp_path, request, structured_weights):
 
 
 def send(client, ex, rgb, encoding, sec, pad=0, info=True, timeout=30.0):
+    """Publish one frame; wait for all its outputs. Inputs are best effort (sensor QoS), so a
+    frame that produced nothing after a few seconds is published again (same stamp)."""
     stamp = Time(sec=sec, nanosec=123_000_000)
     data, step = encode_image(rgb, encoding, pad)
-    if info:
-        client.pub_info.publish(camera_info(W, H, FRAME, FX, FY, CX, CY, stamp))
-    client.pub_image.publish(image_msg(data, W, H, step, encoding, FRAME, stamp))
-    if timeout:
-        assert spin_until(ex, lambda: client.complete(stamp), timeout), \
-            f"no complete output for stamp {sec}: got {list(client.received.get((sec, 123_000_000), {}))}"
+
+    def publish():
+        if info:
+            client.pub_info.publish(camera_info(W, H, FRAME, FX, FY, CX, CY, stamp))
+        client.pub_image.publish(image_msg(data, W, H, step, encoding, FRAME, stamp))
+
+    publish()
+    if not timeout:
+        return stamp
+    deadline = time.monotonic() + timeout
+    while not spin_until(ex, lambda: client.complete(stamp), min(5.0, timeout)):
+        assert time.monotonic() < deadline, (
+            f"no complete output for stamp {sec}: got "
+            f"{list(client.received.get((sec, 123_000_000), {}))}; node diagnostics "
+            f"{client.latest_diagnostic_values(client.ns)}")
+        publish()
     return stamp
 
 
