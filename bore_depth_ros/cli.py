@@ -18,6 +18,17 @@ def main(argv=None) -> int:
     p.add_argument("--height", type=int, default=240)
     p.add_argument("--scale-mode", default="ground_plane", choices=["fixed", "ground_plane"])
 
+    p = sub.add_parser("play", help="publish a rosbag2 file over ROS 2 with /clock (use_sim_time)")
+    p.add_argument("bag")
+    p.add_argument("--rate", type=float, default=1.0, help="playback speed factor")
+    p.add_argument("--clock-hz", type=float, default=100.0, help="/clock rate (0 = no /clock)")
+    p.add_argument("--topics", nargs="*", help="only these topics")
+    p.add_argument("--wait-for", nargs="*", default=[], metavar="TOPIC",
+                   help="wait until these topics have subscribers before playing")
+    p.add_argument("--wait-timeout", type=float, default=30.0)
+    p.add_argument("--loop", action="store_true")
+    p.add_argument("--no-progress", action="store_true")
+
     p = sub.add_parser("bench", help="measure model time, node overhead, backends (ratios)")
     p.add_argument("--frames", type=int, default=20)
     p.add_argument("--height", type=int, default=256)
@@ -37,6 +48,12 @@ def main(argv=None) -> int:
 
         run_demo(args.out, args.frames, args.backend, args.weights, args.width, args.height,
                  args.scale_mode)
+        return 0
+    if args.command == "play":
+        from .ros.bag_player import run_play
+
+        run_play(args.bag, args.rate, args.clock_hz, args.topics, args.wait_for,
+                 args.wait_timeout, args.loop, not args.no_progress)
         return 0
     if args.command == "bench":
         from .bench import run_mono_bench

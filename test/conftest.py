@@ -21,3 +21,28 @@ os.environ["RCUTILS_LOGGING_BUFFERED_STREAM"] = "0"
 os.environ.setdefault("BORE_DEPTH_CACHE", tempfile.mkdtemp(prefix="bore_depth_ros_test_cache_"))
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+import pytest  # noqa: E402  (after the environment is set)
+
+
+@pytest.fixture(scope="session")
+def structured_weights(tmp_path_factory):
+    """An official-layout Lightning checkpoint whose output varies strongly across the image.
+
+    An untrained network predicts almost constant depth; amplifying the last convolution makes
+    depth (and so confidence) vary, so thresholding and masking are really exercised. Loading it
+    also exercises the node's strict checkpoint path.
+    """
+    import torch
+
+    from bore_depth_ros.models import create_model
+    from bore_depth_ros.models.checkpoint import save_lightning_checkpoint
+
+    torch.manual_seed(0)
+    model = create_model("bore_depth").eval()
+    with torch.no_grad():
+        model.decoder.dispconvs[0].conv.weight.mul_(40.0)
+    path = tmp_path_factory.mktemp("weights") / "structured.ckpt"
+    save_lightning_checkpoint(model, path)
+    return str(path)

@@ -22,28 +22,6 @@ DECIMATION = 2
 SCALE = 2.5
 
 
-@pytest.fixture(scope="session")
-def structured_weights(tmp_path_factory):
-    """An official-layout Lightning checkpoint whose output varies strongly across the image.
-
-    An untrained network predicts almost constant depth; amplifying the last convolution makes
-    depth (and so confidence) vary, so thresholding and masking are really exercised. Loading it
-    also exercises the node's strict checkpoint path.
-    """
-    import torch
-
-    from bore_depth_ros.models import create_model
-    from bore_depth_ros.models.checkpoint import save_lightning_checkpoint
-
-    torch.manual_seed(0)
-    model = create_model("bore_depth").eval()
-    with torch.no_grad():
-        model.decoder.dispconvs[0].conv.weight.mul_(40.0)
-    path = tmp_path_factory.mktemp("weights") / "structured.ckpt"
-    save_lightning_checkpoint(model, path)
-    return str(path)
-
-
 @pytest.fixture(scope="module")
 def ros():
     rclpy.init()
