@@ -83,15 +83,30 @@ class BagPlayer(Node):
         self.start_ns = self._reader.start_time
         self.end_ns = self._reader.end_time
 
-    def wait_for_subscribers(self, topics: list[str], timeout: float) -> list[str]:
-        """Wait until every topic has a subscriber; returns the topics still without one."""
+    def wait_for_subscribers(self, topics: list[str], timeout: float,
+                             settle: float = 0.5) -> list[str]:
+        """Wait until every topic has a matched subscriber; returns the topics still without one.
+
+        Discovery is asymmetric: our writer may see a reader before that reader has matched our
+        writer, and a best-effort reader drops data from writers it does not know yet. So after
+        the match, wait ``settle`` seconds more (what ``ros2 bag play --delay`` is used for).
+        """
         deadline = time.monotonic() + timeout
-        missing = list(topics)
+
+        def unmatched():
+            return [t for t in topics if (self._topic_pubs[t].get_subscription_count() == 0
+                                          if t in self._topic_pubs else
+                                          self.count_subscribers(t) == 0)]
+
+        missing = unmatched()
         while missing and time.monotonic() < deadline:
-            missing = [t for t in missing if self.count_subscribers(t) == 0]
-            if missing:
-                self.publish_clock(self.start_ns)
-                time.sleep(0.05)
+            self.publish_clock(self.start_ns)
+            time.sleep(0.05)
+            missing = unmatched()
+        settle_end = time.monotonic() + settle
+        while time.monotonic() < settle_end:
+            self.publish_clock(self.start_ns)
+            time.sleep(0.05)
         return missing
 
     def publish_clock(self, t_ns: int) -> None:

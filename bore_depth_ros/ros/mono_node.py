@@ -10,44 +10,26 @@ The class can share a process, an executor and a loaded ``DepthEngine`` with oth
 """
 from __future__ import annotations
 
-import collections
 import sys
 import time
 
-import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.qos_overriding_options import QoSOverridingOptions
-from rclpy.qos import (QoSHistoryPolicy, QoSProfile, QoSReliabilityPolicy,
-                       qos_profile_sensor_data)
 from rcl_interfaces.msg import ParameterDescriptor
-from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from sensor_msgs.msg import CameraInfo, Image
 
 from ..core.errors import CAMERA_INFO_MISSING, InputRejected
 from ..core.pipeline import DepthEngine, ViewProcessor
-from ..core.pointcloud import backproject, pack_points
-from ..core.resize import resize_nearest
 from ..core.stats import ReasonCounter, RollingStats
-from ..msg import ViewConfidence
 from . import conversions as conv
+from .view_io import CameraInfoCache, ViewOutputs, input_qos, stamp_ns
 from .params import (declare_engine_params, declare_view_params, engine_config_from_params,
                      accepted, rejected, view_config_from_values, view_values)
 
-OUTPUT_QOS = QoSProfile(history=QoSHistoryPolicy.KEEP_LAST, depth=5,
-                        reliability=QoSReliabilityPolicy.RELIABLE)
 BACKWARDS_JUMP_NS = 1_000_000_000  # a stamp this far behind the previous one means a restart
-
-
-def stamp_ns(header) -> int:
-    return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
-
-
-def input_qos(depth: int) -> QoSProfile:
-    q = QoSProfile(**{k: getattr(qos_profile_sensor_data, k) for k in
-                      ("history", "reliability", "durability")}, depth=depth)
-    return q
 
 
 class MonoDepthNode(Node):
@@ -84,7 +66,7 @@ class MonoDepthNode(Node):
         self.frames_out = 0
         self.timing = {k: RollingStats() for k in ("e2e_ms", "infer_ms", "preprocess_ms",
                                                    "post_ms", "publish_ms")}
-        self._infos: collections.OrderedDict[int, CameraInfo] = collections.OrderedDict()
+        self._infos = CameraInfoCache()
         self._pending: Image | None = None
         self._last_stamp_ns: int | None = None
 
@@ -94,15 +76,7 @@ class MonoDepthNode(Node):
                                  qos_overriding_options=overrides)
         self.create_subscription(CameraInfo, "camera_info", self._on_camera_info,
                                  input_qos(max(qdepth, 5)), qos_overriding_options=overrides)
-        self.pub_depth = self.create_publisher(Image, "depth/image", OUTPUT_QOS,
-                                               qos_overriding_options=overrides)
-        self.pub_depth_info = self.create_publisher(CameraInfo, "depth/camera_info", OUTPUT_QOS,
-                                                    qos_overriding_options=overrides)
-        self.pub_conf = self.create_publisher(Image, "confidence/image", OUTPUT_QOS,
-                                              qos_overriding_options=overrides)
-        self.pub_points = self.create_publisher(PointCloud2, "points", OUTPUT_QOS,
-                                                qos_overriding_options=overrides)
-        self.pub_summary = self.create_publisher(ViewConfidence, "view_confidence", OUTPUT_QOS)
+        self.outputs = ViewOutputs(self)
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         period = float(self.get_parameter("diagnostics_period").value)
         self.create_timer(period, self.publish_diagnostics,
@@ -126,13 +100,10 @@ class MonoDepthNode(Node):
 
     # ---------------------------------------------------------------- inputs
     def _on_camera_info(self, msg: CameraInfo) -> None:
-        self._infos[stamp_ns(msg.header)] = msg
-        while len(self._infos) > 50:
-            self._infos.popitem(last=False)
+        self._infos.add(msg)
         if self._pending is not None:
             pending, self._pending = self._pending, None
-            self._process(pending, msg if stamp_ns(msg.header) == stamp_ns(pending.header)
-                          else self._infos.get(stamp_ns(pending.header), msg))
+            self._process(pending, self._infos.for_stamp(stamp_ns(pending.header)))
 
     def _on_image(self, msg: Image) -> None:
         self.frames_in += 1
@@ -144,9 +115,7 @@ class MonoDepthNode(Node):
             self._infos.clear()
             self.view.reset()
         self._last_stamp_ns = t
-        info = self._infos.get(t)
-        if info is None and self._infos:
-            info = next(reversed(self._infos.values()))  # intrinsics rarely change: use the latest
+        info = self._infos.for_stamp(t)
         if info is None:
             if self._pending is not None:
                 self._reject(InputRejected(CAMERA_INFO_MISSING, "no camera_info received on "
@@ -183,20 +152,10 @@ class MonoDepthNode(Node):
         res = self.view.process(eo.depth[0], None if eo.confidence is None else eo.confidence[0],
                                 intr_out)
         t1 = time.perf_counter()
-        header = msg.header
-        self.pub_depth.publish(conv.depth_image_msg(header, res.depth))
-        self.pub_depth_info.publish(
-            conv.scaled_camera_info_msg(header, info, intr_in, out_w, out_h))
-        self.pub_conf.publish(conv.float_image_msg(header, res.confidence))
-        if self.get_parameter("publish_points").value:
-            s = int(self.get_parameter("points_decimation").value)
-            xyz = backproject(res.depth, intr_out, stride=s)
-            colors = None
-            if self.get_parameter("points_rgb").value:
-                src = rgb if (out_w, out_h) == (msg.width, msg.height) else resize_nearest(rgb, out_h, out_w)
-                colors = src[::s, ::s]
-            self.pub_points.publish(conv.pointcloud_msg(header, pack_points(xyz, colors)))
-        self.pub_summary.publish(self._summary(header, res, eo.infer_ms))
+        self.outputs.publish(
+            msg, info, intr_in, intr_out, rgb, res, eo.infer_ms, self.engine.config.model,
+            self.engine.backend.name, int(self.get_parameter("points_decimation").value),
+            self.get_parameter("publish_points").value, self.get_parameter("points_rgb").value)
         t2 = time.perf_counter()
         self.frames_out += 1
         e2e = (t2 - t0) * 1e3
@@ -205,15 +164,6 @@ class MonoDepthNode(Node):
         self.timing["preprocess_ms"].add(eo.preprocess_ms)
         self.timing["post_ms"].add((t1 - t0) * 1e3 - eo.infer_ms - eo.preprocess_ms)
         self.timing["publish_ms"].add((t2 - t1) * 1e3)
-
-    def _summary(self, header, res, infer_ms: float) -> ViewConfidence:
-        d = self.engine.describe()
-        return ViewConfidence(
-            header=header, camera_frame=header.frame_id, model=self.engine.config.model,
-            backend=d.get("backend", ""), mean_confidence=res.mean_confidence,
-            valid_fraction=res.valid_fraction, depth_scale=float(res.scale.scale),
-            scale_source=res.scale.source, min_depth=res.min_depth, median_depth=res.median_depth,
-            max_depth=res.max_depth, inference_time_ms=float(infer_ms))
 
     # ---------------------------------------------------------------- diagnostics
     def publish_diagnostics(self) -> None:
@@ -227,7 +177,7 @@ class MonoDepthNode(Node):
             values[f"{k}.mean"] = round(s.mean(), 3)
         values.update({f"engine.{k}": v for k, v in self.engine.describe().items()})
         st.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
-        if self._pending is not None and not self._infos:
+        if self._pending is not None and not len(self._infos):
             st.level, st.message = DiagnosticStatus.WARN, "waiting for camera_info"
         elif self.rejections.total():
             st.level = DiagnosticStatus.WARN
