@@ -18,6 +18,11 @@ def main(argv=None) -> int:
     p.add_argument("--height", type=int, default=240)
     p.add_argument("--scale-mode", default="ground_plane", choices=["fixed", "ground_plane"])
 
+    from .sim.recording import add_synth_arguments
+
+    add_synth_arguments(sub.add_parser(
+        "synth", help="render a synthetic camera-rig recording with ground truth (rosbag2)"))
+
     p = sub.add_parser("play", help="publish a rosbag2 file over ROS 2 with /clock (use_sim_time)")
     p.add_argument("bag")
     p.add_argument("--rate", type=float, default=1.0, help="playback speed factor")
@@ -49,6 +54,10 @@ def main(argv=None) -> int:
         run_demo(args.out, args.frames, args.backend, args.weights, args.width, args.height,
                  args.scale_mode)
         return 0
+    if args.command == "synth":
+        from .sim.recording import run_synth
+
+        return run_synth(args)
     if args.command == "play":
         from .ros.bag_player import run_play
 

@@ -1,0 +1,474 @@
+"""A seeded street scene in pybullet (CPU TinyRenderer) with exact depth, semantics and lidar rays.
+
+World frame: REP 103 (x forward along the road, y left, z up), ground at z = 0. The road runs
+along +x centred on y = 0; the ego lane is the right one (y = -road_width / 4).
+
+Projection convention (checked by the tests): TinyRenderer samples pixel column i at viewport
+x = i exactly (not i + 0.5 as OpenGL) and flips rows afterwards, so a ROS pinhole camera
+(u = fx * x / z + cx, pixel centres at integer u) needs the OpenGL-style matrix
+    P[0,0] = 2 fx / W,  P[0,2] = 1 - 2 cx / W,
+    P[1,1] = 2 fy / H,  P[1,2] = 2 (cy + 1) / H - 1,
+    P[2,2] = -(f + n) / (f - n),  P[2,3] = -2 f n / (f - n),  P[3,2] = -1
+with eye coordinates (x right, y up, z backwards) = diag(1, -1, -1) @ optical coordinates.
+"""
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pybullet as p
+from PIL import Image
+
+from ..core.camera import Intrinsics
+from ..core.transforms import Transform, matrix_to_quat, rotation_z
+
+SKY, GROUND, BUILDING, VEHICLE, POLE, SPHERE = range(6)
+# Lidar return strength per semantic class (lane paint is not modelled).
+_REFLECTIVITY = np.array([0.0, 0.25, 0.45, 0.8, 0.6, 0.5], np.float32)
+_EYE_FROM_OPTICAL = np.diag([1.0, -1.0, -1.0])
+_SKY_HORIZON = np.array([205.0, 218.0, 235.0])
+_SKY_ZENITH = np.array([105.0, 145.0, 215.0])
+_RAY_CHUNK = 8192  # rayTestBatch returns nothing for 16384 rays or more
+
+
+@dataclass(frozen=True)
+class SceneConfig:
+    """Street layout parameters; objects fill x in [-40, length] (behind and ahead of the start)."""
+
+    seed: int = 0
+    length: float = 80.0
+    density: float = 1.0
+    road_width: float = 8.0
+
+
+def projection_matrix(intr: Intrinsics, near: float, far: float) -> np.ndarray:
+    """4x4 OpenGL-style projection making TinyRenderer follow the ROS pixel-centre convention."""
+    w, h = intr.width, intr.height
+    m = np.zeros((4, 4))
+    m[0, 0] = 2.0 * intr.fx / w
+    m[0, 2] = 1.0 - 2.0 * intr.cx / w
+    m[1, 1] = 2.0 * intr.fy / h
+    m[1, 2] = 2.0 * (intr.cy + 1.0) / h - 1.0
+    m[2, 2] = -(far + near) / (far - near)
+    m[2, 3] = -2.0 * far * near / (far - near)
+    m[3, 2] = -1.0
+    return m
+
+
+def view_matrix(world_from_optical: Transform) -> np.ndarray:
+    """4x4 world -> OpenGL eye matrix of a camera with the given optical-frame pose."""
+    r = _EYE_FROM_OPTICAL @ world_from_optical.rotation.T
+    m = np.eye(4)
+    m[:3, :3] = r
+    m[:3, 3] = -r @ world_from_optical.translation
+    return m
+
+
+def _gl(m: np.ndarray) -> list[float]:
+    return m.T.reshape(-1).tolist()  # pybullet takes column-major matrices
+
+
+def _box_mesh(half, tile=None):
+    """Vertices, normals, uvs, indices of a box; uvs in metres / tile when given, else 0..1 per face."""
+    ext = np.asarray(half, np.float64)
+    verts, norms, uvs, idx = [], [], [], []
+    # (normal axis, sign, in-plane axes a and b)
+    for axis, sign, a, b in ((0, 1, 1, 2), (0, -1, 1, 2), (1, 1, 0, 2), (1, -1, 0, 2),
+                             (2, 1, 0, 1), (2, -1, 0, 1)):
+        base = len(verts)
+        for ua, vb in ((0, 0), (1, 0), (1, 1), (0, 1)):
+            q = np.zeros(3)
+            q[axis] = sign * ext[axis]
+            q[a] = (2 * ua - 1) * ext[a]
+            q[b] = (2 * vb - 1) * ext[b]
+            n = np.zeros(3)
+            n[axis] = sign
+            verts.append(q.tolist())
+            norms.append(n.tolist())
+            if tile is None:
+                uvs.append([float(ua), float(vb)])
+            else:
+                uvs.append([ua * 2 * ext[a] / tile[0], vb * 2 * ext[b] / tile[1]])
+        # TinyRenderer culls back faces: wind counter-clockwise seen from outside
+        if sign * np.cross(np.eye(3)[a], np.eye(3)[b])[axis] > 0:
+            idx += [base, base + 1, base + 2, base, base + 2, base + 3]
+        else:
+            idx += [base, base + 2, base + 1, base, base + 3, base + 2]
+    return verts, norms, uvs, idx
+
+
+def _grid_mesh(x0, x1, y0, y1, cell, tile, uv_origin):
+    """Horizontal quad grid at z = 0 with uvs (y - oy) / tile_y, (x - ox) / tile_x (kept positive)."""
+    xs = np.linspace(x0, x1, max(2, int(np.ceil((x1 - x0) / cell)) + 1))
+    ys = np.linspace(y0, y1, max(2, int(np.ceil((y1 - y0) / cell)) + 1))
+    verts, uvs = [], []
+    for x in xs:
+        for y in ys:
+            verts.append([float(x), float(y), 0.0])
+            uvs.append([(y - uv_origin[1]) / tile[1], (x - uv_origin[0]) / tile[0]])
+    ny = len(ys)
+    idx = []
+    for i in range(len(xs) - 1):
+        for j in range(ny - 1):
+            a, b, c, d = i * ny + j, i * ny + j + 1, (i + 1) * ny + j + 1, (i + 1) * ny + j
+            idx += [a, c, b, a, d, c]  # counter-clockwise seen from above
+    return verts, [[0.0, 0.0, 1.0]] * len(verts), uvs, idx
+
+
+# --- procedural textures (uint8 RGB, light so that rgba tints act as colours) -------------------
+
+def _smooth_noise(rng, h, w, cells):
+    """Value noise: a coarse random grid upsampled bilinearly to (h, w), values in [0, 1]."""
+    ch, cw = max(2, h // cells), max(2, w // cells)
+    g = rng.random((ch + 1, cw + 1))
+    yy = np.linspace(0, ch, h, endpoint=False)
+    xx = np.linspace(0, cw, w, endpoint=False)
+    y0, x0 = yy.astype(int), xx.astype(int)
+    fy, fx = (yy - y0)[:, None], (xx - x0)[None, :]
+    top = g[y0][:, x0] * (1 - fx) + g[y0][:, x0 + 1] * fx
+    bot = g[y0 + 1][:, x0] * (1 - fx) + g[y0 + 1][:, x0 + 1] * fx
+    return top * (1 - fy) + bot * fy
+
+
+def _to_rgb(gray, tint=(1.0, 1.0, 1.0)):
+    return np.clip(gray[..., None] * np.asarray(tint)[None, None, :], 0, 255).astype(np.uint8)
+
+
+def road_texture(rng, road_width, span, tile_len, px_per_m=32):
+    """Road strip across y in [-span/2, span/2] (columns) repeating every tile_len along x (rows)."""
+    h, w = int(tile_len * px_per_m), int(span * px_per_m)
+    y = (np.arange(w) + 0.5) / px_per_m - span / 2
+    x = (np.arange(h) + 0.5) / px_per_m
+    asphalt = 70 + 25 * _smooth_noise(rng, h, w, 24) + 18 * rng.random((h, w))
+    img = np.repeat(asphalt[..., None], 3, axis=2)
+    ay = np.abs(y)[None, :].repeat(h, 0)
+    half = road_width / 2
+    walk = ay > half + 2.4
+    paving = 175 + 20 * _smooth_noise(rng, h, w, 8) + 10 * rng.random((h, w))
+    joints = ((x[:, None] % 1.5) < 0.05) | ((ay % 1.5) < 0.05)
+    paving = np.where(joints, paving - 60, paving)
+    img[walk] = np.stack([paving, paving * 0.97, paving * 0.92], -1)[walk]
+    kerb = (ay > half + 2.25) & (ay <= half + 2.4)
+    img[kerb] = 215
+    edge = np.abs(ay - (half - 0.3)) < 0.08
+    img[edge] = 235
+    dash = (np.abs(y)[None, :] < 0.07) & ((x[:, None] % 8.0) < 4.0)
+    img[dash] = 235
+    park = (np.abs(ay - (half + 0.0)) < 0.05) & ((x[:, None] % 6.0) < 0.6)
+    img[park] = 225
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def terrain_texture(rng, size=256):
+    g = 150 + 60 * _smooth_noise(rng, size, size, 16) + 30 * rng.random((size, size))
+    return _to_rgb(g, (0.75, 0.95, 0.6))
+
+
+def facade_texture(rng, size=256):
+    """Wall with a window grid; the tile is 12 m x 12.8 m (4 bays, 4 floors)."""
+    wall = 200 + 30 * _smooth_noise(rng, size, size, 12) + 15 * rng.random((size, size))
+    img = np.repeat(wall[..., None], 3, axis=2)
+    u = (np.arange(size) + 0.5) / size * 12.0
+    v = (np.arange(size) + 0.5) / size * 12.8
+    win_w, win_h = rng.uniform(0.9, 1.8), rng.uniform(1.2, 2.0)
+    win = (np.abs(u % 3.0 - 1.5)[None, :] < win_w / 2) & (np.abs(v % 3.2 - 1.6)[:, None] < win_h / 2)
+    glass = 60 + 50 * _smooth_noise(rng, size, size, 4)
+    img[win] = np.stack([glass * 0.8, glass * 0.9, glass * 1.15], -1)[win]
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def vehicle_texture(rng, size=128):
+    """Side view: paint, a dark window band in the upper part, dark wheel arches."""
+    paint = 215 + 25 * _smooth_noise(rng, size, size, 8)
+    img = np.repeat(paint[..., None], 3, axis=2)
+    vv, uu = np.mgrid[0:size, 0:size] / size
+    top = rng.uniform(0.1, 0.2)
+    band = (vv > top) & (vv < top + rng.uniform(0.25, 0.35)) & (uu > 0.12) & (uu < 0.88)
+    img[band] = (50, 55, 65)
+    for cu in (0.2, 0.8):
+        img[(uu - cu) ** 2 + (vv - 0.95) ** 2 < 0.11 ** 2] = 30
+    img[np.abs(vv - (top + 0.45)) < 0.01] = 120
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def pattern_texture(rng, size=128):
+    """Stripes, checkers or blotches."""
+    vv, uu = np.mgrid[0:size, 0:size] / size
+    kind = rng.integers(3)
+    if kind == 0:
+        g = np.where((vv * rng.integers(3, 9)) % 1.0 < 0.5, 235.0, 120.0)
+    elif kind == 1:
+        k = rng.integers(3, 8)
+        g = np.where(((np.floor(uu * k) + np.floor(vv * k)) % 2) == 0, 235.0, 110.0)
+    else:
+        g = 120 + 120 * (_smooth_noise(rng, size, size, 6) > 0.5)
+    g = g - 25 * rng.random((size, size))
+    return _to_rgb(g)
+
+
+class PybulletWorld:
+    """A pybullet DIRECT client holding a street scene (or an empty world with ``config=None``).
+
+    ``body_classes`` maps body ids to semantic classes (``rig.SEMANTIC_CLASSES``).
+    """
+
+    def __init__(self, config: SceneConfig | None = SceneConfig(),
+                 light_direction=(0.4, 0.25, 1.0)):
+        self.config = config
+        self.light_direction = [float(v) for v in light_direction]
+        self.client = p.connect(p.DIRECT)
+        if self.client < 0:
+            raise RuntimeError("could not start a pybullet DIRECT client")
+        self.body_classes: dict[int, int] = {}
+        self._lut: np.ndarray | None = None
+        self._tmp = tempfile.TemporaryDirectory(prefix="bore_depth_textures_")
+        self._n_textures = 0
+        try:
+            if config is not None:
+                self._build(config)
+        except BaseException:
+            self.close()
+            raise
+
+    def __enter__(self) -> "PybulletWorld":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self.client is not None and self.client >= 0:
+            p.disconnect(physicsClientId=self.client)
+        self.client = None
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    # --- scene construction -------------------------------------------------------------------
+
+    def load_texture(self, rgb: np.ndarray) -> int:
+        """Register an (H, W, 3) uint8 image as a pybullet texture (written as a temporary PNG)."""
+        path = Path(self._tmp.name) / f"tex_{self._n_textures:04d}.png"
+        self._n_textures += 1
+        Image.fromarray(np.ascontiguousarray(rgb, np.uint8)).save(path)
+        tex = p.loadTexture(str(path), physicsClientId=self.client)
+        if tex < 0:
+            raise RuntimeError(f"pybullet could not load texture {path}")
+        return tex
+
+    def _add_body(self, collision: int, visual: int, position, yaw: float, semantic: int,
+                  rgba=(1.0, 1.0, 1.0, 1.0), texture: int | None = None) -> int:
+        quat = matrix_to_quat(rotation_z(yaw))
+        body = p.createMultiBody(baseMass=0, baseCollisionShapeIndex=collision,
+                                 baseVisualShapeIndex=visual, basePosition=[float(v) for v in position],
+                                 baseOrientation=list(quat), physicsClientId=self.client)
+        if body < 0:
+            raise RuntimeError("pybullet could not create a body")
+        if visual >= 0:
+            kwargs = {"rgbaColor": [float(c) for c in rgba]}
+            if texture is not None:
+                kwargs["textureUniqueId"] = texture
+            p.changeVisualShape(body, -1, physicsClientId=self.client, **kwargs)
+        self.body_classes[body] = semantic
+        self._lut = None
+        return body
+
+    def add_box(self, center, half_extents, yaw: float = 0.0, semantic: int = BUILDING,
+                rgba=(0.8, 0.8, 0.8, 1.0), texture: int | None = None, texture_tile=None) -> int:
+        """A static box (yaw in radians about z); ``texture_tile`` (metres) repeats the texture."""
+        half = [float(v) for v in half_extents]
+        verts, norms, uvs, idx = _box_mesh(half, texture_tile)
+        vis = p.createVisualShape(p.GEOM_MESH, vertices=verts, indices=idx, uvs=uvs, normals=norms,
+                                  physicsClientId=self.client)
+        col = p.createCollisionShape(p.GEOM_BOX, halfExtents=half, physicsClientId=self.client)
+        return self._add_body(col, vis, center, yaw, semantic, rgba, texture)
+
+    def add_cylinder(self, base, radius: float, height: float, semantic: int = POLE,
+                     rgba=(0.6, 0.6, 0.6, 1.0), texture: int | None = None) -> int:
+        """A vertical cylinder standing at ``base`` (x, y, z of its bottom centre)."""
+        vis = p.createVisualShape(p.GEOM_CYLINDER, radius=radius, length=height,
+                                  physicsClientId=self.client)
+        col = p.createCollisionShape(p.GEOM_CYLINDER, radius=radius, height=height,
+                                     physicsClientId=self.client)
+        centre = (base[0], base[1], base[2] + height / 2)
+        return self._add_body(col, vis, centre, 0.0, semantic, rgba, texture)
+
+    def add_sphere(self, center, radius: float, semantic: int = SPHERE,
+                   rgba=(0.7, 0.7, 0.7, 1.0), texture: int | None = None) -> int:
+        vis = p.createVisualShape(p.GEOM_SPHERE, radius=radius, physicsClientId=self.client)
+        col = p.createCollisionShape(p.GEOM_SPHERE, radius=radius, physicsClientId=self.client)
+        return self._add_body(col, vis, center, 0.0, semantic, rgba, texture)
+
+    def _add_ground(self, rng, cfg: SceneConfig, x0: float, x1: float) -> None:
+        half = cfg.road_width / 2
+        strip = half + 6.0         # road, parking strip and sidewalk
+        outer = strip + 60.0
+        tile_len = 16.0
+        road_tex = self.load_texture(road_texture(rng, cfg.road_width, 2 * strip, tile_len))
+        verts, norms, uvs, idx = _grid_mesh(x0, x1, -strip, strip, 10.0, (tile_len, 2 * strip),
+                                            (x0, -strip))
+        vis = p.createVisualShape(p.GEOM_MESH, vertices=verts, indices=idx, uvs=uvs, normals=norms,
+                                  physicsClientId=self.client)
+        # Rays need collision geometry: one slab under all the ground, top face at z = 0. It belongs
+        # to the road body because pybullet renders the collision shape of a body without visuals.
+        col = p.createCollisionShape(p.GEOM_BOX, halfExtents=[(x1 - x0) / 2, outer, 0.5],
+                                     collisionFramePosition=[(x0 + x1) / 2, 0.0, -0.5],
+                                     physicsClientId=self.client)
+        self._add_body(col, vis, (0.0, 0.0, 0.0), 0.0, GROUND, texture=road_tex)
+        terrain_tex = self.load_texture(terrain_texture(rng))
+        for y0, y1 in ((strip, outer), (-outer, -strip)):
+            verts, norms, uvs, idx = _grid_mesh(x0, x1, y0, y1, 20.0, (8.0, 8.0), (x0, -outer))
+            vis = p.createVisualShape(p.GEOM_MESH, vertices=verts, indices=idx, uvs=uvs,
+                                      normals=norms, physicsClientId=self.client)
+            self._add_body(-1, vis, (0.0, 0.0, 0.0), 0.0, GROUND, rgba=(0.9, 0.9, 0.9, 1.0),
+                           texture=terrain_tex)
+
+    def _build(self, cfg: SceneConfig) -> None:
+        rng = np.random.default_rng(cfg.seed)
+        half = cfg.road_width / 2
+        x_lo, x_hi = -40.0, float(cfg.length)
+        self._add_ground(rng, cfg, x_lo - 120.0, x_hi + 120.0)
+        facades = [self.load_texture(facade_texture(rng)) for _ in range(4)]
+        paints = [self.load_texture(vehicle_texture(rng)) for _ in range(3)]
+        patterns = [self.load_texture(pattern_texture(rng)) for _ in range(4)]
+        if cfg.density <= 0:
+            return
+        gap = 1.0 / cfg.density
+
+        def colour(lo=0.35, hi=1.0):
+            return (*rng.uniform(lo, hi, 3).tolist(), 1.0)
+
+        for side in (1.0, -1.0):
+            x = x_lo + rng.uniform(0.0, 4.0)
+            while x < x_hi:                                   # buildings
+                length, depth, height = rng.uniform(6, 18), rng.uniform(6, 14), rng.uniform(4, 22)
+                setback = half + 5.0 + rng.uniform(0.0, 4.0)
+                self.add_box((x + length / 2, side * (setback + depth / 2), height / 2),
+                             (length / 2, depth / 2, height / 2), 0.0, BUILDING,
+                             colour(0.5, 1.0), facades[rng.integers(len(facades))], (12.0, 12.8))
+                x += length + rng.uniform(1.0, 6.0) * gap
+            x = x_lo + rng.uniform(0.0, 6.0)
+            while x < x_hi:                                   # parked vehicles
+                yaw = rng.normal(0, 0.05) + (0.0 if side < 0 else np.pi)   # right-hand traffic
+                self._add_vehicle(rng, x, side * (half + 1.2), yaw, paints, colour)
+                x += rng.uniform(6.0, 16.0) * gap
+            x = x_lo + rng.uniform(0.0, 8.0)
+            while x < x_hi:                                   # poles
+                r, h = rng.uniform(0.06, 0.22), rng.uniform(3.0, 8.0)
+                self.add_cylinder((x, side * (half + 2.6 + rng.uniform(0, 0.6)), 0.0), r, h, POLE,
+                                  colour(0.3, 0.9), patterns[rng.integers(len(patterns))])
+                x += rng.uniform(7.0, 16.0) * gap
+            x = x_lo + rng.uniform(0.0, 5.0)
+            while x < x_hi:                                   # spheres on the sidewalk and beyond
+                far_out = rng.random() < 0.3
+                r = rng.uniform(0.8, 2.2) if far_out else rng.uniform(0.25, 0.9)
+                y = side * (rng.uniform(half + 5.0, half + 12.0) if far_out
+                            else rng.uniform(half + 2.8 + r, half + 5.0))
+                self.add_sphere((x, y, r + (rng.uniform(0, 2.0) if rng.random() < 0.2 else 0.0)), r,
+                                SPHERE, colour(0.3, 1.0), patterns[rng.integers(len(patterns))])
+                x += rng.uniform(4.0, 10.0) * gap
+        x = x_lo + rng.uniform(0.0, 10.0)
+        while x < x_hi:                                       # oncoming lane
+            self._add_vehicle(rng, x, half / 2 + rng.normal(0, 0.15), np.pi + rng.normal(0, 0.03),
+                              paints, colour)
+            x += rng.uniform(10.0, 25.0) * gap
+        x = x_lo + rng.uniform(0.0, 6.0)
+        while x < -8.0:                                       # ego lane, only behind the start
+            self._add_vehicle(rng, x, -half / 2 + rng.normal(0, 0.15), rng.normal(0, 0.03),
+                              paints, colour)
+            x += rng.uniform(10.0, 20.0) * gap
+        for x_end in (x_lo - 15.0, x_hi + 15.0):              # closes the street at both ends
+            h = rng.uniform(10.0, 25.0)
+            self.add_box((x_end, 0.0, h / 2), (4.0, half + 25.0, h / 2), 0.0, BUILDING,
+                         colour(0.5, 1.0), facades[rng.integers(len(facades))], (12.0, 12.8))
+
+    def _add_vehicle(self, rng, x: float, y: float, yaw: float, paints, colour) -> int:
+        if rng.random() < 0.2:                                # vans and trucks
+            length, width, height = rng.uniform(6, 9), rng.uniform(2.2, 2.5), rng.uniform(2.5, 3.4)
+        else:
+            length, width, height = rng.uniform(3.8, 5.0), rng.uniform(1.7, 2.0), rng.uniform(1.4, 1.9)
+        return self.add_box((x + length / 2, y, height / 2 + 0.25), (length / 2, width / 2, height / 2),
+                            yaw, VEHICLE, colour(0.25, 1.0), paints[rng.integers(len(paints))])
+
+    # --- sensors ----------------------------------------------------------------------------------
+
+    def _class_lut(self) -> np.ndarray:
+        if self._lut is None:
+            n = max(self.body_classes, default=-1) + 2
+            lut = np.zeros(n, np.uint8)
+            for body, cls in self.body_classes.items():
+                lut[body + 1] = cls
+            self._lut = lut
+        return self._lut
+
+    def render_camera(self, world_from_optical: Transform, intr: Intrinsics, near: float = 0.1,
+                      far: float = 200.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """RGB (H, W, 3) uint8, depth (H, W) float32 metres along optical z (+inf: sky), labels uint8."""
+        w, h = intr.width, intr.height
+        _, _, rgba, zbuf, seg = p.getCameraImage(
+            w, h, viewMatrix=_gl(view_matrix(world_from_optical)),
+            projectionMatrix=_gl(projection_matrix(intr, near, far)),
+            lightDirection=self.light_direction, shadow=0, flags=0,
+            renderer=p.ER_TINY_RENDERER, physicsClientId=self.client)
+        rgb = np.asarray(rgba, np.uint8).reshape(h, w, 4)[..., :3].copy()
+        zbuf = np.asarray(zbuf, np.float64).reshape(h, w)
+        seg = np.asarray(seg, np.int64).reshape(h, w)
+        sky = seg < 0
+        depth = (far * near / (far - (far - near) * zbuf)).astype(np.float32)
+        depth[sky] = np.inf
+        lut = self._class_lut()
+        semantic = lut[np.clip(seg + 1, 0, len(lut) - 1)]
+        if sky.any():
+            rgb[sky] = self._sky_colour(world_from_optical, intr)[sky]
+        return rgb, depth, semantic
+
+    @staticmethod
+    def _sky_colour(world_from_optical: Transform, intr: Intrinsics) -> np.ndarray:
+        u = (np.arange(intr.width) - intr.cx) / intr.fx
+        v = (np.arange(intr.height) - intr.cy) / intr.fy
+        r = world_from_optical.rotation
+        # world z of the ray direction (x, y, 1) in the optical frame, normalised
+        dz = r[2, 0] * u[None, :] + r[2, 1] * v[:, None] + r[2, 2]
+        norm = np.sqrt(u[None, :] ** 2 + v[:, None] ** 2 + 1.0)
+        t = np.clip(dz / norm, 0.0, 1.0) ** 0.6
+        return (_SKY_HORIZON + (_SKY_ZENITH - _SKY_HORIZON) * t[..., None]).astype(np.uint8)
+
+    def lidar_scan(self, world_from_lidar: Transform, channels: int = 32, azimuth_steps: int = 720,
+                   vfov=(-25.0, 10.0), max_range: float = 100.0,
+                   num_threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """Points (N, 3) float32 in the lidar frame and intensities (N,) float32 of the rays that hit.
+
+        Rays go ring by ring (elevations from vfov[0] to vfov[1]), azimuth 0 = lidar x, counter-clockwise.
+        """
+        el = np.deg2rad(np.linspace(vfov[0], vfov[1], channels))
+        az = np.arange(azimuth_steps) * (2 * np.pi / azimuth_steps)
+        ce = np.cos(el)[:, None]
+        dirs = np.stack([np.broadcast_to(ce * np.cos(az), (channels, azimuth_steps)),
+                         np.broadcast_to(ce * np.sin(az), (channels, azimuth_steps)),
+                         np.broadcast_to(np.sin(el)[:, None], (channels, azimuth_steps))], -1).reshape(-1, 3)
+        dirs_world = dirs @ world_from_lidar.rotation.T
+        origin = np.asarray(world_from_lidar.translation, np.float64)
+        ends = origin + dirs_world * max_range
+        n = len(dirs)
+        ids = np.empty(n, np.int64)
+        frac = np.empty(n, np.float64)
+        normals = np.empty((n, 3), np.float64)
+        starts = np.ascontiguousarray(np.broadcast_to(origin, (min(n, _RAY_CHUNK), 3)))
+        for s in range(0, n, _RAY_CHUNK):
+            e = min(n, s + _RAY_CHUNK)
+            res = p.rayTestBatch(starts[: e - s], ends[s:e], numThreads=num_threads,
+                                 physicsClientId=self.client)
+            if len(res) != e - s:
+                raise RuntimeError(f"rayTestBatch returned {len(res)} results for {e - s} rays")
+            ids[s:e] = [r[0] for r in res]
+            frac[s:e] = [r[2] for r in res]
+            normals[s:e] = [r[4] for r in res]
+        hit = (ids >= 0) & (frac < 1.0)
+        points = (dirs[hit] * (frac[hit] * max_range)[:, None]).astype(np.float32)
+        lut = self._class_lut()
+        cls = lut[np.clip(ids[hit] + 1, 0, len(lut) - 1)]
+        cos_inc = np.abs(np.einsum("ij,ij->i", normals[hit], dirs_world[hit]))
+        intensity = (_REFLECTIVITY[cls] * (0.3 + 0.7 * cos_inc)).astype(np.float32)
+        return points, intensity
