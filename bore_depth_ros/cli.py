@@ -23,6 +23,11 @@ def main(argv=None) -> int:
     add_synth_arguments(sub.add_parser(
         "synth", help="render a synthetic camera-rig recording with ground truth (rosbag2)"))
 
+    from .replay.evaluate import add_eval_arguments
+
+    add_eval_arguments(sub.add_parser(
+        "eval", help="run the depth pipeline on a rosbag2 and compare with ground truth (offline)"))
+
     p = sub.add_parser("play", help="publish a rosbag2 file over ROS 2 with /clock (use_sim_time)")
     p.add_argument("bag")
     p.add_argument("--rate", type=float, default=1.0, help="playback speed factor")
@@ -58,6 +63,10 @@ def main(argv=None) -> int:
         from .sim.recording import run_synth
 
         return run_synth(args)
+    if args.command == "eval":
+        from .replay.evaluate import run_eval
+
+        return run_eval(args)
     if args.command == "play":
         from .ros.bag_player import run_play
 

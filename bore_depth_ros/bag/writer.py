@@ -25,9 +25,10 @@ class BagWriter:
     """``with BagWriter(path) as bag: bag.write(topic, msg, t_ns)``; connections are added lazily.
 
     The message type is taken from the rosbags message object; /tf_static is written latched.
+    ``typestore`` defaults to the Jazzy store; pass an extended copy to write custom messages.
     """
 
-    def __init__(self, path: str | Path, storage: str = "mcap"):
+    def __init__(self, path: str | Path, storage: str = "mcap", typestore=None):
         if storage not in STORAGES:
             raise ValueError(f"unknown storage '{storage}', use one of {', '.join(STORAGES)}")
         self.path = Path(path)
@@ -35,6 +36,7 @@ class BagWriter:
             raise FileExistsError(f"{self.path} exists; choose a new output path")
         self._writer = Writer(self.path, version=9, storage_plugin=STORAGES[storage])
         self._connections: dict[str, object] = {}
+        self.typestore = typestore if typestore is not None else TYPESTORE
         self.counts: dict[str, int] = {}
 
     def __enter__(self) -> "BagWriter":
@@ -48,10 +50,11 @@ class BagWriter:
         conn = self._connections.get(topic)
         if conn is None:
             latched = topic == "/tf_static" if latched is None else latched
-            conn = self._writer.add_connection(topic, msg.__msgtype__, typestore=TYPESTORE,
+            conn = self._writer.add_connection(topic, msg.__msgtype__, typestore=self.typestore,
                                                offered_qos_profiles=[offered_qos(latched)])
             self._connections[topic] = conn
-        self._writer.write(conn, int(t_ns), bytes(TYPESTORE.serialize_cdr(msg, msg.__msgtype__)))
+        self._writer.write(conn, int(t_ns),
+                           bytes(self.typestore.serialize_cdr(msg, msg.__msgtype__)))
         self.counts[topic] = self.counts.get(topic, 0) + 1
 
     def write_raw(self, topic: str, msgtype: str, data: bytes, t_ns: int,
@@ -59,7 +62,7 @@ class BagWriter:
         """Write already serialized CDR (copying topics from another bag)."""
         conn = self._connections.get(topic)
         if conn is None:
-            conn = self._writer.add_connection(topic, msgtype, typestore=TYPESTORE,
+            conn = self._writer.add_connection(topic, msgtype, typestore=self.typestore,
                                                offered_qos_profiles=[offered_qos(latched)])
             self._connections[topic] = conn
         self._writer.write(conn, int(t_ns), data)

@@ -14,7 +14,6 @@ with eye coordinates (x right, y up, z backwards) = diag(1, -1, -1) @ optical co
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +23,8 @@ from PIL import Image
 from ..core.camera import Intrinsics
 from ..core.transforms import Transform, matrix_to_quat, rotation_z
 
+from .scene_config import SceneConfig  # noqa: F401  (part of this module's API)
+
 SKY, GROUND, BUILDING, VEHICLE, POLE, SPHERE = range(6)
 # Lidar return strength per semantic class (lane paint is not modelled).
 _REFLECTIVITY = np.array([0.0, 0.25, 0.45, 0.8, 0.6, 0.5], np.float32)
@@ -31,16 +32,6 @@ _EYE_FROM_OPTICAL = np.diag([1.0, -1.0, -1.0])
 _SKY_HORIZON = np.array([205.0, 218.0, 235.0])
 _SKY_ZENITH = np.array([105.0, 145.0, 215.0])
 _RAY_CHUNK = 8192  # rayTestBatch returns nothing for 16384 rays or more
-
-
-@dataclass(frozen=True)
-class SceneConfig:
-    """Street layout parameters; objects fill x in [-40, length] (behind and ahead of the start)."""
-
-    seed: int = 0
-    length: float = 80.0
-    density: float = 1.0
-    road_width: float = 8.0
 
 
 def projection_matrix(intr: Intrinsics, near: float, far: float) -> np.ndarray:

@@ -13,7 +13,7 @@ from ..bag import messages as m
 from ..bag.writer import BagWriter
 from ..core.pointcloud import FLOAT32, PackedCloud
 from ..core.transforms import Transform, rotation_z
-from .pybullet_scene import PybulletWorld, SceneConfig
+from .scene_config import SceneConfig
 from .rig import (BASE_FRAME, LIDAR_FRAME, LIDAR_POSITION, LIDAR_TOPIC, ODOM_FRAME, CameraSpec,
                   camera_topics, rig_by_name)
 
@@ -111,6 +111,8 @@ def record(out_path: str | Path, config: RecordingConfig = RecordingConfig(),
     topics = [camera_topics(cam.name) for cam in rig]
     render_s = lidar_s = 0.0
     t_start = time.perf_counter()
+    from .pybullet_scene import PybulletWorld  # pybullet is only needed to render
+
     with PybulletWorld(scene) as world, BagWriter(out_path, config.storage) as bag:
         bag.write("/tf_static", static_transforms(rig, config.start_time_ns), config.start_time_ns)
         bar = tqdm(total=config.frames, unit="frame", file=sys.stderr, disable=not progress,

@@ -1,0 +1,389 @@
+"""Read any rosbag2 (MCAP or sqlite3) without ROS: camera discovery, TF, synchronised camera frames.
+
+``open_bag(path)`` opens a bag directory or a bare .mcap/.db3 file with ``rosbags``' AnyReader (the
+bag's own message definitions, the Jazzy typestore when it has none). ``discover_cameras`` finds
+camera streams; ``FrameSync`` streams the bag once, in log-time order, and yields one
+:class:`CameraFrame` per image with its camera_info and ground-truth depth matched by header stamp,
+feeding /tf and /tf_static into a :class:`~bore_depth_ros.core.tf_buffer.TfBuffer` on the way and
+counting every message it cannot use, by reason.
+"""
+from __future__ import annotations
+
+import collections
+import heapq
+import struct
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+from rosbags.highlevel import AnyReader
+
+from ..core.errors import CAMERA_INFO_MISSING
+from ..core.images import SUPPORTED_ENCODINGS
+from ..core.tf_buffer import TfBuffer
+from .messages import (CAMERA_INFO, IMAGE, POINTCLOUD2, TF_MESSAGE, TYPESTORE, image_to_array,
+                       time_ns, transform_from_msg)
+
+COLOR_ENCODINGS = tuple(SUPPORTED_ENCODINGS)
+DEPTH_ENCODINGS = ("32FC1", "16UC1")
+TF_TOPIC = "/tf"
+TF_STATIC_TOPIC = "/tf_static"
+CLOCK_TOPIC = "/clock"
+IMAGE_SUFFIXES = ("image", "image_raw", "image_rect", "image_rect_color", "image_color")
+
+# reasons a message is not turned into an evaluated frame (stable codes, counted per camera)
+GT_WITHOUT_IMAGE = "gt_depth_without_image"
+INFO_WITHOUT_IMAGE = "camera_info_without_image"
+DUPLICATE_IMAGE = "duplicate_image_stamp"
+UNDECODABLE = "undecodable_message"
+
+
+@contextmanager
+def open_bag(path: str | Path) -> Iterator[AnyReader]:
+    """``with open_bag(p) as reader``: an open AnyReader on a bag directory, .mcap or .db3 file."""
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"bag not found: {p}")
+    with AnyReader([p], default_typestore=TYPESTORE) as reader:
+        yield reader
+
+
+def cdr_header_stamp_ns(raw: bytes | memoryview) -> int:
+    """header.stamp of a serialized message whose first field is a std_msgs/Header.
+
+    Read straight from the CDR bytes (4-byte encapsulation, then int32 sec and uint32 nanosec) so
+    that stamps can be matched without deserializing whole images.
+    """
+    little = raw[1] & 1  # encapsulation kind: CDR_BE = 0, CDR_LE = 1 (PL variants keep the bit)
+    sec, nsec = struct.unpack_from("<iI" if little else ">iI", raw, 4)
+    return sec * 1_000_000_000 + nsec
+
+
+def namespace_of(topic: str) -> str:
+    return topic.rsplit("/", 1)[0]
+
+
+@dataclass(frozen=True)
+class CameraStreams:
+    """The topics of one camera; ``namespace`` names it (e.g. /cameras/front)."""
+
+    namespace: str
+    image: str
+    camera_info: str
+    depth_gt: str | None = None
+    encoding: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.namespace.strip("/").replace("/", "_") or "camera"
+
+
+def _connections_by_topic(reader: AnyReader) -> dict[str, list]:
+    out: dict[str, list] = collections.defaultdict(list)
+    for c in reader.connections:
+        out[c.topic].append(c)
+    return out
+
+
+def first_message(reader: AnyReader, topic: str):
+    """The first deserialized message on ``topic``, or None if it has none."""
+    conns = [c for c in reader.connections if c.topic == topic]
+    if not conns or not sum(c.msgcount for c in conns):
+        return None
+    for conn, _, raw in reader.messages(connections=conns):
+        return reader.deserialize(raw, conn.msgtype)
+    return None
+
+
+def topics_of_type(reader: AnyReader, msgtype: str) -> list[str]:
+    return sorted({c.topic for c in reader.connections if c.msgtype == msgtype})
+
+
+def _find_depth_gt(reader: AnyReader, namespace: str, images: list[str]) -> str | None:
+    candidates = [t for t in images if t.startswith(namespace + "/") and "depth_gt" in t]
+    for t in sorted(candidates, key=len):
+        msg = first_message(reader, t)
+        if msg is not None and msg.encoding in DEPTH_ENCODINGS:
+            return t
+    return None
+
+
+def discover_cameras(reader: AnyReader, image_topics: Iterable[str] | None = None,
+                     gt_topics: Iterable[str | None] | None = None) -> list[CameraStreams]:
+    """Camera streams of a bag.
+
+    Auto mode (``image_topics`` None): every Image topic whose first message has a colour/mono
+    encoding and which has a sibling ``camera_info`` (same namespace). Explicit mode: the given image
+    topics (their sibling camera_info must exist). Ground-truth depth: ``gt_topics`` (parallel to
+    ``image_topics``, None entries = auto), else an Image topic in the same namespace whose name
+    contains ``depth_gt`` and whose encoding is 32FC1 or 16UC1. Raises ValueError on a bad request.
+    """
+    by_topic = _connections_by_topic(reader)
+    images = topics_of_type(reader, IMAGE)
+    infos = set(topics_of_type(reader, CAMERA_INFO))
+    explicit = image_topics is not None
+    wanted = list(image_topics) if explicit else images
+    gts = list(gt_topics) if gt_topics is not None else [None] * len(wanted)
+    if len(gts) != len(wanted):
+        raise ValueError(f"{len(gts)} ground-truth topics given for {len(wanted)} cameras")
+    cams = []
+    for topic, gt in zip(wanted, gts):
+        if topic not in by_topic:
+            raise ValueError(f"topic {topic} is not in the bag (image topics: {', '.join(images) or 'none'})")
+        if by_topic[topic][0].msgtype != IMAGE:
+            raise ValueError(f"topic {topic} is a {by_topic[topic][0].msgtype}, not an {IMAGE}")
+        ns = namespace_of(topic)
+        info = f"{ns}/camera_info"
+        if info not in infos:
+            if explicit:
+                raise ValueError(f"no camera_info next to {topic} (expected {info})")
+            continue
+        first = first_message(reader, topic)
+        encoding = first.encoding if first is not None else ""
+        if encoding not in COLOR_ENCODINGS:
+            if explicit:
+                raise ValueError(f"{topic} has encoding '{encoding}'; cameras need one of "
+                                 f"{', '.join(COLOR_ENCODINGS)}")
+            continue
+        if gt is not None and gt not in by_topic:
+            raise ValueError(f"ground-truth topic {gt} is not in the bag")
+        cams.append(CameraStreams(ns, topic, info, gt or _find_depth_gt(reader, ns, images), encoding))
+    names = [c.namespace for c in cams]
+    if len(set(names)) != len(names):
+        dup = sorted({n for n in names if names.count(n) > 1})
+        raise ValueError(f"several image topics share a namespace ({', '.join(dup)}); choose "
+                         "one per camera with --camera")
+    return cams
+
+
+def depth_gt_to_metres(msg) -> np.ndarray:
+    """(H, W) float32 metres of a 32FC1 (metres) or 16UC1 (millimetres, 0 = invalid) depth image."""
+    a = image_to_array(msg)
+    if msg.encoding == "16UC1":
+        d = a.astype(np.float32) * np.float32(1e-3)
+        d[a == 0] = np.nan
+        return d
+    if msg.encoding != "32FC1":
+        raise ValueError(f"ground-truth depth must be 32FC1 or 16UC1, got {msg.encoding}")
+    return np.array(a, dtype=np.float32)
+
+
+def add_tf_message(buffer: TfBuffer, msg, static: bool) -> int:
+    """Store every transform of a tf2_msgs/TFMessage in ``buffer``; returns how many."""
+    for ts in msg.transforms:
+        buffer.set_transform(ts.header.frame_id, ts.child_frame_id, time_ns(ts.header.stamp),
+                             transform_from_msg(ts), static=static)
+    return len(msg.transforms)
+
+
+def read_tf(reader: AnyReader, buffer: TfBuffer | None = None) -> TfBuffer:
+    """All of /tf_static and /tf of a bag in one buffer (no cache limit unless ``buffer`` has one)."""
+    buffer = buffer if buffer is not None else TfBuffer(cache_time_ns=None)
+    conns = [c for c in reader.connections
+             if c.topic in (TF_TOPIC, TF_STATIC_TOPIC) and c.msgtype == TF_MESSAGE]
+    for conn, _, raw in reader.messages(connections=conns):
+        add_tf_message(buffer, reader.deserialize(raw, conn.msgtype), conn.topic == TF_STATIC_TOPIC)
+    return buffer
+
+
+@dataclass
+class CameraFrame:
+    """One image with what belongs to it; messages are deserialized rosbags objects."""
+
+    camera: CameraStreams
+    stamp_ns: int
+    log_ns: int
+    image: object
+    camera_info: object
+    info_exact: bool            # False: the latest camera_info before the image was used
+    depth_gt: object | None
+
+
+@dataclass
+class _Slot:
+    first_log: int
+    image: tuple | None = None   # (log_ns, raw, msgtype)
+    info: object | None = None
+    gt: tuple | None = None      # (raw, msgtype)
+    info_before: object | None = None
+
+
+@dataclass
+class _CameraState:
+    cam: CameraStreams
+    index: int
+    slots: dict[int, _Slot] = field(default_factory=dict)
+    latest_info: object | None = None
+
+
+@dataclass
+class Cloud:
+    stamp_ns: int
+    log_ns: int
+    raw: bytes
+    msgtype: str
+    _msg: object | None = None
+
+
+class FrameSync:
+    """Single pass over a bag yielding :class:`CameraFrame` objects in header-stamp order.
+
+    Image, camera_info and ground-truth depth of a camera are grouped by exact header stamp within
+    ``window_ns`` of log time after the image arrived; that lag also lets /tf samples after the
+    image stamp arrive before the frame is handed out, so lookups interpolate instead of
+    extrapolating. An image without a same-stamp camera_info uses the latest camera_info received
+    before it (as the node does); with none, the image is counted under ``camera_info_missing``.
+    ``drops`` counts every unused message as (camera namespace, reason). ``on_message(conn, log_ns,
+    raw)`` sees every message read (to copy topics into another bag). ``cloud_topic`` PointCloud2
+    messages are kept for :meth:`nearest_cloud`.
+    """
+
+    def __init__(self, reader: AnyReader, cameras: list[CameraStreams], tf: TfBuffer | None = None,
+                 cloud_topic: str | None = None, extra_topics: Iterable[str] = (),
+                 window_ns: int = 500_000_000,
+                 on_message: Callable[[object, int, bytes], None] | None = None):
+        self.reader = reader
+        self.cameras = cameras
+        self.tf = tf if tf is not None else TfBuffer()
+        self.cloud_topic = cloud_topic
+        self.window_ns = int(window_ns)
+        self.on_message = on_message
+        self.drops: collections.Counter[tuple[str, str]] = collections.Counter()
+        self.drop_details: dict[str, str] = {}   # reason -> first example
+        self.messages_read = 0
+        self.images_read = 0
+        self._states = [_CameraState(c, i) for i, c in enumerate(cameras)]
+        self._role: dict[str, tuple[str, _CameraState | None]] = {}
+        for st in self._states:
+            self._role[st.cam.image] = ("image", st)
+            self._role[st.cam.camera_info] = ("info", st)
+            if st.cam.depth_gt:
+                self._role[st.cam.depth_gt] = ("gt", st)
+        self._role[TF_TOPIC] = ("tf", None)
+        self._role[TF_STATIC_TOPIC] = ("tf_static", None)
+        if cloud_topic:
+            self._role[cloud_topic] = ("cloud", None)
+        for t in extra_topics:
+            self._role.setdefault(t, ("extra", None))
+        self._clouds: collections.deque[Cloud] = collections.deque()
+        self._ready: list[tuple[int, int, int, CameraFrame]] = []
+        self._seq = 0
+
+    def image_count(self) -> int:
+        """Image messages of the selected cameras in the bag (for progress bars)."""
+        topics = {c.image for c in self.cameras}
+        return sum(c.msgcount for c in self.reader.connections if c.topic in topics)
+
+    def drops_by_reason(self) -> dict[str, int]:
+        out: collections.Counter[str] = collections.Counter()
+        for (_, reason), n in self.drops.items():
+            out[reason] += n
+        return dict(sorted(out.items()))
+
+    def drop(self, source: str, reason: str, detail: str = "") -> None:
+        """Count one unused message of ``source`` (a camera namespace or topic) under ``reason``."""
+        self.drops[(source, reason)] += 1
+        if detail and reason not in self.drop_details:
+            self.drop_details[reason] = f"{source}: {detail}"
+
+    # ------------------------------------------------------------------ clouds
+    def nearest_cloud(self, stamp_ns: int, max_dt_ns: int):
+        """(deserialized cloud, its stamp) nearest in stamp to ``stamp_ns`` within ``max_dt_ns``."""
+        best = min(self._clouds, key=lambda c: abs(c.stamp_ns - stamp_ns), default=None)
+        if best is None or abs(best.stamp_ns - stamp_ns) > max_dt_ns:
+            return None, None
+        if best._msg is None:
+            best._msg = self.reader.deserialize(best.raw, best.msgtype)
+        return best._msg, best.stamp_ns
+
+    # ------------------------------------------------------------------ streaming
+    def __iter__(self) -> Iterator[CameraFrame]:
+        conns = [c for c in self.reader.connections if c.topic in self._role]
+        for conn, log_ns, raw in self.reader.messages(connections=conns):
+            self.messages_read += 1
+            if self.on_message is not None:
+                self.on_message(conn, log_ns, raw)
+            self._handle(conn, log_ns, raw)
+            self._finalise(log_ns - self.window_ns)
+            yield from self._emit()
+        self._finalise(None)
+        yield from self._emit()
+
+    def _handle(self, conn, log_ns: int, raw: bytes) -> None:
+        role, st = self._role[conn.topic]
+        if role in ("tf", "tf_static"):
+            if conn.msgtype == TF_MESSAGE:
+                add_tf_message(self.tf, self.reader.deserialize(raw, conn.msgtype), role == "tf_static")
+            return
+        if role == "extra":
+            return
+        try:
+            stamp = cdr_header_stamp_ns(raw)
+        except (struct.error, IndexError):
+            self.drop(st.cam.namespace if st else conn.topic, UNDECODABLE,
+                      f"{conn.topic}: no header stamp in a {len(raw)}-byte message")
+            return
+        if role == "cloud":
+            if conn.msgtype == POINTCLOUD2:
+                self._clouds.append(Cloud(stamp, log_ns, raw, conn.msgtype))
+            return
+        slot = st.slots.get(stamp)
+        if slot is None:
+            slot = st.slots[stamp] = _Slot(log_ns)
+        if role == "image":
+            self.images_read += 1
+            if slot.image is not None:
+                self.drop(st.cam.namespace, DUPLICATE_IMAGE, f"second image with stamp {stamp}")
+                return
+            slot.image = (log_ns, raw, conn.msgtype)
+            slot.info_before = st.latest_info
+        elif role == "info":
+            info = self.reader.deserialize(raw, conn.msgtype)
+            st.latest_info = info
+            if slot.info is None:
+                slot.info = info
+        elif role == "gt":
+            if slot.gt is None:
+                slot.gt = (raw, conn.msgtype)
+
+    def _finalise(self, before_log_ns: int | None) -> None:
+        for st in self._states:
+            done = [s for s, slot in st.slots.items() if before_log_ns is None or
+                    (slot.image[0] if slot.image else slot.first_log) < before_log_ns]
+            for stamp in done:
+                slot = st.slots.pop(stamp)
+                ns = st.cam.namespace
+                if slot.image is None:
+                    if slot.gt is not None:
+                        self.drop(ns, GT_WITHOUT_IMAGE, f"{st.cam.depth_gt} stamp {stamp} has no image")
+                    if slot.info is not None:
+                        self.drop(ns, INFO_WITHOUT_IMAGE, f"{st.cam.camera_info} stamp {stamp} has no image")
+                    continue
+                info = slot.info if slot.info is not None else slot.info_before
+                if info is None:
+                    self.drop(ns, CAMERA_INFO_MISSING, f"image stamp {stamp}: no {st.cam.camera_info} with "
+                                                       "that stamp and none received before it")
+                    if slot.gt is not None:
+                        self.drop(ns, GT_WITHOUT_IMAGE, f"{st.cam.depth_gt} stamp {stamp}: its image was dropped")
+                    continue
+                log_ns, raw, msgtype = slot.image
+                image = self.reader.deserialize(raw, msgtype)
+                gt = None if slot.gt is None else self.reader.deserialize(*slot.gt)
+                frame = CameraFrame(st.cam, stamp, log_ns, image, info, slot.info is not None, gt)
+                heapq.heappush(self._ready, (stamp, st.index, self._seq, frame))
+                self._seq += 1
+
+    def _emit(self) -> Iterator[CameraFrame]:
+        pending = [s for st in self._states for s, slot in st.slots.items() if slot.image is not None]
+        horizon = min(pending) if pending else None
+        while self._ready and (horizon is None or self._ready[0][0] <= horizon):
+            frame = heapq.heappop(self._ready)[3]
+            self._prune_clouds(frame.stamp_ns)
+            yield frame
+
+    def _prune_clouds(self, stamp_ns: int) -> None:
+        # clouds far older than the frames still to come can never be the nearest one again
+        while self._clouds and self._clouds[0].stamp_ns < stamp_ns - 4 * self.window_ns:
+            self._clouds.popleft()
