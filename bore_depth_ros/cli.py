@@ -9,14 +9,14 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="bore-depth", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("demo", help="run the mono node on generated frames and write results")
+    p = sub.add_parser("demo", help="render a recording, evaluate it, run the live node on it")
     p.add_argument("--out", default="demo_output", help="output folder (default: demo_output)")
     p.add_argument("--frames", type=int, default=6)
     p.add_argument("--backend", default="onnxruntime", choices=["torch", "onnxruntime", "tensorrt"])
     p.add_argument("--weights", default="", help="checkpoint or .onnx (default: embedded)")
     p.add_argument("--width", type=int, default=320)
-    p.add_argument("--height", type=int, default=240)
-    p.add_argument("--scale-mode", default="ground_plane", choices=["fixed", "ground_plane"])
+    p.add_argument("--height", type=int, default=192)
+    p.add_argument("--seed", type=int, default=0)
 
     from .sim.recording import add_synth_arguments
 
@@ -57,7 +57,7 @@ def main(argv=None) -> int:
         from .demo import run_demo
 
         run_demo(args.out, args.frames, args.backend, args.weights, args.width, args.height,
-                 args.scale_mode)
+                 args.seed)
         return 0
     if args.command == "synth":
         from .sim.recording import run_synth

@@ -7,19 +7,13 @@ topics such as /tf_static are published transient-local, and /clock advances con
 """
 from __future__ import annotations
 
-import importlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from rclpy.node import Node
+from .conversions import message_class
 from rclpy.qos import QoSDurabilityPolicy, QoSHistoryPolicy, QoSProfile, QoSReliabilityPolicy
-
-
-def message_class(msgtype: str):
-    """The rclpy class of ``pkg/msg/Type`` (for example ``sensor_msgs/msg/Image``)."""
-    pkg, kind, name = msgtype.split("/")
-    return getattr(importlib.import_module(f"{pkg}.{kind}"), name)
 
 
 def _is_latched(connection) -> bool:

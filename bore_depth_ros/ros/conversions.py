@@ -12,6 +12,21 @@ from ..core.images import image_to_rgb
 from ..core.pointcloud import PackedCloud
 
 
+def message_class(msgtype: str):
+    """The rclpy class of ``pkg/msg/Type`` (for example ``sensor_msgs/msg/Image``)."""
+    import importlib
+
+    pkg, kind, name = msgtype.split("/")
+    return getattr(importlib.import_module(f"{pkg}.{kind}"), name)
+
+
+def from_cdr(data, msgtype: str):
+    """An rclpy message from CDR bytes (e.g. a rosbags-serialized message)."""
+    from rclpy.serialization import deserialize_message
+
+    return deserialize_message(bytes(data), message_class(msgtype))
+
+
 def _byte_array(buffer) -> array.array:
     """One copy of a contiguous buffer into the array.array('B') that message fields keep."""
     out = array.array("B")
