@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from bore_depth_ros.backends import (BACKENDS, Backend, BackendUnavailable, ExportMismatch, ExportReport,
-                                     create_backend, ensure_onnx, export_onnx)
+                                     create_backend, ensure_onnx, export_onnx, seeded_inputs)
 from bore_depth_ros.backends.export import check_onnx_parity, onnx_cache_path, seeded_input
 from bore_depth_ros.backends.onnxruntime_backend import OnnxRuntimeBackend
 from bore_depth_ros.backends.torch_backend import TorchBackend
@@ -387,3 +387,177 @@ def test_bore_depth_torch_vs_onnxruntime(tmp_path, record_property):
           f"{a.min():.3g}..{a.max():.3g}), max rel err {rel_err:.3g}; export check: "
           f"abs {report.max_abs_err['depth']:.3g}, rel {report.max_rel_err['depth']:.3g}, {report.seconds:.1f} s")
     assert abs_err < BORE_TOL and rel_err < BORE_TOL
+
+
+# --- multi-input models ----------------------------------------------------------------------------------
+
+NAMED = {"image": SHAPE, "focal": (2, 1)}
+SURROUND_DEPTH_TOL = 1e-3  # max elementwise relative error on depth, ORT CPU vs torch eager
+SURROUND_CONF_TOL = 1e-4   # max abs error on confidence
+
+
+@pytest.fixture
+def one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+class TinyTwoInput(TinyDepth):
+    """Two inputs (image, focal) like the `svr` model; two outputs."""
+
+    def forward(self, image: torch.Tensor, focal: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        depth = super().forward(image) * focal.reshape(-1, 1, 1, 1)
+        return depth, torch.sigmoid(self.conv(image).mean(1, keepdim=True))
+
+
+class IgnoresFocal(TinyDepth):
+    def forward(self, image: torch.Tensor, focal: torch.Tensor) -> torch.Tensor:
+        return super().forward(image)
+
+
+@pytest.fixture(scope="module")
+def two_input_onnx(tmp_path_factory):
+    path = tmp_path_factory.mktemp("onnx2") / "two.onnx"
+    report = export_onnx(tiny(TinyTwoInput), path, NAMED, ("depth", "confidence"))
+    return report
+
+
+def seeded_inputs_named(seed: int) -> dict[str, np.ndarray]:
+    return seeded_inputs(NAMED, seed)
+
+
+def test_seeded_inputs():
+    x = seeded_inputs({"image": SHAPE, "prev_image": SHAPE, "rays": (2, 3, 1, 2), "origins": (2, 3),
+                       "focal": (2, 1), "other": (4,)}, seed=3)
+    assert list(x) == ["image", "prev_image", "rays", "origins", "focal", "other"]
+    assert all(a.dtype == np.float32 and a.flags.c_contiguous for a in x.values())
+    np.testing.assert_array_equal(x["image"], seeded_input(SHAPE, 3))
+    assert not np.array_equal(x["prev_image"], x["image"])
+    np.testing.assert_allclose(np.linalg.norm(x["rays"], axis=1), 1.0, atol=1e-6)
+    assert x["focal"].min() >= 0.5 and x["focal"].max() < 2.0 and np.abs(x["origins"]).max() <= 2.0
+    np.testing.assert_array_equal(seeded_inputs(SHAPE)["image"], seeded_input(SHAPE))
+
+
+def test_torch_backend_named_inputs():
+    model = tiny(TinyTwoInput)
+    feed = seeded_inputs_named(1)
+    backend = TorchBackend(model, NAMED, ("depth", "confidence"))
+    assert backend.input_names == ("image", "focal") and backend.input_shape == SHAPE and backend.named_inputs
+    out = backend.infer(feed)
+    ref = model(torch.from_numpy(feed["image"]), torch.from_numpy(feed["focal"]))
+    np.testing.assert_array_equal(out["depth"], ref[0].detach().numpy())
+    np.testing.assert_array_equal(out["confidence"], ref[1].detach().numpy())
+    assert backend.describe()["input_shape"] == "image=2x3x32x48,focal=2x1"
+    # A single-input deployment also accepts the dict form.
+    single = TorchBackend(tiny(), SHAPE, ("depth",))
+    np.testing.assert_array_equal(single.infer({"image": feed["image"]})["depth"], single.infer(feed["image"])["depth"])
+
+
+@pytest.mark.parametrize("kind", ["torch", "onnxruntime"])
+def test_named_input_validation(kind, two_input_onnx):
+    names = ("depth", "confidence")
+    backend = (TorchBackend(tiny(TinyTwoInput), NAMED, names) if kind == "torch"
+               else OnnxRuntimeBackend(two_input_onnx.path, NAMED, names))
+    feed = seeded_inputs_named(2)
+    with pytest.raises(ValueError, match=r"inputs \['image', 'focal'\]: pass a dict"):
+        backend.infer(feed["image"])
+    with pytest.raises(ValueError, match=r"missing \['focal'\], unexpected \[\]"):
+        backend.infer({"image": feed["image"]})
+    with pytest.raises(ValueError, match=r"missing \[\], unexpected \['extra'\]"):
+        backend.infer({**feed, "extra": feed["focal"]})
+    with pytest.raises(ValueError, match=r"input 'focal' of shape 2x1, got 1x1"):
+        backend.infer({**feed, "focal": feed["focal"][:1]})
+    with pytest.raises(ValueError, match=r"float32 input 'focal'"):
+        backend.infer({**feed, "focal": feed["focal"].astype(np.float64)})
+    with pytest.raises(ValueError, match=r"numpy array 'image'"):
+        backend.infer({**feed, "image": torch.from_numpy(feed["image"])})
+
+
+@pytest.mark.parametrize("shapes, message", [
+    ({}, "at least one"), ({"image": (2, 1, 32, 48)}, "input 'image'.*3 channels"),
+    ({"image": SHAPE, "focal": (2, 0)}, r"input_shapes\['focal'\]"), ({"image": SHAPE, "": (1,)}, "non-empty"),
+])
+def test_bad_input_shapes_config(shapes, message):
+    with pytest.raises(ValueError, match=message):
+        TorchBackend(tiny(), shapes, ("depth",))
+
+
+def test_multi_input_export_and_ort(two_input_onnx, tmp_path):
+    report = two_input_onnx
+    assert report.input_shapes == NAMED and report.input_shape == SHAPE
+    assert set(report.max_abs_err) == {"depth", "confidence"} and max(report.max_abs_err.values()) < 1e-4
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(report.path), providers=["CPUExecutionProvider"])
+    assert [(i.name, tuple(i.shape)) for i in session.get_inputs()] == list(NAMED.items())
+    names = ("depth", "confidence")
+    feed = seeded_inputs_named(4)
+    ort_out = OnnxRuntimeBackend(report.path, NAMED, names, intra_op_threads=1).infer(feed)
+    torch_out = TorchBackend(tiny(TinyTwoInput), NAMED, names).infer(feed)
+    for n in names:
+        abs_err, rel_err = errors(ort_out[n], torch_out[n])
+        assert abs_err < 1e-4 and rel_err < 1e-4, (n, abs_err, rel_err)
+    # The graph's input names and order follow the mapping; the parity check feeds every input.
+    check_onnx_parity(tiny(TinyTwoInput), report.path, NAMED, names)
+
+
+def test_ort_backend_validates_named_graph(two_input_onnx):
+    names = ("depth",)
+    with pytest.raises(ValueError, match=r"has 2 inputs.*input_shapes="):
+        OnnxRuntimeBackend(two_input_onnx.path, SHAPE, names)
+    with pytest.raises(ValueError, match=r"has inputs \['image', 'focal'\].*configured for \['image', 'f'\]"):
+        OnnxRuntimeBackend(two_input_onnx.path, {"image": SHAPE, "f": (2, 1)}, names)
+    with pytest.raises(ValueError, match=r"'focal' of shape 2x1.*configured for 2x2"):
+        OnnxRuntimeBackend(two_input_onnx.path, {"image": SHAPE, "focal": (2, 2)}, names)
+
+
+def test_export_refuses_a_dropped_input(tmp_path):
+    path = tmp_path / "ignores.onnx"
+    with pytest.raises(ValueError, match=r"graph inputs \['image'\] differ from \['image', 'focal'\]"):
+        export_onnx(tiny(IgnoresFocal), path, NAMED, ("depth",))
+    assert list(tmp_path.iterdir()) == [], "a refused export must write nothing"
+
+
+def test_named_cache_key_and_create_backend(tmp_path):
+    model = tiny(TinyTwoInput)
+    names = ("depth", "confidence")
+    key = onnx_cache_path(model, "two", NAMED, tmp_path, output_names=names)
+    assert "two_2x3x32x48" in key.name
+    assert onnx_cache_path(model, "two", {"image": SHAPE, "focal": (2, 2)}, tmp_path, output_names=names) != key
+    assert onnx_cache_path(model, "two", {"focal": (2, 1), "image": SHAPE}, tmp_path, output_names=names) != key
+    ort_backend = create_backend("onnxruntime", model=model, model_name="two", input_shapes=NAMED,
+                                 output_names=names, cache_dir=tmp_path, intra_op_threads=1)
+    assert ort_backend.onnx_path == key == ensure_onnx(model, "two", NAMED, names, cache_dir=tmp_path)
+    torch_backend = create_backend("torch", model=model, input_shapes=NAMED, output_names=names)
+    feed = seeded_inputs_named(5)
+    a, b = torch_backend.infer(feed), ort_backend.infer(feed)
+    assert all(errors(b[n], a[n])[0] < 1e-4 for n in names)
+    with pytest.raises(ValueError, match="exactly one of input_shape"):
+        create_backend("torch", model=model, input_shape=SHAPE, input_shapes=NAMED, output_names=names)
+    with pytest.raises(ValueError, match="exactly one of input_shape"):
+        create_backend("torch", model=model, output_names=names)
+    with pytest.raises(ValueError, match="mapping"):
+        create_backend("torch", model=model, input_shapes=[SHAPE], output_names=names)
+
+
+@pytest.mark.parametrize("name", ["svr", "semi_smd"])
+def test_surround_model_torch_vs_onnxruntime(name, tmp_path, one_thread, record_property):
+    """The surround models at six views of 64x96, through create_backend's cache and parity check."""
+    models = pytest.importorskip("bore_depth_ros.models")
+    info = models.get_model_info(name)
+    torch.manual_seed(0)
+    model = models.create_model(name).eval()
+    shapes = info.input_shapes(6, 64, 96)
+    ort_backend = create_backend("onnxruntime", model=model, model_name=name, input_shapes=shapes,
+                                 output_names=info.output_names, cache_dir=tmp_path, intra_op_threads=1)
+    torch_backend = create_backend("torch", model=model, input_shapes=shapes, output_names=info.output_names)
+    feed = seeded_inputs(shapes, seed=7)  # not the export's own check input
+    a, b = torch_backend.infer(feed), ort_backend.infer(feed)
+    assert a["depth"].shape == b["depth"].shape == b["confidence"].shape == (6, 1, 64, 96)
+    depth_rel = errors(b["depth"], a["depth"])[1]
+    conf_abs = errors(b["confidence"], a["confidence"])[0]
+    record_property(f"{name}_depth_max_rel_err", depth_rel)
+    record_property(f"{name}_confidence_max_abs_err", conf_abs)
+    assert depth_rel < SURROUND_DEPTH_TOL and conf_abs < SURROUND_CONF_TOL, (depth_rel, conf_abs)

@@ -1,28 +1,30 @@
 """Inference backends: PyTorch eager, ONNX Runtime and TensorRT behind one :class:`Backend` interface.
 
 ``create_backend("onnxruntime", model=m, model_name="bore_depth", input_shape=(1, 3, 256, 320),
-output_names=("depth",))`` exports ``m`` to a cached, parity-checked ONNX file and serves it. Runtimes
-(onnxruntime, tensorrt) are imported only when their backend is created.
+output_names=("depth",))`` exports ``m`` to a cached, parity-checked ONNX file and serves it. Multi-input
+models take ``input_shapes={name: shape}`` in forward-argument order (``ModelInfo.input_shapes(...)``)
+and ``backend.infer({name: array})``. Runtimes (onnxruntime, tensorrt) are imported only when their
+backend is created.
 """
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .base import BACKENDS, Backend, BackendUnavailable
-from .export import ExportMismatch, ExportReport, ensure_onnx, export_onnx
+from .base import BACKENDS, Backend, BackendUnavailable, InputShapes
+from .export import ExportMismatch, ExportReport, ensure_onnx, export_onnx, seeded_inputs
 
 if TYPE_CHECKING:
     from torch import nn
 
 __all__ = ["Backend", "BackendUnavailable", "BACKENDS", "create_backend", "export_onnx", "ensure_onnx",
-           "ExportMismatch", "ExportReport"]
+           "ExportMismatch", "ExportReport", "seeded_inputs"]
 
 
 def _onnx_file(backend: str, model: nn.Module | None, model_name: str | None, onnx_path: str | os.PathLike | None,
-               input_shape: Sequence[int], output_names: Sequence[str], cache_dir: str | os.PathLike | None) -> Path:
+               input_shape: InputShapes, output_names: Sequence[str], cache_dir: str | os.PathLike | None) -> Path:
     if onnx_path is not None:
         return Path(onnx_path)
     if model is None:
@@ -31,10 +33,14 @@ def _onnx_file(backend: str, model: nn.Module | None, model_name: str | None, on
 
 
 def create_backend(name: str, *, model: nn.Module | None = None, model_name: str | None = None,
-                   onnx_path: str | os.PathLike | None = None, input_shape: Sequence[int],
+                   onnx_path: str | os.PathLike | None = None, input_shape: InputShapes | None = None,
+                   input_shapes: Mapping[str, Sequence[int]] | None = None,
                    output_names: Sequence[str], device: str = "cpu", precision: str = "fp32",
                    cache_dir: str | os.PathLike | None = None, **kw: Any) -> Backend:
     """Build backend ``name`` (one of :data:`BACKENDS`); ``kw`` goes to the backend's constructor.
+
+    Give exactly one of ``input_shape`` (one (N, 3, H, W) shape: single-input models) and
+    ``input_shapes`` (``{name: shape}`` in the model's forward-argument order: multi-input models).
 
     "torch" needs ``model``. "onnxruntime" and "tensorrt" use ``onnx_path`` if given, else export ``model``
     through the ONNX cache (:func:`ensure_onnx`, keyed by ``model_name``); "tensorrt" then builds an engine
@@ -43,6 +49,12 @@ def create_backend(name: str, *, model: nn.Module | None = None, model_name: str
     """
     if name not in BACKENDS:
         raise ValueError(f"unknown backend '{name}'; choose one of {', '.join(BACKENDS)}")
+    if (input_shape is None) == (input_shapes is None):
+        raise ValueError("give exactly one of input_shape= (single input) and input_shapes= (named inputs)")
+    if input_shapes is not None:
+        if not isinstance(input_shapes, Mapping):
+            raise ValueError(f"input_shapes must be a mapping name -> shape, got {type(input_shapes).__name__}")
+        input_shape = dict(input_shapes)
     if name == "torch":
         if model is None:
             raise ValueError("backend 'torch' needs model=")

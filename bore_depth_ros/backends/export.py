@@ -1,7 +1,8 @@
 """ONNX export with a PyTorch-vs-ONNX-Runtime parity check, atomic writes and a content-addressed cache.
 
 Exports use the TorchScript-based exporter (``torch.onnx.export(..., dynamo=False)``): the torch.export
-based one needs the ``onnxscript`` package. Shapes are static (one deployment = one input shape).
+based one needs the ``onnxscript`` package. Shapes are static (one deployment = one input shape, or one
+shape per named input for multi-input models: pass ``{name: shape}`` in forward-argument order).
 """
 from __future__ import annotations
 
@@ -15,13 +16,13 @@ import re
 import tempfile
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .base import shape_str, validate_input_shape, validate_output_names
+from .base import InputShapes, shape_str, shapes_str, validate_input_shape, validate_input_shapes, validate_output_names
 from .onnxruntime_backend import import_onnxruntime
 
 if TYPE_CHECKING:
@@ -55,12 +56,13 @@ class ExportReport:
     """Outcome of :func:`export_onnx`; errors are ONNX Runtime vs PyTorch on the seeded check input."""
 
     path: Path
-    input_shape: tuple[int, int, int, int]
+    input_shape: tuple[int, ...]            # the first input's shape
     output_names: tuple[str, ...]
     max_abs_err: dict[str, float]
     max_rel_err: dict[str, float]
     opset: int
     seconds: float
+    input_shapes: dict[str, tuple[int, ...]] = dataclasses.field(default_factory=dict)  # every graph input
 
 
 def seeded_input(input_shape: Sequence[int], seed: int = 0) -> np.ndarray:
@@ -68,6 +70,34 @@ def seeded_input(input_shape: Sequence[int], seed: int = 0) -> np.ndarray:
     shape = validate_input_shape(input_shape)
     pixels = np.random.default_rng(seed).random(shape, dtype=np.float32)
     return np.ascontiguousarray((pixels - _IMAGENET_MEAN) / _IMAGENET_STD, dtype=np.float32)
+
+
+def seeded_inputs(input_shape: InputShapes, seed: int = 0) -> dict[str, np.ndarray]:
+    """Deterministic float32 inputs in their natural ranges, keyed by name (one shape: ``{"image": ...}``).
+
+    "image" is :func:`seeded_input` (so single-input checks are unchanged), "prev_image" the same with
+    seed + 1, "rays" random unit vectors along axis 1, "origins" uniform in [-2, 2) m, "focal" uniform
+    in [0.5, 2); any other name uniform in [0, 1).
+    """
+    shapes = validate_input_shapes(input_shape)
+    out: dict[str, np.ndarray] = {}
+    for i, (name, shape) in enumerate(shapes.items()):
+        rng = np.random.default_rng([seed, i])
+        if name == "image":
+            x = seeded_input(shape, seed)
+        elif name == "prev_image":
+            x = seeded_input(shape, seed + 1)
+        elif name == "rays" and len(shape) >= 2:
+            x = rng.standard_normal(shape).astype(np.float32)
+            x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-6)
+        elif name == "origins":
+            x = rng.uniform(-2.0, 2.0, shape)
+        elif name == "focal":
+            x = rng.uniform(0.5, 2.0, shape)
+        else:
+            x = rng.random(shape)
+        out[name] = np.ascontiguousarray(x, dtype=np.float32)
+    return out
 
 
 def _output_wrapper(model: nn.Module, output_names: tuple[str, ...]) -> nn.Module:
@@ -81,8 +111,8 @@ def _output_wrapper(model: nn.Module, output_names: tuple[str, ...]) -> nn.Modul
             super().__init__()
             self.model = model
 
-        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-            return tuple(outputs_to_dict(self.model(x), output_names).values())
+        def forward(self, *xs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            return tuple(outputs_to_dict(self.model(*xs), output_names).values())
 
     return _Ordered()
 
@@ -107,35 +137,48 @@ def _eval_mode(model: nn.Module):
         model.train(was_training)
 
 
-def _torch_outputs(model: nn.Module, batch: np.ndarray, output_names: tuple[str, ...]) -> dict[str, np.ndarray]:
+def _torch_outputs(model: nn.Module, inputs: dict[str, np.ndarray],
+                   output_names: tuple[str, ...]) -> dict[str, np.ndarray]:
     import torch
 
     from .torch_backend import outputs_to_dict
 
+    device = _model_device(model)
     with _eval_mode(model), torch.inference_mode():
-        out = model(torch.from_numpy(batch).to(_model_device(model)))
+        out = model(*[torch.from_numpy(x).to(device) for x in inputs.values()])
         return {n: t.detach().float().cpu().numpy() for n, t in outputs_to_dict(out, output_names).items()}
 
 
-def check_onnx_parity(model: nn.Module, onnx_path: str | os.PathLike, input_shape: Sequence[int],
+def check_onnx_parity(model: nn.Module, onnx_path: str | os.PathLike, input_shape: InputShapes,
                       output_names: Sequence[str], rtol: float = 1e-3, atol: float = 1e-4,
                       seed: int = 0) -> tuple[dict[str, float], dict[str, float]]:
-    """Compare ONNX Runtime (CPU) on ``onnx_path`` with ``model`` on a seeded input.
+    """Compare ONNX Runtime (CPU) on ``onnx_path`` with ``model`` on seeded inputs (:func:`seeded_inputs`).
 
-    An element passes when ``|ort - torch| <= atol + rtol * |torch|`` (numpy.allclose). Returns per output
-    ``(max_abs_err, max_rel_err)``, the relative error being ``|ort - torch| / max(|torch|, 1e-6)``.
-    Raises ExportMismatch if any output fails or differs in shape.
+    ``input_shape``: one shape (the graph's single input) or ``{name: shape}`` (every graph input, by
+    name, in the model's argument order). An element passes when ``|ort - torch| <= atol + rtol *
+    |torch|`` (numpy.allclose). Returns per output ``(max_abs_err, max_rel_err)``, the relative error
+    being ``|ort - torch| / max(|torch|, 1e-6)``. Raises ExportMismatch if any output fails or differs
+    in shape, ValueError if the graph's input names differ from the given ones.
     """
     ort = import_onnxruntime()
     names = validate_output_names(output_names)
-    batch = seeded_input(input_shape, seed)
-    expected = _torch_outputs(model, batch, names)
+    inputs = seeded_inputs(input_shape, seed)
+    expected = _torch_outputs(model, inputs, names)
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     # Same optimisation level as OnnxRuntimeBackend, so the check covers the fused graph that will run.
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     session = ort.InferenceSession(os.fspath(onnx_path), opts, providers=["CPUExecutionProvider"])
-    got = dict(zip(names, session.run(list(names), {session.get_inputs()[0].name: batch})))
+    graph_inputs = [i.name for i in session.get_inputs()]
+    if not isinstance(input_shape, Mapping):
+        if len(graph_inputs) != 1:
+            raise ValueError(f"{os.fspath(onnx_path)} has inputs {graph_inputs}; pass one shape per input name")
+        feed = {graph_inputs[0]: inputs["image"]}
+    elif sorted(graph_inputs) != sorted(inputs):
+        raise ValueError(f"{os.fspath(onnx_path)} has inputs {graph_inputs}, expected {list(inputs)}")
+    else:
+        feed = inputs
+    got = dict(zip(names, session.run(list(names), feed)))
 
     abs_err: dict[str, float] = {}
     rel_err: dict[str, float] = {}
@@ -158,10 +201,11 @@ def check_onnx_parity(model: nn.Module, onnx_path: str | os.PathLike, input_shap
     return abs_err, rel_err
 
 
-def _torch_onnx_export(model: nn.Module, example, path: str, output_names: tuple[str, ...], opset: int) -> None:
+def _torch_onnx_export(model: nn.Module, examples: tuple, path: str, input_names: Sequence[str],
+                       output_names: tuple[str, ...], opset: int) -> None:
     import torch
 
-    kwargs = dict(input_names=[INPUT_NAME], output_names=list(output_names), opset_version=opset,
+    kwargs = dict(input_names=list(input_names), output_names=list(output_names), opset_version=opset,
                   do_constant_folding=True)
     # torch < 2.5 has no `dynamo` argument and always uses the TorchScript exporter.
     if "dynamo" in inspect.signature(torch.onnx.export).parameters:
@@ -173,23 +217,26 @@ def _torch_onnx_export(model: nn.Module, example, path: str, output_names: tuple
                                 category=DeprecationWarning)
         warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx")
         warnings.filterwarnings("ignore", message="Constant folding - Only steps=1", category=UserWarning)
-        torch.onnx.export(model, (example,), path, **kwargs)
+        torch.onnx.export(model, examples, path, **kwargs)
 
 
-def export_onnx(model: nn.Module, path: str | os.PathLike, input_shape: Sequence[int],
+def export_onnx(model: nn.Module, path: str | os.PathLike, input_shape: InputShapes,
                 output_names: Sequence[str], opset: int = DEFAULT_OPSET, check: bool = True,
                 rtol: float = 1e-3, atol: float = 1e-4) -> ExportReport:
-    """Export ``model`` to ONNX at ``path`` (static shape, input ``"image"``), refusing a graph that disagrees.
+    """Export ``model`` to ONNX at ``path`` (static shapes), refusing a graph that disagrees.
 
-    The graph is written to a temporary file beside ``path``, validated with ``onnx.checker`` and, when
-    ``check``, compared against PyTorch with ONNX Runtime (see :func:`check_onnx_parity`); only then is it
-    moved into place with ``os.replace``. Raises ExportMismatch (nothing written) outside tolerance.
+    ``input_shape``: one (N, 3, H, W) shape (graph input ``"image"``) or ``{name: shape}`` in the
+    model's forward-argument order (one graph input per name). The graph is written to a temporary file
+    beside ``path``, validated with ``onnx.checker`` and, when ``check``, compared against PyTorch with
+    ONNX Runtime on every output (see :func:`check_onnx_parity`); only then is it moved into place with
+    ``os.replace``. Raises ExportMismatch (nothing written) outside tolerance.
     """
     import onnx
     import torch
 
     t0 = time.perf_counter()
-    shape = validate_input_shape(input_shape)
+    shapes = validate_input_shapes(input_shape)
+    shape = next(iter(shapes.values()))
     names = validate_output_names(output_names)
     if check:
         import_onnxruntime()  # fail before the (slow) export, not after
@@ -199,14 +246,17 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, input_shape: Sequence
     os.close(fd)
     try:
         with _eval_mode(model), torch.no_grad():
-            example = torch.from_numpy(seeded_input(shape)).to(_model_device(model))
-            _torch_onnx_export(_output_wrapper(model, names), example, tmp, names, opset)
+            device = _model_device(model)
+            examples = tuple(torch.from_numpy(x).to(device) for x in seeded_inputs(shapes).values())
+            input_names = list(shapes) if isinstance(input_shape, Mapping) else [INPUT_NAME]
+            _torch_onnx_export(_output_wrapper(model, names), examples, tmp, input_names, names, opset)
+        _check_graph_inputs(tmp, path, input_names)
         onnx.checker.check_model(tmp)
         abs_err: dict[str, float] = {}
         rel_err: dict[str, float] = {}
         if check:
             try:
-                abs_err, rel_err = check_onnx_parity(model, tmp, shape, names, rtol=rtol, atol=atol)
+                abs_err, rel_err = check_onnx_parity(model, tmp, input_shape, names, rtol=rtol, atol=atol)
             except ExportMismatch as e:
                 raise ExportMismatch(f"refusing to export {path}: ONNX Runtime disagrees with PyTorch {e.detail}",
                                      e.max_abs_err, e.max_rel_err, e.detail) from None
@@ -216,9 +266,20 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, input_shape: Sequence
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
     report = ExportReport(path=path, input_shape=shape, output_names=names, max_abs_err=abs_err,
-                          max_rel_err=rel_err, opset=opset, seconds=time.perf_counter() - t0)
-    log.info("exported %s (%s) in %.1f s, max abs err %s", path, shape_str(shape), report.seconds, abs_err)
+                          max_rel_err=rel_err, opset=opset, seconds=time.perf_counter() - t0,
+                          input_shapes=shapes)
+    log.info("exported %s (%s) in %.1f s, max abs err %s", path, shapes_str(shapes), report.seconds, abs_err)
     return report
+
+
+def _check_graph_inputs(onnx_file: str, path: Path, input_names: Sequence[str]) -> None:
+    """The exporter drops inputs the model never reads; refuse such a graph (the backends feed every input)."""
+    import onnx
+
+    graph_inputs = [i.name for i in onnx.load(onnx_file, load_external_data=False).graph.input]
+    if graph_inputs != list(input_names):
+        raise ValueError(f"refusing to export {path}: graph inputs {graph_inputs} differ from {list(input_names)} "
+                         "(an input the model does not use is removed by the exporter)")
 
 
 def default_cache_dir() -> Path:
@@ -243,26 +304,30 @@ def _weights_hash(model: nn.Module) -> hashlib._Hash:
     return h
 
 
-def onnx_cache_path(model: nn.Module, model_name: str, input_shape: Sequence[int],
+def onnx_cache_path(model: nn.Module, model_name: str, input_shape: InputShapes,
                     cache_dir: str | os.PathLike | None = None, *, opset: int = DEFAULT_OPSET,
                     output_names: Sequence[str] = ("depth",)) -> Path:
     """Deterministic cache file for ``model`` exported at ``input_shape`` (the file :func:`ensure_onnx` uses).
 
-    The name carries a SHA-256 of the weights (names, dtypes, shapes, bytes), the model name, input shape,
-    opset, torch version and output names, so any of them changing yields a new file.
+    The name carries a SHA-256 of the weights (names, dtypes, shapes, bytes), the model name, input
+    shape(s) with their names and order, opset, torch version and output names, so any of them
+    changing yields a new file. The file name shows the first input's shape.
     """
     import torch
 
-    shape = validate_input_shape(input_shape)
+    shapes = validate_input_shapes(input_shape)
+    shape = next(iter(shapes.values()))
+    # A single-shape deployment keeps its historical key (same cached files as before multi-input).
+    shape_key = shape if not isinstance(input_shape, Mapping) else tuple(shapes.items())
     h = _weights_hash(model)
     names = ",".join(validate_output_names(output_names))
-    h.update(f"|{model_name}|{shape}|{opset}|{torch.__version__}|{names}|{_CACHE_FORMAT}".encode())
+    h.update(f"|{model_name}|{shape_key}|{opset}|{torch.__version__}|{names}|{_CACHE_FORMAT}".encode())
     safe_name = re.sub(r"[^A-Za-z0-9_.-]+", "_", model_name).strip("._") or "model"
     directory = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     return directory / f"{safe_name}_{shape_str(shape)}_opset{opset}_{h.hexdigest()[:20]}.onnx"
 
 
-def ensure_onnx(model: nn.Module, model_name: str, input_shape: Sequence[int], output_names: Sequence[str],
+def ensure_onnx(model: nn.Module, model_name: str, input_shape: InputShapes, output_names: Sequence[str],
                 cache_dir: str | os.PathLike | None = None, *, opset: int = DEFAULT_OPSET) -> Path:
     """Return the cached ONNX file for ``model`` at ``input_shape``, exporting (with parity check) if absent."""
     path = onnx_cache_path(model, model_name, input_shape, cache_dir, opset=opset, output_names=output_names)

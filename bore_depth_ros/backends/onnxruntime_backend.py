@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import Backend, BackendUnavailable, shape_str
+from .base import Backend, BackendUnavailable, InputShapes, Inputs, shape_str, shapes_str
 
 _GPU_HINT = "pip install onnxruntime-gpu (in place of onnxruntime; on Jetson use the JetPack onnxruntime-gpu wheel)"
 
@@ -67,11 +67,15 @@ def resolve_providers(device: str = "cpu", providers: Sequence[Any] | None = Non
 
 
 class OnnxRuntimeBackend(Backend):
-    """Runs a static-shape ONNX graph with ONNX Runtime (graph optimisation level ALL)."""
+    """Runs a static-shape ONNX graph with ONNX Runtime (graph optimisation level ALL).
+
+    With one ``input_shape`` the graph must have exactly one input (any name); with ``{name: shape}``
+    its inputs must be exactly those names, each float32 of that shape.
+    """
 
     name = "onnxruntime"
 
-    def __init__(self, onnx_path: str | os.PathLike, input_shape: Sequence[int], output_names: Sequence[str],
+    def __init__(self, onnx_path: str | os.PathLike, input_shape: InputShapes, output_names: Sequence[str],
                  providers: Sequence[Any] | None = None, intra_op_threads: int = 0, device: str = "cpu") -> None:
         super().__init__(input_shape, output_names)
         ort = import_onnxruntime()
@@ -93,31 +97,40 @@ class OnnxRuntimeBackend(Backend):
                 f"(active: {', '.join(active)}); check the CUDA/cuDNN libraries onnxruntime-gpu "
                 f"{ort.__version__} needs")
 
-        inputs = self.session.get_inputs()
-        if len(inputs) != 1:
-            raise ValueError(f"{self.onnx_path} has {len(inputs)} inputs; expected one image input")
-        model_shape = tuple(inputs[0].shape)
-        # Symbolic (dynamic) dimensions accept any size, so they match the deployment's.
-        if len(model_shape) != 4 or any(isinstance(d, int) and d != want
-                                        for d, want in zip(model_shape, self.input_shape)):
-            raise ValueError(f"{self.onnx_path} expects input '{inputs[0].name}' of shape "
-                             f"{shape_str(model_shape)}, but the backend was configured for "
-                             f"{shape_str(self.input_shape)}; re-export the model at that shape")
-        if inputs[0].type != "tensor(float)":
-            raise ValueError(f"{self.onnx_path} input '{inputs[0].name}' is {inputs[0].type}; expected tensor(float)")
-        self.input_name = inputs[0].name
+        inputs = {i.name: i for i in self.session.get_inputs()}
+        if not self.named_inputs:
+            if len(inputs) != 1:
+                raise ValueError(f"{self.onnx_path} has {len(inputs)} inputs {list(inputs)}; expected one image "
+                                 "input (pass input_shapes={name: shape} for a multi-input model)")
+            self._feed_names = {self.input_names[0]: next(iter(inputs))}
+        else:
+            if sorted(inputs) != sorted(self.input_names):
+                raise ValueError(f"{self.onnx_path} has inputs {list(inputs)}, but the backend was configured for "
+                                 f"{list(self.input_names)}")
+            self._feed_names = {n: n for n in self.input_names}
+        for name, graph_name in self._feed_names.items():
+            node, want = inputs[graph_name], self.input_shapes[name]
+            model_shape = tuple(node.shape)
+            # Symbolic (dynamic) dimensions accept any size, so they match the deployment's.
+            if len(model_shape) != len(want) or any(isinstance(d, int) and d != w for d, w in zip(model_shape, want)):
+                raise ValueError(f"{self.onnx_path} expects input '{graph_name}' of shape "
+                                 f"{shape_str(model_shape)}, but the backend was configured for "
+                                 f"{shape_str(want)}; re-export the model at that shape")
+            if node.type != "tensor(float)":
+                raise ValueError(f"{self.onnx_path} input '{graph_name}' is {node.type}; expected tensor(float)")
+        self.input_name = self._feed_names[self.input_names[0]]
         graph_outputs = [o.name for o in self.session.get_outputs()]
         missing = [n for n in self.output_names if n not in graph_outputs]
         if missing:
             raise ValueError(f"{self.onnx_path} has outputs {graph_outputs}, lacking {missing}")
         self._run_names = list(self.output_names)
 
-    def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        """Run the session; the returned arrays are fresh (not reused by the next call)."""
-        batch = self.check_input(batch)
+    def infer(self, inputs: Inputs) -> dict[str, np.ndarray]:
+        """Run the session on an array or a dict of arrays; the returned arrays are fresh."""
+        arrays = self.check_inputs(inputs)
         if self.session is None:
             raise RuntimeError("backend 'onnxruntime' is closed")
-        outputs = self.session.run(self._run_names, {self.input_name: batch})
+        outputs = self.session.run(self._run_names, {self._feed_names[n]: a for n, a in arrays.items()})
         return {n: np.asarray(o, dtype=np.float32) for n, o in zip(self.output_names, outputs)}
 
     def describe(self) -> dict[str, str]:
@@ -129,7 +142,7 @@ class OnnxRuntimeBackend(Backend):
             "precision": "fp32",
             "providers": ",".join(self.session.get_providers()) if self.session is not None else "(closed)",
             "onnx_path": os.fspath(self.onnx_path),
-            "input_shape": shape_str(self.input_shape),
+            "input_shape": shapes_str(self.input_shapes) if self.named_inputs else shape_str(self.input_shape),
             "outputs": ",".join(self.output_names),
             "onnxruntime": onnxruntime.__version__,
         }

@@ -3,7 +3,8 @@
 UNTESTED HERE: the development/CI machine has neither a CUDA GPU nor the ``tensorrt`` package, so only
 the BackendUnavailable path is exercised by the tests. Everything that touches TensorRT sits in
 ``build_engine``, ``load_engine`` and ``TensorRTBackend`` (engine I/O, buffers, ``execute_async_v3``) and
-has to be validated on a Jetson (JetPack 6 / TensorRT 10). Not done yet: engine cache keys, a
+has to be validated on a Jetson (JetPack 6 / TensorRT 10), including the binding of several named inputs
+(multi-input models such as ``svr`` and ``semi_smd``). Not done yet: engine cache keys, a
 TensorRT-vs-PyTorch self-check after building, INT8, dynamic shapes.
 """
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import Backend, BackendUnavailable, shape_str
+from .base import Backend, BackendUnavailable, InputShapes, Inputs, shape_str, shapes_str
 
 UNAVAILABLE_MSG = ("backend 'tensorrt' needs NVIDIA TensorRT (JetPack ships it; pip install tensorrt on x86 "
                    "with CUDA) and a CUDA GPU")
@@ -100,7 +101,7 @@ class TensorRTBackend(Backend):
 
     name = "tensorrt"
 
-    def __init__(self, onnx_path: str | os.PathLike | None, input_shape: Sequence[int],
+    def __init__(self, onnx_path: str | os.PathLike | None, input_shape: InputShapes,
                  output_names: Sequence[str], engine_path: str | os.PathLike | None = None,
                  device: str = "cuda", precision: str = "fp32", rebuild: bool = False,
                  workspace_bytes: int = 1 << 30) -> None:
@@ -128,26 +129,38 @@ class TensorRTBackend(Backend):
             self._runtime, self._engine = load_engine(self.engine_path)
             self._context = self._engine.create_execution_context()
             self._stream = torch.cuda.Stream(self.device)
-            self._input_name, self._input, self._outputs = self._bind_tensors(trt, torch)
+            self._feed_names, self._inputs, self._outputs = self._bind_tensors(trt, torch)
 
-    def _bind_tensors(self, trt, torch) -> tuple[str, Any, dict[str, Any]]:
-        """Allocate one torch CUDA tensor per engine I/O tensor and register its address with the context."""
+    def _bind_tensors(self, trt, torch) -> tuple[dict[str, str], dict[str, Any], dict[str, Any]]:
+        """Allocate one torch CUDA tensor per engine I/O tensor and register its address with the context.
+
+        Returns (backend input name -> engine input name, input tensors by backend name, output tensors).
+        """
         pairs = {"FLOAT": torch.float32, "HALF": torch.float16, "BF16": torch.bfloat16, "INT8": torch.int8,
                  "UINT8": torch.uint8, "INT32": torch.int32, "INT64": torch.int64, "BOOL": torch.bool}
         dtypes = {getattr(trt.DataType, k): v for k, v in pairs.items() if hasattr(trt.DataType, k)}
         names = [self._engine.get_tensor_name(i) for i in range(self._engine.num_io_tensors)]
         inputs = [n for n in names if self._engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
-        if len(inputs) != 1:
-            raise ValueError(f"engine {self.engine_path} has inputs {inputs}; expected one image input")
-        input_name = inputs[0]
-        engine_shape = tuple(self._engine.get_tensor_shape(input_name))
-        if len(engine_shape) != 4 or any(d != -1 and d != want for d, want in zip(engine_shape, self.input_shape)):
-            raise ValueError(f"engine {self.engine_path} expects input of shape {shape_str(engine_shape)}, but the "
-                             f"backend was configured for {shape_str(self.input_shape)}")
-        if self._engine.get_tensor_dtype(input_name) != trt.DataType.FLOAT:
-            raise ValueError(f"engine {self.engine_path} input is {self._engine.get_tensor_dtype(input_name)}; "
-                             "expected float32")
-        self._context.set_input_shape(input_name, self.input_shape)
+        if not self.named_inputs:
+            if len(inputs) != 1:
+                raise ValueError(f"engine {self.engine_path} has inputs {inputs}; expected one image input "
+                                 "(pass input_shapes={name: shape} for a multi-input model)")
+            feed = {self.input_names[0]: inputs[0]}
+        else:
+            if sorted(inputs) != sorted(self.input_names):
+                raise ValueError(f"engine {self.engine_path} has inputs {inputs}, but the backend was configured "
+                                 f"for {list(self.input_names)}")
+            feed = {n: n for n in self.input_names}
+        for name, engine_name in feed.items():
+            want = self.input_shapes[name]
+            engine_shape = tuple(self._engine.get_tensor_shape(engine_name))
+            if len(engine_shape) != len(want) or any(d != -1 and d != w for d, w in zip(engine_shape, want)):
+                raise ValueError(f"engine {self.engine_path} expects input '{engine_name}' of shape "
+                                 f"{shape_str(engine_shape)}, but the backend was configured for {shape_str(want)}")
+            if self._engine.get_tensor_dtype(engine_name) != trt.DataType.FLOAT:
+                raise ValueError(f"engine {self.engine_path} input '{engine_name}' is "
+                                 f"{self._engine.get_tensor_dtype(engine_name)}; expected float32")
+            self._context.set_input_shape(engine_name, want)
         missing = [n for n in self.output_names if n not in names]
         if missing:
             raise ValueError(f"engine {self.engine_path} has tensors {names}, lacking {missing}")
@@ -157,20 +170,21 @@ class TensorRTBackend(Backend):
             shape = tuple(self._context.get_tensor_shape(n))
             tensors[n] = torch.empty(shape, dtype=dtypes[self._engine.get_tensor_dtype(n)], device=self.device)
             self._context.set_tensor_address(n, tensors[n].data_ptr())
-        input_tensor = tensors.pop(input_name)
-        return input_name, input_tensor, tensors
+        input_tensors = {name: tensors.pop(engine_name) for name, engine_name in feed.items()}
+        return feed, input_tensors, tensors
 
-    def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+    def infer(self, inputs: Inputs) -> dict[str, np.ndarray]:
         """Copy in, ``execute_async_v3`` on the backend's stream, copy the outputs back as float32."""
         import torch
 
         from .torch_backend import numpy_to_tensor
 
-        batch = self.check_input(batch)
+        arrays = self.check_inputs(inputs)
         if self._context is None:
             raise RuntimeError("backend 'tensorrt' is closed")
         with torch.cuda.device(self.device), torch.cuda.stream(self._stream):
-            self._input.copy_(numpy_to_tensor(batch))
+            for name, array in arrays.items():
+                self._inputs[name].copy_(numpy_to_tensor(array))
             if not self._context.execute_async_v3(self._stream.cuda_stream):
                 raise RuntimeError(f"TensorRT execution failed for {self.engine_path}")
             # .cpu() is queued on the same stream and blocks until it (and so the engine) has finished.
@@ -184,7 +198,7 @@ class TensorRTBackend(Backend):
             "device": str(self.device),
             "precision": self.precision,
             "engine_path": os.fspath(self.engine_path),
-            "input_shape": shape_str(self.input_shape),
+            "input_shape": shapes_str(self.input_shapes) if self.named_inputs else shape_str(self.input_shape),
             "outputs": ",".join(self.output_names),
             "tensorrt": tensorrt.__version__,
         }
@@ -194,5 +208,5 @@ class TensorRTBackend(Backend):
         self._context = None
         self._engine = None
         self._runtime = None
-        self._input = None
+        self._inputs = {}
         self._outputs = {}

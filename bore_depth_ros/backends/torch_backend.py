@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .base import Backend, BackendUnavailable, shape_str
+from .base import Backend, BackendUnavailable, InputShapes, Inputs, shape_str, shapes_str
 
 PRECISIONS = ("fp32", "fp16")
 
@@ -61,11 +61,14 @@ def resolve_device(device: str) -> torch.device:
 
 
 class TorchBackend(Backend):
-    """Eager PyTorch inference; the model is switched to eval mode and moved to ``device`` in place."""
+    """Eager PyTorch inference; the model is switched to eval mode and moved to ``device`` in place.
+
+    Calls ``model(*[inputs[n] for n in input_names])``.
+    """
 
     name = "torch"
 
-    def __init__(self, model: nn.Module, input_shape: Sequence[int], output_names: Sequence[str],
+    def __init__(self, model: nn.Module, input_shape: InputShapes, output_names: Sequence[str],
                  device: str = "cpu", precision: str = "fp32") -> None:
         super().__init__(input_shape, output_names)
         if precision not in PRECISIONS:
@@ -76,17 +79,17 @@ class TorchBackend(Backend):
         self.precision = precision
         self.model: nn.Module | None = model.eval().to(self.device)
 
-    def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        """Run the model; outputs are copied to host float32 arrays."""
-        batch = self.check_input(batch)
+    def infer(self, inputs: Inputs) -> dict[str, np.ndarray]:
+        """Run the model on an array or a dict of arrays; outputs are copied to host float32 arrays."""
+        arrays = self.check_inputs(inputs)
         if self.model is None:
             raise RuntimeError("backend 'torch' is closed")
         with torch.inference_mode():
-            x = numpy_to_tensor(batch)
+            xs = [numpy_to_tensor(arrays[n]) for n in self.input_names]
             if self.device.type == "cuda":
-                x = x.to(self.device)
+                xs = [x.to(self.device) for x in xs]
             with torch.autocast("cuda", dtype=torch.float16, enabled=self.precision == "fp16"):
-                outputs = self.model(x)
+                outputs = self.model(*xs)
             tensors = outputs_to_dict(outputs, self.output_names)
             return {n: t.detach().to(device="cpu", dtype=torch.float32).numpy() for n, t in tensors.items()}
 
@@ -96,7 +99,7 @@ class TorchBackend(Backend):
             "device": str(self.device),
             "precision": self.precision,
             "model": type(self.model).__name__ if self.model is not None else "(closed)",
-            "input_shape": shape_str(self.input_shape),
+            "input_shape": shapes_str(self.input_shapes) if self.named_inputs else shape_str(self.input_shape),
             "outputs": ",".join(self.output_names),
             "torch": torch.__version__,
         }

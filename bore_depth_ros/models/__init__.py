@@ -2,7 +2,9 @@
 
 The registry part (`get_model_info`, `list_models`, `register_model`, `ModelInfo`,
 `check_input_size`) imports no torch, so non-PyTorch backends and preprocessing can use it; the
-torch-backed names (`BoReDepthNet`, `load_checkpoint`, `CheckpointError`) are imported on first use.
+torch-backed names (`BoReDepthNet`, `SVRStudent`, `SemiSMDNet`, `load_checkpoint`, `CheckpointError`) are
+imported on first use. `svr` and `semi_smd` are our designs after the SVR and Semi-SMD papers, not the
+official models.
 """
 from __future__ import annotations
 
@@ -13,6 +15,8 @@ from .registry import ModelInfo, check_input_size, create_model, get_model_info,
 
 _LAZY = {
     "BoReDepthNet": ".bore_depth",
+    "SVRStudent": ".svr",
+    "SemiSMDNet": ".semi_smd",
     "load_checkpoint": ".checkpoint",
     "save_lightning_checkpoint": ".checkpoint",
     "CheckpointError": ".checkpoint",
@@ -21,6 +25,8 @@ _LAZY = {
 if TYPE_CHECKING:
     from .bore_depth import BoReDepthNet
     from .checkpoint import CheckpointError, load_checkpoint, save_lightning_checkpoint
+    from .semi_smd import SemiSMDNet
+    from .svr import SVRStudent
 
 
 def __getattr__(name: str) -> Any:
@@ -33,5 +39,5 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "create_model", "list_models", "get_model_info", "ModelInfo", "register_model", "check_input_size",
-    "load_checkpoint", "save_lightning_checkpoint", "CheckpointError", "BoReDepthNet",
+    "load_checkpoint", "save_lightning_checkpoint", "CheckpointError", "BoReDepthNet", "SVRStudent", "SemiSMDNet",
 ]

@@ -22,17 +22,35 @@ def check_input_size(height: int, width: int, multiple: int = 32) -> None:
             raise ValueError(f"input {axis} {value} is not a multiple of {multiple}")
 
 
+# Shape rule of every input name a registered model may declare, for `ModelInfo.input_shapes`:
+# n = views per call (B*N), (h, w) = model input size, s = `ModelInfo.ray_stride`.
+INPUT_SHAPE_RULES: dict[str, str] = {
+    "image": "[n, 3, h, w] ImageNet-normalised RGB of the current frame",
+    "prev_image": "[n, 3, h, w] the same cameras one frame earlier (the current images if there is none)",
+    "rays": "[n, 3, h/s, w/s] unit viewing rays in base_link through each token cell (core.rays.viewing_rays)",
+    "origins": "[n, 3] camera position in base_link, metres",
+    "focal": "[n, 1] fx at the model input size / canonical_focal",
+}
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     """Static description of a registered model: I/O contract, normalisation and output range.
 
     `input_presets` maps a dataset/use name to the (height, width) the model was trained at;
     `checkpoint_prefix` is the prefix of the model's tensors inside a full training checkpoint.
+    `input_names` are the forward arguments in order (see INPUT_SHAPE_RULES and `input_shapes`).
+    `num_cameras`: views per rig the model needs in one batch, ring-ordered (sim.rig.RING_ORDER);
+    0 means any number (views are processed independently). `needs_previous_frame`: the model
+    takes the previous frame ("prev_image"). `canonical_focal` (pixels at the model input size,
+    0 = none): metric models predict depth for this focal and scale it by the "focal" input.
+    `min_depth`/`max_depth` are the output bounds at focal = 1 (multiply by "focal" otherwise).
     """
 
     name: str
     description: str = ""
     output_names: tuple[str, ...] = ("depth",)
+    input_names: tuple[str, ...] = ("image",)
     metric: bool = False
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
@@ -43,11 +61,20 @@ class ModelInfo:
     min_depth: float = 0.0
     max_depth: float = float("inf")
     checkpoint_prefix: str = ""
+    needs_previous_frame: bool = False
+    canonical_focal: float = 0.0
+    ray_stride: int = 32
 
     def __post_init__(self) -> None:
         # A private copy, so the caller's dict cannot change a registered ModelInfo afterwards.
         object.__setattr__(self, "input_presets", dict(self.input_presets))
         object.__setattr__(self, "output_names", tuple(self.output_names))
+        object.__setattr__(self, "input_names", tuple(self.input_names))
+        if (not self.input_names or len(set(self.input_names)) != len(self.input_names)
+                or not all(isinstance(n, str) and n for n in self.input_names)):
+            raise ValueError(f"input_names must be non-empty unique strings, got {self.input_names!r}")
+        if self.num_cameras < 0:
+            raise ValueError(f"num_cameras must be >= 0 (0 = any), got {self.num_cameras}")
         check_input_size(*self.default_input_size, multiple=self.input_multiple)
         for preset in self.input_presets.values():
             check_input_size(*preset, multiple=self.input_multiple)
@@ -55,6 +82,28 @@ class ModelInfo:
     def check_input_size(self, height: int, width: int) -> None:
         """`check_input_size` with this model's size multiple."""
         check_input_size(height, width, self.input_multiple)
+
+    def input_shapes(self, num_views: int, height: int, width: int) -> dict[str, tuple[int, ...]]:
+        """Static shape of every input, in `input_names` order, for `num_views` views at height x width.
+
+        `num_views` is B*N; it must be a multiple of `num_cameras` when that is > 0. Names without
+        a rule in INPUT_SHAPE_RULES raise ValueError (such models state their shapes themselves).
+        """
+        self.check_input_size(height, width)
+        if isinstance(num_views, bool) or not isinstance(num_views, int) or num_views < 1:
+            raise ValueError(f"num_views must be a positive int, got {num_views!r}")
+        if self.num_cameras and num_views % self.num_cameras:
+            raise ValueError(f"model {self.name!r} takes whole rigs of {self.num_cameras} views; "
+                             f"got {num_views} views")
+        if "rays" in self.input_names:
+            check_input_size(height, width, self.ray_stride)
+        image = (num_views, 3, height, width)
+        rule = {"image": image, "prev_image": image, "origins": (num_views, 3), "focal": (num_views, 1),
+                "rays": (num_views, 3, height // self.ray_stride, width // self.ray_stride)}
+        unknown = [n for n in self.input_names if n not in rule]
+        if unknown:
+            raise ValueError(f"no shape rule for input(s) {unknown} of model {self.name!r}")
+        return {n: rule[n] for n in self.input_names}
 
 
 _FACTORIES: dict[str, Callable[..., Any]] = {}
@@ -115,5 +164,64 @@ register_model(
         min_depth=1.0 / BORE_DEPTH_MAX_DISPARITY,
         max_depth=1.0 / BORE_DEPTH_MIN_DISPARITY,
         checkpoint_prefix="depth_net.",
+    ),
+)
+
+
+SURROUND_PRESETS = {"ddad": (384, 640), "nuscenes": (352, 640), "small": (192, 320)}
+SURROUND_MIN_DEPTH = 0.5   # metres at focal = 1 (the canonical focal)
+SURROUND_MAX_DEPTH = 80.0
+SURROUND_CANONICAL_FOCAL = 250.0  # pixels at the model input size
+
+
+def _build_svr(**kwargs: Any):
+    from .svr import SVRStudent
+
+    return SVRStudent(**kwargs)
+
+
+def _build_semi_smd(**kwargs: Any):
+    from .semi_smd import SemiSMDNet
+
+    return SemiSMDNet(**kwargs)
+
+
+register_model(
+    "svr",
+    _build_svr,
+    ModelInfo(
+        name="svr",
+        description="SVR-style student (our design after Scale-Invariant and View-Relational KD, not the "
+                    "official model): MPViT-tiny encoder, EFAF decoder, 64 adaptive metric depth bins",
+        output_names=("depth", "confidence"),
+        input_names=("image", "focal"),
+        metric=True,
+        input_presets=SURROUND_PRESETS,
+        default_input_size=(192, 320),
+        num_cameras=0,
+        min_depth=SURROUND_MIN_DEPTH,
+        max_depth=SURROUND_MAX_DEPTH,
+        canonical_focal=SURROUND_CANONICAL_FOCAL,
+    ),
+)
+
+register_model(
+    "semi_smd",
+    _build_semi_smd,
+    ModelInfo(
+        name="semi_smd",
+        description="Semi-SMD-style surround fusion model (our design after Semi-SMD, not the official "
+                    "model): MPViT-tiny encoder, ring/temporal attention on ray-encoded tokens, EFAF decoder",
+        output_names=("depth", "confidence"),
+        input_names=("image", "prev_image", "rays", "origins", "focal"),
+        metric=True,
+        input_presets=SURROUND_PRESETS,
+        default_input_size=(192, 320),
+        num_cameras=6,
+        needs_previous_frame=True,
+        min_depth=SURROUND_MIN_DEPTH,
+        max_depth=SURROUND_MAX_DEPTH,
+        canonical_focal=SURROUND_CANONICAL_FOCAL,
+        ray_stride=32,
     ),
 )
