@@ -17,6 +17,8 @@ setup(
         "console_scripts": [
             "bore-depth = bore_depth_ros.cli:main",
             "bore-depth-mono-node = bore_depth_ros.ros.mono_node:main",
+            "bore-depth-surround-node = bore_depth_ros.ros.surround_node:main",
+            "bore-depth-container = bore_depth_ros.ros.container:main",
         ]
     },
 )

@@ -72,7 +72,7 @@ class DepthEngine:
         if config.batch < 1:
             raise ValueError(f"batch must be >= 1, got {config.batch}")
         self.input_hw = (config.input_height, config.input_width)
-        shape = (config.batch, 3, config.input_height, config.input_width)
+        shapes = self.info.input_shapes(config.batch, config.input_height, config.input_width)
         weights = config.weights.strip()
         model = None
         onnx_path = None
@@ -88,11 +88,13 @@ class DepthEngine:
             model, self.weights_source = self._load_torch_model(config.model, weights)
         self.backend = create_backend(
             config.backend, model=model, model_name=config.model, onnx_path=onnx_path,
-            input_shape=shape, output_names=self.info.output_names, device=config.device,
+            input_shapes=shapes, output_names=self.info.output_names, device=config.device,
             precision=config.precision, cache_dir=config.cache_dir)
         self._mean = np.asarray(self.info.mean, np.float32)
         self._std = np.asarray(self.info.std, np.float32)
-        self._batch = np.zeros(shape, np.float32)
+        self._inputs = {name: np.zeros(shp, np.float32) for name, shp in shapes.items()}
+        self._batch = self._inputs["image"]
+        self._has_prev = False
         self._lock = threading.Lock()
 
     @staticmethod
@@ -128,23 +130,67 @@ class DepthEngine:
         x /= self._std
         self._batch[i] = x.transpose(2, 0, 1)
 
-    def infer(self, images: Sequence[np.ndarray]) -> EngineOutput:
-        """Run the model on up to ``batch`` RGB uint8 images (H, W, 3); one backend call."""
+    def infer(self, images: Sequence[np.ndarray], intrinsics: Sequence[Intrinsics] | None = None,
+              extrinsics: Sequence | None = None) -> EngineOutput:
+        """Run the model on up to ``batch`` RGB uint8 images (H, W, 3); one backend call.
+
+        Models with geometry inputs need ``intrinsics`` (per image, at its own resolution) and,
+        for ``rays``/``origins``, ``extrinsics`` (per image, the target-frame-from-optical
+        Transform). Models that fuse views (``num_cameras`` > 1) need exactly ``batch`` images.
+        """
         n = len(images)
         if not 1 <= n <= self.config.batch:
             raise ValueError(f"engine batch is {self.config.batch}, got {n} images")
+        if self.info.num_cameras > 1 and n != self.config.batch:
+            raise ValueError(f"model {self.info.name} fuses whole rigs: give all "
+                             f"{self.config.batch} views, got {n}")
         with self._lock:
             t0 = time.perf_counter()
+            if self._has_prev and "prev_image" in self._inputs:
+                self._inputs["prev_image"][:] = self._batch
             for i, rgb in enumerate(images):
                 self.preprocess_into(i, rgb)
             if n < self.config.batch:
                 self._batch[n:] = 0.0
+            self._fill_geometry(n, intrinsics, extrinsics)
+            if "prev_image" in self._inputs and not self._has_prev:
+                self._inputs["prev_image"][:] = self._batch   # no previous frame yet: itself
+            self._has_prev = True
             t1 = time.perf_counter()
-            out = self.backend.infer(self._batch)
+            feed = self._inputs if len(self._inputs) > 1 else self._batch
+            out = self.backend.infer(feed)
             t2 = time.perf_counter()
         depth = out["depth"][:n, 0]
         conf = out["confidence"][:n, 0] if "confidence" in out else None
         return EngineOutput(depth, conf, (t2 - t1) * 1e3, (t1 - t0) * 1e3)
+
+    def reset_temporal(self) -> None:
+        """Forget the previous frame (the next call uses its own images as previous)."""
+        with self._lock:
+            self._has_prev = False
+
+    def _fill_geometry(self, n: int, intrinsics, extrinsics) -> None:
+        names = self._inputs.keys() - {"image", "prev_image"}
+        if not names:
+            return
+        from .rays import focal_ratio, rig_inputs
+
+        if intrinsics is None or len(intrinsics) != n:
+            raise ValueError(f"model {self.info.name} needs the intrinsics of every view "
+                             f"(inputs {sorted(names)})")
+        if names & {"rays", "origins"}:
+            if extrinsics is None or len(extrinsics) != n or any(e is None for e in extrinsics):
+                raise ValueError(f"model {self.info.name} needs every view's extrinsics")
+            geo = rig_inputs(intrinsics, extrinsics, self.input_hw, self.info.canonical_focal,
+                             self.info.ray_stride)
+            for k in names:
+                self._inputs[k][:n] = geo[k]
+        else:
+            self._inputs["focal"][:n, 0] = [focal_ratio(k, self.input_hw, self.info.canonical_focal)
+                                            for k in intrinsics]
+        for k in names:
+            if n < self.config.batch:
+                self._inputs[k][n:] = self._inputs[k][0]
 
 
 @dataclass
@@ -242,3 +288,37 @@ class ViewProcessor:
         return ViewResult(depth, conf, scale, valid.size / n, float(conf.mean()), dmin, dmed, dmax,
                           {"scale_ms": (t1 - t0) * 1e3, "resize_mask_ms": (t2 - t1) * 1e3,
                            "summary_ms": (t3 - t2) * 1e3})
+
+
+class EnginePool:
+    """Loaded engines by configuration: every node asking for the same model, weights, backend,
+    input size and batch gets the same ``DepthEngine`` (one copy of the weights per process).
+    Models that keep the previous frame (temporal state) are never shared between nodes."""
+
+    def __init__(self):
+        self._engines: dict[EngineConfig, DepthEngine] = {}
+        self._private: list[DepthEngine] = []
+        self._lock = threading.Lock()
+
+    def get(self, config: EngineConfig) -> DepthEngine:
+        with self._lock:
+            engine = self._engines.get(config)
+            if engine is None:
+                engine = DepthEngine(config)
+                if engine.info.needs_previous_frame:
+                    self._private.append(engine)
+                else:
+                    self._engines[config] = engine
+            return engine
+
+    def engines(self) -> list[DepthEngine]:
+        return list(self._engines.values()) + self._private
+
+
+def resolve_engine(engine: "DepthEngine | EnginePool | None", config: EngineConfig) -> DepthEngine:
+    """A node's engine: the one given, one from a shared pool, or a new one for ``config``."""
+    if isinstance(engine, DepthEngine):
+        return engine
+    if isinstance(engine, EnginePool):
+        return engine.get(config)
+    return DepthEngine(config)

@@ -14,7 +14,7 @@ import sys
 import time
 
 import rclpy
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.qos_overriding_options import QoSOverridingOptions
@@ -22,9 +22,10 @@ from rcl_interfaces.msg import ParameterDescriptor
 from sensor_msgs.msg import CameraInfo, Image
 
 from ..core.errors import CAMERA_INFO_MISSING, InputRejected
-from ..core.pipeline import DepthEngine, ViewProcessor
+from ..core.pipeline import DepthEngine, EnginePool, ViewProcessor, resolve_engine
 from ..core.stats import ReasonCounter, RollingStats
 from . import conversions as conv
+from . import diagnostics as diag
 from .view_io import CameraInfoCache, ViewOutputs, input_qos, stamp_ns
 from .params import (declare_engine_params, declare_view_params, engine_config_from_params,
                      accepted, rejected, view_config_from_values, view_values)
@@ -33,10 +34,10 @@ BACKWARDS_JUMP_NS = 1_000_000_000  # a stamp this far behind the previous one me
 
 
 class MonoDepthNode(Node):
-    """Depth for one camera; pass ``engine`` to share an already loaded model."""
+    """Depth for one camera; ``engine`` (a DepthEngine or an EnginePool) shares a loaded model."""
 
-    def __init__(self, node_name: str = "bore_depth_mono", *, engine: DepthEngine | None = None,
-                 **node_kwargs):
+    def __init__(self, node_name: str = "bore_depth_mono", *,
+                 engine: DepthEngine | EnginePool | None = None, **node_kwargs):
         super().__init__(node_name, **node_kwargs)
         declare_engine_params(self)
         declare_view_params(self)
@@ -55,7 +56,7 @@ class MonoDepthNode(Node):
         self.declare_parameter("diagnostics_period", 1.0, ParameterDescriptor(
             description="seconds between /diagnostics messages", read_only=True))
 
-        self.engine = engine if engine is not None else DepthEngine(engine_config_from_params(self))
+        self.engine = resolve_engine(engine, engine_config_from_params(self))
         info = self.engine.info
         self.view = ViewProcessor(view_config_from_values(view_values(self)), info.metric,
                                   (info.min_depth, info.max_depth))
@@ -167,29 +168,25 @@ class MonoDepthNode(Node):
 
     # ---------------------------------------------------------------- diagnostics
     def publish_diagnostics(self) -> None:
-        st = DiagnosticStatus(name=f"{self.get_fully_qualified_name()}: depth",
-                              hardware_id=self.engine.config.device)
         values = {"frames_in": self.frames_in, "frames_out": self.frames_out,
                   "rejected_total": self.rejections.total(),
                   "waiting_for_camera_info": int(self._pending is not None)}
         values.update({f"rejected.{k}": v for k, v in self.rejections.as_dict().items()})
-        for k, s in self.timing.items():
-            values[f"{k}.mean"] = round(s.mean(), 3)
+        values.update(diag.timing_values(self.timing))
         values.update({f"engine.{k}": v for k, v in self.engine.describe().items()})
-        st.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
         if self._pending is not None and not len(self._infos):
-            st.level, st.message = DiagnosticStatus.WARN, "waiting for camera_info"
+            level, message = diag.WARN, "waiting for camera_info"
         elif self.rejections.total():
-            st.level = DiagnosticStatus.WARN
-            st.message = "rejected inputs: " + ", ".join(f"{k}={v}" for k, v in
-                                                         self.rejections.as_dict().items())
+            level = diag.WARN
+            message = "rejected inputs: " + ", ".join(f"{k}={v}" for k, v in
+                                                      self.rejections.as_dict().items())
         elif self.frames_in == 0:
-            st.level, st.message = DiagnosticStatus.OK, "no images received yet"
+            level, message = diag.OK, "no images received yet"
         else:
-            st.level, st.message = DiagnosticStatus.OK, "ok"
-        arr = DiagnosticArray(status=[st])
-        arr.header.stamp = self.get_clock().now().to_msg()
-        self.pub_diag.publish(arr)
+            level, message = diag.OK, "ok"
+        st = diag.status(f"{self.get_fully_qualified_name()}: depth", self.engine.config.device,
+                         level, message, values)
+        self.pub_diag.publish(diag.diagnostic_array(self, [st]))
 
 
 def main(argv=None) -> int:

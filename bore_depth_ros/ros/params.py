@@ -16,8 +16,8 @@ ENGINE_PARAMS = {
     "precision": ("fp32", "fp32 | fp16 (CUDA/TensorRT only)"),
     "input_preset": ("", "named input size of the model overriding input_height/width: "
                          "nyu (256x320), kitti (256x832); empty = use input_height/input_width"),
-    "input_height": (256, "model input height, a multiple of 32 (256 for the nyu/kitti presets)"),
-    "input_width": (320, "model input width, a multiple of 32 (320 nyu, 832 kitti)"),
+    "input_height": (0, "model input height, a multiple of 32; 0 = the model's default"),
+    "input_width": (0, "model input width, a multiple of 32; 0 = the model's default"),
     "cache_dir": ("", "where exported ONNX files are cached; empty = $BORE_DEPTH_CACHE or ~/.cache"),
 }
 
@@ -45,8 +45,10 @@ def _descriptor(description: str, read_only: bool = False, rng=None) -> Paramete
     return d
 
 
-def declare_engine_params(node) -> None:
+def declare_engine_params(node, default_model: str = "bore_depth") -> None:
     for name, (default, desc) in ENGINE_PARAMS.items():
+        if name == "model":
+            default = default_model
         node.declare_parameter(name, default, _descriptor(desc, read_only=True))
 
 
@@ -55,6 +57,11 @@ def engine_config_from_params(node, batch: int = 1) -> EngineConfig:
     height, width = int(g["input_height"]), int(g["input_width"])
     if g["input_preset"]:
         height, width = input_size_from_preset(g["model"], g["input_preset"])
+    elif height == 0 or width == 0:
+        from ..models import get_model_info
+
+        dh, dw = get_model_info(g["model"]).default_input_size
+        height, width = height or dh, width or dw
     return EngineConfig(model=g["model"], weights=g["weights"], backend=g["backend"],
                         device=g["device"], precision=g["precision"], input_height=height,
                         input_width=width, batch=batch, cache_dir=g["cache_dir"] or None)

@@ -53,6 +53,13 @@ class RecordingSummary:
     rig_frames_per_second: float             # all cameras of one frame per second of rendering
 
 
+def scene_for(config: RecordingConfig) -> SceneConfig:
+    """The scene a recording renders: the config's, seeded by its seed and long enough to drive."""
+    travel = config.speed * (config.frames - 1) / config.rate_hz
+    return replace(config.scene, seed=config.seed,
+                   length=max(config.scene.length, travel + _SCENE_MARGIN_M))
+
+
 def ego_pose(t_s: float, config: RecordingConfig) -> Transform:
     """odom (= world) <- base_link at ``t_s`` seconds after the start: a gentle S-curve in the lane."""
     x = config.speed * t_s
@@ -104,9 +111,7 @@ def record(out_path: str | Path, config: RecordingConfig = RecordingConfig(),
     period_ns = 1e9 / config.rate_hz
     stamps = [config.start_time_ns + int(round(i * period_ns)) for i in range(config.frames)]
     offsets = _camera_offsets_ns(config, len(rig))
-    travel = config.speed * (stamps[-1] - stamps[0]) / 1e9
-    scene = replace(config.scene, seed=config.seed,
-                    length=max(config.scene.length, travel + _SCENE_MARGIN_M))
+    scene = scene_for(config)
     intrinsics = [cam.intrinsics(config.width, config.height) for cam in rig]
     topics = [camera_topics(cam.name) for cam in rig]
     render_s = lidar_s = 0.0

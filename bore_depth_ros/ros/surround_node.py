@@ -1,0 +1,410 @@
+"""Surround depth node: N synchronized cameras, one batched inference, per-view and fused outputs.
+
+For every camera name ``c`` in the ``cameras`` parameter (ring order: neighbours are adjacent,
+the last one neighbours the first):
+  in  (best effort):  ``c/image``, ``c/camera_info``
+  out (reliable):     ``c/depth/image``, ``c/depth/camera_info``, ``c/confidence/image``,
+                      ``c/points``, ``c/view_confidence`` (the mono node's contract, same headers)
+and for the rig: ``points`` (all views fused in ``target_frame``, unorganized) and
+``rig_confidence`` (bore_depth_ros/RigConfidence), plus ``/diagnostics``.
+Extrinsics come from ``/tf_static`` and ``/tf`` at each image's stamp. A missing transform is
+reported and the per-view outputs keep flowing; only the fused cloud (and the overlap check)
+waits, and resumes as soon as the transform arrives. Models whose inputs need the extrinsics
+(semi_smd) wait for TF as a whole; those groups are counted as dropped.
+With the node in namespace ``/cameras`` the topics match the project's recordings.
+"""
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+import rclpy
+from rclpy.clock import Clock, ClockType
+from rclpy.node import Node
+from rclpy.qos import QoSDurabilityPolicy, QoSHistoryPolicy, QoSProfile, QoSReliabilityPolicy
+from rclpy.qos_overriding_options import QoSOverridingOptions
+from rcl_interfaces.msg import ParameterDescriptor
+from diagnostic_msgs.msg import DiagnosticArray
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
+
+from ..core.errors import CAMERA_INFO_MISSING, InputRejected
+from ..core.fusion import fuse_views, pack_unorganized, view_consistency
+from ..core.pipeline import DepthEngine, EnginePool, ViewProcessor, resolve_engine
+from ..core.stats import ReasonCounter, RollingStats
+from ..core.sync import ApproximateSynchronizer
+from ..core.tf_buffer import TfBuffer
+from ..core.transforms import Transform
+from ..msg import RigConfidence, ViewOverlap
+from . import conversions as conv
+from . import diagnostics as diag
+from .params import (accepted, declare_engine_params, declare_view_params,
+                     engine_config_from_params, rejected, view_config_from_values, view_values)
+from .view_io import OUTPUT_QOS, CameraInfoCache, ViewOutputs, input_qos, stamp_ns
+
+DEFAULT_CAMERAS = ["front", "front_left", "back_left", "back", "back_right", "front_right"]
+TF_STATIC_QOS = QoSProfile(history=QoSHistoryPolicy.KEEP_LAST, depth=100,
+                           reliability=QoSReliabilityPolicy.RELIABLE,
+                           durability=QoSDurabilityPolicy.TRANSIENT_LOCAL)
+TF_QOS = QoSProfile(history=QoSHistoryPolicy.KEEP_LAST, depth=100,
+                    reliability=QoSReliabilityPolicy.RELIABLE)
+BACKWARDS_JUMP_NS = 1_000_000_000
+
+
+def transform_from_tf_msg(ts) -> Transform:
+    t, q = ts.transform.translation, ts.transform.rotation
+    return Transform.from_quat((t.x, t.y, t.z), (q.x, q.y, q.z, q.w))
+
+
+class SurroundDepthNode(Node):
+    """Depth for a rig of N cameras; ``engine`` (a DepthEngine or an EnginePool) shares a model."""
+
+    def __init__(self, node_name: str = "bore_depth_surround", *,
+                 engine: DepthEngine | EnginePool | None = None, **node_kwargs):
+        super().__init__(node_name, **node_kwargs)
+        d = ParameterDescriptor
+        self.declare_parameter("cameras", DEFAULT_CAMERAS, d(
+            description="camera names in ring order; topics <name>/image and <name>/camera_info",
+            read_only=True))
+        declare_engine_params(self, default_model="svr")
+        declare_view_params(self)
+        for name, default, desc, ro in [
+            ("target_frame", "base_link", "frame of the fused cloud (REP 105 body frame)", True),
+            ("slop", 0.03, "seconds: largest stamp spread of one synchronized set", True),
+            ("queue_size", 5, "per-camera synchroniser queue (newest frames win)", True),
+            ("points_decimation", 4, "per-view clouds: every n-th pixel", False),
+            ("points_rgb", True, "per-view clouds: add rgb", False),
+            ("publish_points", True, "publish the per-view clouds", False),
+            ("fused_decimation", 4, "fused cloud: every n-th pixel of each view", False),
+            ("fused_min_range", 0.3, "fused cloud: metres from target_frame's origin", False),
+            ("fused_max_range", 80.0, "fused cloud: metres from target_frame's origin", False),
+            ("fused_rgb", True, "fused cloud: add rgb", False),
+            ("consistency_decimation", 8, "overlap check: every n-th pixel", False),
+            ("diagnostics_period", 1.0, "seconds between /diagnostics messages", True),
+        ]:
+            self.declare_parameter(name, default, d(description=desc, read_only=ro))
+        self.cameras = [str(c) for c in self.get_parameter("cameras").value]
+        if not self.cameras or len(set(self.cameras)) != len(self.cameras):
+            raise ValueError(f"cameras must be distinct names, got {self.cameras}")
+        n = len(self.cameras)
+        self.engine = resolve_engine(engine, engine_config_from_params(self, batch=n))
+        if self.engine.config.batch < n:
+            raise ValueError(f"the shared engine takes {self.engine.config.batch} views per call, "
+                             f"the rig has {n}")
+        info = self.engine.info
+        if info.num_cameras not in (0, 1) and info.num_cameras != n:
+            raise ValueError(f"model {info.name} needs exactly {info.num_cameras} cameras in ring "
+                             f"order, got {n}: {self.cameras}")
+        self.needs_extrinsics = any(k in info.input_names for k in ("rays", "origins"))
+        view_cfg = view_config_from_values(view_values(self))
+        self.views = [ViewProcessor(view_cfg, info.metric, (info.min_depth, info.max_depth))
+                      for _ in self.cameras]
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+
+        self.target_frame = str(self.get_parameter("target_frame").value)
+        self.tf = TfBuffer()
+        self.sync = ApproximateSynchronizer(
+            n, int(float(self.get_parameter("slop").value) * 1e9),
+            int(self.get_parameter("queue_size").value))
+        self.rejections = [ReasonCounter() for _ in self.cameras]
+        self.group_drops = ReasonCounter()
+        self.tf_failures = ReasonCounter()
+        self.frames_in = [0] * n
+        self.groups_out = 0
+        self.fused_out = 0
+        self.fusion_status = "no frames yet"
+        self._fusion_ok: bool | None = None
+        self.timing = {k: RollingStats() for k in ("e2e_ms", "infer_ms", "preprocess_ms",
+                                                   "post_ms", "publish_ms", "fuse_ms",
+                                                   "latency_ms")}
+        self._infos = [CameraInfoCache() for _ in self.cameras]
+        self._pending_group = None   # a complete set waiting for a camera's first camera_info
+        self._last_stamp = [None] * n
+
+        from tf2_msgs.msg import TFMessage
+
+        overrides = QoSOverridingOptions.with_default_policies()
+        qdepth = int(self.get_parameter("queue_size").value)
+        # TF first: the executor serves ready subscriptions in creation order, so transforms that
+        # arrive together with images (a bag starting) are known before the images are processed
+        self.create_subscription(TFMessage, "/tf_static", lambda m: self._on_tf(m, True),
+                                 TF_STATIC_QOS)
+        self.create_subscription(TFMessage, "/tf", lambda m: self._on_tf(m, False), TF_QOS)
+        self.outputs = []
+        for i, cam in enumerate(self.cameras):
+            self.create_subscription(Image, f"{cam}/image",
+                                     lambda m, i=i: self._on_image(i, m), input_qos(qdepth),
+                                     qos_overriding_options=overrides)
+            self.create_subscription(CameraInfo, f"{cam}/camera_info",
+                                     lambda m, i=i: self._on_camera_info(i, m),
+                                     input_qos(max(qdepth, 5)), qos_overriding_options=overrides)
+            self.outputs.append(ViewOutputs(self, f"{cam}/"))
+        self.pub_fused = self.create_publisher(PointCloud2, "points", OUTPUT_QOS,
+                                               qos_overriding_options=overrides)
+        self.pub_rig = self.create_publisher(RigConfidence, "rig_confidence", OUTPUT_QOS)
+        self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_timer(float(self.get_parameter("diagnostics_period").value),
+                          self.publish_diagnostics, clock=Clock(clock_type=ClockType.STEADY_TIME))
+        desc = ", ".join(f"{k}={v}" for k, v in self.engine.describe().items())
+        self.get_logger().info(f"ready: {n} cameras {self.cameras} -> {self.target_frame}; {desc}")
+
+    # ---------------------------------------------------------------- parameters
+    def _on_set_parameters(self, params):
+        values = view_values(self)
+        for p in params:
+            if p.name in values:
+                values[p.name] = p.value
+            if p.name.endswith("decimation") and not 1 <= int(p.value) <= 64:
+                return rejected(f"{p.name} must be in [1, 64]")
+        try:
+            cfg = view_config_from_values(values)
+            for v in self.views:
+                v.configure(cfg)
+        except ValueError as e:
+            return rejected(str(e))
+        return accepted()
+
+    def _param(self, name):
+        return self.get_parameter(name).value
+
+    # ---------------------------------------------------------------- inputs
+    def _on_tf(self, msg, static: bool) -> None:
+        for ts in msg.transforms:
+            try:
+                self.tf.set_transform(ts.header.frame_id, ts.child_frame_id,
+                                      stamp_ns(ts.header), transform_from_tf_msg(ts), static=static)
+            except ValueError as e:
+                if self.tf_failures.add("invalid_transform"):
+                    self.get_logger().warning(f"ignored transform {ts.header.frame_id} -> "
+                                              f"{ts.child_frame_id}: {e}")
+
+    def _on_camera_info(self, i: int, msg: CameraInfo) -> None:
+        self._infos[i].add(msg)
+        if self._pending_group is not None and all(len(c) for c in self._infos):
+            group, self._pending_group = self._pending_group, None
+            self._process_group(group)
+
+    def _on_image(self, i: int, msg: Image) -> None:
+        self.frames_in[i] += 1
+        t = stamp_ns(msg.header)
+        last = self._last_stamp[i]
+        if last is not None and t < last - BACKWARDS_JUMP_NS:
+            self.get_logger().warning(
+                f"{self.cameras[i]}: image stamps jumped back by {(last - t) / 1e9:.3f} s (bag "
+                "restarted?): resetting synchronisation, TF cache and scale state")
+            self.tf.clear_dynamic()
+            self.engine.reset_temporal()
+            for v in self.views:
+                v.reset()
+            self._last_stamp = [None] * len(self.cameras)
+        self._last_stamp[i] = t
+        try:
+            rgb = conv.image_msg_to_rgb(msg)
+        except InputRejected as e:
+            self._reject(i, e, msg)
+            return
+        ev = self.sync.add(i, t, (msg, rgb))
+        for stream, stamp, reason in ev.drops:
+            if self.group_drops.counts[f"sync.{reason}"] == 0 or reason == "reset":
+                self.get_logger().warning(
+                    f"synchroniser dropped {self.cameras[stream]} frame {stamp / 1e9:.3f}: {reason}"
+                    " (reported once per reason; counts in /diagnostics)")
+            self.group_drops.add(f"sync.{reason}")
+        for group in ev.groups:
+            missing = [c for c, infos in zip(self.cameras, self._infos) if not len(infos)]
+            if not missing:
+                self._process_group(group)
+                continue
+            # some camera has never sent camera_info: wait (one set) for it, as the mono node does
+            if self._pending_group is not None:
+                self._drop_group(CAMERA_INFO_MISSING, f"no camera_info yet from {missing} "
+                                 "before the next synchronized set")
+            self._pending_group = group
+
+    def _reject(self, i: int, err: InputRejected, msg: Image) -> None:
+        if self.rejections[i].add(err.reason):
+            self.get_logger().warning(
+                f"{self.cameras[i]}: rejected image (stamp {msg.header.stamp.sec}."
+                f"{msg.header.stamp.nanosec:09d}, frame '{msg.header.frame_id}'): {err} "
+                f"[{self.rejections[i].counts[err.reason]} '{err.reason}' so far]")
+
+    def _drop_group(self, reason: str, detail: str) -> None:
+        if self.group_drops.add(reason):
+            self.get_logger().warning(f"dropped a synchronized set: {reason}: {detail} "
+                                      f"[{self.group_drops.counts[reason]} so far]")
+
+    # ---------------------------------------------------------------- processing
+    def _extrinsics(self, msgs) -> tuple[list[Transform | None], str]:
+        tfs, problems = [], []
+        for m in msgs:
+            tf, err = self.tf.resolve(self.target_frame, m.header.frame_id, stamp_ns(m.header))
+            tfs.append(tf)
+            if err is not None:
+                problems.append(f"{m.header.frame_id}: {err}")
+                self.tf_failures.add(err.reason)
+        return tfs, "; ".join(problems)
+
+    def _process_group(self, group) -> None:
+        t0 = time.perf_counter()
+        msgs = [m for m, _ in group.items]
+        rgbs = [rgb for _, rgb in group.items]
+        infos, intr_in = [], []
+        for i, m in enumerate(msgs):
+            info = self._infos[i].for_stamp(stamp_ns(m.header))
+            try:
+                if info is None:
+                    raise InputRejected(CAMERA_INFO_MISSING,
+                                        f"no camera_info on {self.resolve_topic_name(self.cameras[i] + '/camera_info')}")
+                intr_in.append(conv.camera_info_to_intrinsics(info, m.width, m.height))
+            except InputRejected as e:
+                self._reject(i, e, m)
+                self._drop_group(e.reason, f"camera {self.cameras[i]}: {e.detail}")
+                return
+            infos.append(info)
+        tfs, tf_problem = self._extrinsics(msgs)
+        have_tf = not tf_problem
+        if self.needs_extrinsics and not have_tf:
+            self._drop_group("waiting_for_tf", f"model {self.engine.info.name} needs extrinsics; "
+                                               f"{tf_problem}")
+            self.fusion_status = f"waiting for TF: {tf_problem}"
+            return
+        eo = self.engine.infer(rgbs, intrinsics=intr_in,
+                               extrinsics=tfs if have_tf else None)
+        t1 = time.perf_counter()
+        results = []
+        for i in range(len(msgs)):
+            conf = None if eo.confidence is None else eo.confidence[i]
+            results.append(self.views[i].process(eo.depth[i], conf, intr_in[i]))
+        t2 = time.perf_counter()
+        model, backend = self.engine.config.model, self.engine.backend.name
+        summaries = [
+            self.outputs[i].publish(msgs[i], infos[i], intr_in[i], intr_in[i], rgbs[i], results[i],
+                                    eo.infer_ms / len(msgs), model, backend,
+                                    int(self._param("points_decimation")),
+                                    self._param("publish_points"), self._param("points_rgb"))
+            for i in range(len(msgs))]
+        t3 = time.perf_counter()
+        newest = max(group.stamps)
+        header = msgs[int(np.argmax(group.stamps))].header
+        fused = False
+        overlaps = []
+        if have_tf:
+            fused = self._publish_fused(header, [r.depth for r in results], intr_in, tfs, rgbs)
+            overlaps = self._overlaps(msgs, results, intr_in, tfs)
+            if self._fusion_ok is False:
+                self.get_logger().info(f"all camera transforms to '{self.target_frame}' are "
+                                       "available again: fused cloud resumed")
+            self._fusion_ok, self.fusion_status = True, "ok"
+        else:
+            if self._fusion_ok is not False:
+                self.get_logger().warning(f"fused cloud waits for TF (per-view outputs continue): "
+                                          f"{tf_problem}")
+            self._fusion_ok, self.fusion_status = False, f"waiting for TF: {tf_problem}"
+            self.group_drops.add("fusion_waiting_for_tf")
+        t4 = time.perf_counter()
+        rig = RigConfidence(views=summaries, overlaps=overlaps,
+                            sync_spread_ms=group.spread / 1e6,
+                            mean_confidence=float(np.mean([r.mean_confidence for r in results])),
+                            valid_fraction=float(np.mean([r.valid_fraction for r in results])),
+                            inference_time_ms=float(eo.infer_ms), fused=fused,
+                            fusion_status=self.fusion_status)
+        rig.header.stamp = header.stamp
+        rig.header.frame_id = self.target_frame
+        self.pub_rig.publish(rig)
+        self.groups_out += 1
+        now_ns = self.get_clock().now().nanoseconds
+        self.timing["latency_ms"].add((now_ns - newest) / 1e6)
+        self.timing["e2e_ms"].add((time.perf_counter() - t0) * 1e3)
+        self.timing["infer_ms"].add(eo.infer_ms)
+        self.timing["preprocess_ms"].add(eo.preprocess_ms)
+        self.timing["post_ms"].add((t2 - t1) * 1e3)
+        self.timing["publish_ms"].add((t3 - t2) * 1e3)
+        self.timing["fuse_ms"].add((t4 - t3) * 1e3)
+
+    def _publish_fused(self, header, depths, intrs, tfs, rgbs) -> bool:
+        cloud = fuse_views(depths, intrs, tfs, stride=int(self._param("fused_decimation")),
+                           min_range=float(self._param("fused_min_range")),
+                           max_range=float(self._param("fused_max_range")),
+                           colors=rgbs if self._param("fused_rgb") else None)
+        fields, step, data = pack_unorganized(cloud)
+        msg = PointCloud2(height=1, width=len(cloud.xyz), is_bigendian=False, point_step=step,
+                          row_step=step * len(cloud.xyz), is_dense=True,
+                          fields=[PointField(name=n, offset=o, datatype=t, count=c)
+                                  for n, o, t, c in fields])
+        msg.header.stamp = header.stamp
+        msg.header.frame_id = self.target_frame
+        msg.data = conv._byte_array(data)
+        self.pub_fused.publish(msg)
+        self.fused_out += 1
+        return True
+
+    def _overlaps(self, msgs, results, intrs, tfs) -> list[ViewOverlap]:
+        n = len(msgs)
+        if n < 2:
+            return []
+        stride = int(self._param("consistency_decimation"))
+        pairs = [(i, (i + 1) % n) for i in range(n if n > 2 else 1)]
+        out = []
+        for a, b in pairs:
+            ov = view_consistency(results[a].depth, intrs[a], results[b].depth, intrs[b],
+                                  tfs[b].inverse() @ tfs[a], stride=stride)
+            out.append(ViewOverlap(camera_a=msgs[a].header.frame_id,
+                                   camera_b=msgs[b].header.frame_id, n_points=ov.n_points,
+                                   overlap_fraction=ov.overlap_fraction,
+                                   median_rel_diff=ov.median_rel_diff))
+        return out
+
+    # ---------------------------------------------------------------- diagnostics
+    def publish_diagnostics(self) -> None:
+        name = self.get_fully_qualified_name()
+        drops = self.group_drops.as_dict()
+        values = {"sets_out": self.groups_out, "fused_out": self.fused_out,
+                  "fusion_status": self.fusion_status, "sync_pending": self.sync.pending()}
+        values.update({f"dropped.{k}": v for k, v in drops.items()})
+        values.update({f"tf_failures.{k}": v for k, v in self.tf_failures.as_dict().items()})
+        values.update(diag.timing_values(self.timing))
+        values.update({f"engine.{k}": v for k, v in self.engine.describe().items()})
+        if self.fusion_status.startswith("waiting for TF"):
+            level, message = diag.WARN, self.fusion_status
+        elif drops:
+            level, message = diag.WARN, "dropped: " + ", ".join(f"{k}={v}" for k, v in drops.items())
+        else:
+            level, message = diag.OK, "ok" if self.groups_out else "no synchronized set yet"
+        statuses = [diag.status(f"{name}: rig", self.target_frame, level, message, values)]
+        for i, cam in enumerate(self.cameras):
+            rej = self.rejections[i].as_dict()
+            v = {"frames_in": self.frames_in[i], "rejected_total": sum(rej.values()),
+                 "camera_info_received": len(self._infos[i])}
+            v.update({f"rejected.{k}": c for k, c in rej.items()})
+            lvl = diag.WARN if rej or not len(self._infos[i]) and self.frames_in[i] else diag.OK
+            msg = ("rejected inputs: " + ", ".join(f"{k}={c}" for k, c in rej.items())) if rej else (
+                "no camera_info yet" if not len(self._infos[i]) and self.frames_in[i] else "ok")
+            statuses.append(diag.status(f"{name}: {cam}", cam, lvl, msg, v))
+        self.pub_diag.publish(diag.diagnostic_array(self, statuses))
+
+
+def main(argv=None) -> int:
+    """Entry point: ``bore-depth-surround-node --ros-args --params-file config/surround.yaml``."""
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+
+    rclpy.init(args=argv if argv is not None else sys.argv)
+    try:
+        node = SurroundDepthNode()
+    except Exception as e:  # bad checkpoint, model, backend, size or camera list: say which
+        rclpy.logging.get_logger("bore_depth_surround").fatal(f"cannot start: {type(e).__name__}: {e}")
+        rclpy.try_shutdown()
+        return 2
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
