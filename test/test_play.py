@@ -81,7 +81,8 @@ def test_play_drives_a_node_that_keeps_the_bag_stamps(ros, tmp_path, structured_
                               "--wait-for", "/cameras/front/image", "/cameras/front/camera_info",
                               "--no-progress"], tmp_path / "player.log")
         assert spin_until(ex, lambda: len(got) == FRAMES, timeout=60), (
-            sorted(got), stamps, player.output(), node.output())
+            f"got {[stamps.index(t) for t in sorted(got) if t in stamps]} of {FRAMES} frames; "
+            f"player: {player.output()[-300:]}; node: {node.output()[-1500:]}")
         assert sorted(got) == stamps
         for t, msg in got.items():
             assert msg.header.frame_id == MONO_RIG[0].optical_frame

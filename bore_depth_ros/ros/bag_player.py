@@ -78,7 +78,7 @@ class BagPlayer(Node):
         self.end_ns = self._reader.end_time
 
     def wait_for_subscribers(self, topics: list[str], timeout: float,
-                             settle: float = 0.5) -> list[str]:
+                             settle: float = 1.0) -> list[str]:
         """Wait until every topic has a matched subscriber; returns the topics still without one.
 
         Discovery is asymmetric: our writer may see a reader before that reader has matched our
