@@ -109,3 +109,11 @@ def test_invalid_configuration_is_refused():
         ApproximateSynchronizer(2, -1)
     with pytest.raises(IndexError):
         ApproximateSynchronizer(2, 1).add(2, 0, None)
+
+
+def test_flush_reports_what_is_left_waiting():
+    sync = ApproximateSynchronizer(2, slop_ns=10 * MS)
+    feed(sync, [(0, 0), (1, 0), (0, PERIOD), (0, 2 * PERIOD)])
+    ev = sync.flush()
+    assert ev.drops == [(0, PERIOD, "end_of_input"), (0, 2 * PERIOD, "end_of_input")]
+    assert sync.pending() == [0, 0] and sync.drops.counts["end_of_input"] == 2

@@ -23,8 +23,8 @@ REASONS = (
 )
 
 
-class InputRejected(ValueError):
-    """An input (image or camera_info) was rejected; ``reason`` is one of the module's codes."""
+class ReasonError(Exception):
+    """An error with a short stable ``reason`` code (for counting) and a readable ``detail``."""
 
     def __init__(self, reason: str, detail: str):
         super().__init__(f"{reason}: {detail}")
@@ -36,3 +36,7 @@ class InputRejected(ValueError):
 
     def __reduce__(self):
         return (type(self), (self.reason, self.detail))
+
+
+class InputRejected(ReasonError, ValueError):
+    """An input (image or camera_info) was rejected; ``reason`` is one of the module's codes."""

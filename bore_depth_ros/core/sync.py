@@ -15,7 +15,8 @@ are dropped as ``unmatched``. Drop reasons:
 - ``late``: arrived with a stamp not newer than the last emitted group (too late to be grouped);
 - ``duplicate``: a second message with the same stamp on the same stream (the newer replaces it);
 - ``reset``: discarded when stamps jumped backwards by more than ``reset_threshold`` (a bag
-  restarted); the synchroniser starts over and reports the reset.
+  restarted); the synchroniser starts over and reports the reset;
+- ``end_of_input``: still waiting for peers when the input ended (``flush``).
 """
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ UNMATCHED = "unmatched"
 LATE = "late"
 DUPLICATE = "duplicate"
 RESET = "reset"
+END_OF_INPUT = "end_of_input"
 
 
 @dataclass
@@ -95,6 +97,16 @@ class ApproximateSynchronizer:
         self._newest_seen = None
         self.resets += 1
         ev.reset = True
+
+    def flush(self) -> SyncEvent:
+        """Drop (and report) everything still queued: the input has ended."""
+        ev = SyncEvent()
+        for s in range(self.n):
+            for t in self._stamps[s]:
+                self._drop(ev, s, t, END_OF_INPUT)
+            self._stamps[s].clear()
+            self._items[s].clear()
+        return ev
 
     def add(self, stream: int, stamp_ns: int, item: Any) -> SyncEvent:
         if not 0 <= stream < self.n:

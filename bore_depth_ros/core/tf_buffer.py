@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .errors import ReasonError
 from .transforms import Transform, quat_to_matrix
 
 UNKNOWN_FRAME = "tf_unknown_frame"
@@ -22,16 +23,8 @@ EXTRAPOLATION = "tf_extrapolation"
 TF_REASONS = (UNKNOWN_FRAME, NOT_CONNECTED, EXTRAPOLATION)
 
 
-class TfLookupError(LookupError):
+class TfLookupError(ReasonError, LookupError):
     """A transform could not be looked up; ``reason`` is one of :data:`TF_REASONS`."""
-
-    def __init__(self, reason: str, detail: str):
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
-
-    def __str__(self) -> str:
-        return f"{self.reason}: {self.detail}"
 
 
 def _norm_frame(frame: str) -> str:

@@ -25,8 +25,9 @@ from ..bag import messages as bm
 from ..bag.reader import (CLOCK_TOPIC, TF_STATIC_TOPIC, TF_TOPIC, CameraFrame, CameraStreams,
                           FrameSync, depth_gt_to_metres, discover_cameras, open_bag,
                           topics_of_type)
-from ..bag.writer import BagWriter, offered_qos
+from ..bag.writer import BagWriter
 from ..core.boundary import boundary_metrics
+from ..core.sync import ApproximateSynchronizer
 from ..core.camera import Intrinsics, fit_intrinsics_to_image, scale_camera_info_arrays
 from ..core.errors import InputRejected
 from ..core.images import image_to_rgb
@@ -86,6 +87,7 @@ class EvalConfig:
     lidar_occlusion_window: int = 4         # px half-window of the occlusion filter; 0 = off
     lidar_occlusion_tolerance: float = 0.1
     sync_window: float = 0.5                # seconds of log time to wait for a frame's messages
+    rig_slop: float = 0.03                  # seconds: camera sets for rig models (as the node's slop)
     edge_threshold: float = 0.05            # boundary metric: relative depth jump
     edge_radius: float = 1.0                # boundary metric: match tolerance in pixels
     panels_per_camera: int = 3
@@ -441,6 +443,26 @@ def _choose_gt(config: EvalConfig, cams: list[CameraStreams], reader) -> tuple[d
     return sources, used_lidar
 
 
+@dataclass
+class _Prepared:
+    frame: CameraFrame
+    acc: "_CameraAcc"
+    rgb: np.ndarray
+    intr: Intrinsics
+    gt: np.ndarray
+    view: object
+
+
+def _ring_ordered(cams: list[CameraStreams]) -> list[CameraStreams]:
+    """Cameras in the rig's ring order when their names are the recording layout's."""
+    from ..sim.rig import RING_ORDER
+
+    by_name = {c.namespace.rstrip("/").split("/")[-1]: c for c in cams}
+    if set(by_name) == set(RING_ORDER):
+        return [by_name[n] for n in RING_ORDER]
+    return cams
+
+
 class _Evaluator:
     def __init__(self, config: EvalConfig, engine: DepthEngine, sync: FrameSync, sources: dict,
                  out: _OutputBag | None, report_dir: Path, expected: dict[str, int]):
@@ -450,6 +472,7 @@ class _Evaluator:
         self.out = out
         self.report_dir = report_dir
         self.backend_name = getattr(engine.backend, "name", config.backend)   # as the node reports it
+        self.needs_extrinsics = bool({"rays", "origins"} & set(engine.info.input_names))
         self.timing: dict[str, float] = collections.defaultdict(float)
         self.evaluated = 0
         self.compensated = 0
@@ -527,7 +550,38 @@ class _Evaluator:
         return filtered
 
     def process(self, frame: CameraFrame) -> None:
-        cfg = self.config
+        """One camera frame on its own (models that process views independently)."""
+        prepared = self.prepare(frame)
+        if prepared is None:
+            return
+        tf = None
+        if self.needs_extrinsics:
+            tf = self._extrinsic(prepared)
+            if tf is None:
+                return
+        eo = self.engine.infer([prepared.rgb], [prepared.intr], [tf] if tf is not None else None)
+        self.complete(prepared, eo.depth[0], None if eo.confidence is None else eo.confidence[0],
+                      eo.infer_ms, eo.preprocess_ms)
+
+    def process_set(self, prepared: list["_Prepared"]) -> None:
+        """A synchronized set of all cameras in one batched call (models that fuse views)."""
+        tfs = [self._extrinsic(p) for p in prepared] if self.needs_extrinsics else None
+        if tfs is not None and any(t is None for t in tfs):
+            return
+        eo = self.engine.infer([p.rgb for p in prepared], [p.intr for p in prepared], tfs)
+        for i, p in enumerate(prepared):
+            self.complete(p, eo.depth[i], None if eo.confidence is None else eo.confidence[i],
+                          eo.infer_ms / len(prepared), eo.preprocess_ms / len(prepared))
+
+    def _extrinsic(self, p: "_Prepared"):
+        tf, err = self.sync.tf.resolve(self.config.base_frame, p.frame.image.header.frame_id,
+                                       p.frame.stamp_ns)
+        if err is not None:
+            self.drop(p.acc.cam.namespace, err.reason, err.detail)
+        return tf
+
+    def prepare(self, frame: CameraFrame) -> "_Prepared | None":
+        """Decode, check and fetch the ground truth of one frame (None: dropped, with reason)."""
         acc = self.acc[frame.camera.namespace]
         ns = acc.cam.namespace
         img, info = frame.image, frame.camera_info
@@ -539,22 +593,27 @@ class _Evaluator:
                 img.width, img.height)
         except InputRejected as e:
             self.drop(ns, e.reason, e.detail)
-            return
+            return None
         t1 = time.perf_counter()
         gt = self._ground_truth(frame, acc, intr)
         t2 = time.perf_counter()
         self.timing["decode_ms"] += (t1 - t0) * 1e3
         self.timing["ground_truth_ms"] += (t2 - t1) * 1e3
         if gt is None:
-            return
+            return None
         frame_id = img.header.frame_id
         view = self._view(acc, frame_id, frame.stamp_ns)
         if view is None:
-            return
-        eo = self.engine.infer([rgb])
+            return None
+        return _Prepared(frame, acc, rgb, intr, gt, view)
+
+    def complete(self, p: "_Prepared", d_model: np.ndarray, c_model, infer_ms: float,
+                 preprocess_ms: float) -> None:
+        """Post-process one view's model output as the node does, compare, record, write."""
+        cfg = self.config
+        frame, acc, rgb, intr, gt, view = p.frame, p.acc, p.rgb, p.intr, p.gt, p.view
+        info = frame.camera_info
         t3 = time.perf_counter()
-        d_model = eo.depth[0]
-        c_model = None if eo.confidence is None else eo.confidence[0]
         if cfg.scale_mode == "median":
             ratio = _gt_median_ratio(d_model, gt, cfg.min_depth, cfg.max_depth)
             source = "gt_median"
@@ -585,7 +644,7 @@ class _Evaluator:
         acc.valid.append(res.valid_fraction)
         acc.conf.append(res.mean_confidence)
         if self.out is not None:
-            self._write_outputs(frame, info, rgb, intr, res, eo.infer_ms)
+            self._write_outputs(frame, info, rgb, intr, res, infer_ms)
         t6 = time.perf_counter()
         shot = (acc.frames - 1, rgb, res.depth, res.confidence, gt, frame.stamp_ns)
         if acc.frames - 1 in acc.panel_at:
@@ -597,8 +656,8 @@ class _Evaluator:
             acc.last_shot = (shot[0], np.array(rgb), *shot[2:])
         t7 = time.perf_counter()
         tm = self.timing
-        tm["preprocess_ms"] += eo.preprocess_ms
-        tm["inference_ms"] += eo.infer_ms
+        tm["preprocess_ms"] += preprocess_ms
+        tm["inference_ms"] += infer_ms
         tm["postprocess_ms"] += (t4 - t3) * 1e3
         tm["compare_ms"] += (t5 - t4) * 1e3
         tm["output_bag_ms"] += (t6 - t5) * 1e3
@@ -652,12 +711,6 @@ def evaluate(config: EvalConfig, progress: bool = True, engine: DepthEngine | No
     report_dir = Path(config.report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
     t_load = time.perf_counter()
-    if engine is None:
-        engine = DepthEngine(EngineConfig(
-            model=config.model, weights=config.weights, backend=config.backend, device=config.device,
-            input_height=config.input_height, input_width=config.input_width, batch=1,
-            cache_dir=config.cache_dir))
-    load_s = time.perf_counter() - t_load
     out = None
     with open_bag(config.bag) as reader:
         cams = discover_cameras(reader, config.cameras, config.gt_topics)
@@ -666,6 +719,18 @@ def evaluate(config: EvalConfig, progress: bool = True, engine: DepthEngine | No
             raise ValueError("no camera found in the bag (an Image topic with a colour/mono encoding "
                              "and a sibling camera_info); image topics: " + (", ".join(images) or "none")
                              + "; choose with --camera")
+        from ..models import get_model_info
+
+        rig_model = get_model_info(config.model).num_cameras > 1
+        if rig_model:
+            cams = _ring_ordered(cams)
+        if engine is None:
+            engine = DepthEngine(EngineConfig(
+                model=config.model, weights=config.weights, backend=config.backend,
+                device=config.device, input_height=config.input_height,
+                input_width=config.input_width, batch=len(cams) if rig_model else 1,
+                cache_dir=config.cache_dir))
+        load_s = time.perf_counter() - t_load
         sources, lidar_topic = _choose_gt(config, cams, reader)
         copy_topics = {c.image for c in cams} | {c.camera_info for c in cams}
         copy_topics |= {TF_TOPIC, TF_STATIC_TOPIC, CLOCK_TOPIC} | ({lidar_topic} if lidar_topic else set())
@@ -689,12 +754,28 @@ def evaluate(config: EvalConfig, progress: bool = True, engine: DepthEngine | No
                        file=sys.stderr, disable=not progress, unit="frame", desc="eval")
             t_loop = time.perf_counter()
             stopped = False
+            rig = (ApproximateSynchronizer(len(cams), int(config.rig_slop * 1e9))
+                   if engine.info.num_cameras > 1 else None)
+            index = {c.namespace: i for i, c in enumerate(cams)}
             for frame in sync:
-                ev.process(frame)
+                if rig is None:
+                    ev.process(frame)
+                else:
+                    # the same synchroniser as the surround node groups the cameras into sets
+                    prepared = ev.prepare(frame)
+                    if prepared is not None:
+                        event = rig.add(index[frame.camera.namespace], frame.stamp_ns, prepared)
+                        for stream, _, reason in event.drops:
+                            ev.drop(cams[stream].namespace, f"sync_{reason}")
+                        for group in event.groups:
+                            ev.process_set(group.items)
                 bar.update(1)
                 if config.max_frames and ev.evaluated >= config.max_frames:
                     stopped = True
                     break
+            if rig is not None:
+                for stream, _, reason in rig.flush().drops:
+                    ev.drop(cams[stream].namespace, f"sync_{reason}")
             ev.finish()
             loop_s = time.perf_counter() - t_loop
             bar.close()
@@ -777,6 +858,8 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     a("--lidar-max-dt", type=float, default=d.lidar_max_dt, help="seconds")
     a("--lidar-occlusion-window", type=int, default=d.lidar_occlusion_window,
       help="drop LiDAR points farther than the nearest one within this many pixels (0 = off)")
+    a("--rig-slop", type=float, default=d.rig_slop,
+      help="seconds; rig models (semi_smd) get synchronized camera sets within this spread")
     a("--panels", dest="panels_per_camera", type=int, default=d.panels_per_camera,
       help="picture panels per camera in the report")
     a("--no-progress", action="store_true")

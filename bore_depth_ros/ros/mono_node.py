@@ -13,7 +13,6 @@ from __future__ import annotations
 import sys
 import time
 
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
@@ -26,6 +25,7 @@ from ..core.pipeline import DepthEngine, EnginePool, ViewProcessor, resolve_engi
 from ..core.stats import ReasonCounter, RollingStats
 from . import conversions as conv
 from . import diagnostics as diag
+from .runner import run_node
 from .view_io import CameraInfoCache, ViewOutputs, input_qos, stamp_ns
 from .params import (declare_engine_params, declare_view_params, engine_config_from_params,
                      accepted, rejected, view_config_from_values, view_values)
@@ -191,25 +191,7 @@ class MonoDepthNode(Node):
 
 def main(argv=None) -> int:
     """Entry point: ``bore-depth-mono-node --ros-args --params-file config/mono.yaml``."""
-    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
-
-    rclpy.init(args=argv if argv is not None else sys.argv)
-    try:
-        node = MonoDepthNode()
-    except Exception as e:  # a bad checkpoint, model, backend or input size: say which and exit
-        rclpy.logging.get_logger("bore_depth_mono").fatal(f"cannot start: {type(e).__name__}: {e}")
-        rclpy.try_shutdown()
-        return 2
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(MonoDepthNode, "bore_depth_mono", argv)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ import sys
 import time
 
 import numpy as np
-import rclpy
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.qos import QoSDurabilityPolicy, QoSHistoryPolicy, QoSProfile, QoSReliabilityPolicy
@@ -38,6 +37,7 @@ from ..core.transforms import Transform
 from ..msg import RigConfidence, ViewOverlap
 from . import conversions as conv
 from . import diagnostics as diag
+from .runner import run_node
 from .params import (accepted, declare_engine_params, declare_view_params,
                      engine_config_from_params, rejected, view_config_from_values, view_values)
 from .view_io import OUTPUT_QOS, CameraInfoCache, ViewOutputs, input_qos, stamp_ns
@@ -385,25 +385,7 @@ class SurroundDepthNode(Node):
 
 def main(argv=None) -> int:
     """Entry point: ``bore-depth-surround-node --ros-args --params-file config/surround.yaml``."""
-    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
-
-    rclpy.init(args=argv if argv is not None else sys.argv)
-    try:
-        node = SurroundDepthNode()
-    except Exception as e:  # bad checkpoint, model, backend, size or camera list: say which
-        rclpy.logging.get_logger("bore_depth_surround").fatal(f"cannot start: {type(e).__name__}: {e}")
-        rclpy.try_shutdown()
-        return 2
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(SurroundDepthNode, "bore_depth_surround", argv)
 
 
 if __name__ == "__main__":
