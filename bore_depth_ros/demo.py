@@ -41,8 +41,7 @@ def run_demo(out_dir: str = "demo_output", frames: int = 6, backend: str = "onnx
     say(f"[demo]     {rec.images_per_second:.1f} images/s rendered")
     say("[demo] 2/3 evaluating it against its ground truth (offline replay of the node pipeline)")
     # one model, loaded once, serves the offline evaluation and the live node
-    engine = DepthEngine(EngineConfig(weights=weights, backend=backend, input_height=256,
-                                      input_width=320))
+    engine = DepthEngine(EngineConfig(weights=weights, backend=backend))
     result = evaluate(EvalConfig(bag=str(bag), weights=weights, backend=backend,
                                  report_dir=str(out / "report"),
                                  output_bag=str(out / "depth_bag")), progress=not quiet,
@@ -98,7 +97,6 @@ def run_live_node(bag: Path, out: Path, engine=None, backend: str = "onnxruntime
     rclpy.init(args=[])
     try:
         params = [Parameter("backend", value=backend), Parameter("weights", value=weights),
-                  Parameter("input_height", value=256), Parameter("input_width", value=320),
                   Parameter("confidence_threshold", value=0.05),
                   Parameter("points_decimation", value=2)]
         node = MonoDepthNode(namespace=camera, parameter_overrides=params, engine=engine)

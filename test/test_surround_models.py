@@ -95,7 +95,7 @@ def test_registry_entries():
     assert isinstance(svr, ModelInfo) and "SVR-style" in svr.description and "not the official" in svr.description
     assert svr.input_names == ("image", "focal") and svr.output_names == ("depth", "confidence")
     assert svr.metric and svr.num_cameras == 0 and not svr.needs_previous_frame
-    assert svr.canonical_focal == 250.0 and (svr.min_depth, svr.max_depth) == (0.5, 80.0)
+    assert svr.canonical_focal == 250.0 and (svr.min_depth, svr.max_depth) == (0.5, 200.0)
     assert svr.input_presets == {"ddad": (384, 640), "nuscenes": (352, 640), "small": (192, 320)}
     assert svr.default_input_size == (192, 320)
     assert svr.mean == (0.485, 0.456, 0.406) and svr.std == (0.229, 0.224, 0.225)
@@ -224,7 +224,7 @@ def test_svr_forward_train(svr):
     assert out["features"].shape == (N, 16, H, W) and out["bottleneck"].shape == (N, 216, H // 32, W // 32)
     torch.testing.assert_close(out["probs"].sum(1), torch.ones(N, H, W))
     centres = out["bin_centres_canonical"]
-    assert (centres.diff(dim=1) > 0).all() and centres.min() >= 0.5 and centres.max() <= 80.0
+    assert (centres.diff(dim=1) > 0).all() and centres.min() >= 0.5 and centres.max() <= 200.0
     torch.testing.assert_close(out["bin_centres"], centres * inputs["focal"])
     expected = torch.einsum("nkhw,nk->nhw", out["probs"], out["bin_centres"])[:, None]
     torch.testing.assert_close(out["depth"], expected, rtol=1e-5, atol=1e-5)
@@ -232,7 +232,7 @@ def test_svr_forward_train(svr):
     torch.testing.assert_close(out["confidence"], conf)
     edges = out["bin_edges"] / inputs["focal"]
     torch.testing.assert_close(edges[:, 0], torch.full((N,), 0.5))
-    torch.testing.assert_close(edges[:, -1], torch.full((N,), 80.0))
+    torch.testing.assert_close(edges[:, -1], torch.full((N,), 200.0))
 
 
 def test_svr_resnet18_half_resolution():

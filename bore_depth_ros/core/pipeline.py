@@ -36,8 +36,8 @@ class EngineConfig:
     backend: str = "onnxruntime"  # torch | onnxruntime | tensorrt
     device: str = "cpu"
     precision: str = "fp32"
-    input_height: int = 256
-    input_width: int = 320
+    input_height: int = 0        # 0: the size the weights were trained at, else the model default
+    input_width: int = 0
     batch: int = 1               # views per inference call (fixed per deployment)
     cache_dir: str | None = None
 
@@ -59,6 +59,35 @@ def embedded_weights_path(model: str) -> Path | None:
     return None
 
 
+def weights_metadata(path: str | Path) -> dict:
+    """The training metadata a checkpoint written by ``bore-depth train`` carries ({} otherwise)."""
+    import json
+
+    import torch
+
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - unreadable files are reported by the loader itself
+        return {}
+    meta = ckpt.get("bore_depth_ros") if isinstance(ckpt, dict) else None
+    return json.loads(meta) if isinstance(meta, str) else {}
+
+
+def resolve_input_size(config: EngineConfig) -> tuple[int, int]:
+    """The model input size: as configured; for 0, the size the weights were trained at (our
+    checkpoints record it), else the model's default."""
+    from ..models import get_model_info
+
+    if config.input_height and config.input_width:
+        return config.input_height, config.input_width
+    weights = config.weights.strip()
+    path = weights if weights and not weights.endswith(".onnx") else (
+        None if weights else embedded_weights_path(config.model))
+    trained = weights_metadata(path).get("input_size") if path else None
+    h, w = trained if trained else get_model_info(config.model).default_input_size
+    return config.input_height or int(h), config.input_width or int(w)
+
+
 class DepthEngine:
     """A model loaded once behind a backend; thread-safe ``infer`` on batches of RGB images."""
 
@@ -68,11 +97,11 @@ class DepthEngine:
 
         self.config = config
         self.info = get_model_info(config.model)
-        check_input_size(config.input_height, config.input_width)
         if config.batch < 1:
             raise ValueError(f"batch must be >= 1, got {config.batch}")
-        self.input_hw = (config.input_height, config.input_width)
-        shapes = self.info.input_shapes(config.batch, config.input_height, config.input_width)
+        self.input_hw = resolve_input_size(config)
+        check_input_size(*self.input_hw)
+        shapes = self.info.input_shapes(config.batch, *self.input_hw)
         weights = config.weights.strip()
         model = None
         onnx_path = None

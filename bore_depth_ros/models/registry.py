@@ -170,7 +170,7 @@ register_model(
 
 SURROUND_PRESETS = {"ddad": (384, 640), "nuscenes": (352, 640), "small": (192, 320)}
 SURROUND_MIN_DEPTH = 0.5   # metres at focal = 1 (the canonical focal)
-SURROUND_MAX_DEPTH = 80.0
+SURROUND_MAX_DEPTH = 200.0  # the DDAD evaluation range; wide cameras (small focal) still reach far
 SURROUND_CANONICAL_FOCAL = 250.0  # pixels at the model input size
 
 

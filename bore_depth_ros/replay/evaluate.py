@@ -67,8 +67,8 @@ class EvalConfig:
     weights: str = ""
     backend: str = "onnxruntime"
     device: str = "cpu"
-    input_height: int = 256
-    input_width: int = 320
+    input_height: int = 0                   # 0: the weights' training size, else the model default
+    input_width: int = 0
     scale_mode: str = "fixed"               # fixed | ground_plane | median (per-frame GT oracle)
     depth_scale: float = 1.0
     camera_height: float = 0.0              # 0 = z of the optical origin in base_frame, from TF

@@ -16,8 +16,9 @@ ENGINE_PARAMS = {
     "precision": ("fp32", "fp32 | fp16 (CUDA/TensorRT only)"),
     "input_preset": ("", "named input size of the model overriding input_height/width: "
                          "nyu (256x320), kitti (256x832); empty = use input_height/input_width"),
-    "input_height": (0, "model input height, a multiple of 32; 0 = the model's default"),
-    "input_width": (0, "model input width, a multiple of 32; 0 = the model's default"),
+    "input_height": (0, "model input height, a multiple of 32; 0 = the size the weights were "
+                        "trained at (embedded defaults record it), else the model's default"),
+    "input_width": (0, "model input width, a multiple of 32; 0 = as input_height"),
     "cache_dir": ("", "where exported ONNX files are cached; empty = $BORE_DEPTH_CACHE or ~/.cache"),
 }
 
@@ -57,11 +58,6 @@ def engine_config_from_params(node, batch: int = 1) -> EngineConfig:
     height, width = int(g["input_height"]), int(g["input_width"])
     if g["input_preset"]:
         height, width = input_size_from_preset(g["model"], g["input_preset"])
-    elif height == 0 or width == 0:
-        from ..models import get_model_info
-
-        dh, dw = get_model_info(g["model"]).default_input_size
-        height, width = height or dh, width or dw
     return EngineConfig(model=g["model"], weights=g["weights"], backend=g["backend"],
                         device=g["device"], precision=g["precision"], input_height=height,
                         input_width=width, batch=batch, cache_dir=g["cache_dir"] or None)

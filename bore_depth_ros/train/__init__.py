@@ -1,0 +1,1 @@
+"""Training-only code: self-supervised and distillation losses, view-warping geometry and the PoseNet."""
