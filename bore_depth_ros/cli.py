@@ -39,6 +39,13 @@ def main(argv=None) -> int:
     p.add_argument("--loop", action="store_true")
     p.add_argument("--no-progress", action="store_true")
 
+    p = sub.add_parser("train", help="train or distil a model on rosbag2 recordings (YAML config)")
+    p.add_argument("config", help="training YAML (see config/train/)")
+    p.add_argument("--steps", type=int, default=0, help="override the config's steps")
+    p.add_argument("--out-dir", default="", help="override the config's out_dir")
+    p.add_argument("--max-minutes", type=float, default=0.0, help="stop (checkpointed) after")
+    p.add_argument("--quiet", action="store_true")
+
     p = sub.add_parser("bench", help="measure model time, node overhead, backends (ratios)")
     p.add_argument("--frames", type=int, default=20)
     p.add_argument("--height", type=int, default=256)
@@ -73,6 +80,10 @@ def main(argv=None) -> int:
         run_play(args.bag, args.rate, args.clock_hz, args.topics, args.wait_for,
                  args.wait_timeout, args.loop, not args.no_progress)
         return 0
+    if args.command == "train":
+        from .train.trainer import main_train
+
+        return main_train(args)
     if args.command == "bench":
         from .bench import run_mono_bench
 

@@ -1,0 +1,123 @@
+"""The rig/video training recipes (train/recipes.py) on a tiny recording: a few optimisation steps
+reduce each recipe's loss on a fixed batch; the self-supervised checkpoint carries the PoseNet,
+loads strictly and resumes exactly; rig models get a held-out card. CPU, one thread, 64x96."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from bore_depth_ros.models import create_model, get_model_info, load_checkpoint
+from bore_depth_ros.models.checkpoint import pose_net_state_shapes
+from bore_depth_ros.sim.recording import RecordingConfig, record
+from bore_depth_ros.train.dataset import Augment, RigDataset
+from bore_depth_ros.train.recipes import build_recipe
+from bore_depth_ros.train.trainer import TrainConfig, train
+
+HW = (64, 96)
+CONFIGS = Path(__file__).resolve().parent.parent / "config" / "train"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def bag(tmp_path_factory):
+    path = tmp_path_factory.mktemp("recipes") / "rec"
+    record(path, RecordingConfig(rig="surround", frames=3, width=96, height=64, lidar=False, rate_hz=5),
+           progress=False)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def data(bag):
+    return RigDataset([bag])
+
+
+@pytest.fixture(scope="module")
+def teacher_weights(tmp_path_factory):
+    """A (randomly initialised, seeded) bore_depth teacher as a plain state_dict file."""
+    torch.manual_seed(1)
+    path = tmp_path_factory.mktemp("teacher") / "teacher.pt"
+    torch.save({"state_dict": create_model("bore_depth").state_dict()}, path)
+    return str(path)
+
+
+def config(bag, out="unused", **kw):
+    base = dict(model="bore_depth", recipe="self_supervised", train=[bag], out_dir=str(out),
+                input_height=HW[0], input_width=HW[1], batch=2, steps=4, lr=3e-4, lr_final=3e-4,
+                threads=1, log_every=1000, checkpoint_every=1000, save_fp16=False)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+@pytest.mark.parametrize("recipe,model,extra", [
+    ("self_supervised", "bore_depth", {"loss": {"supervised": 0.1}, "teacher": "bore_depth"}),
+    ("distill", "svr", {"teacher": "bore_depth"}),
+    ("semi_smd", "semi_smd", {"teacher": "bore_depth"}),
+])
+def test_a_few_steps_reduce_the_recipe_loss_on_a_fixed_batch(bag, data, teacher_weights, recipe, model, extra):
+    cfg = config(bag, model=model, recipe=recipe, teacher_weights=teacher_weights, **extra)
+    cfg.validate()
+    torch.manual_seed(0)
+    net = create_model(model).train()
+    r = build_recipe(cfg, get_model_info(model), net)
+    batch = r.sample(data, np.random.default_rng(0), HW, Augment())
+    params = [p for m in (net, *r.modules.values()) for p in m.parameters()]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
+    with torch.no_grad():
+        before, parts = r.loss(batch)
+    expected = {"self_supervised": {"photo", "smooth", "silog", "semantic"},
+                "distill": {"silog", "kl", "cross", "relational"},
+                "semi_smd": {"spatial", "temporal", "lidar", "curvature", "smooth"}}[recipe]
+    assert set(parts) == expected and all(np.isfinite(v) for v in parts.values()), parts
+    for _ in range(5):
+        loss, _ = r.loss(batch)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        after, _ = r.loss(batch)
+    assert float(after) < float(before), (float(before), float(after))
+
+
+def test_self_supervised_checkpoint_has_the_pose_net_and_resumes_exactly(bag, tmp_path):
+    straight = train(config(bag, tmp_path / "a", steps=4, batch=1), progress=False)
+    train(config(bag, tmp_path / "b", steps=2, batch=1), progress=False)
+    resumed = train(config(bag, tmp_path / "b", steps=4, batch=1), progress=False)
+    assert resumed.steps == 4
+    a = torch.load(f"{straight.out_dir}/last.ckpt", weights_only=True)
+    b = torch.load(f"{resumed.out_dir}/last.ckpt", weights_only=True)
+    sa, sb = a["state_dict"], b["state_dict"]
+    assert {k[len("pose_net."):] for k in sa if k.startswith("pose_net.")} == set(pose_net_state_shapes())
+    assert {k.split(".")[0] for k in sa} == {"depth_net", "pose_net"}
+    assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert len(a["optimizer"]["param_groups"]) == 2                # depth net, PoseNet
+    load_checkpoint(f"{straight.out_dir}/last.ckpt", model_name="bore_depth")          # strict
+    weights = torch.load(f"{straight.out_dir}/weights.pt", weights_only=True)["state_dict"]
+    assert all(k.startswith("depth_net.") for k in weights)
+    load_checkpoint(f"{straight.out_dir}/weights.pt", model_name="bore_depth")
+
+
+def test_semi_smd_run_writes_a_card_from_whole_rigs(bag, tmp_path):
+    res = train(config(bag, tmp_path / "s", model="semi_smd", recipe="semi_smd", steps=1, batch=6,
+                       val=[bag], loss={"lidar_row_step": 8}), progress=False)
+    assert res.card["views"] == 18                                   # 3 sets x 6 cameras
+    assert np.isfinite(res.card["metric"]["abs_rel"])
+    load_checkpoint(f"{res.out_dir}/weights.pt", model_name="semi_smd")
+
+
+def test_recipe_configs_are_checked(bag):
+    with pytest.raises(ValueError, match="unknown loss keys"):
+        config(bag, loss={"photometrc": 1.0}).validate()
+    with pytest.raises(ValueError, match="teacher"):
+        config(bag, model="svr", recipe="distill").validate()
+    with pytest.raises(ValueError, match="per-view"):
+        config(bag, model="semi_smd", recipe="self_supervised").validate()
+    for name in ("self_supervised", "distill", "semi_smd"):
+        assert TrainConfig.from_yaml(CONFIGS / f"{name}_example.yaml").recipe == name
