@@ -21,7 +21,7 @@ from .core.metrics import depth_metrics, mean_metrics
 
 def run_demo(out_dir: str = "demo_output", frames: int = 6, backend: str = "onnxruntime",
              weights: str = "", width: int = 320, height: int = 192, seed: int = 0,
-             quiet: bool = False) -> dict:
+             quiet: bool = False, surround_model: str = "svr") -> dict:
     from .core.pipeline import DepthEngine, EngineConfig
     from .replay.evaluate import EvalConfig, evaluate
     from .sim.recording import RecordingConfig, record
@@ -39,15 +39,15 @@ def run_demo(out_dir: str = "demo_output", frames: int = 6, backend: str = "onnx
     rec = record(bag, RecordingConfig(rig="surround", frames=frames, width=width, height=height,
                                       seed=seed), progress=not quiet)
     say(f"[demo]     {rec.images_per_second:.1f} images/s rendered")
-    say("[demo] 2/3 evaluating it against its ground truth (offline replay of the node pipeline)")
-    # one model, loaded once, serves the offline evaluation and the live node
-    engine = DepthEngine(EngineConfig(weights=weights, backend=backend))
-    result = evaluate(EvalConfig(bag=str(bag), weights=weights, backend=backend,
+    say(f"[demo] 2/3 evaluating the six-camera {surround_model} model against the ground truth "
+        "(offline replay of the node pipeline)")
+    result = evaluate(EvalConfig(bag=str(bag), model=surround_model, backend=backend,
                                  report_dir=str(out / "report"),
-                                 output_bag=str(out / "depth_bag")), progress=not quiet,
-                      engine=engine)
+                                 output_bag=str(out / "depth_bag")), progress=not quiet)
+    engine = DepthEngine(EngineConfig(weights=weights, backend=backend))
     ov = result.overall
-    say("[demo] 3/3 running the live mono node on the front camera over ROS 2")
+    say("[demo] 3/3 running the live mono BoRe-Depth node on the front camera over ROS 2 "
+        "(metric scale from the ground plane and the camera height)")
     live = run_live_node(bag, out / "live", quiet=quiet, engine=engine)
     summary = {"recording": str(bag), "render_images_per_second": rec.images_per_second,
                "eval": {"report": str(out / "report" / "report.html"),
@@ -57,15 +57,19 @@ def run_demo(out_dir: str = "demo_output", frames: int = 6, backend: str = "onnx
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     say("")
     fmt = lambda m: ", ".join(f"{k} {m[k]:.3f}" for k in ("abs_rel", "rmse", "a1"))  # noqa: E731
-    say(f"[demo] {result.frames.get('evaluated', '')} camera frames evaluated; overall metric: "
-        f"{fmt(ov['metric'])}; median-scaled: {fmt(ov['median'])}")
+    say(f"[demo] {surround_model}: {result.frames.get('evaluated', '')} camera frames evaluated; "
+        f"metric: {fmt(ov['metric'])}; median-scaled: {fmt(ov['median'])}")
+    lm = live["metrics_metric"]
+    say(f"[demo] live BoRe-Depth node (ground-plane scale): metric AbsRel {lm['abs_rel']:.3f}, "
+        f"median-scaled AbsRel {live['metrics_median_scaled']['abs_rel']:.3f}")
     say(f"[demo] report:        {out / 'report' / 'report.html'}  (and report.md)")
     say(f"[demo] output bag:    {out / 'depth_bag'}  (depth, confidence, points per camera; rviz)")
     say(f"[demo] live node:     {out / 'live'}/frame_*.png, points.ply; node overhead "
         f"{live['node_overhead_over_model']:.1%} of model time")
-    if "random-init" in engine.weights_source:
-        say("[demo] NOTE: no trained default weights are shipped yet, so the depth is that of an "
-            "untrained network; topics, scale, files and metrics are real.")
+    for src in (result.engine.get("weights_source", ""), engine.weights_source):
+        if "random-init" in src:
+            say("[demo] NOTE: a model without trained weights ran; its depth is that of an "
+                "untrained network.")
     return summary
 
 
@@ -96,8 +100,13 @@ def run_live_node(bag: Path, out: Path, engine=None, backend: str = "onnxruntime
         frames = list(FrameSync(reader, cams))
     rclpy.init(args=[])
     try:
+        from .sim.rig import SURROUND_RIG
+
+        height_m = next(c.position[2] for c in SURROUND_RIG if f"/{c.name}" == camera[-len(c.name) - 1:])
         params = [Parameter("backend", value=backend), Parameter("weights", value=weights),
                   Parameter("confidence_threshold", value=0.05),
+                  Parameter("scale_mode", value="ground_plane"),
+                  Parameter("camera_height", value=float(height_m)),
                   Parameter("points_decimation", value=2)]
         node = MonoDepthNode(namespace=camera, parameter_overrides=params, engine=engine)
         probe = DepthProbe(camera, name="demo_camera")
@@ -127,8 +136,9 @@ def run_live_node(bag: Path, out: Path, engine=None, backend: str = "onnxruntime
             depth = conv.image_msg_to_array(res["depth/image"]).copy()
             conf = conv.image_msg_to_array(res["confidence/image"]).copy()
             summ = res["view_confidence"]
-            m = depth_metrics(depth, gt, 0.1, 80.0, median_scaling=True)
-            rows.append({"stamp_ns": time_ns(stamp), "scale": summ.depth_scale,
+            m = depth_metrics(depth, gt, 0.5, 80.0, median_scaling=True)
+            mm = depth_metrics(depth, gt, 0.5, 80.0)
+            rows.append({"stamp_ns": time_ns(stamp), "scale": summ.depth_scale, "_mm": mm,
                          "scale_source": summ.scale_source, "valid_fraction": summ.valid_fraction,
                          "mean_confidence": summ.mean_confidence,
                          "inference_ms": summ.inference_time_ms, "_m": m})
@@ -146,8 +156,10 @@ def run_live_node(bag: Path, out: Path, engine=None, backend: str = "onnxruntime
                    "node_overhead_over_model": (timing["e2e_ms"] - timing["infer_ms"])
                    / timing["infer_ms"],
                    "metrics_median_scaled": mean_metrics([r["_m"] for r in rows]),
+                   "metrics_metric": mean_metrics([r["_mm"] for r in rows]),
                    "rejected": node.rejections.as_dict(), "points_in_ply": n_pts,
-                   "frames_detail": [{k: v for k, v in r.items() if k != "_m"} for r in rows]}
+                   "frames_detail": [{k: v for k, v in r.items() if not k.startswith("_")}
+                                     for r in rows]}
         (out / "summary.json").write_text(json.dumps(summary, indent=2))
         say(f"[demo]     {len(rows)} frames through the node: mean e2e {timing['e2e_ms']:.1f} ms, "
             f"model {timing['infer_ms']:.1f} ms")

@@ -12,12 +12,14 @@ for s in 10 11 12 13; do
   [[ -d train_data/rec_$s ]] || bore-depth synth train_data/rec_$s --frames 80 --seed $s --no-lidar --rate 5
 done
 [[ -d train_data/heldout_99 ]] || bore-depth synth train_data/heldout_99 --frames 20 --seed 99 --density 1.3 --rate 5 --no-lidar
-bore-depth train "$repo/config/train/bore_depth_default.yaml" > bore_depth.log 2>&1 &
-bore-depth train "$repo/config/train/svr_default.yaml" > svr.log 2>&1 &
-wait
-for m in bore_depth svr; do
-  cp "train_output/$m/weights.pt" "$repo/bore_depth_ros/data/${m}_default.pt"
-  cp "train_output/$m/card.md" "$repo/bore_depth_ros/data/${m}_default.card.md"
-  cp "train_output/$m/card.json" "$repo/bore_depth_ros/data/${m}_default.card.json"
+for stage in "" _stage2; do   # stage 2: a warm restart from stage 1's last.ckpt
+  bore-depth train "$repo/config/train/bore_depth_default$stage.yaml" > "bore_depth$stage.log" 2>&1 &
+  bore-depth train "$repo/config/train/svr_default$stage.yaml" > "svr$stage.log" 2>&1 &
+  wait
 done
-echo "embedded defaults updated in $repo/bore_depth_ros/data"
+for m in bore_depth svr; do
+  cp "train_output/${m}_ft/weights.pt" "$repo/bore_depth_ros/data/${m}_default.pt"
+done
+# The shipped cards (bore_depth_ros/data/*_default.card.*) combine both stages' cards
+# (train_output/<model>/card.json and train_output/<model>_ft/card.json).
+echo "embedded weights updated in $repo/bore_depth_ros/data; cards: train_output/*/card.md"
