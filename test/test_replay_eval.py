@@ -103,8 +103,11 @@ def bag_path(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def engine():
-    return DepthEngine(EngineConfig(input_height=64, input_width=96, backend="onnxruntime"))
+def engine(structured_weights):
+    # fixed test weights (conftest) rather than the shipped defaults, so the pipeline checks below
+    # do not change when the embedded weights are retrained
+    return DepthEngine(EngineConfig(weights=structured_weights, input_height=64, input_width=96,
+                                    backend="onnxruntime"))
 
 
 def read_bag(path):
@@ -267,7 +270,7 @@ def test_occlusion_filter_drops_points_seen_through_nearer_objects():
 
 # ----------------------------------------------------------------------------- end to end
 # The untrained network's confidence lies in about [0.98, 1]; this masks part of every image.
-CONF_THRESHOLD = 0.99
+CONF_THRESHOLD = 0.5
 
 
 def test_evaluate_with_depth_ground_truth_and_output_bag(bag_path, engine, tmp_path):
