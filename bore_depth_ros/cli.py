@@ -46,18 +46,14 @@ def main(argv=None) -> int:
     p.add_argument("--max-minutes", type=float, default=0.0, help="stop (checkpointed) after")
     p.add_argument("--quiet", action="store_true")
 
-    p = sub.add_parser("bench", help="measure model time, node overhead, backends (ratios)")
-    p.add_argument("--frames", type=int, default=20)
-    p.add_argument("--height", type=int, default=256)
-    p.add_argument("--width", type=int, default=320)
+    from .deploy import add_bench_arguments, add_export_arguments, add_prebuild_arguments
 
-    p = sub.add_parser("export", help="export a model to ONNX (checked against PyTorch)")
-    p.add_argument("--model", default="bore_depth")
-    p.add_argument("--weights", default="")
-    p.add_argument("--height", type=int, default=256)
-    p.add_argument("--width", type=int, default=320)
-    p.add_argument("--batch", type=int, default=1)
-    p.add_argument("--output", required=True)
+    add_export_arguments(sub.add_parser(
+        "export", help="export models to ONNX (checked against PyTorch through ONNX Runtime)"))
+    add_prebuild_arguments(sub.add_parser(
+        "prebuild", help="build and cache a TensorRT engine ahead of time (on the target)"))
+    add_bench_arguments(sub.add_parser(
+        "bench", help="latency/FPS/memory table per model, backend, size and batch"))
 
     args = parser.parse_args(argv)
     if args.command == "demo":
@@ -84,23 +80,11 @@ def main(argv=None) -> int:
         from .train.trainer import main_train
 
         return main_train(args)
-    if args.command == "bench":
-        from .bench import run_mono_bench
+    if args.command in ("export", "prebuild", "bench"):
+        from . import deploy
 
-        run_mono_bench(frames=args.frames, height=args.height, width=args.width)
-        return 0
-    if args.command == "export":
-        from .backends import export_onnx
-        from .core.pipeline import DepthEngine
-        from .models import get_model_info
-
-        model, source = DepthEngine._load_torch_model(args.model, args.weights)
-        info = get_model_info(args.model)
-        rep = export_onnx(model, args.output, (args.batch, 3, args.height, args.width),
-                          info.output_names)
-        print(f"exported {args.model} ({source}) to {rep.path}: max abs err vs PyTorch "
-              f"{rep.max_abs_err:.2e}, max rel err {rep.max_rel_err:.2e}")
-        return 0
+        return {"export": deploy.run_export, "prebuild": deploy.run_prebuild,
+                "bench": deploy.run_bench}[args.command](args)
     return 1
 
 

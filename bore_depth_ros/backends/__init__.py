@@ -5,6 +5,10 @@ output_names=("depth",))`` exports ``m`` to a cached, parity-checked ONNX file a
 models take ``input_shapes={name: shape}`` in forward-argument order (``ModelInfo.input_shapes(...)``)
 and ``backend.infer({name: array})``. Runtimes (onnxruntime, tensorrt) are imported only when their
 backend is created.
+
+TensorRT engines are cached by :class:`EngineCache` under an :class:`EngineKey` (ONNX hash, TensorRT
+version, GPU, compute capability, precision, input shapes, batch) and self-checked against ONNX Runtime
+on their first build (:func:`self_check`, :class:`EngineSelfCheckFailed`).
 """
 from __future__ import annotations
 
@@ -14,13 +18,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .base import BACKENDS, Backend, BackendUnavailable, InputShapes
+from .engine_cache import EngineCache, EngineKey, TargetInfo, make_key
 from .export import ExportMismatch, ExportReport, ensure_onnx, export_onnx, seeded_inputs
+from .selfcheck import TOLERANCES, EngineSelfCheckFailed, SelfCheckReport, Tolerance, self_check
 
 if TYPE_CHECKING:
     from torch import nn
 
 __all__ = ["Backend", "BackendUnavailable", "BACKENDS", "create_backend", "export_onnx", "ensure_onnx",
-           "ExportMismatch", "ExportReport", "seeded_inputs"]
+           "ExportMismatch", "ExportReport", "seeded_inputs", "EngineCache", "EngineKey", "TargetInfo", "make_key",
+           "EngineSelfCheckFailed", "SelfCheckReport", "Tolerance", "TOLERANCES", "self_check"]
 
 
 def _onnx_file(backend: str, model: nn.Module | None, model_name: str | None, onnx_path: str | os.PathLike | None,
@@ -43,8 +50,11 @@ def create_backend(name: str, *, model: nn.Module | None = None, model_name: str
     ``input_shapes`` (``{name: shape}`` in the model's forward-argument order: multi-input models).
 
     "torch" needs ``model``. "onnxruntime" and "tensorrt" use ``onnx_path`` if given, else export ``model``
-    through the ONNX cache (:func:`ensure_onnx`, keyed by ``model_name``); "tensorrt" then builds an engine
-    (``engine_path=`` in ``kw`` to choose or reuse one) and needs ``device="cuda[:N]"``.
+    through the ONNX cache (:func:`ensure_onnx`, keyed by ``model_name``). "tensorrt" needs
+    ``device="cuda[:N]"`` and reuses or builds a cached, self-checked engine; its ``kw``:
+    ``force_rebuild``, ``engine_cache_dir``, ``engine_path`` (a file to use instead of the cache),
+    ``self_check``, ``tolerance``, ``workspace_bytes``. "onnxruntime" on ``device="tensorrt[:N]"``
+    accepts ``precision="fp16"`` and ``engine_cache_dir``.
     Raises BackendUnavailable (before any export) if the runtime is not installed.
     """
     if name not in BACKENDS:
@@ -65,12 +75,12 @@ def create_backend(name: str, *, model: nn.Module | None = None, model_name: str
     if name == "onnxruntime":
         from .onnxruntime_backend import OnnxRuntimeBackend, resolve_providers
 
-        if precision != "fp32":
+        if precision != "fp32" and not (precision == "fp16" and device.startswith("tensorrt")):
             raise ValueError(f"backend 'onnxruntime' runs the exported fp32 graph; precision '{precision}' is "
-                             "available with the torch (CUDA) and tensorrt backends")
-        resolve_providers(device, kw.get("providers"))
+                             "available with the torch (CUDA) and tensorrt backends, or with device='tensorrt'")
+        resolve_providers(device, kw.get("providers"), precision, kw.get("engine_cache_dir"))
         path = _onnx_file(name, model, model_name, onnx_path, input_shape, output_names, cache_dir)
-        return OnnxRuntimeBackend(path, input_shape, output_names, device=device, **kw)
+        return OnnxRuntimeBackend(path, input_shape, output_names, device=device, precision=precision, **kw)
 
     from .tensorrt_backend import TensorRTBackend, import_tensorrt
 

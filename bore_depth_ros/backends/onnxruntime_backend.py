@@ -1,9 +1,15 @@
 """ONNX Runtime backend (CPU, CUDA or TensorRT execution providers).
 
-onnxruntime is imported when a backend is built, so this module imports without it.
+onnxruntime is imported when a backend is built, so this module imports without it. With the TensorRT
+execution provider (``device="tensorrt[:N]"``) engines are cached on disk (ORT's own engine cache, in a
+directory named after the ONNX Runtime and TensorRT versions, see :func:`tensorrt_provider_options`)
+and the session is self-checked against ONNX Runtime CPU at start (:mod:`.selfcheck`). UNTESTED HERE:
+no onnxruntime-gpu and no GPU on the development machine; only the option building and the CPU
+self-check path are tested.
 """
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,6 +18,8 @@ from typing import Any
 import numpy as np
 
 from .base import Backend, BackendUnavailable, InputShapes, Inputs, shape_str, shapes_str
+
+log = logging.getLogger(__name__)
 
 _GPU_HINT = "pip install onnxruntime-gpu (in place of onnxruntime; on Jetson use the JetPack onnxruntime-gpu wheel)"
 
@@ -30,9 +38,51 @@ def _provider_name(p: str | tuple[str, dict[str, Any]]) -> str:
     return p if isinstance(p, str) else p[0]
 
 
-def resolve_providers(device: str = "cpu", providers: Sequence[Any] | None = None) -> list[Any]:
+def _tensorrt_version() -> str:
+    """Version of the installed TensorRT Python package (pip or JetPack), or "unknown"."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    for dist in ("tensorrt", "tensorrt-cu12", "tensorrt_libs"):
+        try:
+            return version(dist)
+        except PackageNotFoundError:
+            continue
+    try:
+        import tensorrt
+
+        return str(tensorrt.__version__)
+    except ImportError:
+        return "unknown"
+
+
+def tensorrt_provider_options(device_id: int | None = None, precision: str = "fp32",
+                              engine_cache_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Options of ORT's TensorrtExecutionProvider: on-disk engine and timing caches, fp16 if asked.
+
+    ORT names cached engines by graph hash and GPU compute capability only, so the directory carries the
+    ONNX Runtime and TensorRT versions: ``<engine_cache_dir>/ort_trt/ort<ver>_trt<ver>`` (default root
+    ``$BORE_DEPTH_CACHE/engines``); an upgrade of either then starts a fresh cache.
+    """
+    from .engine_cache import default_engine_dir
+
+    if precision not in ("fp32", "fp16"):
+        raise ValueError(f"TensorrtExecutionProvider precision must be 'fp32' or 'fp16', got '{precision}'")
+    ort = import_onnxruntime()
+    root = Path(engine_cache_dir).expanduser() if engine_cache_dir is not None else default_engine_dir()
+    path = root / "ort_trt" / f"ort{ort.__version__}_trt{_tensorrt_version()}"
+    opts: dict[str, Any] = {"trt_engine_cache_enable": True, "trt_engine_cache_path": os.fspath(path),
+                            "trt_timing_cache_enable": True, "trt_timing_cache_path": os.fspath(path),
+                            "trt_fp16_enable": precision == "fp16"}
+    if device_id is not None:
+        opts["device_id"] = int(device_id)
+    return opts
+
+
+def resolve_providers(device: str = "cpu", providers: Sequence[Any] | None = None, precision: str = "fp32",
+                      engine_cache_dir: str | os.PathLike | None = None) -> list[Any]:
     """Execution providers for ``device`` ("cpu", "cuda[:N]", "tensorrt[:N]") or the explicit ``providers``.
 
+    "tensorrt[:N]" gets :func:`tensorrt_provider_options` (``precision``, ``engine_cache_dir``).
     Raises BackendUnavailable if the installed onnxruntime lacks a requested provider.
     """
     ort = import_onnxruntime()
@@ -48,7 +98,9 @@ def resolve_providers(device: str = "cpu", providers: Sequence[Any] | None = Non
         elif kind == "cuda":
             providers = [gpu("CUDAExecutionProvider"), "CPUExecutionProvider"]
         elif kind == "tensorrt":
-            providers = [gpu("TensorrtExecutionProvider"), gpu("CUDAExecutionProvider"), "CPUExecutionProvider"]
+            trt_opts = tensorrt_provider_options(int(index) if index else None, precision, engine_cache_dir)
+            providers = [("TensorrtExecutionProvider", trt_opts), gpu("CUDAExecutionProvider"),
+                         "CPUExecutionProvider"]
         else:
             raise ValueError(f"backend 'onnxruntime' supports devices 'cpu', 'cuda[:N]' and 'tensorrt[:N]', "
                              f"got '{device}'")
@@ -70,18 +122,26 @@ class OnnxRuntimeBackend(Backend):
     """Runs a static-shape ONNX graph with ONNX Runtime (graph optimisation level ALL).
 
     With one ``input_shape`` the graph must have exactly one input (any name); with ``{name: shape}``
-    its inputs must be exactly those names, each float32 of that shape.
+    its inputs must be exactly those names, each float32 of that shape. ``precision`` "fp16" only with
+    the TensorRT execution provider. ``self_check`` (default: only with the TensorRT provider) compares
+    the session with ONNX Runtime CPU at start and raises EngineSelfCheckFailed outside tolerance.
     """
 
     name = "onnxruntime"
 
     def __init__(self, onnx_path: str | os.PathLike, input_shape: InputShapes, output_names: Sequence[str],
-                 providers: Sequence[Any] | None = None, intra_op_threads: int = 0, device: str = "cpu") -> None:
+                 providers: Sequence[Any] | None = None, intra_op_threads: int = 0, device: str = "cpu",
+                 precision: str = "fp32", engine_cache_dir: str | os.PathLike | None = None,
+                 self_check: bool | None = None) -> None:
         super().__init__(input_shape, output_names)
         ort = import_onnxruntime()
         self.onnx_path = Path(onnx_path)
         self.device = device
-        requested = resolve_providers(device, providers)
+        if precision != "fp32" and not device.startswith("tensorrt"):
+            raise ValueError(f"backend 'onnxruntime' runs the exported fp32 graph on '{device}'; precision "
+                             f"'{precision}' needs device='tensorrt' (the TensorRT execution provider)")
+        self.precision = precision
+        requested = resolve_providers(device, providers, precision, engine_cache_dir)
         if not self.onnx_path.is_file():
             raise FileNotFoundError(f"ONNX model not found: {self.onnx_path}")
         opts = ort.SessionOptions()
@@ -124,6 +184,22 @@ class OnnxRuntimeBackend(Backend):
         if missing:
             raise ValueError(f"{self.onnx_path} has outputs {graph_outputs}, lacking {missing}")
         self._run_names = list(self.output_names)
+        self.self_check_report = None
+        if self_check is None:
+            self_check = active[0] == "TensorrtExecutionProvider"
+        if self_check:
+            self._self_check(active[0])
+
+    def _self_check(self, provider: str) -> None:
+        from .selfcheck import refuse, verify_backend
+
+        report = verify_backend(self.infer, self.onnx_path, self.input_shapes, self.output_names, self.precision)
+        self.self_check_report = report
+        log.info("%s: %s", provider, report.summary())
+        if not report.passed:
+            self.close()
+            refuse(report, trt_version=_tensorrt_version() if provider == "TensorrtExecutionProvider" else "",
+                   subject=f"ONNX Runtime {provider} session for {self.onnx_path}")
 
     def infer(self, inputs: Inputs) -> dict[str, np.ndarray]:
         """Run the session on an array or a dict of arrays; the returned arrays are fresh."""
@@ -139,7 +215,7 @@ class OnnxRuntimeBackend(Backend):
         return {
             "backend": self.name,
             "device": self.device,
-            "precision": "fp32",
+            "precision": self.precision,
             "providers": ",".join(self.session.get_providers()) if self.session is not None else "(closed)",
             "onnx_path": os.fspath(self.onnx_path),
             "input_shape": shapes_str(self.input_shapes) if self.named_inputs else shape_str(self.input_shape),
