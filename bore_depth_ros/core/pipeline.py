@@ -40,6 +40,8 @@ class EngineConfig:
     input_width: int = 0
     batch: int = 1               # views per inference call (fixed per deployment)
     cache_dir: str | None = None
+    force_engine_rebuild: bool = False   # tensorrt: rebuild the engine even if a cached one matches
+    engine_cache_dir: str | None = None  # tensorrt engine cache (default $BORE_DEPTH_CACHE/engines)
 
 
 @dataclass
@@ -88,6 +90,17 @@ def resolve_input_size(config: EngineConfig) -> tuple[int, int]:
     return config.input_height or int(h), config.input_width or int(w)
 
 
+def _engine_options(config: EngineConfig) -> dict:
+    """TensorRT engine-cache options, for the backends that build engines."""
+    opts = {}
+    if config.backend == "tensorrt":
+        opts["force_rebuild"] = config.force_engine_rebuild
+    if config.backend == "tensorrt" or config.device.startswith("tensorrt"):
+        if config.engine_cache_dir:
+            opts["engine_cache_dir"] = config.engine_cache_dir
+    return opts
+
+
 class DepthEngine:
     """A model loaded once behind a backend; thread-safe ``infer`` on batches of RGB images."""
 
@@ -118,7 +131,7 @@ class DepthEngine:
         self.backend = create_backend(
             config.backend, model=model, model_name=config.model, onnx_path=onnx_path,
             input_shapes=shapes, output_names=self.info.output_names, device=config.device,
-            precision=config.precision, cache_dir=config.cache_dir)
+            precision=config.precision, cache_dir=config.cache_dir, **_engine_options(config))
         self._mean = np.asarray(self.info.mean, np.float32)
         self._std = np.asarray(self.info.std, np.float32)
         self._inputs = {name: np.zeros(shp, np.float32) for name, shp in shapes.items()}

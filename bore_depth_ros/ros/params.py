@@ -20,6 +20,9 @@ ENGINE_PARAMS = {
                         "trained at (embedded defaults record it), else the model's default"),
     "input_width": (0, "model input width, a multiple of 32; 0 = as input_height"),
     "cache_dir": ("", "where exported ONNX files are cached; empty = $BORE_DEPTH_CACHE or ~/.cache"),
+    "force_engine_rebuild": (False, "tensorrt: rebuild the engine even if a cached one matches"),
+    "engine_cache_dir": ("", "tensorrt engine cache; empty = $BORE_DEPTH_CACHE/engines (where "
+                             "bore-depth prebuild puts them)"),
 }
 
 VIEW_PARAMS = {
@@ -60,7 +63,9 @@ def engine_config_from_params(node, batch: int = 1) -> EngineConfig:
         height, width = input_size_from_preset(g["model"], g["input_preset"])
     return EngineConfig(model=g["model"], weights=g["weights"], backend=g["backend"],
                         device=g["device"], precision=g["precision"], input_height=height,
-                        input_width=width, batch=batch, cache_dir=g["cache_dir"] or None)
+                        input_width=width, batch=batch, cache_dir=g["cache_dir"] or None,
+                        force_engine_rebuild=bool(g["force_engine_rebuild"]),
+                        engine_cache_dir=g["engine_cache_dir"] or None)
 
 
 def input_size_from_preset(model: str, preset: str) -> tuple[int, int]:
