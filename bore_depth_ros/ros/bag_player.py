@@ -35,13 +35,15 @@ class BagPlayer(Node):
     """Publishes one bag; ``play()`` blocks until the end (or ``stop()``)."""
 
     def __init__(self, bag: str | Path, rate: float = 1.0, clock_hz: float = 100.0,
-                 topics: list[str] | None = None, name: str = "bore_depth_player"):
+                 topics: list[str] | None = None, name: str = "bore_depth_player",
+                 linger: float = 1.0):
         super().__init__(name)
         from rosbags.highlevel import AnyReader
 
         if rate <= 0:
             raise ValueError(f"rate must be > 0, got {rate}")
         self.rate = rate
+        self.linger = linger
         self.clock_period = 1.0 / clock_hz if clock_hz > 0 else None
         self.stats = PlayStats()
         self._stop = False
@@ -132,7 +134,12 @@ class BagPlayer(Node):
             self.stats.published[conn.topic] = self.stats.published.get(conn.topic, 0) + 1
             if progress is not None:
                 progress.update(1)
-        self.publish_clock(self.end_ns)
+        # Linger before returning: a process that exits right after its last publish can destroy
+        # the writer before a best-effort reader has the final messages.
+        linger_end = time.monotonic() + self.linger
+        while time.monotonic() < linger_end and not self._stop:
+            self.publish_clock(self.end_ns)
+            time.sleep(0.05)
         return self._finish(wall0)
 
     def _finish(self, wall0: float) -> PlayStats:
