@@ -9,6 +9,8 @@ BIG_ENDIAN_UNSUPPORTED = "big_endian_unsupported"
 CAMERA_INFO_MISSING = "camera_info_missing"
 CAMERA_INFO_INVALID = "camera_info_invalid"
 CAMERA_INFO_SIZE_MISMATCH = "camera_info_size_mismatch"
+IMAGE_TOO_LARGE = "image_too_large"
+INVALID_FRAME_ID = "invalid_frame_id"
 
 REASONS = (
     UNKNOWN_ENCODING,
@@ -20,6 +22,8 @@ REASONS = (
     CAMERA_INFO_MISSING,
     CAMERA_INFO_INVALID,
     CAMERA_INFO_SIZE_MISMATCH,
+    IMAGE_TOO_LARGE,
+    INVALID_FRAME_ID,
 )
 
 

@@ -64,3 +64,56 @@ class RollingStats:
 
     def values(self) -> list[float]:
         return list(self._values)
+
+
+class RateMeter:
+    """Events per second over a sliding window of ``window`` seconds (monotonic clock)."""
+
+    def __init__(self, window: float = 5.0, clock=time.monotonic):
+        self.window = float(window)
+        self._clock = clock
+        self._times: collections.deque = collections.deque()
+        self.total = 0
+
+    def tick(self) -> None:
+        self.total += 1
+        self._times.append(self._clock())
+        self._prune(self._times[-1])
+
+    def _prune(self, now: float) -> None:
+        while self._times and now - self._times[0] > self.window:
+            self._times.popleft()
+
+    def rate(self) -> float:
+        """Rate over the window; 0 when no event arrived within it."""
+        self._prune(self._clock())
+        n = len(self._times)
+        if n < 2:
+            return 0.0 if n == 0 else 1.0 / self.window
+        span = self._times[-1] - self._times[0]
+        return (n - 1) / span if span > 0 else float(n) / self.window
+
+
+class SequenceGaps:
+    """Messages lost before they reached us, from the publisher's sequence numbers.
+
+    DDS numbers the messages of each writer; a jump of k > 1 means k - 1 messages never arrived
+    (best-effort loss or a full reader queue). A number that does not increase means another
+    writer or a restarted one: counting starts again from it. Exact for one publisher per topic,
+    a lower bound otherwise.
+    """
+
+    def __init__(self):
+        self.lost = 0
+        self._last: int | None = None
+
+    def add(self, seq: int | None) -> int:
+        """Record one received sequence number; return how many were lost just before it."""
+        if not seq or seq <= 0:
+            return 0
+        lost = 0
+        if self._last is not None and seq > self._last + 1 and seq - self._last < 1_000_000:
+            lost = seq - self._last - 1
+            self.lost += lost
+        self._last = seq
+        return lost

@@ -1,5 +1,7 @@
 """Mono depth node: one camera in; depth, confidence, point cloud and a view summary out.
 
+A managed (lifecycle) node, see :mod:`bore_depth_ros.ros.managed`; with ``autostart`` (default)
+it configures and activates itself.
 Subscribes (best-effort sensor QoS): ``image``, ``camera_info``.
 Publishes (reliable, depth 5, ``qos_overrides`` honoured): ``depth/image`` (32FC1 metres, NaN
 invalid), ``depth/camera_info`` (same header, scaled intrinsics), ``confidence/image`` (32FC1 in
@@ -7,70 +9,76 @@ invalid), ``depth/camera_info`` (same header, scaled intrinsics), ``confidence/i
 (bore_depth_ros/ViewConfidence), and ``/diagnostics``.
 Topic names change by remapping (``-r image:=/cam/image_rect``), never by parameters.
 The class can share a process, an executor and a loaded ``DepthEngine`` with other nodes.
+
+Every image is accounted for: ``frames_in = frames_out + rejected + skipped + processing errors
++ waiting`` (``unaccounted`` in ``/diagnostics`` is that difference, 0 when idle).
 """
 from __future__ import annotations
 
 import sys
 import time
 
-from diagnostic_msgs.msg import DiagnosticArray
-from rclpy.clock import Clock, ClockType
-from rclpy.node import Node
 from rclpy.qos_overriding_options import QoSOverridingOptions
 from rcl_interfaces.msg import ParameterDescriptor
 from sensor_msgs.msg import CameraInfo, Image
 
 from ..core.errors import CAMERA_INFO_MISSING, InputRejected
-from ..core.pipeline import DepthEngine, EnginePool, ViewProcessor, resolve_engine
-from ..core.stats import ReasonCounter, RollingStats
+from ..core.pairing import InfoPairer
+from ..core.pipeline import DepthEngine, EnginePool, ViewProcessor
+from ..core.stats import RateMeter, ReasonCounter, RollingStats, SequenceGaps
 from . import conversions as conv
 from . import diagnostics as diag
+from .managed import ManagedDepthNode
+from .params import accepted, rejected, view_config_from_values, view_values
 from .runner import run_node
-from .view_io import CameraInfoCache, ViewOutputs, input_qos, stamp_ns
-from .params import (declare_engine_params, declare_view_params, engine_config_from_params,
-                     accepted, rejected, view_config_from_values, view_values)
+from .view_io import ViewOutputs, input_qos, stamp_ns, validate_image
 
 BACKWARDS_JUMP_NS = 1_000_000_000  # a stamp this far behind the previous one means a restart
+TIMING_KEYS = ("e2e_ms", "infer_ms", "preprocess_ms", "post_ms", "publish_ms", "latency_ms")
 
 
-class MonoDepthNode(Node):
+class MonoDepthNode(ManagedDepthNode):
     """Depth for one camera; ``engine`` (a DepthEngine or an EnginePool) shares a loaded model."""
 
     def __init__(self, node_name: str = "bore_depth_mono", *,
                  engine: DepthEngine | EnginePool | None = None, **node_kwargs):
-        super().__init__(node_name, **node_kwargs)
-        declare_engine_params(self)
-        declare_view_params(self)
-        self.declare_parameter("output_width", 0, ParameterDescriptor(
-            description="published depth width; 0 = input image width", read_only=True))
-        self.declare_parameter("output_height", 0, ParameterDescriptor(
-            description="published depth height; 0 = input image height", read_only=True))
-        self.declare_parameter("points_decimation", 1, ParameterDescriptor(
-            description="publish every n-th pixel (rows and columns) in points"))
-        self.declare_parameter("points_rgb", True, ParameterDescriptor(
-            description="add the packed rgb field to points"))
-        self.declare_parameter("publish_points", True, ParameterDescriptor(
-            description="publish the organized point cloud"))
-        self.declare_parameter("queue_size", 2, ParameterDescriptor(
-            description="input subscription depth (small: newest frames win)", read_only=True))
-        self.declare_parameter("diagnostics_period", 1.0, ParameterDescriptor(
-            description="seconds between /diagnostics messages", read_only=True))
+        super().__init__(node_name, engine=engine, **node_kwargs)
 
-        self.engine = resolve_engine(engine, engine_config_from_params(self))
+    def declare_node_parameters(self) -> None:
+        d = ParameterDescriptor
+        self.declare_parameter("output_width", 0, d(
+            description="published depth width; 0 = input image width", read_only=True))
+        self.declare_parameter("output_height", 0, d(
+            description="published depth height; 0 = input image height", read_only=True))
+        self.declare_parameter("points_decimation", 1, d(
+            description="publish every n-th pixel (rows and columns) in points"))
+        self.declare_parameter("points_rgb", True, d(description="add the packed rgb field to points"))
+        self.declare_parameter("publish_points", True, d(description="publish the organized point cloud"))
+        self.declare_parameter("queue_size", 5, d(
+            description="input subscription depth (callbacks only hand frames to the worker, "
+                        "which takes the newest)", read_only=True))
+        self._reset_counters()
+
+    def _reset_counters(self) -> None:
+        self.rejections = ReasonCounter()
+        self.skips = ReasonCounter()
+        self.frames_in = 0
+        self.frames_out = 0
+        self.rate_in, self.rate_out = RateMeter(), RateMeter()
+        self.gaps = SequenceGaps()
+        self.timing = {k: RollingStats() for k in TIMING_KEYS}
+        self._pairer = InfoPairer()
+        self._last_stamp_ns: int | None = None
+        self._geometry: tuple | None = None
+
+    # ---------------------------------------------------------------- lifecycle hooks
+    def configure_node(self) -> None:
         info = self.engine.info
         self.view = ViewProcessor(view_config_from_values(view_values(self)), info.metric,
                                   (info.min_depth, info.max_depth))
-        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self._reset_counters()
 
-        self.rejections = ReasonCounter()
-        self.frames_in = 0
-        self.frames_out = 0
-        self.timing = {k: RollingStats() for k in ("e2e_ms", "infer_ms", "preprocess_ms",
-                                                   "post_ms", "publish_ms")}
-        self._infos = CameraInfoCache()
-        self._pending: Image | None = None
-        self._last_stamp_ns: int | None = None
-
+    def activate_node(self) -> None:
         overrides = QoSOverridingOptions.with_default_policies()
         qdepth = int(self.get_parameter("queue_size").value)
         self.create_subscription(Image, "image", self._on_image, input_qos(qdepth),
@@ -78,15 +86,20 @@ class MonoDepthNode(Node):
         self.create_subscription(CameraInfo, "camera_info", self._on_camera_info,
                                  input_qos(max(qdepth, 5)), qos_overriding_options=overrides)
         self.outputs = ViewOutputs(self)
-        self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        period = float(self.get_parameter("diagnostics_period").value)
-        self.create_timer(period, self.publish_diagnostics,
-                          clock=Clock(clock_type=ClockType.STEADY_TIME))
-        desc = ", ".join(f"{k}={v}" for k, v in self.engine.describe().items())
-        self.get_logger().info(f"ready: {desc}; subscribed to {self.resolve_topic_name('image')}")
+
+    def ready_message(self) -> str:
+        return (super().ready_message() + f"; subscribed to {self.resolve_topic_name('image')}")
+
+    def output_publishers(self) -> list:
+        o = getattr(self, "outputs", None)
+        return [] if o is None or self.state != "active" else [
+            o.depth, o.depth_info, o.conf, o.points, o.summary]
+
+    def release_node(self) -> None:
+        self._pairer = InfoPairer()
 
     # ---------------------------------------------------------------- parameters
-    def _on_set_parameters(self, params):
+    def on_parameters(self, params):
         values = view_values(self)
         for p in params:
             if p.name in values:
@@ -94,37 +107,70 @@ class MonoDepthNode(Node):
             if p.name == "points_decimation" and not 1 <= int(p.value) <= 64:
                 return rejected("points_decimation must be in [1, 64]")
         try:
-            self.view.configure(view_config_from_values(values))
+            cfg = view_config_from_values(values)
+            if getattr(self, "view", None) is not None:
+                self.view.configure(cfg)
         except ValueError as e:
             return rejected(str(e))
         return accepted()
 
-    # ---------------------------------------------------------------- inputs
+    # ---------------------------------------------------------------- inputs (executor thread)
     def _on_camera_info(self, msg: CameraInfo) -> None:
-        self._infos.add(msg)
-        if self._pending is not None:
-            pending, self._pending = self._pending, None
-            self._process(pending, self._infos.for_stamp(stamp_ns(pending.header)))
+        for item, info in self._pairer.add_info(stamp_ns(msg.header), msg):
+            self._paired(item, info)
 
-    def _on_image(self, msg: Image) -> None:
+    def _on_image(self, msg: Image, msg_info) -> None:
         self.frames_in += 1
+        self.rate_in.tick()
+        self.gaps.add(msg_info.get("publication_sequence_number"))
         t = stamp_ns(msg.header)
         if self._last_stamp_ns is not None and t < self._last_stamp_ns - BACKWARDS_JUMP_NS:
             self.get_logger().warning(
                 f"image stamps jumped back by {(self._last_stamp_ns - t) / 1e9:.3f} s "
-                "(bag restarted?): clearing camera_info cache and scale state")
-            self._infos.clear()
+                "(bag restarted?): cleared camera_info cache and scale state")
+            if self._pairer.clear() is not None:
+                self.skips.add("reset")
             self.view.reset()
         self._last_stamp_ns = t
-        info = self._infos.for_stamp(t)
-        if info is None:
-            if self._pending is not None:
-                self._reject(InputRejected(CAMERA_INFO_MISSING, "no camera_info received on "
-                             f"{self.resolve_topic_name('camera_info')} before the next image"),
-                             self._pending)
-            self._pending = msg
+        try:
+            rgb = validate_image(msg, int(self.get_parameter("max_input_pixels").value))
+        except InputRejected as e:
+            self._reject(e, msg)
             return
-        self._process(msg, info)
+        exact = self._pairer.exact
+        for item, info in self._pairer.add_image(t, (msg, rgb)):
+            self._paired(item, info)
+        if exact and not self._pairer.exact:
+            self.get_logger().warning(
+                f"camera_info stamps on {self.resolve_topic_name('camera_info')} do not match the "
+                "image stamps: pairing each image with the newest camera_info from now on")
+
+    def _paired(self, item, info) -> None:
+        msg, rgb = item
+        if info is None:
+            self._reject(InputRejected(CAMERA_INFO_MISSING, "no camera_info received on "
+                         f"{self.resolve_topic_name('camera_info')} before the next image"), msg)
+            return
+        try:
+            intr_in = conv.camera_info_to_intrinsics(info, msg.width, msg.height)
+        except InputRejected as e:
+            self._reject(e, msg)
+            return
+        self._note_geometry(msg, intr_in)
+        self.submit((msg, rgb, info, intr_in))
+
+    def _note_geometry(self, msg: Image, intr) -> None:
+        """Log resolution and intrinsics changes (once per change); reset the scale state."""
+        geo = (intr.width, intr.height, round(intr.fx, 3), round(intr.fy, 3), round(intr.cx, 3),
+               round(intr.cy, 3))
+        if self._geometry is not None and geo != self._geometry:
+            old = self._geometry
+            what = (f"resolution {old[0]}x{old[1]} -> {geo[0]}x{geo[1]}" if old[:2] != geo[:2]
+                    else f"intrinsics fx,fy,cx,cy {old[2:]} -> {geo[2:]}")
+            self.get_logger().info(f"camera {what} (frame '{msg.header.frame_id}'): outputs follow "
+                                   "the new geometry, scale state reset")
+            self.view.reset()
+        self._geometry = geo
 
     def _reject(self, err: InputRejected, msg: Image) -> None:
         if self.rejections.add(err.reason):
@@ -133,20 +179,18 @@ class MonoDepthNode(Node):
                 f"frame '{msg.header.frame_id}'): {err} [{self.rejections.counts[err.reason]} "
                 f"'{err.reason}' so far]")
 
-    # ---------------------------------------------------------------- processing
+    def count_skip(self, reason: str, item) -> None:
+        self.skips.add(reason)
+
+    # ---------------------------------------------------------------- processing (worker thread)
     def _output_size(self, width: int, height: int) -> tuple[int, int]:
         w = int(self.get_parameter("output_width").value) or width
         h = int(self.get_parameter("output_height").value) or height
         return w, h
 
-    def _process(self, msg: Image, info: CameraInfo) -> None:
+    def process(self, item) -> None:
+        msg, rgb, info, intr_in = item
         t0 = time.perf_counter()
-        try:
-            rgb = conv.image_msg_to_rgb(msg)
-            intr_in = conv.camera_info_to_intrinsics(info, msg.width, msg.height)
-        except InputRejected as e:
-            self._reject(e, msg)
-            return
         out_w, out_h = self._output_size(msg.width, msg.height)
         intr_out = intr_in if (out_w, out_h) == (msg.width, msg.height) else intr_in.scaled_to(out_w, out_h)
         eo = self.engine.infer([rgb])
@@ -158,35 +202,57 @@ class MonoDepthNode(Node):
             self.engine.backend.name, int(self.get_parameter("points_decimation").value),
             self.get_parameter("publish_points").value, self.get_parameter("points_rgb").value)
         t2 = time.perf_counter()
+        self.timing["latency_ms"].add(self.latency_ms(stamp_ns(msg.header)))
         self.frames_out += 1
-        e2e = (t2 - t0) * 1e3
-        self.timing["e2e_ms"].add(e2e)
+        self.rate_out.tick()
+        self.timing["e2e_ms"].add((t2 - t0) * 1e3)
         self.timing["infer_ms"].add(eo.infer_ms)
         self.timing["preprocess_ms"].add(eo.preprocess_ms)
         self.timing["post_ms"].add((t1 - t0) * 1e3 - eo.infer_ms - eo.preprocess_ms)
         self.timing["publish_ms"].add((t2 - t1) * 1e3)
 
     # ---------------------------------------------------------------- diagnostics
-    def publish_diagnostics(self) -> None:
-        values = {"frames_in": self.frames_in, "frames_out": self.frames_out,
-                  "rejected_total": self.rejections.total(),
-                  "waiting_for_camera_info": int(self._pending is not None)}
+    def accounting(self) -> dict:
+        waiting_info = int(self._pairer.waiting is not None)
+        in_worker = (self.worker.waiting() + int(self.worker.busy())) if self.worker else 0
+        errors = self.errors.total()
+        done = (self.frames_out + self.rejections.total() + self.skips.total() + errors
+                + waiting_info + in_worker)
+        return {"frames_in": self.frames_in, "frames_out": self.frames_out,
+                "rejected_total": self.rejections.total(), "skipped_total": self.skips.total(),
+                "processing_errors": errors, "waiting_for_camera_info": waiting_info,
+                "in_worker": in_worker, "unaccounted": self.frames_in - done}
+
+    def node_statuses(self, common: dict) -> list:
+        name = f"{self.get_fully_qualified_name()}: depth"
+        st = self.state_status(name)
+        if st is not None:
+            return [st]
+        values = self.accounting()
+        values.update({"input_rate_hz": round(self.rate_in.rate(), 2),
+                       "output_rate_hz": round(self.rate_out.rate(), 2),
+                       "lost_in_transport": self.gaps.lost,
+                       "camera_info_pairing": "exact stamps" if self._pairer.exact else "newest",
+                       "camera_info_fallbacks": self._pairer.fallbacks})
         values.update({f"rejected.{k}": v for k, v in self.rejections.as_dict().items()})
+        values.update({f"skipped.{k}": v for k, v in self.skips.as_dict().items()})
         values.update(diag.timing_values(self.timing))
-        values.update({f"engine.{k}": v for k, v in self.engine.describe().items()})
-        if self._pending is not None and not len(self._infos):
+        values.update(common)
+        if self._lazy_idle:
+            level, message = diag.OK, "idle: lazy mode and nobody subscribes to any output"
+        elif self._pairer.waiting is not None and not len(self._pairer):
             level, message = diag.WARN, "waiting for camera_info"
-        elif self.rejections.total():
+        elif self.rejections.total() or self.errors.total():
             level = diag.WARN
-            message = "rejected inputs: " + ", ".join(f"{k}={v}" for k, v in
-                                                      self.rejections.as_dict().items())
+            message = "rejected inputs: " + ", ".join(
+                f"{k}={v}" for k, v in {**self.rejections.as_dict(), **self.errors.as_dict()}.items())
         elif self.frames_in == 0:
             level, message = diag.OK, "no images received yet"
         else:
             level, message = diag.OK, "ok"
-        st = diag.status(f"{self.get_fully_qualified_name()}: depth", self.engine.config.device,
-                         level, message, values)
-        self.pub_diag.publish(diag.diagnostic_array(self, [st]))
+        if self.skips.counts.get("overload"):
+            message += f"; overloaded: skipped {self.skips.counts['overload']} frames (newest wins)"
+        return [diag.status(name, self.engine.config.device, level, message, values)]
 
 
 def main(argv=None) -> int:

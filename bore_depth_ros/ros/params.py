@@ -49,11 +49,13 @@ def _descriptor(description: str, read_only: bool = False, rng=None) -> Paramete
     return d
 
 
-def declare_engine_params(node, default_model: str = "bore_depth") -> None:
+def declare_engine_params(node, default_model: str = "bore_depth", read_only: bool = True) -> None:
+    """The engine parameters; managed nodes pass ``read_only=False`` and refuse changes unless
+    unconfigured (the model is loaded on configure)."""
     for name, (default, desc) in ENGINE_PARAMS.items():
         if name == "model":
             default = default_model
-        node.declare_parameter(name, default, _descriptor(desc, read_only=True))
+        node.declare_parameter(name, default, _descriptor(desc, read_only=read_only))
 
 
 def engine_config_from_params(node, batch: int = 1) -> EngineConfig:

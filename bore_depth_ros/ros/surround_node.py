@@ -19,28 +19,25 @@ import sys
 import time
 
 import numpy as np
-from rclpy.clock import Clock, ClockType
-from rclpy.node import Node
 from rclpy.qos import QoSDurabilityPolicy, QoSHistoryPolicy, QoSProfile, QoSReliabilityPolicy
 from rclpy.qos_overriding_options import QoSOverridingOptions
 from rcl_interfaces.msg import ParameterDescriptor
-from diagnostic_msgs.msg import DiagnosticArray
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 
 from ..core.errors import CAMERA_INFO_MISSING, InputRejected
 from ..core.fusion import fuse_views, pack_unorganized, view_consistency
-from ..core.pipeline import DepthEngine, EnginePool, ViewProcessor, resolve_engine
-from ..core.stats import ReasonCounter, RollingStats
-from ..core.sync import ApproximateSynchronizer
+from ..core.pipeline import DepthEngine, EnginePool, ViewProcessor
+from ..core.stats import RateMeter, ReasonCounter, RollingStats, SequenceGaps
+from ..core.sync import ApproximateSynchronizer, SyncEvent
 from ..core.tf_buffer import TfBuffer
 from ..core.transforms import Transform
 from ..msg import RigConfidence, ViewOverlap
 from . import conversions as conv
 from . import diagnostics as diag
+from .managed import ManagedDepthNode
+from .params import accepted, rejected, view_config_from_values, view_values
 from .runner import run_node
-from .params import (accepted, declare_engine_params, declare_view_params,
-                     engine_config_from_params, rejected, view_config_from_values, view_values)
-from .view_io import OUTPUT_QOS, CameraInfoCache, ViewOutputs, input_qos, stamp_ns
+from .view_io import OUTPUT_QOS, CameraInfoCache, ViewOutputs, input_qos, stamp_ns, validate_image
 
 DEFAULT_CAMERAS = ["front", "front_left", "back_left", "back", "back_right", "front_right"]
 TF_STATIC_QOS = QoSProfile(history=QoSHistoryPolicy.KEEP_LAST, depth=100,
@@ -56,18 +53,26 @@ def transform_from_tf_msg(ts) -> Transform:
     return Transform.from_quat((t.x, t.y, t.z), (q.x, q.y, q.z, q.w))
 
 
-class SurroundDepthNode(Node):
-    """Depth for a rig of N cameras; ``engine`` (a DepthEngine or an EnginePool) shares a model."""
+class SurroundDepthNode(ManagedDepthNode):
+    """Depth for a rig of N cameras; ``engine`` (a DepthEngine or an EnginePool) shares a model.
+
+    A managed (lifecycle) node like the mono node. Frame accounting per camera:
+    ``frames_in = rejected + sync drops + frames in emitted sets + sync queue``, and per set:
+    ``emitted = published + skipped + dropped + errors + waiting`` (``unaccounted`` in
+    ``/diagnostics``, 0 when idle).
+    """
+
+    default_model = "svr"
 
     def __init__(self, node_name: str = "bore_depth_surround", *,
                  engine: DepthEngine | EnginePool | None = None, **node_kwargs):
-        super().__init__(node_name, **node_kwargs)
+        super().__init__(node_name, engine=engine, **node_kwargs)
+
+    def declare_node_parameters(self) -> None:
         d = ParameterDescriptor
         self.declare_parameter("cameras", DEFAULT_CAMERAS, d(
             description="camera names in ring order; topics <name>/image and <name>/camera_info",
             read_only=True))
-        declare_engine_params(self, default_model="svr")
-        declare_view_params(self)
         for name, default, desc, ro in [
             ("target_frame", "base_link", "frame of the fused cloud (REP 105 body frame)", True),
             ("slop", 0.03, "seconds: largest stamp spread of one synchronized set", True),
@@ -80,14 +85,48 @@ class SurroundDepthNode(Node):
             ("fused_max_range", 80.0, "fused cloud: metres from target_frame's origin", False),
             ("fused_rgb", True, "fused cloud: add rgb", False),
             ("consistency_decimation", 8, "overlap check: every n-th pixel", False),
-            ("diagnostics_period", 1.0, "seconds between /diagnostics messages", True),
         ]:
             self.declare_parameter(name, default, d(description=desc, read_only=ro))
         self.cameras = [str(c) for c in self.get_parameter("cameras").value]
         if not self.cameras or len(set(self.cameras)) != len(self.cameras):
             raise ValueError(f"cameras must be distinct names, got {self.cameras}")
+        self.target_frame = str(self.get_parameter("target_frame").value)
+        self.tf = TfBuffer()
+        self._reset_counters()
+
+    def engine_batch(self) -> int:
+        return len(self.cameras)
+
+    def _reset_counters(self) -> None:
         n = len(self.cameras)
-        self.engine = resolve_engine(engine, engine_config_from_params(self, batch=n))
+        self.sync = ApproximateSynchronizer(
+            n, int(float(self.get_parameter("slop").value) * 1e9),
+            int(self.get_parameter("queue_size").value))
+        self.rejections = [ReasonCounter() for _ in self.cameras]
+        self.sync_drops = [ReasonCounter() for _ in self.cameras]
+        self.set_drops = ReasonCounter()     # whole synchronized sets not published
+        self.tf_failures = ReasonCounter()
+        self.frames_in = [0] * n
+        self.rate_in = [RateMeter() for _ in self.cameras]
+        self.rate_out = RateMeter()
+        self.gaps = [SequenceGaps() for _ in self.cameras]
+        self.sets_emitted = 0
+        self.groups_out = 0
+        self.fused_out = 0
+        self.fusion_waiting = 0
+        self.fusion_status = "no frames yet"
+        self._fusion_ok: bool | None = None
+        self.timing = {k: RollingStats() for k in ("e2e_ms", "infer_ms", "preprocess_ms",
+                                                   "post_ms", "publish_ms", "fuse_ms",
+                                                   "latency_ms")}
+        self._infos = [CameraInfoCache() for _ in self.cameras]
+        self._pending_group = None   # a complete set waiting for a camera's first camera_info
+        self._last_stamp = [None] * n
+        self._geometry = [None] * n
+
+    # ---------------------------------------------------------------- lifecycle hooks
+    def configure_node(self) -> None:
+        n = len(self.cameras)
         if self.engine.config.batch < n:
             raise ValueError(f"the shared engine takes {self.engine.config.batch} views per call, "
                              f"the rig has {n}")
@@ -99,28 +138,9 @@ class SurroundDepthNode(Node):
         view_cfg = view_config_from_values(view_values(self))
         self.views = [ViewProcessor(view_cfg, info.metric, (info.min_depth, info.max_depth))
                       for _ in self.cameras]
-        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self._reset_counters()
 
-        self.target_frame = str(self.get_parameter("target_frame").value)
-        self.tf = TfBuffer()
-        self.sync = ApproximateSynchronizer(
-            n, int(float(self.get_parameter("slop").value) * 1e9),
-            int(self.get_parameter("queue_size").value))
-        self.rejections = [ReasonCounter() for _ in self.cameras]
-        self.group_drops = ReasonCounter()
-        self.tf_failures = ReasonCounter()
-        self.frames_in = [0] * n
-        self.groups_out = 0
-        self.fused_out = 0
-        self.fusion_status = "no frames yet"
-        self._fusion_ok: bool | None = None
-        self.timing = {k: RollingStats() for k in ("e2e_ms", "infer_ms", "preprocess_ms",
-                                                   "post_ms", "publish_ms", "fuse_ms",
-                                                   "latency_ms")}
-        self._infos = [CameraInfoCache() for _ in self.cameras]
-        self._pending_group = None   # a complete set waiting for a camera's first camera_info
-        self._last_stamp = [None] * n
-
+    def activate_node(self) -> None:
         from tf2_msgs.msg import TFMessage
 
         overrides = QoSOverridingOptions.with_default_policies()
@@ -133,8 +153,8 @@ class SurroundDepthNode(Node):
         self.outputs = []
         for i, cam in enumerate(self.cameras):
             self.create_subscription(Image, f"{cam}/image",
-                                     lambda m, i=i: self._on_image(i, m), input_qos(qdepth),
-                                     qos_overriding_options=overrides)
+                                     lambda m, mi, i=i: self._on_image(i, m, mi),
+                                     input_qos(qdepth), qos_overriding_options=overrides)
             self.create_subscription(CameraInfo, f"{cam}/camera_info",
                                      lambda m, i=i: self._on_camera_info(i, m),
                                      input_qos(max(qdepth, 5)), qos_overriding_options=overrides)
@@ -142,14 +162,25 @@ class SurroundDepthNode(Node):
         self.pub_fused = self.create_publisher(PointCloud2, "points", OUTPUT_QOS,
                                                qos_overriding_options=overrides)
         self.pub_rig = self.create_publisher(RigConfidence, "rig_confidence", OUTPUT_QOS)
-        self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.create_timer(float(self.get_parameter("diagnostics_period").value),
-                          self.publish_diagnostics, clock=Clock(clock_type=ClockType.STEADY_TIME))
-        desc = ", ".join(f"{k}={v}" for k, v in self.engine.describe().items())
-        self.get_logger().info(f"ready: {n} cameras {self.cameras} -> {self.target_frame}; {desc}")
+
+    def ready_message(self) -> str:
+        return (f"{len(self.cameras)} cameras {self.cameras} -> {self.target_frame}; "
+                + super().ready_message())
+
+    def output_publishers(self) -> list:
+        if self.state != "active" or not getattr(self, "outputs", None):
+            return []
+        pubs = [self.pub_fused, self.pub_rig]
+        for o in self.outputs:
+            pubs += [o.depth, o.depth_info, o.conf, o.points, o.summary]
+        return pubs
+
+    def release_node(self) -> None:
+        self._pending_group = None
+        self.tf.clear_dynamic()
 
     # ---------------------------------------------------------------- parameters
-    def _on_set_parameters(self, params):
+    def on_parameters(self, params):
         values = view_values(self)
         for p in params:
             if p.name in values:
@@ -158,7 +189,7 @@ class SurroundDepthNode(Node):
                 return rejected(f"{p.name} must be in [1, 64]")
         try:
             cfg = view_config_from_values(values)
-            for v in self.views:
+            for v in getattr(self, "views", []):
                 v.configure(cfg)
         except ValueError as e:
             return rejected(str(e))
@@ -167,7 +198,7 @@ class SurroundDepthNode(Node):
     def _param(self, name):
         return self.get_parameter(name).value
 
-    # ---------------------------------------------------------------- inputs
+    # ---------------------------------------------------------------- inputs (executor thread)
     def _on_tf(self, msg, static: bool) -> None:
         for ts in msg.transforms:
             try:
@@ -182,38 +213,52 @@ class SurroundDepthNode(Node):
         self._infos[i].add(msg)
         if self._pending_group is not None and all(len(c) for c in self._infos):
             group, self._pending_group = self._pending_group, None
-            self._process_group(group)
+            self._prepare_group(group)
 
-    def _on_image(self, i: int, msg: Image) -> None:
+    def _restart(self, i: int, last: int, t: int) -> None:
+        """Stamps jumped back (a bag restarted): one log line, every time-dependent cache reset."""
+        ev = SyncEvent()
+        self.sync.reset(ev)
+        for stream, _, reason in ev.drops:
+            self.sync_drops[stream].add(reason)
+        if self._pending_group is not None:
+            self._pending_group = None
+            self.set_drops.add("reset")
+        self.tf.clear_dynamic()
+        self.engine.reset_temporal()
+        for v in self.views:
+            v.reset()
+        self._last_stamp = [None] * len(self.cameras)
+        self.get_logger().warning(
+            f"{self.cameras[i]}: image stamps jumped back by {(last - t) / 1e9:.3f} s (bag "
+            f"restarted?): reset synchronisation ({len(ev.drops)} queued frames dropped), "
+            "dynamic TF cache, temporal and scale state")
+
+    def _on_image(self, i: int, msg: Image, msg_info) -> None:
         self.frames_in[i] += 1
+        self.rate_in[i].tick()
+        self.gaps[i].add(msg_info.get("publication_sequence_number"))
         t = stamp_ns(msg.header)
         last = self._last_stamp[i]
         if last is not None and t < last - BACKWARDS_JUMP_NS:
-            self.get_logger().warning(
-                f"{self.cameras[i]}: image stamps jumped back by {(last - t) / 1e9:.3f} s (bag "
-                "restarted?): resetting synchronisation, TF cache and scale state")
-            self.tf.clear_dynamic()
-            self.engine.reset_temporal()
-            for v in self.views:
-                v.reset()
-            self._last_stamp = [None] * len(self.cameras)
+            self._restart(i, last, t)
         self._last_stamp[i] = t
         try:
-            rgb = conv.image_msg_to_rgb(msg)
+            rgb = validate_image(msg, int(self._param("max_input_pixels")))
         except InputRejected as e:
             self._reject(i, e, msg)
             return
         ev = self.sync.add(i, t, (msg, rgb))
         for stream, stamp, reason in ev.drops:
-            if self.group_drops.counts[f"sync.{reason}"] == 0 or reason == "reset":
+            if self.sync_drops[stream].add(reason) and self.sync_drops[stream].counts[reason] == 1:
                 self.get_logger().warning(
                     f"synchroniser dropped {self.cameras[stream]} frame {stamp / 1e9:.3f}: {reason}"
-                    " (reported once per reason; counts in /diagnostics)")
-            self.group_drops.add(f"sync.{reason}")
+                    " (reported once per camera and reason; counts in /diagnostics)")
         for group in ev.groups:
+            self.sets_emitted += 1
             missing = [c for c, infos in zip(self.cameras, self._infos) if not len(infos)]
             if not missing:
-                self._process_group(group)
+                self._prepare_group(group)
                 continue
             # some camera has never sent camera_info: wait (one set) for it, as the mono node does
             if self._pending_group is not None:
@@ -229,11 +274,46 @@ class SurroundDepthNode(Node):
                 f"[{self.rejections[i].counts[err.reason]} '{err.reason}' so far]")
 
     def _drop_group(self, reason: str, detail: str) -> None:
-        if self.group_drops.add(reason):
+        if self.set_drops.add(reason):
             self.get_logger().warning(f"dropped a synchronized set: {reason}: {detail} "
-                                      f"[{self.group_drops.counts[reason]} so far]")
+                                      f"[{self.set_drops.counts[reason]} so far]")
 
-    # ---------------------------------------------------------------- processing
+    def count_skip(self, reason: str, item) -> None:
+        self.set_drops.add(f"skipped.{reason}")
+
+    def _prepare_group(self, group) -> None:
+        """Pair every view with its camera_info (executor thread), then hand the set to the worker."""
+        msgs = [m for m, _ in group.items]
+        infos, intr_in = [], []
+        for i, m in enumerate(msgs):
+            info = self._infos[i].for_stamp(stamp_ns(m.header))
+            try:
+                if info is None:
+                    raise InputRejected(CAMERA_INFO_MISSING,
+                                        f"no camera_info on {self.resolve_topic_name(self.cameras[i] + '/camera_info')}")
+                intr = conv.camera_info_to_intrinsics(info, m.width, m.height)
+            except InputRejected as e:
+                self._reject(i, e, m)
+                self._drop_group(e.reason, f"camera {self.cameras[i]}: {e.detail}")
+                return
+            self._note_geometry(i, m, intr)
+            infos.append(info)
+            intr_in.append(intr)
+        self.submit((group, infos, intr_in))
+
+    def _note_geometry(self, i: int, msg: Image, intr) -> None:
+        geo = (intr.width, intr.height, round(intr.fx, 3), round(intr.fy, 3), round(intr.cx, 3),
+               round(intr.cy, 3))
+        old = self._geometry[i]
+        if old is not None and geo != old:
+            what = (f"resolution {old[0]}x{old[1]} -> {geo[0]}x{geo[1]}" if old[:2] != geo[:2]
+                    else f"intrinsics fx,fy,cx,cy {old[2:]} -> {geo[2:]}")
+            self.get_logger().info(f"{self.cameras[i]}: camera {what}: outputs follow the new "
+                                   "geometry, scale state reset")
+            self.views[i].reset()
+        self._geometry[i] = geo
+
+    # ---------------------------------------------------------------- processing (worker thread)
     def _extrinsics(self, msgs) -> tuple[list[Transform | None], str]:
         tfs, problems = [], []
         for m in msgs:
@@ -244,23 +324,11 @@ class SurroundDepthNode(Node):
                 self.tf_failures.add(err.reason)
         return tfs, "; ".join(problems)
 
-    def _process_group(self, group) -> None:
+    def process(self, item) -> None:
+        group, infos, intr_in = item
         t0 = time.perf_counter()
         msgs = [m for m, _ in group.items]
         rgbs = [rgb for _, rgb in group.items]
-        infos, intr_in = [], []
-        for i, m in enumerate(msgs):
-            info = self._infos[i].for_stamp(stamp_ns(m.header))
-            try:
-                if info is None:
-                    raise InputRejected(CAMERA_INFO_MISSING,
-                                        f"no camera_info on {self.resolve_topic_name(self.cameras[i] + '/camera_info')}")
-                intr_in.append(conv.camera_info_to_intrinsics(info, m.width, m.height))
-            except InputRejected as e:
-                self._reject(i, e, m)
-                self._drop_group(e.reason, f"camera {self.cameras[i]}: {e.detail}")
-                return
-            infos.append(info)
         tfs, tf_problem = self._extrinsics(msgs)
         have_tf = not tf_problem
         if self.needs_extrinsics and not have_tf:
@@ -300,7 +368,7 @@ class SurroundDepthNode(Node):
                 self.get_logger().warning(f"fused cloud waits for TF (per-view outputs continue): "
                                           f"{tf_problem}")
             self._fusion_ok, self.fusion_status = False, f"waiting for TF: {tf_problem}"
-            self.group_drops.add("fusion_waiting_for_tf")
+            self.fusion_waiting += 1
         t4 = time.perf_counter()
         rig = RigConfidence(views=summaries, overlaps=overlaps,
                             sync_spread_ms=group.spread / 1e6,
@@ -311,9 +379,9 @@ class SurroundDepthNode(Node):
         rig.header.stamp = header.stamp
         rig.header.frame_id = self.target_frame
         self.pub_rig.publish(rig)
+        self.timing["latency_ms"].add(self.latency_ms(newest))
         self.groups_out += 1
-        now_ns = self.get_clock().now().nanoseconds
-        self.timing["latency_ms"].add((now_ns - newest) / 1e6)
+        self.rate_out.tick()
         self.timing["e2e_ms"].add((time.perf_counter() - t0) * 1e3)
         self.timing["infer_ms"].add(eo.infer_ms)
         self.timing["preprocess_ms"].add(eo.preprocess_ms)
@@ -355,32 +423,62 @@ class SurroundDepthNode(Node):
         return out
 
     # ---------------------------------------------------------------- diagnostics
-    def publish_diagnostics(self) -> None:
+    def accounting(self) -> dict:
+        """Where every frame and set went; ``unaccounted`` is 0 when the node is idle."""
+        in_worker = (self.worker.waiting() + int(self.worker.busy())) if self.worker else 0
+        pending_set = int(self._pending_group is not None)
+        sets_done = (self.groups_out + self.set_drops.total() + self.errors.total() + in_worker
+                     + pending_set)
+        queued = self.sync.pending()
+        per_camera = [self.frames_in[i] - self.rejections[i].total() - self.sync_drops[i].total()
+                      - self.sets_emitted - queued[i] for i in range(len(self.cameras))]
+        return {"sets_emitted": self.sets_emitted, "sets_out": self.groups_out,
+                "sets_dropped": self.set_drops.total(), "processing_errors": self.errors.total(),
+                "in_worker": in_worker, "set_waiting_for_camera_info": pending_set,
+                "unaccounted_sets": self.sets_emitted - sets_done,
+                "unaccounted_frames": max(per_camera, key=abs) if per_camera else 0}
+
+    def node_statuses(self, common: dict) -> list:
         name = self.get_fully_qualified_name()
-        drops = self.group_drops.as_dict()
-        values = {"sets_out": self.groups_out, "fused_out": self.fused_out,
-                  "fusion_status": self.fusion_status, "sync_pending": self.sync.pending()}
+        st = self.state_status(f"{name}: rig")
+        if st is not None:
+            return [st]
+        drops = self.set_drops.as_dict()
+        values = self.accounting()
+        values.update({"fused_out": self.fused_out, "fused_waiting_for_tf": self.fusion_waiting,
+                       "fusion_status": self.fusion_status, "sync_pending": self.sync.pending(),
+                       "output_rate_hz": round(self.rate_out.rate(), 2)})
         values.update({f"dropped.{k}": v for k, v in drops.items()})
         values.update({f"tf_failures.{k}": v for k, v in self.tf_failures.as_dict().items()})
         values.update(diag.timing_values(self.timing))
-        values.update({f"engine.{k}": v for k, v in self.engine.describe().items()})
-        if self.fusion_status.startswith("waiting for TF"):
+        values.update(common)
+        if self._lazy_idle:
+            level, message = diag.OK, "idle: lazy mode and nobody subscribes to any output"
+        elif self.fusion_status.startswith("waiting for TF"):
             level, message = diag.WARN, self.fusion_status
-        elif drops:
-            level, message = diag.WARN, "dropped: " + ", ".join(f"{k}={v}" for k, v in drops.items())
+        elif drops or self.errors.total():
+            level, message = diag.WARN, "dropped sets: " + ", ".join(
+                f"{k}={v}" for k, v in {**drops, **self.errors.as_dict()}.items())
         else:
             level, message = diag.OK, "ok" if self.groups_out else "no synchronized set yet"
         statuses = [diag.status(f"{name}: rig", self.target_frame, level, message, values)]
         for i, cam in enumerate(self.cameras):
             rej = self.rejections[i].as_dict()
-            v = {"frames_in": self.frames_in[i], "rejected_total": sum(rej.values()),
-                 "camera_info_received": len(self._infos[i])}
+            sd = self.sync_drops[i].as_dict()
+            v = {"frames_in": self.frames_in[i], "input_rate_hz": round(self.rate_in[i].rate(), 2),
+                 "output_rate_hz": round(self.rate_out.rate(), 2),
+                 "rejected_total": sum(rej.values()), "sync_dropped_total": sum(sd.values()),
+                 "lost_in_transport": self.gaps[i].lost,
+                 "camera_info_received": len(self._infos[i]),
+                 "latency_ms.p95": round(self.timing["latency_ms"].percentile(95), 3)}
             v.update({f"rejected.{k}": c for k, c in rej.items()})
-            lvl = diag.WARN if rej or not len(self._infos[i]) and self.frames_in[i] else diag.OK
+            v.update({f"sync_dropped.{k}": c for k, c in sd.items()})
+            no_info = not len(self._infos[i]) and self.frames_in[i]
+            lvl = diag.WARN if rej or no_info else diag.OK
             msg = ("rejected inputs: " + ", ".join(f"{k}={c}" for k, c in rej.items())) if rej else (
-                "no camera_info yet" if not len(self._infos[i]) and self.frames_in[i] else "ok")
+                "no camera_info yet" if no_info else "ok")
             statuses.append(diag.status(f"{name}: {cam}", cam, lvl, msg, v))
-        self.pub_diag.publish(diag.diagnostic_array(self, statuses))
+        return statuses
 
 
 def main(argv=None) -> int:

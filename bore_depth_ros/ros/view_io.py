@@ -7,6 +7,7 @@ from rclpy.qos import QoSHistoryPolicy, QoSProfile, QoSReliabilityPolicy, qos_pr
 from rclpy.qos_overriding_options import QoSOverridingOptions
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
+from ..core.errors import IMAGE_TOO_LARGE, INVALID_FRAME_ID, InputRejected
 from ..core.pointcloud import backproject, pack_points
 from ..core.resize import resize_nearest
 from ..msg import ViewConfidence
@@ -25,6 +26,18 @@ def input_qos(depth: int) -> QoSProfile:
     return QoSProfile(history=qos_profile_sensor_data.history, depth=depth,
                       reliability=qos_profile_sensor_data.reliability,
                       durability=qos_profile_sensor_data.durability)
+
+
+def validate_image(msg: Image, max_pixels: int):
+    """(H, W, 3) RGB view of a usable image message; InputRejected names the first problem."""
+    if not msg.header.frame_id.strip():
+        raise InputRejected(INVALID_FRAME_ID, "header.frame_id is empty: outputs would have no "
+                            "frame for TF or rviz (REP 103)")
+    if max_pixels > 0 and int(msg.width) * int(msg.height) > max_pixels:
+        raise InputRejected(IMAGE_TOO_LARGE, f"image is {msg.width}x{msg.height} = "
+                            f"{int(msg.width) * int(msg.height)} pixels > max_input_pixels "
+                            f"{max_pixels}")
+    return conv.image_msg_to_rgb(msg)
 
 
 class CameraInfoCache:

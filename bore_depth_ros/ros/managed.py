@@ -1,0 +1,291 @@
+"""Lifecycle (managed) base of the depth nodes: states, autostart, lazy mode, worker, diagnostics.
+
+States follow the ROS 2 managed-node design (``lifecycle_msgs``; services ``~/change_state``,
+``~/get_state``, ``~/get_available_states``, ``~/get_available_transitions``):
+
+- **unconfigured**: parameters declared, ``/diagnostics`` published (it says why nothing comes
+  out: not configured yet, or the last configure's error). Engine parameters may change.
+- **configure**: builds and checks the model and backend (checkpoint loads strictly, input size,
+  backend available). Failure leaves the node unconfigured with the reason in the log and in
+  ``/diagnostics``; fix the parameter and configure again.
+- **inactive**: model loaded, no topics.
+- **activate**: creates the subscriptions and publishers and starts the worker thread.
+- **deactivate** / **cleanup** / **shutdown**: the reverse, in order.
+
+``autostart`` (default true) runs configure and activate in the constructor, so ``ros2 run``
+and in-process users get a serving node; a failure there raises (the executables exit with
+code 2 and ``cannot start: <reason>``). With ``autostart:=false`` a lifecycle manager drives it.
+
+Subscription callbacks only validate, pair and synchronise; complete frames (sets) go to a
+:class:`~bore_depth_ros.core.worker.LatestWorker` that runs inference on the newest one, so
+inputs faster than inference never queue up and every skipped frame is counted.
+"""
+from __future__ import annotations
+
+from diagnostic_msgs.msg import DiagnosticArray
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.clock import Clock, ClockType
+from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
+
+from ..core.pipeline import DepthEngine, EnginePool, resolve_engine
+from ..core.stats import ReasonCounter
+from ..core.worker import LatestWorker
+from . import diagnostics as diag
+from .params import (ENGINE_PARAMS, accepted, declare_engine_params, declare_view_params,
+                     engine_config_from_params, rejected)
+
+SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
+DEFAULT_MAX_INPUT_PIXELS = 7680 * 4320   # 8K; larger images are rejected as image_too_large
+
+
+class ManagedDepthNode(LifecycleNode):
+    """Shared lifecycle, worker, lazy-mode and diagnostics plumbing of the depth nodes.
+
+    Subclasses implement ``declare_node_parameters``, ``configure_node`` (after the engine is
+    loaded), ``activate_node`` (create subscriptions and publishers), ``process`` (one work item,
+    on the worker thread), ``output_publishers`` (for lazy mode) and ``node_statuses``.
+    """
+
+    default_model = "bore_depth"
+
+    def __init__(self, node_name: str, *, engine: DepthEngine | EnginePool | None = None,
+                 **node_kwargs):
+        super().__init__(node_name, **node_kwargs)
+        self._engine_source = engine
+        self.engine: DepthEngine | None = None
+        self.worker: LatestWorker | None = None
+        self.last_error = ""
+        self.errors = ReasonCounter()
+        self._entities: tuple[list, list] = ([], [])
+        self._lazy_idle = False
+        d = ParameterDescriptor
+        declare_engine_params(self, self.default_model, read_only=False)
+        declare_view_params(self)
+        self.declare_parameter("autostart", True, d(
+            description="configure and activate at start; false: wait for a lifecycle manager "
+                        "(~/change_state)", read_only=True))
+        self.declare_parameter("lazy", False, d(
+            description="skip inference while nobody subscribes to any output (frames are "
+                        "counted as skipped.no_subscribers; /diagnostics says so)"))
+        self.declare_parameter("max_input_pixels", DEFAULT_MAX_INPUT_PIXELS, d(
+            description="images with more pixels are rejected (image_too_large)"))
+        self.declare_parameter("diagnostics_period", 1.0, d(
+            description="seconds between /diagnostics messages", read_only=True))
+        self.declare_node_parameters()
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        # /diagnostics lives in every state: it is how an operator learns why nothing comes out
+        self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_timer(float(self.get_parameter("diagnostics_period").value),
+                          self.publish_diagnostics, clock=Clock(clock_type=ClockType.STEADY_TIME))
+        if self.get_parameter("autostart").value:
+            self.start()
+        else:
+            self.get_logger().info("unconfigured (autostart is false): waiting for configure and "
+                                   f"activate on {self.get_fully_qualified_name()}/change_state")
+
+    # ---------------------------------------------------------------- hooks
+    def declare_node_parameters(self) -> None:
+        """Declare the node's own parameters (called from the constructor)."""
+
+    def engine_batch(self) -> int:
+        return 1
+
+    def configure_node(self) -> None:
+        """Build per-node state once ``self.engine`` is loaded; raise to fail configure."""
+
+    def activate_node(self) -> None:
+        """Create subscriptions and publishers."""
+
+    def process(self, item) -> None:
+        """Handle one work item on the worker thread."""
+        raise NotImplementedError
+
+    def output_publishers(self) -> list:
+        return []
+
+    def node_statuses(self, common: dict) -> list:
+        return []
+
+    def release_node(self) -> None:
+        """Forget per-configuration state (cleanup)."""
+
+    # ---------------------------------------------------------------- lifecycle
+    @property
+    def state(self) -> str:
+        return self._state_machine.current_state[1]
+
+    def start(self) -> None:
+        """configure + activate; raise RuntimeError with the reason if either fails."""
+        if self.trigger_configure() != SUCCESS:
+            raise RuntimeError(self.last_error or "configure failed")
+        if self.trigger_activate() != SUCCESS:
+            raise RuntimeError(self.last_error or "activate failed")
+
+    def on_configure(self, state) -> TransitionCallbackReturn:
+        try:
+            self.engine = resolve_engine(self._engine_source,
+                                         engine_config_from_params(self, batch=self.engine_batch()))
+            self.configure_node()
+        except Exception as e:  # noqa: BLE001 - reported, the node stays unconfigured
+            self.engine = None
+            self.last_error = f"{type(e).__name__}: {e}"
+            self.get_logger().error(f"configure failed: {self.last_error}")
+            return FAILURE
+        self.last_error = ""
+        desc = ", ".join(f"{k}={v}" for k, v in self.engine.describe().items())
+        self.get_logger().info(f"configured: {desc}")
+        return SUCCESS
+
+    def on_activate(self, state) -> TransitionCallbackReturn:
+        pubs0, subs0 = set(self.publishers), set(self.subscriptions)
+        try:
+            self.activate_node()
+        except Exception as e:  # noqa: BLE001
+            self.last_error = f"{type(e).__name__}: {e}"
+            self.get_logger().error(f"activate failed: {self.last_error}")
+            self._destroy_entities([p for p in self.publishers if p not in pubs0],
+                                   [s for s in self.subscriptions if s not in subs0])
+            return FAILURE
+        self._entities = ([p for p in self.publishers if p not in pubs0],
+                          [s for s in self.subscriptions if s not in subs0])
+        self.worker = LatestWorker(self.process, self._on_worker_error,
+                                   name=f"{self.get_name()}_worker")
+        self.worker.start()
+        self.get_logger().info(f"ready: {self.ready_message()}")
+        return SUCCESS
+
+    def ready_message(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in self.engine.describe().items())
+
+    def on_deactivate(self, state) -> TransitionCallbackReturn:
+        self._stop_worker()
+        self._destroy_entities(*self._entities)
+        self._entities = ([], [])
+        self.get_logger().info("deactivated: subscriptions and publishers removed, model kept")
+        return SUCCESS
+
+    def on_cleanup(self, state) -> TransitionCallbackReturn:
+        self.release_node()
+        self.engine = None
+        self.get_logger().info("cleaned up: model released")
+        return SUCCESS
+
+    def on_shutdown(self, state) -> TransitionCallbackReturn:
+        self._stop_worker()
+        self._destroy_entities(*self._entities)
+        self._entities = ([], [])
+        self.release_node()
+        self.engine = None
+        return SUCCESS
+
+    def on_error(self, state) -> TransitionCallbackReturn:
+        self.on_shutdown(state)
+        return SUCCESS
+
+    def _stop_worker(self) -> None:
+        if self.worker is not None:
+            left = self.worker.stop()
+            if left is not None:
+                self.count_skip("deactivated", left)
+            self.worker = None
+
+    def _destroy_entities(self, pubs, subs) -> None:
+        for s in subs:
+            self.destroy_subscription(s)
+        for p in pubs:
+            self.destroy_publisher(p)
+
+    def destroy_node(self):
+        self._stop_worker()
+        super().destroy_node()
+
+    # ---------------------------------------------------------------- parameters
+    def _on_set_parameters(self, params):
+        for p in params:
+            if p.name in ENGINE_PARAMS and self.state != "unconfigured":
+                return rejected(f"engine parameter '{p.name}' can change only while the node is "
+                                f"unconfigured (it is {self.state}: deactivate and clean up first)")
+        return self.on_parameters(params)
+
+    def on_parameters(self, params):
+        return accepted()
+
+    # ---------------------------------------------------------------- work
+    def submit(self, item) -> None:
+        """Hand a complete frame (set) to the worker; count what it replaces or what lazy skips."""
+        if self.worker is None:
+            self.count_skip("inactive", item)
+            return
+        if self.lazy_idle():
+            self.count_skip("no_subscribers", item)
+            return
+        replaced = self.worker.submit(item)
+        if replaced is not None:
+            self.count_skip("overload", replaced)
+
+    def count_skip(self, reason: str, item) -> None:
+        """A complete, valid input that was not processed (subclasses count per view)."""
+
+    def lazy_idle(self) -> bool:
+        """True when lazy mode is on and nobody subscribes to any output (logged on changes)."""
+        idle = bool(self.get_parameter("lazy").value) and self.output_subscribers() == 0
+        if idle != self._lazy_idle:
+            self._lazy_idle = idle
+            if idle:
+                self.get_logger().info("lazy mode: no subscribers to any output, inference "
+                                       "paused (frames counted as skipped.no_subscribers)")
+            else:
+                self.get_logger().info("lazy mode: a subscriber appeared, inference resumed")
+        return idle
+
+    def output_subscribers(self) -> int:
+        return sum(p.get_subscription_count() for p in self.output_publishers())
+
+    def _on_worker_error(self, exc: BaseException, item) -> None:
+        reason = f"processing_error.{type(exc).__name__}"
+        if self.errors.add(reason):
+            self.get_logger().error(f"processing failed, frame dropped: {type(exc).__name__}: "
+                                    f"{exc} [{self.errors.counts[reason]} so far; the node keeps "
+                                    "serving]")
+
+    def latency_ms(self, stamp_ns: int) -> float:
+        """Stamp-to-publish latency on the node's clock (sim time when use_sim_time)."""
+        return (self.get_clock().now().nanoseconds - stamp_ns) / 1e6
+
+    # ---------------------------------------------------------------- diagnostics
+    def common_diagnostics(self) -> dict:
+        eng = self.engine
+        v = {"lifecycle_state": self.state,
+             "lazy": bool(self.get_parameter("lazy").value),
+             "idle_no_subscribers": self._lazy_idle,
+             "output_subscribers": self.output_subscribers() if self.state == "active" else 0,
+             "worker_waiting": self.worker.waiting() if self.worker else 0,
+             "worker_busy": int(self.worker.busy()) if self.worker else 0}
+        if self.last_error:
+            v["last_error"] = self.last_error
+        if eng is not None:
+            v.update({f"engine.{k}": val for k, val in eng.describe().items()})
+            v["backend"] = eng.backend.name
+            v["precision"] = eng.config.precision
+        v.update({k: c for k, c in self.errors.as_dict().items()})
+        return v
+
+    def state_status(self, name: str):
+        """A status for a node that is not active (None when active)."""
+        st = self.state
+        if st == "active":
+            return None
+        if self.last_error:
+            return diag.status(name, "", diag.ERROR, f"{st}: {self.last_error}",
+                               self.common_diagnostics())
+        why = {"unconfigured": "unconfigured: waiting for configure",
+               "inactive": "inactive: configured, waiting for activate"}.get(st, st)
+        return diag.status(name, "", diag.WARN, why, self.common_diagnostics())
+
+    def publish_diagnostics(self) -> None:
+        try:
+            statuses = self.node_statuses(self.common_diagnostics())
+        except Exception as e:  # noqa: BLE001 - diagnostics must never take the node down
+            statuses = [diag.status(f"{self.get_fully_qualified_name()}", "", diag.ERROR,
+                                    f"diagnostics failed: {type(e).__name__}: {e}", {})]
+        self.pub_diag.publish(diag.diagnostic_array(self, statuses))
