@@ -1,7 +1,7 @@
 """Mono depth node on a robot (needs launch_ros, i.e. a ROS 2 Jazzy install).
 
     ros2 launch bore_depth_ros mono.launch.py image:=/camera/image_rect camera_info:=/camera/camera_info
-        [params_file:=...] [namespace:=front] [use_sim_time:=true] [rviz:=true]
+        [params_file:=...] [namespace:=front] [use_sim_time:=true] [rviz:=true] [autostart:=false]
 
 Everything here is also reachable without launch: ``bore-depth-mono-node --ros-args
 --params-file config/mono.yaml -r image:=... -r camera_info:=...`` (what the tests run).
@@ -25,13 +25,17 @@ def generate_launch_description():
         DeclareLaunchArgument("image", default_value="image"),
         DeclareLaunchArgument("camera_info", default_value="camera_info"),
         DeclareLaunchArgument("use_sim_time", default_value="false"),
+        DeclareLaunchArgument("autostart", default_value="true",
+                              description="configure and activate at start; false: a lifecycle "
+                                          "manager drives ~/change_state"),
         DeclareLaunchArgument("rviz", default_value="false"),
         DeclareLaunchArgument("fastdds_profile",
                               default_value=os.path.join(share, "config", "fastdds_profile.xml")),
         SetEnvironmentVariable("FASTRTPS_DEFAULT_PROFILES_FILE", arg("fastdds_profile")),
         Node(package="bore_depth_ros", executable="mono_node", name="bore_depth_mono",
              namespace=arg("namespace"), output="screen",
-             parameters=[arg("params_file"), {"use_sim_time": arg("use_sim_time")}],
+             parameters=[arg("params_file"), {"use_sim_time": arg("use_sim_time"),
+                                                 "autostart": arg("autostart")}],
              remappings=[("image", arg("image")), ("camera_info", arg("camera_info"))]),
         Node(package="rviz2", executable="rviz2", name="rviz2", condition=IfCondition(arg("rviz")),
              arguments=["-d", os.path.join(share, "config", "mono.rviz")],

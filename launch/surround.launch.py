@@ -1,7 +1,7 @@
 """Surround depth node for a six-camera rig (needs launch_ros, i.e. a ROS 2 Jazzy install).
 
     ros2 launch bore_depth_ros surround.launch.py [namespace:=/cameras] [params_file:=...]
-        [use_sim_time:=true] [rviz:=true]
+        [use_sim_time:=true] [rviz:=true] [autostart:=false]
 
 Cameras publish <namespace>/<name>/image and <namespace>/<name>/camera_info (names in the params
 file, ring order); remap individual cameras in your own launch file if they differ. Everything here
@@ -26,13 +26,17 @@ def generate_launch_description():
                               default_value=os.path.join(share, "config", "surround.yaml")),
         DeclareLaunchArgument("namespace", default_value="/cameras"),
         DeclareLaunchArgument("use_sim_time", default_value="false"),
+        DeclareLaunchArgument("autostart", default_value="true",
+                              description="configure and activate at start; false: a lifecycle "
+                                          "manager drives ~/change_state"),
         DeclareLaunchArgument("rviz", default_value="false"),
         DeclareLaunchArgument("fastdds_profile",
                               default_value=os.path.join(share, "config", "fastdds_profile.xml")),
         SetEnvironmentVariable("FASTRTPS_DEFAULT_PROFILES_FILE", arg("fastdds_profile")),
         Node(package="bore_depth_ros", executable="surround_node", name="bore_depth_surround",
              namespace=arg("namespace"), output="screen",
-             parameters=[arg("params_file"), {"use_sim_time": arg("use_sim_time")}]),
+             parameters=[arg("params_file"), {"use_sim_time": arg("use_sim_time"),
+                                                 "autostart": arg("autostart")}]),
         Node(package="rviz2", executable="rviz2", name="rviz2", condition=IfCondition(arg("rviz")),
              arguments=["-d", os.path.join(share, "config", "surround.rviz")],
              parameters=[{"use_sim_time": arg("use_sim_time")}]),

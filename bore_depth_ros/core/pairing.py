@@ -1,13 +1,21 @@
 """Image <-> camera_info pairing by stamp (ROS-free).
 
-Drivers publish an image and its camera_info with the same stamp, on two topics whose messages
-arrive in either order. Each image is paired with the camera_info of its own stamp (as
-image_transport's camera subscriber does); an image whose camera_info has not arrived yet waits,
-one at a time. When it cannot arrive any more (a newer camera_info came, or the next image did),
-the newest camera_info is used instead and the pairing is counted as a fallback (so is an
-image released by the first camera_info of a stream, whatever its stamp). After
-``mismatch_limit`` fallbacks in a row the stream is treated as one whose stamps never match and
-images are paired with the newest camera_info at once (``exact`` becomes False).
+Drivers publish an image and its camera_info with the same stamp on two topics, whose messages
+may arrive in either order (each topic in order, the two interleaved arbitrarily). Each image is
+paired with the camera_info of its own stamp, as image_transport's camera subscriber does:
+
+- an image whose camera_info is cached is paired at once;
+- otherwise it waits (at most ``max_waiting`` images wait, oldest first);
+- a camera_info completes the waiting image of its stamp; waiting images older than it can no
+  longer get their own (camera_info arrives in stamp order), so they take the newest camera_info,
+  counted as a *fallback*; so does an image pushed out of a full waiting queue;
+- before any camera_info has arrived only the newest image waits; older ones are returned with
+  ``None`` (the caller rejects them as camera_info_missing); the first camera_info of a stream
+  releases the waiting image whatever its stamp (counted as a fallback when stamps differ);
+- an image older than the newest camera_info takes the newest at once (its own will not come);
+- after ``mismatch_limit`` fallback events in a row the stream is treated as one whose stamps
+  never match: ``exact`` becomes False and images take the newest camera_info at once, until an
+  image finds its own camera_info again.
 """
 from __future__ import annotations
 
@@ -16,75 +24,84 @@ from typing import Any
 
 
 class InfoPairer:
-    def __init__(self, cache_size: int = 50, mismatch_limit: int = 3):
+    def __init__(self, cache_size: int = 50, max_waiting: int = 3, mismatch_limit: int = 3):
         self._infos: collections.OrderedDict[int, Any] = collections.OrderedDict()
         self._size = int(cache_size)
+        self._max_waiting = int(max_waiting)
         self._limit = int(mismatch_limit)
         self.exact = True
         self.fallbacks = 0
         self._fallback_run = 0
-        self.waiting: tuple[int, Any] | None = None
+        self._waiting: collections.deque[tuple[int, Any]] = collections.deque()
 
     def __len__(self) -> int:
+        """camera_info messages cached."""
         return len(self._infos)
+
+    @property
+    def waiting(self) -> int:
+        """Images waiting for their camera_info."""
+        return len(self._waiting)
 
     def latest(self):
         return next(reversed(self._infos.values())) if self._infos else None
 
-    def _newest_stamp(self) -> int | None:
-        return max(self._infos) if self._infos else None
-
     def add_info(self, t: int, info) -> list[tuple[Any, Any]]:
-        """Cache ``info``; return the (image item, info) pairs it completes.
-
-        A waiting image is completed by the camera_info of its stamp; by a newer one (its own can
-        no longer come), counted as a fallback; or by the very first camera_info of the stream.
-        """
+        """Cache ``info``; return the (image item, info) pairs it completes."""
         first = not self._infos
         self._infos[t] = info
         self._infos.move_to_end(t)
         while len(self._infos) > self._size:
             self._infos.popitem(last=False)
-        if self.waiting is None:
-            return []
-        wt, item = self.waiting
-        if wt == t:
-            self.waiting, self._fallback_run = None, 0
-            return [(item, info)]
-        if first or t > wt or not self.exact:
-            self.waiting = None
-            return [(item, self._fallback())]
-        return []
-
-    def add_image(self, t: int, item) -> list[tuple[Any, Any]]:
-        """Return the pairs this image completes: (item, info), info None = no camera_info at all."""
         out = []
-        info = self._infos.get(t)
-        if info is not None:
-            self._fallback_run = 0
-        elif self._infos and (not self.exact or self._newest_stamp() > t):
-            info = self._fallback()
-        if info is not None:
-            out.append((item, info))
-            return out
-        if self.waiting is not None:
-            _, old = self.waiting
-            out.append((old, self._fallback()))
-        self.waiting = (t, item)
+        keep = collections.deque()
+        fell_back = False
+        for wt, item in self._waiting:
+            if wt == t:
+                self._fallback_run, self.exact = 0, True
+                out.append((item, info))
+            elif first or wt < t or not self.exact:
+                out.append((item, self._fallback(count_run=not fell_back)))
+                fell_back = True
+            else:
+                keep.append((wt, item))
+        self._waiting = keep
         return out
 
-    def _fallback(self):
+    def add_image(self, t: int, item) -> list[tuple[Any, Any]]:
+        """Return the pairs this image completes: (item, info); info None = no camera_info yet."""
+        info = self._infos.get(t)
+        if info is not None:
+            self._fallback_run, self.exact = 0, True
+            return [(item, info)]
+        if self._infos and (not self.exact or t < max(self._infos)):
+            # camera_info arrives in stamp order: a newer one is here, this image's never will be
+            return [(item, self._fallback())]
+        out = []
+        if not self._infos:   # nothing to pair with yet: only the newest image waits
+            out += [(old, None) for _, old in self._waiting]
+            self._waiting.clear()
+        self._waiting.append((t, item))
+        while len(self._waiting) > self._max_waiting:
+            _, old = self._waiting.popleft()
+            out.append((old, self._fallback()))
+        return out
+
+    def _fallback(self, count_run: bool = True):
+        """The newest camera_info for an image whose own will not come (one event counts once
+        towards ``mismatch_limit`` even when it releases several images)."""
         info = self.latest()
         if info is not None:
             self.fallbacks += 1
-            self._fallback_run += 1
+            self._fallback_run += int(count_run)
             if self._fallback_run >= self._limit:
                 self.exact = False
         return info
 
-    def clear(self) -> Any:
-        """Forget every camera_info; return the waiting image item (dropped), if any."""
+    def clear(self) -> list[Any]:
+        """Forget every camera_info; return the waiting image items (dropped)."""
         self._infos.clear()
         self.exact, self._fallback_run = True, 0
-        waiting, self.waiting = self.waiting, None
-        return None if waiting is None else waiting[1]
+        items = [item for _, item in self._waiting]
+        self._waiting.clear()
+        return items

@@ -81,10 +81,12 @@ class MonoDepthNode(ManagedDepthNode):
     def activate_node(self) -> None:
         overrides = QoSOverridingOptions.with_default_policies()
         qdepth = int(self.get_parameter("queue_size").value)
-        self.create_subscription(Image, "image", self._on_image, input_qos(qdepth),
-                                 qos_overriding_options=overrides)
+        # camera_info first: when both are ready the executor serves subscriptions in creation
+        # order, so an image's camera_info is usually known before the image is handled
         self.create_subscription(CameraInfo, "camera_info", self._on_camera_info,
                                  input_qos(max(qdepth, 5)), qos_overriding_options=overrides)
+        self.create_subscription(Image, "image", self._on_image, input_qos(qdepth),
+                                 qos_overriding_options=overrides)
         self.outputs = ViewOutputs(self)
 
     def ready_message(self) -> str:
@@ -128,7 +130,7 @@ class MonoDepthNode(ManagedDepthNode):
             self.get_logger().warning(
                 f"image stamps jumped back by {(self._last_stamp_ns - t) / 1e9:.3f} s "
                 "(bag restarted?): cleared camera_info cache and scale state")
-            if self._pairer.clear() is not None:
+            for _ in self._pairer.clear():
                 self.skips.add("reset")
             self.view.reset()
         self._last_stamp_ns = t
@@ -213,7 +215,7 @@ class MonoDepthNode(ManagedDepthNode):
 
     # ---------------------------------------------------------------- diagnostics
     def accounting(self) -> dict:
-        waiting_info = int(self._pairer.waiting is not None)
+        waiting_info = self._pairer.waiting
         in_worker = (self.worker.waiting() + int(self.worker.busy())) if self.worker else 0
         errors = self.errors.total()
         done = (self.frames_out + self.rejections.total() + self.skips.total() + errors
@@ -240,7 +242,7 @@ class MonoDepthNode(ManagedDepthNode):
         values.update(common)
         if self._lazy_idle:
             level, message = diag.OK, "idle: lazy mode and nobody subscribes to any output"
-        elif self._pairer.waiting is not None and not len(self._pairer):
+        elif self._pairer.waiting and not len(self._pairer):
             level, message = diag.WARN, "waiting for camera_info"
         elif self.rejections.total() or self.errors.total():
             level = diag.WARN

@@ -1,0 +1,238 @@
+"""Fuzzing a running mono node with generated Image and CameraInfo messages (hypothesis).
+
+Thousands of broken messages (unknown encodings, zero and huge sizes, wrong steps, truncated or
+oversized data, NaN/zero/negative intrinsics, camera_info sizes that do not fit, empty frame ids)
+go to the node process over real topics, each followed by a valid frame (with odd but legal
+frame ids and every supported encoding). The node must stay alive, count every rejection under
+the reason the generator put in, publish nothing for the broken frames, and process every valid
+frame exactly as before the fuzzing started.
+
+The node's input subscriptions are made reliable through its ``qos_overrides`` parameters, so
+the counts can be compared exactly (nothing is lost in transport).
+Examples: 300 (about 3000 messages), derandomized (reproducible in CI); ``BORE_DEPTH_FUZZ_EXAMPLES=2000`` and
+``BORE_DEPTH_FUZZ_RANDOM=1`` for a deeper, random run.
+"""
+from __future__ import annotations
+
+import array
+import collections
+import itertools
+import math
+import os
+
+import numpy as np
+import pytest
+import rclpy
+from builtin_interfaces.msg import Time
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.qos import QoSHistoryPolicy, QoSProfile, QoSReliabilityPolicy
+from sensor_msgs.msg import CameraInfo, Image
+
+from harness import NodeProcess, entry_point, make_test_image, spin_until, write_params
+from ros_clients import DepthProbe, camera_info, encode_image
+
+from bore_depth_ros.core.images import SUPPORTED_ENCODINGS
+from bore_depth_ros.ros.conversions import image_msg_to_array
+
+NS = "/fuzz"
+W, H = 80, 60
+FX, FY, CX, CY = 70.0, 70.0, 39.5, 29.5
+FRAME = "fuzz_optical_frame"
+MAX_PIXELS = 7680 * 4320
+BPP = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}
+EXAMPLES = int(os.environ.get("BORE_DEPTH_FUZZ_EXAMPLES", "300"))
+RELIABLE = QoSProfile(history=QoSHistoryPolicy.KEEP_LAST, depth=5000,
+                      reliability=QoSReliabilityPolicy.RELIABLE)
+
+PICTURE = make_test_image(H, W, seed=11)
+GOOD_DATA, GOOD_STEP = encode_image(PICTURE, "rgb8")
+
+
+@pytest.fixture(scope="module")
+def fuzz_node(tmp_path_factory, structured_weights):
+    rclpy.init()
+    tmp = tmp_path_factory.mktemp("fuzz")
+    inputs = {f"{NS}/{t}": {"subscription": {"reliability": "reliable", "depth": 5000}}
+              for t in ("image", "camera_info")}
+    pfile = write_params(tmp / "params.yaml", dict(
+        weights=structured_weights, backend="onnxruntime", input_height=64, input_width=96,
+        scale_mode="fixed", depth_scale=2.0, diagnostics_period=0.2, points_decimation=2,
+        max_input_pixels=MAX_PIXELS, qos_overrides=inputs))
+    node = NodeProcess([entry_point("bore-depth-mono-node"), "--ros-args", "--params-file",
+                        str(pfile), "-r", f"__ns:={NS}"], tmp / "node.log")
+    assert node.wait_for_output("ready:", 120), node.output()
+    probe = DepthProbe(NS, name="fuzzer")
+    probe.pub_image = probe.create_publisher(Image, f"{NS}/image", RELIABLE)
+    probe.pub_info = probe.create_publisher(CameraInfo, f"{NS}/camera_info", RELIABLE)
+    ex = SingleThreadedExecutor()
+    ex.add_node(probe)
+    assert spin_until(ex, probe.connected, 30)
+    state = {"stamps": itertools.count(1000), "expected": collections.Counter(), "sent": 0,
+             "valid": 0}
+    try:
+        yield node, probe, ex, state
+    finally:
+        ex.remove_node(probe)
+        probe.destroy_node()
+        node.stop()
+        rclpy.try_shutdown()
+
+
+# ------------------------------------------------------------------ generated messages
+def info_msg(stamp, **kw) -> CameraInfo:
+    info = camera_info(kw.pop("width", W), kw.pop("height", H), FRAME, kw.pop("fx", FX),
+                       kw.pop("fy", FY), kw.pop("cx", CX), kw.pop("cy", CY), stamp)
+    return info
+
+
+def image(stamp, data=GOOD_DATA, width=W, height=H, step=GOOD_STEP, encoding="rgb8",
+          frame_id=FRAME) -> Image:
+    msg = Image(width=width, height=height, step=step, encoding=encoding, is_bigendian=0)
+    msg.header.frame_id, msg.header.stamp = frame_id, stamp
+    msg.data = array.array("B", data)
+    return msg
+
+
+small = st.integers(1, 64)
+encodings = st.sampled_from(SUPPORTED_ENCODINGS)
+blob = st.binary(max_size=512)
+
+
+@st.composite
+def bad_image(draw):
+    """(image fields, camera_info fields, reason): one defect per message."""
+    kind = draw(st.sampled_from(["encoding", "empty", "step", "truncated", "oversized", "huge",
+                                 "frame_id"]))
+    if kind == "encoding":
+        enc = draw(st.one_of(st.sampled_from(["yuv422", "bayer_rggb8", "16UC1", "32FC1", "rgb16",
+                                              "RGB8", "jpeg", "", "nv12", "mono16"]),
+                             st.text(max_size=20)).filter(lambda e: e not in BPP))
+        return dict(encoding=enc), {}, "unknown_encoding"
+    if kind == "empty":
+        w, h = draw(st.sampled_from([(0, 0), (0, 60), (80, 0)]))
+        step = draw(st.integers(0, 400))
+        return dict(width=w, height=h, step=step, encoding=draw(encodings),
+                    data=draw(blob)), {}, "empty_image"
+    if kind in ("step", "truncated", "oversized"):
+        enc, w, h = draw(encodings), draw(small), draw(small)
+        min_step = w * BPP[enc]
+        if kind == "step":
+            step = draw(st.integers(0, min_step - 1))
+            return dict(width=w, height=h, step=step, encoding=enc,
+                        data=bytes(step * h)), {}, "step_too_small"
+        step = min_step + draw(st.integers(0, 8))
+        size = (draw(st.integers(0, step * h - 1)) if kind == "truncated"
+                else step * h + draw(st.integers(1, 100)))
+        return (dict(width=w, height=h, step=step, encoding=enc, data=bytes(size)), {},
+                "truncated_data" if kind == "truncated" else "size_mismatch")
+    if kind == "huge":
+        w = draw(st.integers(8000, 2**32 - 1))
+        h = draw(st.integers(MAX_PIXELS // w + 1, 2**32 - 1))
+        return dict(width=w, height=h, step=draw(st.integers(0, 2**32 - 1)),
+                    encoding=draw(encodings), data=draw(blob)), {}, "image_too_large"
+    return dict(frame_id=draw(st.sampled_from(["", " ", "\t", "  \n"]))), {}, "invalid_frame_id"
+
+
+bad_number = st.sampled_from([math.nan, math.inf, -math.inf, 0.0, -70.0])
+
+
+@st.composite
+def bad_info(draw):
+    kind = draw(st.sampled_from(["intrinsics", "size_zero", "size_mismatch"]))
+    if kind == "intrinsics":
+        name = draw(st.sampled_from(["fx", "fy", "cx", "cy"]))
+        value = draw(bad_number.filter(lambda v: name in ("fx", "fy") or not math.isfinite(v)))
+        return {}, {name: value}, "camera_info_invalid"
+    if kind == "size_zero":
+        return {}, draw(st.sampled_from([dict(width=0), dict(height=0),
+                                         dict(width=0, height=0)])), "camera_info_invalid"
+    w = draw(st.integers(1, 2**31))
+    h = draw(st.integers(1, 2**31).filter(lambda h: abs((W / H) / (w / h) - 1) > 0.02))
+    return {}, dict(width=w, height=h), "camera_info_size_mismatch"
+
+
+odd_frame_ids = st.sampled_from(["cam/optical", "/leading_slash", "kamera_ü_光", "x" * 500,
+                                 "trailing space ", FRAME])
+
+
+@st.composite
+def valid_frame(draw):
+    enc = draw(encodings)
+    pad = draw(st.integers(0, 5))
+    return enc, pad, draw(odd_frame_ids)
+
+
+# ------------------------------------------------------------------ the test
+def publish_pair(probe, stamp, img_fields, info_fields):
+    info = info_msg(stamp, **info_fields)
+    img = image(stamp, **img_fields)
+    probe.pub_info.publish(info)
+    probe.pub_image.publish(img)
+
+
+def send_valid(node, probe, ex, state, enc, pad, frame_id):
+    stamp = Time(sec=next(state["stamps"]))
+    data, step = encode_image(PICTURE, enc, pad)
+    probe.pub_info.publish(info_msg(stamp))
+    probe.pub_image.publish(image(stamp, data=data, step=step, encoding=enc, frame_id=frame_id))
+    state["sent"] += 1
+    state["valid"] += 1
+    assert spin_until(ex, lambda: probe.complete(stamp), 60), (
+        f"valid frame {stamp.sec} ({enc}, pad {pad}, frame '{frame_id}') got no output; alive="
+        f"{node.alive()}; {probe.latest_diagnostic_values(NS)}")
+    out = probe.received[(stamp.sec, 0)]
+    assert all(m.header.frame_id == frame_id and m.header.stamp == stamp for m in out.values())
+    return image_msg_to_array(out["depth/image"])
+
+
+@pytest.fixture(scope="module")
+def baseline(fuzz_node):
+    node, probe, ex, state = fuzz_node
+    return {mono: send_valid(node, probe, ex, state, "mono8" if mono else "rgb8", 0, FRAME)
+            for mono in (False, True)}
+
+
+def test_fuzzed_inputs_are_all_rejected_counted_and_the_node_keeps_serving(fuzz_node, baseline):
+    node, probe, ex, state = fuzz_node
+
+    @settings(max_examples=EXAMPLES, deadline=None, database=None,
+              derandomize=not os.environ.get("BORE_DEPTH_FUZZ_RANDOM"),
+              phases=(Phase.explicit, Phase.generate),
+              suppress_health_check=list(HealthCheck))
+    @given(cases=st.lists(st.one_of(bad_image(), bad_info()), min_size=3, max_size=40),
+           final=valid_frame())
+    def one_example(cases, final):
+        for img_fields, info_fields, reason in cases:
+            publish_pair(probe, Time(sec=next(state["stamps"])), img_fields, info_fields)
+            state["expected"][reason] += 1
+            state["sent"] += 1
+        depth = send_valid(node, probe, ex, state, *final)
+        np.testing.assert_array_equal(depth, baseline[final[0] == "mono8"])
+
+    one_example()
+    bad = state["sent"] - state["valid"]
+    print(f"fuzz: {bad} broken image/camera_info pairs and {state['valid']} valid frames sent")
+    assert bad >= 2000 or EXAMPLES < 300, "not thousands of messages"
+
+    expected = dict(state["expected"])
+
+    def counts():
+        v = probe.latest_diagnostic_values(NS + "/bore_depth_mono")
+        rej = {k[len("rejected."):]: int(x) for k, x in v.items() if k.startswith("rejected.")}
+        return v, rej
+
+    assert spin_until(ex, lambda: counts()[1] == expected
+                      and counts()[0].get("frames_in") == str(state["sent"]), 20), (
+        counts(), expected, state["sent"])
+    v, _ = counts()
+    assert v["frames_out"] == str(state["valid"]) and v["unaccounted"] == "0", v
+    assert v["skipped_total"] == "0" and v["processing_errors"] == "0", v
+    assert node.alive()
+    log = node.output()
+    assert "Traceback" not in log
+    for reason in expected:   # every reason was logged (first occurrence, then rate-limited)
+        assert f"{reason}:" in log, reason
+    # nothing was published for any rejected frame
+    assert sum(1 for key in probe.received if key[0] >= 1000) == state["valid"]
