@@ -74,10 +74,13 @@ class InfoPairer:
         if info is not None:
             self._fallback_run, self.exact = 0, True
             return [(item, info)]
+        out = []
         if self._infos and (not self.exact or t < max(self._infos)):
             # camera_info arrives in stamp order: a newer one is here, this image's never will be
-            return [(item, self._fallback())]
-        out = []
+            # (and in newest mode nothing waits: older waiting images go first, in stamp order)
+            if not self.exact:
+                out += self._release_all()
+            return out + [(item, self._fallback())]
         if not self._infos:   # nothing to pair with yet: only the newest image waits
             out += [(old, None) for _, old in self._waiting]
             self._waiting.clear()
@@ -85,6 +88,13 @@ class InfoPairer:
         while len(self._waiting) > self._max_waiting:
             _, old = self._waiting.popleft()
             out.append((old, self._fallback()))
+        if not self.exact:   # that overflow switched to newest mode: nothing waits any more
+            out += self._release_all()
+        return out
+
+    def _release_all(self) -> list[tuple[Any, Any]]:
+        out = [(item, self._fallback(count_run=False)) for _, item in self._waiting]
+        self._waiting.clear()
         return out
 
     def _fallback(self, count_run: bool = True):

@@ -73,25 +73,33 @@ class RateMeter:
         self.window = float(window)
         self._clock = clock
         self._times: collections.deque = collections.deque()
+        self._first: float | None = None
         self.total = 0
 
     def tick(self) -> None:
         self.total += 1
-        self._times.append(self._clock())
-        self._prune(self._times[-1])
+        now = self._clock()
+        if self._first is None:
+            self._first = now
+        self._times.append(now)
+        self._prune(now)
 
     def _prune(self, now: float) -> None:
-        while self._times and now - self._times[0] > self.window:
+        while self._times and now - self._times[0] >= self.window:
             self._times.popleft()
 
     def rate(self) -> float:
-        """Rate over the window; 0 when no event arrived within it."""
-        self._prune(self._clock())
+        """Events in the last ``window`` seconds / window, so a stopped stream decays to 0.
+        During the first window the rate is taken over the time since the first event."""
+        now = self._clock()
+        self._prune(now)
         n = len(self._times)
-        if n < 2:
-            return 0.0 if n == 0 else 1.0 / self.window
+        if n == 0:
+            return 0.0
+        if now - self._first >= self.window:
+            return n / self.window
         span = self._times[-1] - self._times[0]
-        return (n - 1) / span if span > 0 else float(n) / self.window
+        return (n - 1) / span if n >= 2 and span > 0 else n / self.window
 
 
 class SequenceGaps:
@@ -99,8 +107,8 @@ class SequenceGaps:
 
     DDS numbers the messages of each writer; a jump of k > 1 means k - 1 messages never arrived
     (best-effort loss or a full reader queue). A number that does not increase means another
-    writer or a restarted one: counting starts again from it. Exact for one publisher per topic,
-    a lower bound otherwise.
+    writer or a restarted one: counting starts again from it; so does a jump of a million or
+    more (not a plausible loss). Exact for one publisher per topic, a lower bound otherwise.
     """
 
     def __init__(self):
