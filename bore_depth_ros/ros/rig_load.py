@@ -21,10 +21,11 @@ from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 from tf2_msgs.msg import TFMessage
 
+from ..core.transforms import Transform
 from ..msg import RigConfidence
 from ..sim.rig import RING_ORDER, SURROUND_RIG, optical_frame
 from . import conversions as conv
-from .surround_node import TF_STATIC_QOS
+from .surround_node import TF_QOS, TF_STATIC_QOS
 
 
 def rss_kb(pid: int) -> int | None:
@@ -79,11 +80,15 @@ class RigLoad(Node):
     """Publishes ``<ns>/<camera>/image`` + ``camera_info`` for the ring and records outputs."""
 
     def __init__(self, ns: str, cameras=RING_ORDER, height: int = 192, width: int = 320,
-                 name: str = "rig_load", **kw):
+                 name: str = "rig_load", moving_mounts=(), **kw):
+        """``moving_mounts``: cameras whose pose comes from ``/tf`` (base_link -> <camera>_mount,
+        stamped with every set, as a gimbal would publish) instead of ``/tf_static``."""
         super().__init__(name, **kw)
         self.ns = ns.rstrip("/")
         self.cameras = list(cameras)
+        self.moving = [c for c in moving_mounts if c in self.cameras]
         specs = {s.name: s for s in SURROUND_RIG}
+        self._specs = specs
         self.images, self.infos = [], []
         self.pubs = []
         for k, cam in enumerate(self.cameras):
@@ -97,6 +102,7 @@ class RigLoad(Node):
                 self.create_publisher(CameraInfo, f"{self.ns}/{cam}/camera_info",
                                       qos_profile_sensor_data)))
         self.pub_tf = self.create_publisher(TFMessage, "/tf_static", TF_STATIC_QOS)
+        self.pub_tf_dynamic = self.create_publisher(TFMessage, "/tf", TF_QOS)
         self.sent = [0] * len(self.cameras)
         self.latencies: list[float] = []
         self.diag: dict[str, dict[str, str]] = {}
@@ -108,15 +114,11 @@ class RigLoad(Node):
     def _publish_tf_static(self, specs) -> None:
         msg = TFMessage()
         for cam in self.cameras:
-            tf = specs[cam].base_from_optical()
-            x, y, z, w = tf.quat()
-            ts = TransformStamped()
-            ts.header.frame_id, ts.child_frame_id = "base_link", optical_frame(cam)
-            ts.transform.translation.x, ts.transform.translation.y, ts.transform.translation.z = (
-                float(v) for v in tf.translation)
-            ts.transform.rotation.x, ts.transform.rotation.y = float(x), float(y)
-            ts.transform.rotation.z, ts.transform.rotation.w = float(z), float(w)
-            msg.transforms.append(ts)
+            if cam in self.moving:
+                msg.transforms.append(_tf_msg(f"{cam}_mount", optical_frame(cam), Transform.identity()))
+            else:
+                msg.transforms.append(_tf_msg("base_link", optical_frame(cam),
+                                              specs[cam].base_from_optical()))
         self.pub_tf.publish(msg)
 
     def _on_rig(self, msg: RigConfidence) -> None:
@@ -131,9 +133,14 @@ class RigLoad(Node):
     def connected(self) -> bool:
         return all(p.get_subscription_count() > 0 for pair in self.pubs for p in pair)
 
-    def publish_set(self) -> None:
-        """One synchronized set: every camera, one shared stamp (now, wall clock)."""
-        now = time.time_ns()
+    def publish_set(self, stamp_ns: int | None = None) -> None:
+        """One synchronized set: every camera, one shared stamp (default now, wall clock)."""
+        now = time.time_ns() if stamp_ns is None else int(stamp_ns)
+        if self.moving:
+            msg = TFMessage(transforms=[
+                _tf_msg("base_link", f"{cam}_mount", self._specs[cam].base_from_optical(), now)
+                for cam in self.moving])
+            self.pub_tf_dynamic.publish(msg)
         for k, ((pub_img, pub_info), img, info) in enumerate(zip(self.pubs, self.images,
                                                                  self.infos)):
             img.header.stamp.sec, img.header.stamp.nanosec = divmod(now, 1_000_000_000)
@@ -144,6 +151,18 @@ class RigLoad(Node):
 
     def rig_values(self) -> dict[str, str]:
         return next((v for k, v in self.diag.items() if k.endswith(": rig")), {})
+
+
+def _tf_msg(parent: str, child: str, tf: Transform, stamp_ns: int = 0) -> TransformStamped:
+    x, y, z, w = tf.quat()
+    ts = TransformStamped()
+    ts.header.frame_id, ts.child_frame_id = parent, child
+    ts.header.stamp.sec, ts.header.stamp.nanosec = divmod(int(stamp_ns), 1_000_000_000)
+    ts.transform.translation.x, ts.transform.translation.y, ts.transform.translation.z = (
+        float(v) for v in tf.translation)
+    ts.transform.rotation.x, ts.transform.rotation.y = float(x), float(y)
+    ts.transform.rotation.z, ts.transform.rotation.w = float(z), float(w)
+    return ts
 
 
 def run_load(executor, load: RigLoad, node_pid: int, rate_hz: float, duration_s: float,

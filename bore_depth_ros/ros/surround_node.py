@@ -122,6 +122,7 @@ class SurroundDepthNode(ManagedDepthNode):
         self._infos = [CameraInfoCache() for _ in self.cameras]
         self._pending_group = None   # a complete set waiting for a camera's first camera_info
         self._last_stamp = [None] * n
+        self._tf_last: int | None = None
         self._geometry = [None] * n
 
     # ---------------------------------------------------------------- lifecycle hooks
@@ -200,6 +201,12 @@ class SurroundDepthNode(ManagedDepthNode):
 
     # ---------------------------------------------------------------- inputs (executor thread)
     def _on_tf(self, msg, static: bool) -> None:
+        if not static and msg.transforms:
+            # a bag restart may show on /tf first (TF is served before images): reset here, once
+            t = max(stamp_ns(ts.header) for ts in msg.transforms)
+            if self._tf_last is not None and t < self._tf_last - BACKWARDS_JUMP_NS:
+                self._restart("/tf", self._tf_last, t)
+            self._tf_last = t if self._tf_last is None else max(self._tf_last, t)
         for ts in msg.transforms:
             try:
                 self.tf.set_transform(ts.header.frame_id, ts.child_frame_id,
@@ -215,7 +222,7 @@ class SurroundDepthNode(ManagedDepthNode):
             group, self._pending_group = self._pending_group, None
             self._prepare_group(group)
 
-    def _restart(self, i: int, last: int, t: int) -> None:
+    def _restart(self, source: str, last: int, t: int) -> None:
         """Stamps jumped back (a bag restarted): one log line, every time-dependent cache reset."""
         ev = SyncEvent()
         self.sync.reset(ev)
@@ -229,8 +236,9 @@ class SurroundDepthNode(ManagedDepthNode):
         for v in self.views:
             v.reset()
         self._last_stamp = [None] * len(self.cameras)
+        self._tf_last = None
         self.get_logger().warning(
-            f"{self.cameras[i]}: image stamps jumped back by {(last - t) / 1e9:.3f} s (bag "
+            f"{source}: stamps jumped back by {(last - t) / 1e9:.3f} s (bag "
             f"restarted?): reset synchronisation ({len(ev.drops)} queued frames dropped), "
             "dynamic TF cache, temporal and scale state")
 
@@ -241,7 +249,7 @@ class SurroundDepthNode(ManagedDepthNode):
         t = stamp_ns(msg.header)
         last = self._last_stamp[i]
         if last is not None and t < last - BACKWARDS_JUMP_NS:
-            self._restart(i, last, t)
+            self._restart(self.cameras[i], last, t)
         self._last_stamp[i] = t
         try:
             rgb = validate_image(msg, int(self._param("max_input_pixels")))
