@@ -12,6 +12,10 @@ The container's parameters (node name ``bore_depth_container``):
     share_engine: true      nodes with the same engine parameters share one loaded model
     threads: 2              executor threads (0 = single-threaded)
 Every node reads its own parameters from the same file (``/**`` or its full name).
+The nodes are lifecycle nodes: with ``autostart: false`` in their parameters they wait for a
+lifecycle manager (each has its own ``~/change_state``); a node whose autostart configure fails
+stops the container with ``cannot start: <reason>``. Nodes sharing an engine call it under its
+lock, so the multi-threaded executor never runs one model twice at the same time.
 """
 from __future__ import annotations
 
