@@ -1,4 +1,4 @@
-"""Fuzzing a running mono node with generated Image and CameraInfo messages (hypothesis).
+"""Fuzzing running depth nodes with generated Image and CameraInfo messages (hypothesis).
 
 Thousands of broken messages (unknown encodings, zero and huge sizes, wrong steps, truncated or
 oversized data, NaN/zero/negative intrinsics, camera_info sizes that do not fit, empty frame ids)
@@ -7,7 +7,10 @@ frame ids and every supported encoding). The node must stay alive, count every r
 the reason the generator put in, publish nothing for the broken frames, and process every valid
 frame exactly as before the fuzzing started.
 
-The node's input subscriptions are made reliable through its ``qos_overrides`` parameters, so
+A second test sends broken images to random cameras of a running six-camera surround node,
+each example followed by a complete valid set (its output must match the pre-fuzz output).
+
+The nodes' input subscriptions are made reliable through its ``qos_overrides`` parameters, so
 the counts can be compared exactly (nothing is lost in transport).
 Examples: 300 (about 3000 messages), derandomized (reproducible in CI); ``BORE_DEPTH_FUZZ_EXAMPLES=2000`` and
 ``BORE_DEPTH_FUZZ_RANDOM=1`` for a deeper, random run.
@@ -51,8 +54,14 @@ GOOD_DATA, GOOD_STEP = encode_image(PICTURE, "rgb8")
 
 
 @pytest.fixture(scope="module")
-def fuzz_node(tmp_path_factory, structured_weights):
+def ros():
     rclpy.init()
+    yield
+    rclpy.try_shutdown()
+
+
+@pytest.fixture(scope="module")
+def fuzz_node(ros, tmp_path_factory, structured_weights):
     tmp = tmp_path_factory.mktemp("fuzz")
     inputs = {f"{NS}/{t}": {"subscription": {"reliability": "reliable", "depth": 5000}}
               for t in ("image", "camera_info")}
@@ -64,6 +73,8 @@ def fuzz_node(tmp_path_factory, structured_weights):
                         str(pfile), "-r", f"__ns:={NS}"], tmp / "node.log")
     assert node.wait_for_output("ready:", 120), node.output()
     probe = DepthProbe(NS, name="fuzzer")
+    probe.destroy_publisher(probe.pub_image)     # replaced by reliable writers (exact counts)
+    probe.destroy_publisher(probe.pub_info)
     probe.pub_image = probe.create_publisher(Image, f"{NS}/image", RELIABLE)
     probe.pub_info = probe.create_publisher(CameraInfo, f"{NS}/camera_info", RELIABLE)
     ex = SingleThreadedExecutor()
@@ -77,7 +88,6 @@ def fuzz_node(tmp_path_factory, structured_weights):
         ex.remove_node(probe)
         probe.destroy_node()
         node.stop()
-        rclpy.try_shutdown()
 
 
 # ------------------------------------------------------------------ generated messages
@@ -236,3 +246,97 @@ def test_fuzzed_inputs_are_all_rejected_counted_and_the_node_keeps_serving(fuzz_
         assert f"{reason}:" in log, reason
     # nothing was published for any rejected frame
     assert sum(1 for key in probe.received if key[0] >= 1000) == state["valid"]
+
+
+# ------------------------------------------------------------------ the surround node
+RIG_NS = "/fuzzrig"
+RIG_EXAMPLES = max(EXAMPLES // 3, 20)
+
+
+@pytest.fixture(scope="module")
+def fuzz_rig(ros, tmp_path_factory):
+    """A six-camera surround node with reliable inputs, fed by a RigLoad with reliable writers."""
+    from bore_depth_ros.msg import RigConfidence
+    from bore_depth_ros.ros.rig_load import RigLoad
+
+    tmp = tmp_path_factory.mktemp("fuzzrig")
+    cams = ["front", "front_left", "back_left", "back", "back_right", "front_right"]
+    inputs = {f"{RIG_NS}/{c}/{t}": {"subscription": {"reliability": "reliable", "depth": 5000}}
+              for c in cams for t in ("image", "camera_info")}
+    pfile = write_params(tmp / "params.yaml", dict(
+        model="svr", backend="onnxruntime", input_height=64, input_width=96, slop=0.01,
+        diagnostics_period=0.2, max_input_pixels=MAX_PIXELS, qos_overrides=inputs))
+    node = NodeProcess([entry_point("bore-depth-surround-node"), "--ros-args", "--params-file",
+                        str(pfile), "-r", f"__ns:={RIG_NS}"], tmp / "node.log")
+    assert node.wait_for_output("ready:", 180), node.output()
+    load = RigLoad(RIG_NS, cameras=cams, height=H, width=W, name="rig_fuzzer", qos=RELIABLE)
+    rig, depth = {}, {}
+    load.create_subscription(RigConfidence, f"{RIG_NS}/rig_confidence",
+                             lambda m: rig.__setitem__(m.header.stamp.sec, m), RELIABLE)
+    load.create_subscription(Image, f"{RIG_NS}/back/depth/image",
+                             lambda m: depth.__setitem__(m.header.stamp.sec, m), RELIABLE)
+    ex = SingleThreadedExecutor()
+    ex.add_node(load)
+    assert spin_until(ex, load.connected, 30)
+    try:
+        yield node, load, ex, rig, depth
+    finally:
+        ex.remove_node(load)
+        load.destroy_node()
+        node.stop()
+
+
+def test_fuzzed_images_to_the_surround_node(fuzz_rig):
+    """Broken images on random cameras of a running rig: each is rejected and counted for its
+    camera, and the next complete set is processed exactly as before the fuzzing."""
+    node, load, ex, rig, depth = fuzz_rig
+    sec = itertools.count(5000)
+    expected = [collections.Counter() for _ in load.cameras]
+    sent_valid = [0]
+
+    def valid_set():
+        s = next(sec)
+        load.publish_set(s * 1_000_000_000)
+        sent_valid[0] += 1
+        assert spin_until(ex, lambda: s in rig and s in depth, 60), (
+            s, node.alive(), load.rig_values(), node.output()[-2000:])
+        assert rig[s].fused and len(rig[s].views) == len(load.cameras)
+        return image_msg_to_array(depth[s])
+
+    base = valid_set()
+
+    @settings(max_examples=RIG_EXAMPLES, deadline=None, database=None,
+              derandomize=not os.environ.get("BORE_DEPTH_FUZZ_RANDOM"),
+              phases=(Phase.explicit, Phase.generate), suppress_health_check=list(HealthCheck))
+    @given(cases=st.lists(st.tuples(st.integers(0, 5), bad_image()), min_size=3, max_size=30))
+    def one_example(cases):
+        for cam, (img_fields, _, reason) in cases:
+            stamp = Time(sec=next(sec))
+            msg = image(stamp, **img_fields)
+            if "frame_id" not in img_fields:
+                msg.header.frame_id = load.images[cam].header.frame_id
+            load.pubs[cam][0].publish(msg)
+            expected[cam][reason] += 1
+        np.testing.assert_array_equal(valid_set(), base)
+
+    one_example()
+    total_bad = sum(sum(c.values()) for c in expected)
+    print(f"fuzz rig: {total_bad} broken images on six cameras, {sent_valid[0]} valid sets")
+    name = f"{RIG_NS}/bore_depth_surround"
+
+    def per_camera():
+        return [{k[len("rejected."):]: int(v) for k, v in
+                 load.diag.get(f"{name}: {c}", {}).items() if k.startswith("rejected.")}
+                for c in load.cameras]
+
+    want = [dict(c) for c in expected]
+    assert spin_until(ex, lambda: per_camera() == want, 20), (per_camera(), want)
+    assert spin_until(ex, lambda: load.rig_values().get("sets_out") == str(sent_valid[0]), 10)
+    v = load.rig_values()
+    assert v["unaccounted_frames"] == "0" and v["unaccounted_sets"] == "0", v
+    assert v["processing_errors"] == "0" and v["sets_dropped"] == "0", v
+    for k, c in enumerate(load.cameras):
+        cv = load.diag[f"{name}: {c}"]
+        assert cv["frames_in"] == str(sum(expected[k].values()) + sent_valid[0]), cv
+        assert cv["sync_dropped_total"] == "0", cv
+    assert node.alive() and "Traceback" not in node.output()

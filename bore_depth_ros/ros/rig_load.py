@@ -80,7 +80,7 @@ class RigLoad(Node):
     """Publishes ``<ns>/<camera>/image`` + ``camera_info`` for the ring and records outputs."""
 
     def __init__(self, ns: str, cameras=RING_ORDER, height: int = 192, width: int = 320,
-                 name: str = "rig_load", moving_mounts=(), **kw):
+                 name: str = "rig_load", moving_mounts=(), qos=qos_profile_sensor_data, **kw):
         """``moving_mounts``: cameras whose pose comes from ``/tf`` (base_link -> <camera>_mount,
         stamped with every set, as a gimbal would publish) instead of ``/tf_static``."""
         super().__init__(name, **kw)
@@ -98,9 +98,8 @@ class RigLoad(Node):
             self.images.append(img)
             self.infos.append(info)
             self.pubs.append((
-                self.create_publisher(Image, f"{self.ns}/{cam}/image", qos_profile_sensor_data),
-                self.create_publisher(CameraInfo, f"{self.ns}/{cam}/camera_info",
-                                      qos_profile_sensor_data)))
+                self.create_publisher(Image, f"{self.ns}/{cam}/image", qos),
+                self.create_publisher(CameraInfo, f"{self.ns}/{cam}/camera_info", qos)))
         self.pub_tf = self.create_publisher(TFMessage, "/tf_static", TF_STATIC_QOS)
         self.pub_tf_dynamic = self.create_publisher(TFMessage, "/tf", TF_QOS)
         self.sent = [0] * len(self.cameras)
