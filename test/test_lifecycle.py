@@ -119,6 +119,7 @@ def test_lifecycle_over_services_with_failing_configures(ros, tmp_path, structur
         assert lc.transition(Transition.TRANSITION_ACTIVATE) is True
         assert lc.state() == "active"
         assert spin_until(ex, probe.connected, 30)
+        assert diag(f"no messages yet on {NS}/image (1 publisher)")
         rgb = make_test_image(H, W, seed=2)
         data, step = encode_image(rgb, "rgb8")
         stamp = Time(sec=7)

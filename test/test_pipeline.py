@@ -94,3 +94,39 @@ def test_renderer_ground_depth_matches_the_analytic_plane():
     dz = -np.sin(p) - np.cos(p) * (v - intr.cy) / intr.fy
     expected = np.where(dz < 0, height / -np.where(dz < 0, dz, -1), np.inf)
     np.testing.assert_allclose(depth, expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize("model,backend,batch", [("bore_depth", "onnxruntime", 1),
+                                                 ("svr", "torch", 6), ("semi_smd", "torch", 6)])
+def test_engine_warmup_runs_every_model_once(model, backend, batch):
+    """The configure-time check: one inference with plausible geometry, cached per engine."""
+    import torch
+
+    from bore_depth_ros.core.pipeline import DepthEngine, EngineConfig
+
+    torch.set_num_threads(1)
+    eng = DepthEngine(EngineConfig(model=model, backend=backend, input_height=64, input_width=96,
+                                   batch=batch))
+    ms = eng.warmup()
+    assert ms > 0 and eng.warmup() == ms          # once per engine
+    assert not eng._has_prev                      # no temporal state left behind
+
+
+def test_engine_warmup_refuses_weights_that_produce_nan(tmp_path):
+    """A checkpoint can load strictly and still be unusable: configure must say so."""
+    import torch
+
+    from bore_depth_ros.core.pipeline import DepthEngine, EngineConfig
+    from bore_depth_ros.models import create_model
+    from bore_depth_ros.models.checkpoint import save_lightning_checkpoint
+
+    torch.manual_seed(0)
+    model = create_model("bore_depth").eval()
+    with torch.no_grad():
+        model.decoder.dispconvs[0].conv.weight.fill_(float("nan"))
+    path = tmp_path / "nan.ckpt"
+    save_lightning_checkpoint(model, path)
+    eng = DepthEngine(EngineConfig(weights=str(path), backend="torch", input_height=64,
+                                   input_width=96))
+    with pytest.raises(RuntimeError, match="non-finite"):
+        eng.warmup()

@@ -175,3 +175,27 @@ def test_lazy_mode_skips_inference_without_subscribers_and_says_so(ros, tmp_path
         ex.remove_node(camera)
         camera.destroy_node()
         node.stop()
+
+
+def test_diagnostics_say_why_nothing_comes_out(ros, tmp_path, structured_weights):
+    """The classic complaint, 'topics exist but nothing is published': a mistyped remap."""
+    pfile = write_params(tmp_path / "typo.yaml", dict(weights=structured_weights, input_height=64,
+                                                      input_width=96, diagnostics_period=0.2))
+    node = NodeProcess([entry_point("bore-depth-mono-node"), "--ros-args", "--params-file",
+                        str(pfile), "-r", "__ns:=/typo", "-r", "image:=/camera/imgae_rect"],
+                       tmp_path / "typo.log")
+    listener = rclpy.create_node("typo_listener")
+    got: list = []
+    listener.create_subscription(DiagnosticArray, "/diagnostics",
+                                 lambda m: got.extend(s for s in m.status if "/typo/" in s.name), 10)
+    ex = SingleThreadedExecutor()
+    ex.add_node(listener)
+    try:
+        assert node.wait_for_output("ready:", 120), node.output()
+        assert spin_until(ex, lambda: bool(got), 20)
+        assert got[-1].message == ("no messages yet on /camera/imgae_rect: nobody publishes it "
+                                   "(check remapping/namespace)"), got[-1].message
+    finally:
+        ex.remove_node(listener)
+        listener.destroy_node()
+        node.stop()

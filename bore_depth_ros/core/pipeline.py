@@ -138,6 +138,7 @@ class DepthEngine:
         self._batch = self._inputs["image"]
         self._has_prev = False
         self._lock = threading.Lock()
+        self._warm_ms: float | None = None
 
     @staticmethod
     def _load_torch_model(name: str, weights: str):
@@ -205,6 +206,41 @@ class DepthEngine:
         depth = out["depth"][:n, 0]
         conf = out["confidence"][:n, 0] if "confidence" in out else None
         return EngineOutput(depth, conf, (t2 - t1) * 1e3, (t1 - t0) * 1e3)
+
+    def warmup(self) -> float:
+        """Run the backend once on a grey batch with plausible geometry (a ring of cameras) and
+        check the output; return the time in ms. The first call pays for lazy allocations and
+        kernel selection, so a node does it while configuring rather than on its first frame.
+        Done once per engine (nodes sharing an engine warm it up once). Raises RuntimeError when
+        the backend cannot run or returns non-finite depth."""
+        if self._warm_ms is not None:
+            return self._warm_ms
+        from .transforms import Transform
+
+        h, w = self.input_hw
+        n = self.config.batch
+        intr = [Intrinsics(w / 2.0, w / 2.0, (w - 1) / 2.0, (h - 1) / 2.0, w, h)] * n
+        ext = []
+        for k in range(n):
+            yaw = 2 * np.pi * k / n
+            c, s_ = np.cos(yaw), np.sin(yaw)
+            # optical z forward along the yaw direction, x right, y down (REP 103 optical frame)
+            r = np.array([[s_, 0.0, c], [-c, 0.0, s_], [0.0, -1.0, 0.0]])
+            ext.append(Transform(r, np.array([c, s_, 1.5])))
+        grey = np.full((h, w, 3), 128, np.uint8)
+        t0 = time.perf_counter()
+        try:
+            out = self.infer([grey] * n, intrinsics=intr, extrinsics=ext)
+        except Exception as e:  # noqa: BLE001 - reported as a configure failure
+            raise RuntimeError(f"backend {self.config.backend} failed its first inference: "
+                               f"{type(e).__name__}: {e}") from e
+        finally:
+            self.reset_temporal()
+        if out.depth.shape[0] != n or not np.isfinite(out.depth).all():
+            raise RuntimeError(f"backend {self.config.backend} returned depth of shape "
+                               f"{out.depth.shape} with non-finite values on a grey test batch")
+        self._warm_ms = (time.perf_counter() - t0) * 1e3
+        return self._warm_ms
 
     def reset_temporal(self) -> None:
         """Forget the previous frame (the next call uses its own images as previous)."""

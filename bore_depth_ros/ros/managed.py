@@ -6,7 +6,7 @@ States follow the ROS 2 managed-node design (``lifecycle_msgs``; services ``~/ch
 - **unconfigured**: parameters declared, ``/diagnostics`` published (it says why nothing comes
   out: not configured yet, or the last configure's error). Engine parameters may change.
 - **configure**: builds and checks the model and backend (checkpoint loads strictly, input size,
-  backend available). Failure leaves the node unconfigured with the reason in the log and in
+  backend available, one warm-up inference on a grey batch returns finite depth). Failure leaves the node unconfigured with the reason in the log and in
   ``/diagnostics``; fix the parameter and configure again.
 - **inactive**: model loaded, no topics.
 - **activate**: creates the subscriptions and publishers and starts the worker thread.
@@ -126,6 +126,7 @@ class ManagedDepthNode(LifecycleNode):
             self.engine = resolve_engine(self._engine_source,
                                          engine_config_from_params(self, batch=self.engine_batch()))
             self.configure_node()
+            warm_ms = self.engine.warmup()
         except Exception as e:  # noqa: BLE001 - reported, the node stays unconfigured
             self.engine = None
             self.last_error = f"{type(e).__name__}: {e}"
@@ -133,7 +134,7 @@ class ManagedDepthNode(LifecycleNode):
             return FAILURE
         self.last_error = ""
         desc = ", ".join(f"{k}={v}" for k, v in self.engine.describe().items())
-        self.get_logger().info(f"configured: {desc}")
+        self.get_logger().info(f"configured: {desc}; first inference {warm_ms:.0f} ms")
         return SUCCESS
 
     def on_activate(self, state) -> TransitionCallbackReturn:
@@ -247,6 +248,14 @@ class ManagedDepthNode(LifecycleNode):
             self.get_logger().error(f"processing failed, frame dropped: {type(exc).__name__}: "
                                     f"{exc} [{self.errors.counts[reason]} so far; the node keeps "
                                     "serving]")
+
+    def silent_input(self, relative_topic: str) -> str:
+        """Why a subscribed topic has delivered nothing yet, in words for /diagnostics."""
+        topic = self.resolve_topic_name(relative_topic)
+        n = self.count_publishers(topic)
+        if n == 0:
+            return f"no messages yet on {topic}: nobody publishes it (check remapping/namespace)"
+        return f"no messages yet on {topic} ({n} publisher{'s' if n > 1 else ''})"
 
     def latency_ms(self, stamp_ns: int) -> float:
         """Stamp-to-publish latency on the node's clock (sim time when use_sim_time)."""

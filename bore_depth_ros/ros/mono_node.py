@@ -249,7 +249,7 @@ class MonoDepthNode(ManagedDepthNode):
             message = "rejected inputs: " + ", ".join(
                 f"{k}={v}" for k, v in {**self.rejections.as_dict(), **self.errors.as_dict()}.items())
         elif self.frames_in == 0:
-            level, message = diag.OK, "no images received yet"
+            level, message = diag.OK, self.silent_input("image")
         else:
             level, message = diag.OK, "ok"
         if self.skips.counts.get("overload"):

@@ -467,8 +467,12 @@ class SurroundDepthNode(ManagedDepthNode):
         elif drops or self.errors.total():
             level, message = diag.WARN, "dropped sets: " + ", ".join(
                 f"{k}={v}" for k, v in {**drops, **self.errors.as_dict()}.items())
+        elif self.groups_out:
+            level, message = diag.OK, "ok"
         else:
-            level, message = diag.OK, "ok" if self.groups_out else "no synchronized set yet"
+            silent = [c for c, k in zip(self.cameras, self.frames_in) if k == 0]
+            level, message = diag.OK, ("no synchronized set yet" + (
+                f": no images yet from {silent}" if silent else ""))
         statuses = [diag.status(f"{name}: rig", self.target_frame, level, message, values)]
         for i, cam in enumerate(self.cameras):
             rej = self.rejections[i].as_dict()
@@ -484,7 +488,8 @@ class SurroundDepthNode(ManagedDepthNode):
             no_info = not len(self._infos[i]) and self.frames_in[i]
             lvl = diag.WARN if rej or no_info else diag.OK
             msg = ("rejected inputs: " + ", ".join(f"{k}={c}" for k, c in rej.items())) if rej else (
-                "no camera_info yet" if no_info else "ok")
+                "no camera_info yet" if no_info else
+                self.silent_input(f"{cam}/image") if not self.frames_in[i] else "ok")
             statuses.append(diag.status(f"{name}: {cam}", cam, lvl, msg, v))
         return statuses
 
