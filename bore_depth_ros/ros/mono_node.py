@@ -69,6 +69,7 @@ class MonoDepthNode(ManagedDepthNode):
         self.timing = {k: RollingStats() for k in TIMING_KEYS}
         self._pairer = InfoPairer()
         self._last_stamp_ns: int | None = None
+        self._last_info_ns: int | None = None
         self._geometry: tuple | None = None
 
     # ---------------------------------------------------------------- lifecycle hooks
@@ -118,8 +119,24 @@ class MonoDepthNode(ManagedDepthNode):
 
     # ---------------------------------------------------------------- inputs (executor thread)
     def _on_camera_info(self, msg: CameraInfo) -> None:
-        for item, info in self._pairer.add_info(stamp_ns(msg.header), msg):
+        t = stamp_ns(msg.header)
+        # camera_info is served before images, so a restarting bag usually shows here first
+        if self._last_info_ns is not None and t < self._last_info_ns - BACKWARDS_JUMP_NS:
+            self._restart("camera_info", self._last_info_ns, t)
+        self._last_info_ns = t
+        for item, info in self._pairer.add_info(t, msg):
             self._paired(item, info)
+
+    def _restart(self, source: str, last: int, t: int) -> None:
+        """Stamps jumped back (a bag restarted): one log line, time-dependent state reset."""
+        dropped = self._pairer.clear()
+        for _ in dropped:
+            self.skips.add("reset")
+        self.view.reset()
+        self._last_stamp_ns = self._last_info_ns = None
+        self.get_logger().warning(
+            f"{source} stamps jumped back by {(last - t) / 1e9:.3f} s (bag restarted?): cleared "
+            f"camera_info cache ({len(dropped)} waiting images dropped) and scale state")
 
     def _on_image(self, msg: Image, msg_info) -> None:
         self.frames_in += 1
@@ -127,12 +144,7 @@ class MonoDepthNode(ManagedDepthNode):
         self.gaps.add(msg_info.get("publication_sequence_number"))
         t = stamp_ns(msg.header)
         if self._last_stamp_ns is not None and t < self._last_stamp_ns - BACKWARDS_JUMP_NS:
-            self.get_logger().warning(
-                f"image stamps jumped back by {(self._last_stamp_ns - t) / 1e9:.3f} s "
-                "(bag restarted?): cleared camera_info cache and scale state")
-            for _ in self._pairer.clear():
-                self.skips.add("reset")
-            self.view.reset()
+            self._restart("image", self._last_stamp_ns, t)
         self._last_stamp_ns = t
         try:
             rgb = validate_image(msg, int(self.get_parameter("max_input_pixels").value))
