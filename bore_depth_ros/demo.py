@@ -150,6 +150,8 @@ def run_live_node(bag: Path, out: Path, engine=None, backend: str = "onnxruntime
             if i == len(frames) - 1:
                 n_pts = write_ply(out / "points.ply", conv.pointcloud_msg_to_xyz(res["points"]),
                                   rgb[::2, ::2])
+        node.worker.wait_idle(10.0)
+        accounting = node.accounting()
         timing = {k: round(v.mean(), 2) for k, v in node.timing.items()}
         summary = {"camera": camera, "frames": len(rows), "engine": node.engine.describe(),
                    "timing_ms_mean": timing,
@@ -158,11 +160,15 @@ def run_live_node(bag: Path, out: Path, engine=None, backend: str = "onnxruntime
                    "metrics_median_scaled": mean_metrics([r["_m"] for r in rows]),
                    "metrics_metric": mean_metrics([r["_mm"] for r in rows]),
                    "rejected": node.rejections.as_dict(), "points_in_ply": n_pts,
+                   "lifecycle_state": node.state, "accounting": accounting,
                    "frames_detail": [{k: v for k, v in r.items() if not k.startswith("_")}
                                      for r in rows]}
         (out / "summary.json").write_text(json.dumps(summary, indent=2))
         say(f"[demo]     {len(rows)} frames through the node: mean e2e {timing['e2e_ms']:.1f} ms, "
             f"model {timing['infer_ms']:.1f} ms")
+        say(f"[demo]     node {node.state}: frames in {accounting['frames_in']}, out "
+            f"{accounting['frames_out']}, rejected {accounting['rejected_total']}, skipped "
+            f"{accounting['skipped_total']}, unaccounted {accounting['unaccounted']}")
         ex.remove_node(probe)
         ex.remove_node(node)
         probe.destroy_node()

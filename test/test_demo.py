@@ -16,6 +16,9 @@ def test_demo_writes_report_bag_and_live_outputs(tmp_path):
     assert summary["eval"]["frames"]["evaluated"] == 12            # 6 cameras x 2 frames
     assert summary["eval"]["frames"]["dropped"] == 0
     assert summary["live"]["frames"] == 2 and summary["live"]["rejected"] == {}
+    acc = summary["live"]["accounting"]
+    assert summary["live"]["lifecycle_state"] == "active"
+    assert (acc["frames_in"], acc["frames_out"], acc["unaccounted"]) == (2, 2, 0), acc
     for f in ("report/report.html", "report/report.md", "report/metrics.json",
               "report/error_vs_distance.png", "live/points.ply", "live/frame_000.png",
               "recording/metadata.yaml", "depth_bag/metadata.yaml"):
