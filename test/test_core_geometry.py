@@ -274,3 +274,18 @@ def test_transform_points():
                 np.testing.assert_allclose(out[i, j], exp, rtol=1e-5, atol=1e-5)
     # NaN survives zeros in the rotation
     np.testing.assert_array_equal(np.isnan(transform_points(pts, np.eye(3), np.zeros(3))), np.isnan(pts))
+
+
+def test_tf_buffer_forgets_dynamic_edges_that_stopped():
+    """Hours of /tf with ever-new frame names (tracked objects) must not grow the buffer."""
+    from bore_depth_ros.core.tf_buffer import TfBuffer
+    from bore_depth_ros.core.transforms import Transform
+
+    buf = TfBuffer(cache_time_ns=10**9)
+    buf.set_transform("base_link", "cam", 0, Transform.identity(), static=True)
+    for k in range(5000):   # 100 Hz; every object frame lives for one sample
+        buf.set_transform("odom", f"object_{k}", k * 10**7, Transform.identity())
+        buf.set_transform("odom", "base_link", k * 10**7, Transform.identity())
+    frames = buf.frames()
+    assert len(frames) < 1200 and {"cam", "base_link", "odom"} <= frames
+    assert buf.lookup("odom", "cam", 4999 * 10**7) is not None

@@ -293,6 +293,7 @@ def test_fuzzed_images_to_the_surround_node(fuzz_rig):
     sec = itertools.count(5000)
     expected = [collections.Counter() for _ in load.cameras]
     sent_valid = [0]
+    bad_sets = [0]
 
     def valid_set():
         s = next(sec)
@@ -308,8 +309,9 @@ def test_fuzzed_images_to_the_surround_node(fuzz_rig):
     @settings(max_examples=RIG_EXAMPLES, deadline=None, database=None,
               derandomize=not os.environ.get("BORE_DEPTH_FUZZ_RANDOM"),
               phases=(Phase.explicit, Phase.generate), suppress_health_check=list(HealthCheck))
-    @given(cases=st.lists(st.tuples(st.integers(0, 5), bad_image()), min_size=3, max_size=30))
-    def one_example(cases):
+    @given(cases=st.lists(st.tuples(st.integers(0, 5), bad_image()), min_size=3, max_size=30),
+           bad_info_cam=st.one_of(st.none(), st.integers(0, 5)))
+    def one_example(cases, bad_info_cam):
         for cam, (img_fields, _, reason) in cases:
             stamp = Time(sec=next(sec))
             msg = image(stamp, **img_fields)
@@ -317,11 +319,25 @@ def test_fuzzed_images_to_the_surround_node(fuzz_rig):
                 msg.header.frame_id = load.images[cam].header.frame_id
             load.pubs[cam][0].publish(msg)
             expected[cam][reason] += 1
+        if bad_info_cam is not None:
+            # a complete set whose camera_info on one camera does not fit its image: the camera
+            # counts the rejection, the whole set is dropped (and accounted) once
+            s = next(sec)
+            good = load.infos[bad_info_cam]
+            load.infos[bad_info_cam] = info_msg(Time(), width=W, height=2 * H)
+            load.infos[bad_info_cam].header.frame_id = good.header.frame_id
+            try:
+                load.publish_set(s * 1_000_000_000)
+            finally:
+                load.infos[bad_info_cam] = good
+            expected[bad_info_cam]["camera_info_size_mismatch"] += 1
+            bad_sets[0] += 1
         np.testing.assert_array_equal(valid_set(), base)
 
     one_example()
     total_bad = sum(sum(c.values()) for c in expected)
-    print(f"fuzz rig: {total_bad} broken images on six cameras, {sent_valid[0]} valid sets")
+    print(f"fuzz rig: {total_bad} broken inputs on six cameras ({bad_sets[0]} sets with a bad "
+          f"camera_info), {sent_valid[0]} valid sets")
     name = f"{RIG_NS}/bore_depth_surround"
 
     def per_camera():
@@ -334,9 +350,11 @@ def test_fuzzed_images_to_the_surround_node(fuzz_rig):
     assert spin_until(ex, lambda: load.rig_values().get("sets_out") == str(sent_valid[0]), 10)
     v = load.rig_values()
     assert v["unaccounted_frames"] == "0" and v["unaccounted_sets"] == "0", v
-    assert v["processing_errors"] == "0" and v["sets_dropped"] == "0", v
+    assert v["processing_errors"] == "0" and v["sets_dropped"] == str(bad_sets[0]), v
+    assert bad_sets[0] > 0 and v.get("dropped.camera_info_size_mismatch") == str(bad_sets[0]), v
     for k, c in enumerate(load.cameras):
         cv = load.diag[f"{name}: {c}"]
-        assert cv["frames_in"] == str(sum(expected[k].values()) + sent_valid[0]), cv
+        bad_imgs = sum(n for r, n in expected[k].items() if r != "camera_info_size_mismatch")
+        assert cv["frames_in"] == str(bad_imgs + sent_valid[0] + bad_sets[0]), cv
         assert cv["sync_dropped_total"] == "0", cv
     assert node.alive() and "Traceback" not in node.output()

@@ -207,6 +207,8 @@ def test_missing_camera_info_is_reported_and_recovered(client_and_node):
     (dict(input_height=250), "input height 250 is not a multiple of 32"),
     (dict(input_preset="cityscapes"), "unknown input_preset 'cityscapes'"),
     (dict(backend="tensorrt"), "tensorrt"),
+    (dict(points_decimation=0), "points_decimation must be in [1, 64]"),
+    (dict(diagnostics_period=0.0), "diagnostics_period must be > 0"),
 ])
 def test_node_refuses_to_start_with_a_clear_reason(tmp_path, overrides, expected):
     params = dict(model="bore_depth", backend="onnxruntime", input_height=64, input_width=96)

@@ -130,3 +130,17 @@ def test_engine_warmup_refuses_weights_that_produce_nan(tmp_path):
                                    input_width=96))
     with pytest.raises(RuntimeError, match="non-finite"):
         eng.warmup()
+
+
+def test_engine_pool_shares_and_frees_engines():
+    from bore_depth_ros.core.pipeline import EngineConfig, EnginePool
+
+    pool = EnginePool()
+    cfg = EngineConfig(model="bore_depth", backend="torch", input_height=64, input_width=96)
+    a, b = pool.get(cfg), pool.get(cfg)
+    assert a is b and pool.engines() == [a]
+    pool.release(a)
+    assert pool.engines() == [a]          # one user left
+    pool.release(b)
+    assert pool.engines() == []           # the last user freed it
+    assert pool.get(cfg) is not a         # a later configure loads it again

@@ -108,6 +108,12 @@ class InfoPairer:
                 self.exact = False
         return info
 
+    def drop_waiting(self) -> list[Any]:
+        """Remove and return the waiting image items (camera_info cache kept)."""
+        items = [item for _, item in self._waiting]
+        self._waiting.clear()
+        return items
+
     def clear(self) -> list[Any]:
         """Forget every camera_info; return the waiting image items (dropped)."""
         self._infos.clear()

@@ -318,20 +318,38 @@ class ViewProcessor:
                  saturation_bounds: tuple[float, float] | None = None):
         self.model_is_metric = model_is_metric
         self.saturation_bounds = saturation_bounds
-        self.configure(config)
+        self._pending_lock = threading.Lock()
+        self._pending = None
+        self._reset_pending = False
+        self.config = config
+        self.scale_estimator = make_view_scale(config, model_is_metric)
 
     def configure(self, config: ViewConfig) -> None:
-        self.config = config
-        self.scale_estimator = make_view_scale(config, self.model_is_metric)
+        """Validate ``config`` now (ValueError); it takes effect at the next ``process`` call,
+        so a node may reconfigure from its executor thread while a worker thread processes."""
+        estimator = make_view_scale(config, self.model_is_metric)
+        with self._pending_lock:
+            self._pending = (config, estimator)
 
     def reset(self) -> None:
-        """Forget temporal state (scale smoothing), e.g. when a bag restarts."""
-        reset = getattr(self.scale_estimator, "reset", None)
-        if reset is not None:
-            reset()
+        """Forget temporal state (scale smoothing), e.g. when a bag restarts; like ``configure``
+        it takes effect at the next ``process`` call."""
+        self._reset_pending = True
+
+    def _apply_pending(self) -> None:
+        with self._pending_lock:
+            pending, self._pending = self._pending, None
+        if pending is not None:
+            self.config, self.scale_estimator = pending
+        if self._reset_pending:
+            self._reset_pending = False
+            reset = getattr(self.scale_estimator, "reset", None)
+            if reset is not None:
+                reset()
 
     def process(self, depth_model: np.ndarray, conf_model: np.ndarray | None,
                 out_intr: Intrinsics) -> ViewResult:
+        self._apply_pending()
         cfg = self.config
         t0 = time.perf_counter()
         h, w = depth_model.shape
@@ -376,6 +394,7 @@ class EnginePool:
     def __init__(self):
         self._engines: dict[EngineConfig, DepthEngine] = {}
         self._private: list[DepthEngine] = []
+        self._users: dict[int, int] = {}
         self._lock = threading.Lock()
 
     def get(self, config: EngineConfig) -> DepthEngine:
@@ -387,7 +406,20 @@ class EnginePool:
                     self._private.append(engine)
                 else:
                     self._engines[config] = engine
+            self._users[id(engine)] = self._users.get(id(engine), 0) + 1
             return engine
+
+    def release(self, engine: DepthEngine) -> None:
+        """A node no longer uses ``engine`` (lifecycle cleanup); the last user frees it."""
+        with self._lock:
+            left = self._users.get(id(engine), 0) - 1
+            if left > 0:
+                self._users[id(engine)] = left
+                return
+            self._users.pop(id(engine), None)
+            self._private = [e for e in self._private if e is not engine]
+            for k in [k for k, e in self._engines.items() if e is engine]:
+                del self._engines[k]
 
     def engines(self) -> list[DepthEngine]:
         return list(self._engines.values()) + self._private

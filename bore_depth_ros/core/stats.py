@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import collections
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -20,50 +21,61 @@ class ReasonCounter:
         self._last_log: dict[str, float] = {}
         self._log_period = log_period
         self._clock = clock
+        self._lock = threading.Lock()   # counted on one thread, read by diagnostics on another
 
     def add(self, reason: str) -> bool:
         """Count one event; return True if the caller should log it now."""
-        self.counts[reason] += 1
-        now = self._clock()
-        last = self._last_log.get(reason)
-        if last is None or now - last >= self._log_period:
-            self._last_log[reason] = now
-            return True
-        return False
+        with self._lock:
+            self.counts[reason] += 1
+            now = self._clock()
+            last = self._last_log.get(reason)
+            if last is None or now - last >= self._log_period:
+                self._last_log[reason] = now
+                return True
+            return False
 
     def total(self) -> int:
-        return sum(self.counts.values())
+        with self._lock:
+            return sum(self.counts.values())
 
     def as_dict(self) -> dict[str, int]:
-        return dict(sorted(self.counts.items()))
+        with self._lock:
+            return dict(sorted(self.counts.items()))
 
 
 @dataclass
 class RollingStats:
-    """Fixed-size window of samples (milliseconds, rates) with cheap percentiles."""
+    """Fixed-size window of samples (milliseconds, rates) with cheap percentiles.
+    Thread-safe: a worker adds samples while diagnostics read them."""
 
     size: int = 200
     _values: collections.deque = field(default_factory=collections.deque)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def add(self, value: float) -> None:
-        self._values.append(float(value))
-        if len(self._values) > self.size:
-            self._values.popleft()
+        with self._lock:
+            self._values.append(float(value))
+            if len(self._values) > self.size:
+                self._values.popleft()
 
     def __len__(self) -> int:
         return len(self._values)
 
     def mean(self) -> float:
-        return float(np.mean(self._values)) if self._values else float("nan")
+        v = self.values()
+        return float(np.mean(v)) if v else float("nan")
 
     def percentile(self, q: float) -> float:
-        return float(np.percentile(self._values, q)) if self._values else float("nan")
+        v = self.values()
+        return float(np.percentile(v, q)) if v else float("nan")
 
     def last(self) -> float:
-        return self._values[-1] if self._values else float("nan")
+        with self._lock:
+            return self._values[-1] if self._values else float("nan")
 
     def values(self) -> list[float]:
-        return list(self._values)
+        with self._lock:
+            return list(self._values)
 
 
 class RateMeter:

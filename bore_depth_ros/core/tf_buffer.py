@@ -67,6 +67,8 @@ class TfBuffer:
         self.max_extrapolation_ns = int(max_extrapolation_ns)
         self._edges: dict[str, _Edge] = {}
         self._lock = threading.Lock()
+        self._newest_ns = 0
+        self._inserts = 0
 
     # ------------------------------------------------------------------ filling
     def set_transform(self, parent: str, child: str, t_ns: int, transform: Transform,
@@ -101,11 +103,25 @@ class TfBuffer:
                 k = bisect.bisect_left(edge.times, edge.times[-1] - self.cache_time_ns)
                 if k > 0:
                     del edge.times[:k], edge.trans[:k], edge.quats[:k]
+                self._newest_ns = max(self._newest_ns, t_ns)
+                self._inserts += 1
+                if self._inserts % 1000 == 0:
+                    self._forget_idle_edges()
+
+    def _forget_idle_edges(self) -> None:
+        """Drop dynamic edges with no sample within ``cache_time_ns`` of the newest one (frames
+        that stopped being published, e.g. per-object tracking frames), so hours of /tf with
+        ever-new frame names do not grow the buffer without bound. Caller holds the lock."""
+        horizon = self._newest_ns - self.cache_time_ns
+        for child in [c for c, e in self._edges.items()
+                      if not e.static and e.times and e.times[-1] < horizon]:
+            del self._edges[child]
 
     def clear(self) -> None:
         """Forget everything."""
         with self._lock:
             self._edges.clear()
+            self._newest_ns = 0
 
     def clear_dynamic(self) -> None:
         """Forget the dynamic samples but keep static transforms (a bag restarted: time jumped
@@ -113,6 +129,7 @@ class TfBuffer:
         with self._lock:
             for child in [c for c, e in self._edges.items() if not e.static]:
                 del self._edges[child]
+            self._newest_ns = 0
 
     # ------------------------------------------------------------------ queries
     def frames(self) -> set[str]:

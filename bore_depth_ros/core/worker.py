@@ -16,7 +16,9 @@ class LatestWorker:
     """Runs ``process(item)`` on one background thread for the newest submitted item only.
 
     ``on_error(exc, item)`` is called (on the worker thread) when ``process`` raises; the worker
-    keeps serving. Counters: ``processed`` (calls that returned), ``errors``, ``skipped``.
+    keeps serving. Counters: ``processed`` (calls that returned), ``errors``, ``skipped``, and
+    ``outcomes`` (what each call returned, ``"error"`` for exceptions), all updated together with
+    the busy flag under one lock, so ``snapshot()`` is consistent for frame accounting.
     """
 
     def __init__(self, process: Callable[[Any], None],
@@ -30,6 +32,8 @@ class LatestWorker:
         self._busy = False
         self._stop = False
         self._thread: threading.Thread | None = None
+        self._stopped_thread: threading.Thread | None = None
+        self.outcomes: dict = {}
         self.processed = 0
         self.errors = 0
         self.skipped = 0
@@ -39,6 +43,8 @@ class LatestWorker:
         with self._cv:
             if self._thread is not None:
                 return
+            if not self.stopped():
+                raise RuntimeError("the previous worker thread is still running")
             self._stop = False
             self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
             self._thread.start()
@@ -53,7 +59,25 @@ class LatestWorker:
             self._cv.notify_all()
         if thread is not None:
             thread.join(timeout)
+            self._stopped_thread = thread
         return left
+
+    def stopped(self) -> bool:
+        """False while a stopped worker's thread is still finishing its item (stop timed out)."""
+        return self._stopped_thread is None or not self._stopped_thread.is_alive()
+
+    def discard(self) -> Any:
+        """Remove and return the waiting item (None if nothing waits); not counted as skipped."""
+        with self._cv:
+            item = self._item if self._has_item else None
+            self._item, self._has_item = None, False
+            self._cv.notify_all()
+        return item
+
+    def snapshot(self) -> tuple[int, bool, dict]:
+        """(items waiting, busy, outcome counts), read together."""
+        with self._cv:
+            return int(self._has_item), self._busy, dict(self.outcomes)
 
     @property
     def running(self) -> bool:
@@ -90,16 +114,21 @@ class LatestWorker:
                     return
                 item, self._item, self._has_item = self._item, None, False
                 self._busy = True
+            outcome = "error"
             try:
-                self._process(item)
-                self.processed += 1
+                result = self._process(item)
+                outcome = "done" if result is None else result
             except Exception as e:  # noqa: BLE001 - a node must survive any bad frame
-                self.errors += 1
                 try:
                     self._on_error(e, item)
                 except Exception:  # noqa: BLE001
                     pass
             finally:
                 with self._cv:
+                    if outcome == "error":
+                        self.errors += 1
+                    else:
+                        self.processed += 1
+                    self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
                     self._busy = False
                     self._cv.notify_all()

@@ -22,6 +22,8 @@ inputs faster than inference never queue up and every skipped frame is counted.
 """
 from __future__ import annotations
 
+import collections
+
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.clock import Clock, ClockType
@@ -72,11 +74,15 @@ class ManagedDepthNode(LifecycleNode):
         self.declare_parameter("diagnostics_period", 1.0, d(
             description="seconds between /diagnostics messages", read_only=True))
         self.declare_node_parameters()
+        self._outcomes_done: collections.Counter = collections.Counter()
         self.add_on_set_parameters_callback(self._on_set_parameters)
+        period = float(self.get_parameter("diagnostics_period").value)
+        if not period > 0:
+            raise ValueError(f"diagnostics_period must be > 0 seconds, got {period}")
         # /diagnostics lives in every state: it is how an operator learns why nothing comes out
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.create_timer(float(self.get_parameter("diagnostics_period").value),
-                          self.publish_diagnostics, clock=Clock(clock_type=ClockType.STEADY_TIME))
+        self.create_timer(period, self.publish_diagnostics,
+                          clock=Clock(clock_type=ClockType.STEADY_TIME))
         if self.get_parameter("autostart").value:
             self.start()
         else:
@@ -89,6 +95,12 @@ class ManagedDepthNode(LifecycleNode):
 
     def engine_batch(self) -> int:
         return 1
+
+    def validate_parameters(self) -> None:
+        """Raise ValueError for parameter values that cannot work (checked on configure, so
+        values from a YAML file are checked as well as ``ros2 param set`` ones)."""
+        if not 1 <= int(self.get_parameter("max_input_pixels").value):
+            raise ValueError("max_input_pixels must be >= 1")
 
     def configure_node(self) -> None:
         """Build per-node state once ``self.engine`` is loaded; raise to fail configure."""
@@ -109,6 +121,11 @@ class ManagedDepthNode(LifecycleNode):
     def release_node(self) -> None:
         """Forget per-configuration state (cleanup)."""
 
+    def drop_pending(self, reason: str) -> int:
+        """Drop inputs held outside the worker (waiting for camera_info or peers); return how
+        many were dropped (counted by the subclass under ``reason``)."""
+        return 0
+
     # ---------------------------------------------------------------- lifecycle
     @property
     def state(self) -> str:
@@ -116,19 +133,24 @@ class ManagedDepthNode(LifecycleNode):
 
     def start(self) -> None:
         """configure + activate; raise RuntimeError with the reason if either fails."""
-        if self.trigger_configure() != SUCCESS:
-            raise RuntimeError(self.last_error or "configure failed")
-        if self.trigger_activate() != SUCCESS:
-            raise RuntimeError(self.last_error or "activate failed")
+        for trigger, what in ((self.trigger_configure, "configure"),
+                              (self.trigger_activate, "activate")):
+            if trigger() != SUCCESS:
+                reason = self.last_error or f"{what} failed"
+                self.destroy_node()    # nobody holds this half-started node: free the model
+                raise RuntimeError(reason)
 
     def on_configure(self, state) -> TransitionCallbackReturn:
         try:
+            self.validate_parameters()
             self.engine = resolve_engine(self._engine_source,
                                          engine_config_from_params(self, batch=self.engine_batch()))
+            self.errors = ReasonCounter()
+            self._outcomes_done = collections.Counter()
             self.configure_node()
             warm_ms = self.engine.warmup()
         except Exception as e:  # noqa: BLE001 - reported, the node stays unconfigured
-            self.engine = None
+            self._release_engine()
             self.last_error = f"{type(e).__name__}: {e}"
             self.get_logger().error(f"configure failed: {self.last_error}")
             return FAILURE
@@ -152,43 +174,96 @@ class ManagedDepthNode(LifecycleNode):
         self.worker = LatestWorker(self.process, self._on_worker_error,
                                    name=f"{self.get_name()}_worker")
         self.worker.start()
+        self.last_error = ""
         self.get_logger().info(f"ready: {self.ready_message()}")
         return SUCCESS
 
     def ready_message(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in self.engine.describe().items())
 
+    def _transition(self, what: str, body) -> TransitionCallbackReturn:
+        """Run a transition body; an exception fails it with the reason logged and reported
+        (rclpy would otherwise turn it into a silent ERROR transition)."""
+        try:
+            result = body()
+        except Exception as e:  # noqa: BLE001
+            self.last_error = f"{what} failed: {type(e).__name__}: {e}"
+            self.get_logger().error(self.last_error)
+            return FAILURE
+        return SUCCESS if result is None else result
+
     def on_deactivate(self, state) -> TransitionCallbackReturn:
-        self._stop_worker()
-        self._destroy_entities(*self._entities)
-        self._entities = ([], [])
-        self.get_logger().info("deactivated: subscriptions and publishers removed, model kept")
-        return SUCCESS
+        def body():
+            if not self._stop_worker():
+                return FAILURE
+            self._destroy_entities(*self._entities)
+            self._entities = ([], [])
+            dropped = self.drop_pending("deactivated")
+            self.get_logger().info("deactivated: subscriptions and publishers removed, model "
+                                   f"kept ({dropped} waiting inputs dropped)")
+        return self._transition("deactivate", body)
 
     def on_cleanup(self, state) -> TransitionCallbackReturn:
-        self.release_node()
-        self.engine = None
-        self.get_logger().info("cleaned up: model released")
-        return SUCCESS
+        def body():
+            self.release_node()
+            self._release_engine()
+            self.get_logger().info("cleaned up: model released")
+        return self._transition("cleanup", body)
 
     def on_shutdown(self, state) -> TransitionCallbackReturn:
-        self._stop_worker()
-        self._destroy_entities(*self._entities)
-        self._entities = ([], [])
-        self.release_node()
-        self.engine = None
-        return SUCCESS
+        def body():
+            self._stop_worker()
+            self._destroy_entities(*self._entities)
+            self._entities = ([], [])
+            self.drop_pending("shutdown")
+            self.release_node()
+            self._release_engine()
+            self.get_logger().info("shut down")
+        return self._transition("shutdown", body)
 
     def on_error(self, state) -> TransitionCallbackReturn:
+        self.get_logger().error(f"error processing from state '{state.label}': cleaning up "
+                                f"({self.last_error or 'no detail'})")
         self.on_shutdown(state)
         return SUCCESS
 
-    def _stop_worker(self) -> None:
+    def _release_engine(self) -> None:
+        if self.engine is not None and isinstance(self._engine_source, EnginePool):
+            self._engine_source.release(self.engine)
+        self.engine = None
+
+    def _stop_worker(self) -> bool:
+        """Stop the worker; False if its thread is still busy after the timeout."""
+        if self.worker is None:
+            return True
+        w = self.worker
+        left = w.stop()
+        if left is not None:
+            self.count_skip("deactivated", left)
+        if not w.stopped():
+            self.last_error = ("the worker is still running an inference after 60 s; "
+                               "deactivate again later")
+            self.get_logger().error(self.last_error)
+            return False
+        self._outcomes_done.update(w.outcomes)
+        self.worker = None
+        return True
+
+    def worker_counts(self) -> tuple[int, dict]:
+        """(items waiting or in progress, outcome counts of every worker so far), consistent."""
+        if self.worker is None:
+            return 0, dict(self._outcomes_done)
+        waiting, busy, outcomes = self.worker.snapshot()
+        total = collections.Counter(self._outcomes_done)
+        total.update(outcomes)
+        return waiting + int(busy), dict(total)
+
+    def discard_waiting(self, reason: str) -> None:
+        """Drop the item waiting for the worker (a restart made it stale), counted as skipped."""
         if self.worker is not None:
-            left = self.worker.stop()
-            if left is not None:
-                self.count_skip("deactivated", left)
-            self.worker = None
+            item = self.worker.discard()
+            if item is not None:
+                self.count_skip(reason, item)
 
     def _destroy_entities(self, pubs, subs) -> None:
         for s in subs:
@@ -199,6 +274,7 @@ class ManagedDepthNode(LifecycleNode):
     def destroy_node(self):
         self._stop_worker()
         super().destroy_node()
+        self._release_engine()
 
     # ---------------------------------------------------------------- parameters
     def _on_set_parameters(self, params):
@@ -268,7 +344,6 @@ class ManagedDepthNode(LifecycleNode):
              "lazy": bool(self.get_parameter("lazy").value),
              "idle_no_subscribers": self._lazy_idle,
              "output_subscribers": self.output_subscribers() if self.state == "active" else 0,
-             "worker_waiting": self.worker.waiting() if self.worker else 0,
              "worker_busy": int(self.worker.busy()) if self.worker else 0}
         if self.last_error:
             v["last_error"] = self.last_error

@@ -101,9 +101,23 @@ class MonoDepthNode(ManagedDepthNode):
     def release_node(self) -> None:
         self._pairer = InfoPairer()
 
+    def drop_pending(self, reason: str) -> int:
+        dropped = self._pairer.drop_waiting()
+        for _ in dropped:
+            self.skips.add(reason)
+        return len(dropped)
+
+    def validate_parameters(self) -> None:
+        super().validate_parameters()
+        if not 1 <= int(self.get_parameter("points_decimation").value) <= 64:
+            raise ValueError("points_decimation must be in [1, 64]")
+        view_config_from_values(view_values(self))
+
     # ---------------------------------------------------------------- parameters
     def on_parameters(self, params):
         values = view_values(self)
+        if not any(p.name in values or p.name == "points_decimation" for p in params):
+            return accepted()     # e.g. lazy: the scale state must not be reset for that
         for p in params:
             if p.name in values:
                 values[p.name] = p.value
@@ -132,7 +146,8 @@ class MonoDepthNode(ManagedDepthNode):
         dropped = self._pairer.clear()
         for _ in dropped:
             self.skips.add("reset")
-        self.view.reset()
+        self.discard_waiting("reset")      # a frame of the old epoch must not follow
+        self.view.reset()                  # applied by the worker before its next frame
         self._last_stamp_ns = self._last_info_ns = None
         self.get_logger().warning(
             f"{source} stamps jumped back by {(last - t) / 1e9:.3f} s (bag restarted?): cleared "
@@ -202,7 +217,7 @@ class MonoDepthNode(ManagedDepthNode):
         h = int(self.get_parameter("output_height").value) or height
         return w, h
 
-    def process(self, item) -> None:
+    def process(self, item) -> str:
         msg, rgb, info, intr_in = item
         t0 = time.perf_counter()
         out_w, out_h = self._output_size(msg.width, msg.height)
@@ -224,15 +239,16 @@ class MonoDepthNode(ManagedDepthNode):
         self.timing["preprocess_ms"].add(eo.preprocess_ms)
         self.timing["post_ms"].add((t1 - t0) * 1e3 - eo.infer_ms - eo.preprocess_ms)
         self.timing["publish_ms"].add((t2 - t1) * 1e3)
+        return "published"
 
     # ---------------------------------------------------------------- diagnostics
     def accounting(self) -> dict:
         waiting_info = self._pairer.waiting
-        in_worker = (self.worker.waiting() + int(self.worker.busy())) if self.worker else 0
-        errors = self.errors.total()
-        done = (self.frames_out + self.rejections.total() + self.skips.total() + errors
+        in_worker, outcomes = self.worker_counts()
+        published, errors = outcomes.get("published", 0), outcomes.get("error", 0)
+        done = (published + self.rejections.total() + self.skips.total() + errors
                 + waiting_info + in_worker)
-        return {"frames_in": self.frames_in, "frames_out": self.frames_out,
+        return {"frames_in": self.frames_in, "frames_out": published,
                 "rejected_total": self.rejections.total(), "skipped_total": self.skips.total(),
                 "processing_errors": errors, "waiting_for_camera_info": waiting_info,
                 "in_worker": in_worker, "unaccounted": self.frames_in - done}

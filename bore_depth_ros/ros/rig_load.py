@@ -70,6 +70,8 @@ class LoadResult:
 
     def rss_growth(self, warmup_s: float, window_s: float = 10.0) -> tuple[float, float]:
         """Median RSS (KiB) just after ``warmup_s`` and over the last ``window_s`` seconds."""
+        if not self.rss:
+            return float("nan"), float("nan")
         t_end = self.rss[-1][0]
         first = [kb for t, kb in self.rss if warmup_s <= t < warmup_s + window_s]
         last = [kb for t, kb in self.rss if t >= t_end - window_s]

@@ -104,7 +104,8 @@ class SurroundDepthNode(ManagedDepthNode):
             int(self.get_parameter("queue_size").value))
         self.rejections = [ReasonCounter() for _ in self.cameras]
         self.sync_drops = [ReasonCounter() for _ in self.cameras]
-        self.set_drops = ReasonCounter()     # whole synchronized sets not published
+        self.set_drops = ReasonCounter()     # whole synchronized sets not published (executor)
+        self._worker_logs = ReasonCounter()  # log throttling of drops decided by the worker
         self.tf_failures = ReasonCounter()
         self.frames_in = [0] * n
         self.rate_in = [RateMeter() for _ in self.cameras]
@@ -122,7 +123,8 @@ class SurroundDepthNode(ManagedDepthNode):
         self._infos = [CameraInfoCache() for _ in self.cameras]
         self._pending_group = None   # a complete set waiting for a camera's first camera_info
         self._last_stamp = [None] * n
-        self._tf_last: int | None = None
+        self._tf_last: dict[str, int] = {}
+        self._set_rejects = [0] * n    # rejections of frames already inside emitted sets
         self._geometry = [None] * n
 
     # ---------------------------------------------------------------- lifecycle hooks
@@ -153,12 +155,13 @@ class SurroundDepthNode(ManagedDepthNode):
         self.create_subscription(TFMessage, "/tf", lambda m: self._on_tf(m, False), TF_QOS)
         self.outputs = []
         for i, cam in enumerate(self.cameras):
-            self.create_subscription(Image, f"{cam}/image",
-                                     lambda m, mi, i=i: self._on_image(i, m, mi),
-                                     input_qos(qdepth), qos_overriding_options=overrides)
+            # camera_info before image: served first when both are ready (as in the mono node)
             self.create_subscription(CameraInfo, f"{cam}/camera_info",
                                      lambda m, i=i: self._on_camera_info(i, m),
                                      input_qos(max(qdepth, 5)), qos_overriding_options=overrides)
+            self.create_subscription(Image, f"{cam}/image",
+                                     lambda m, mi, i=i: self._on_image(i, m, mi),
+                                     input_qos(qdepth), qos_overriding_options=overrides)
             self.outputs.append(ViewOutputs(self, f"{cam}/"))
         self.pub_fused = self.create_publisher(PointCloud2, "points", OUTPUT_QOS,
                                                qos_overriding_options=overrides)
@@ -180,9 +183,29 @@ class SurroundDepthNode(ManagedDepthNode):
         self._pending_group = None
         self.tf.clear_dynamic()
 
+    def drop_pending(self, reason: str) -> int:
+        if self._pending_group is None:
+            return 0
+        self._pending_group = None
+        self.set_drops.add(reason)
+        return 1
+
+    def validate_parameters(self) -> None:
+        super().validate_parameters()
+        for name in ("points_decimation", "fused_decimation", "consistency_decimation"):
+            if not 1 <= int(self._param(name)) <= 64:
+                raise ValueError(f"{name} must be in [1, 64]")
+        if not 0 <= float(self._param("fused_min_range")) < float(self._param("fused_max_range")):
+            raise ValueError("need 0 <= fused_min_range < fused_max_range")
+        if float(self._param("slop")) < 0 or int(self._param("queue_size")) < 1:
+            raise ValueError("slop must be >= 0 and queue_size >= 1")
+        view_config_from_values(view_values(self))
+
     # ---------------------------------------------------------------- parameters
     def on_parameters(self, params):
         values = view_values(self)
+        if not any(p.name in values or p.name.endswith("decimation") for p in params):
+            return accepted()     # e.g. lazy or fused ranges: keep the scale state
         for p in params:
             if p.name in values:
                 values[p.name] = p.value
@@ -201,12 +224,16 @@ class SurroundDepthNode(ManagedDepthNode):
 
     # ---------------------------------------------------------------- inputs (executor thread)
     def _on_tf(self, msg, static: bool) -> None:
-        if not static and msg.transforms:
-            # a bag restart may show on /tf first (TF is served before images): reset here, once
-            t = max(stamp_ns(ts.header) for ts in msg.transforms)
-            if self._tf_last is not None and t < self._tf_last - BACKWARDS_JUMP_NS:
-                self._restart("/tf", self._tf_last, t)
-            self._tf_last = t if self._tf_last is None else max(self._tf_last, t)
+        if not static:
+            # a bag restart may show on /tf first (TF is served before images): reset here,
+            # once. Judged per edge, so another /tf publisher on its own clock is no restart.
+            for ts in msg.transforms:
+                child, t = ts.child_frame_id, stamp_ns(ts.header)
+                last = self._tf_last.get(child)
+                if last is not None and t < last - BACKWARDS_JUMP_NS:
+                    self._restart(f"/tf ({ts.header.frame_id} -> {child})", last, t)
+                    last = None
+                self._tf_last[child] = t if last is None else max(last, t)
         for ts in msg.transforms:
             try:
                 self.tf.set_transform(ts.header.frame_id, ts.child_frame_id,
@@ -231,12 +258,13 @@ class SurroundDepthNode(ManagedDepthNode):
         if self._pending_group is not None:
             self._pending_group = None
             self.set_drops.add("reset")
+        self.discard_waiting("reset")      # a set of the old epoch must not follow
         self.tf.clear_dynamic()
-        self.engine.reset_temporal()
+        self.engine.reset_temporal()       # under the engine lock: after the set in progress
         for v in self.views:
-            v.reset()
+            v.reset()                      # applied by the worker before its next set
         self._last_stamp = [None] * len(self.cameras)
-        self._tf_last = None
+        self._tf_last.clear()
         self.get_logger().warning(
             f"{source}: stamps jumped back by {(last - t) / 1e9:.3f} s (bag "
             f"restarted?): reset synchronisation ({len(ev.drops)} queued frames dropped), "
@@ -302,6 +330,7 @@ class SurroundDepthNode(ManagedDepthNode):
                 intr = conv.camera_info_to_intrinsics(info, m.width, m.height)
             except InputRejected as e:
                 self._reject(i, e, m)
+                self._set_rejects[i] += 1
                 self._drop_group(e.reason, f"camera {self.cameras[i]}: {e.detail}")
                 return
             self._note_geometry(i, m, intr)
@@ -332,7 +361,7 @@ class SurroundDepthNode(ManagedDepthNode):
                 self.tf_failures.add(err.reason)
         return tfs, "; ".join(problems)
 
-    def process(self, item) -> None:
+    def process(self, item) -> str:
         group, infos, intr_in = item
         t0 = time.perf_counter()
         msgs = [m for m, _ in group.items]
@@ -340,10 +369,11 @@ class SurroundDepthNode(ManagedDepthNode):
         tfs, tf_problem = self._extrinsics(msgs)
         have_tf = not tf_problem
         if self.needs_extrinsics and not have_tf:
-            self._drop_group("waiting_for_tf", f"model {self.engine.info.name} needs extrinsics; "
-                                               f"{tf_problem}")
+            if self._worker_logs.add("waiting_for_tf"):
+                self.get_logger().warning(f"dropped a synchronized set: model "
+                                          f"{self.engine.info.name} needs extrinsics; {tf_problem}")
             self.fusion_status = f"waiting for TF: {tf_problem}"
-            return
+            return "dropped.waiting_for_tf"
         eo = self.engine.infer(rgbs, intrinsics=intr_in,
                                extrinsics=tfs if have_tf else None)
         t1 = time.perf_counter()
@@ -396,6 +426,7 @@ class SurroundDepthNode(ManagedDepthNode):
         self.timing["post_ms"].add((t2 - t1) * 1e3)
         self.timing["publish_ms"].add((t3 - t2) * 1e3)
         self.timing["fuse_ms"].add((t4 - t3) * 1e3)
+        return "published"
 
     def _publish_fused(self, header, depths, intrs, tfs, rgbs) -> bool:
         cloud = fuse_views(depths, intrs, tfs, stride=int(self._param("fused_decimation")),
@@ -431,17 +462,24 @@ class SurroundDepthNode(ManagedDepthNode):
         return out
 
     # ---------------------------------------------------------------- diagnostics
+    def worker_drops(self) -> dict:
+        _, outcomes = self.worker_counts()
+        return {k[len("dropped."):]: v for k, v in outcomes.items() if k.startswith("dropped.")}
+
     def accounting(self) -> dict:
         """Where every frame and set went; ``unaccounted`` is 0 when the node is idle."""
-        in_worker = (self.worker.waiting() + int(self.worker.busy())) if self.worker else 0
+        in_worker, outcomes = self.worker_counts()
+        published, errors = outcomes.get("published", 0), outcomes.get("error", 0)
+        worker_dropped = sum(v for k, v in outcomes.items() if k.startswith("dropped."))
         pending_set = int(self._pending_group is not None)
-        sets_done = (self.groups_out + self.set_drops.total() + self.errors.total() + in_worker
-                     + pending_set)
+        sets_dropped = self.set_drops.total() + worker_dropped
+        sets_done = published + sets_dropped + errors + in_worker + pending_set
         queued = self.sync.pending()
-        per_camera = [self.frames_in[i] - self.rejections[i].total() - self.sync_drops[i].total()
-                      - self.sets_emitted - queued[i] for i in range(len(self.cameras))]
-        return {"sets_emitted": self.sets_emitted, "sets_out": self.groups_out,
-                "sets_dropped": self.set_drops.total(), "processing_errors": self.errors.total(),
+        per_camera = [self.frames_in[i] - (self.rejections[i].total() - self._set_rejects[i])
+                      - self.sync_drops[i].total() - self.sets_emitted - queued[i]
+                      for i in range(len(self.cameras))]
+        return {"sets_emitted": self.sets_emitted, "sets_out": published,
+                "sets_dropped": sets_dropped, "processing_errors": errors,
                 "in_worker": in_worker, "set_waiting_for_camera_info": pending_set,
                 "unaccounted_sets": self.sets_emitted - sets_done,
                 "unaccounted_frames": max(per_camera, key=abs) if per_camera else 0}
@@ -452,6 +490,8 @@ class SurroundDepthNode(ManagedDepthNode):
         if st is not None:
             return [st]
         drops = self.set_drops.as_dict()
+        for k, v in self.worker_drops().items():
+            drops[k] = drops.get(k, 0) + v
         values = self.accounting()
         values.update({"fused_out": self.fused_out, "fused_waiting_for_tf": self.fusion_waiting,
                        "fusion_status": self.fusion_status, "sync_pending": self.sync.pending(),
