@@ -144,3 +144,20 @@ def test_engine_pool_shares_and_frees_engines():
     pool.release(b)
     assert pool.engines() == []           # the last user freed it
     assert pool.get(cfg) is not a         # a later configure loads it again
+
+
+def test_view_processor_applies_reconfigure_and_reset_at_its_next_frame():
+    """Nodes reconfigure from the executor thread while the worker processes: changes are
+    validated at once (ValueError) and take effect at the next process() call."""
+    intr = Intrinsics(50.0, 50.0, 31.5, 23.5, 64, 48)
+    depth = np.full((24, 32), 2.0, np.float32)
+    vp = ViewProcessor(ViewConfig(depth_scale=2.0), model_is_metric=False)
+    assert vp.process(depth, None, intr).scale.scale == 2.0
+    vp.configure(ViewConfig(depth_scale=3.0))
+    assert vp.config.depth_scale == 2.0                       # not yet: a frame may be running
+    assert vp.process(depth, None, intr).scale.scale == 3.0
+    with pytest.raises(ValueError):
+        vp.configure(ViewConfig(scale_mode="ground_plane"))   # needs camera_height
+    assert vp.process(depth, None, intr).scale.scale == 3.0   # the bad change never applied
+    vp.reset()
+    assert vp.process(depth, None, intr).scale.scale == 3.0   # fixed scale has no state to lose
