@@ -60,6 +60,12 @@ def test_bag_restart_resets_sync_and_tf_caches_with_one_log_line(ros, tmp_path):
                     return rig[t_ns]
             raise AssertionError(f"no output for {t_ns}: {node.output()[-3000:]}")
 
+        # /tf_static is latched but may reach the node after the first images: wait for it
+        for k in range(10):
+            if run(99 * 10**9 + k * 10**7).fused:
+                break
+        else:
+            raise AssertionError(f"never fused: {node.output()[-3000:]}")
         first = [run(100 * 10**9 + k * 10**8) for k in range(3)]
         assert all(r.fused for r in first), [r.fusion_status for r in first]
         again = [run(10 * 10**9 + k * 10**8) for k in range(3)]
