@@ -46,3 +46,13 @@ def structured_weights(tmp_path_factory):
     path = tmp_path_factory.mktemp("weights") / "structured.ckpt"
     save_lightning_checkpoint(model, path)
     return str(path)
+
+
+@pytest.fixture(scope="module")
+def ros():
+    """rclpy initialised for one test module (its client nodes); node processes have their own."""
+    import rclpy
+
+    rclpy.init()
+    yield
+    rclpy.try_shutdown()

@@ -4,7 +4,6 @@ import re
 from pathlib import Path
 
 import pytest
-import rclpy
 import yaml
 from rclpy.parameter import Parameter
 
@@ -12,13 +11,6 @@ from bore_depth_ros.ros.mono_node import MonoDepthNode
 from bore_depth_ros.ros.surround_node import SurroundDepthNode
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(scope="module")
-def ros():
-    rclpy.init()
-    yield
-    rclpy.try_shutdown()
 
 
 def yaml_params(name: str, section: str = "/**") -> dict:

@@ -1,6 +1,4 @@
 """bore-depth-container: several nodes, one process, one executor, one loaded model."""
-import pytest
-import rclpy
 from builtin_interfaces.msg import Time
 from rclpy.executors import SingleThreadedExecutor
 
@@ -8,13 +6,6 @@ from harness import NodeProcess, entry_point, make_test_image, spin_until
 from ros_clients import DepthProbe, camera_info, encode_image, image_msg
 
 W, H = 80, 60
-
-
-@pytest.fixture(scope="module")
-def ros():
-    rclpy.init()
-    yield
-    rclpy.try_shutdown()
 
 
 def test_two_mono_nodes_share_one_model(ros, tmp_path, structured_weights):

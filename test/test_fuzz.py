@@ -25,7 +25,6 @@ import os
 
 import numpy as np
 import pytest
-import rclpy
 from builtin_interfaces.msg import Time
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
@@ -51,13 +50,6 @@ RELIABLE = QoSProfile(history=QoSHistoryPolicy.KEEP_LAST, depth=5000,
 
 PICTURE = make_test_image(H, W, seed=11)
 GOOD_DATA, GOOD_STEP = encode_image(PICTURE, "rgb8")
-
-
-@pytest.fixture(scope="module")
-def ros():
-    rclpy.init()
-    yield
-    rclpy.try_shutdown()
 
 
 @pytest.fixture(scope="module")

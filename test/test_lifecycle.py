@@ -2,8 +2,6 @@
 lifecycle services (lifecycle_msgs ChangeState/GetState) and rcl_interfaces SetParameters."""
 from __future__ import annotations
 
-import pytest
-import rclpy
 from builtin_interfaces.msg import Time
 from lifecycle_msgs.msg import State, Transition
 from lifecycle_msgs.srv import ChangeState, GetAvailableTransitions, GetState
@@ -17,13 +15,6 @@ from ros_clients import DepthProbe, camera_info, encode_image, image_msg
 NS = "/lifecycle_cam"
 NODE = f"{NS}/bore_depth_mono"
 W, H = 80, 60
-
-
-@pytest.fixture(scope="module")
-def ros():
-    rclpy.init()
-    yield
-    rclpy.try_shutdown()
 
 
 class LifecycleClient:

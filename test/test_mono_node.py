@@ -5,7 +5,6 @@ import time
 
 import numpy as np
 import pytest
-import rclpy
 from builtin_interfaces.msg import Time
 from rclpy.executors import SingleThreadedExecutor
 
@@ -20,13 +19,6 @@ FRAME = "test_cam_optical_frame"
 THRESHOLD = 0.5
 DECIMATION = 2
 SCALE = 2.5
-
-
-@pytest.fixture(scope="module")
-def ros():
-    rclpy.init()
-    yield
-    rclpy.try_shutdown()
 
 
 def start_node(tmp_path, ns: str, weights: str, **overrides) -> NodeProcess:

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import os
 
-import pytest
-import rclpy
 from rclpy.executors import SingleThreadedExecutor
 
 from harness import NodeProcess, entry_point, spin_until, write_params
@@ -22,13 +20,6 @@ from bore_depth_ros.ros.rig_load import RigLoad, run_load
 
 NS = "/overload"
 DURATION = float(os.environ.get("BORE_DEPTH_OVERLOAD_SECONDS", "60"))
-
-
-@pytest.fixture(scope="module")
-def ros():
-    rclpy.init()
-    yield
-    rclpy.try_shutdown()
 
 
 def test_six_cameras_at_three_times_the_processing_rate(ros, tmp_path):

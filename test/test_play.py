@@ -4,7 +4,6 @@ from __future__ import annotations
 import time
 
 import numpy as np
-import pytest
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.executors import SingleThreadedExecutor
@@ -44,13 +43,6 @@ def write_mono_bag(path, frames=FRAMES):
             bag.write(topics["depth_gt"], M.image(t, cam.optical_frame, depth, "32FC1"), t)
             stamps.append(t)
     return stamps
-
-
-@pytest.fixture(scope="module")
-def ros():
-    rclpy.init()
-    yield
-    rclpy.try_shutdown()
 
 
 def test_play_drives_a_node_that_keeps_the_bag_stamps(ros, tmp_path, structured_weights):

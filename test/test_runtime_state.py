@@ -21,13 +21,6 @@ from bore_depth_ros.ros.rig_load import RigLoad
 FRAME = "cam_optical_frame"
 
 
-@pytest.fixture(scope="module")
-def ros():
-    rclpy.init()
-    yield
-    rclpy.try_shutdown()
-
-
 def start(tmp_path, exe: str, ns: str, **params) -> NodeProcess:
     pfile = write_params(tmp_path / f"{ns.strip('/')}.yaml", params)
     node = NodeProcess([entry_point(exe), "--ros-args", "--params-file", str(pfile), "-r",

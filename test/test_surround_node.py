@@ -37,13 +37,6 @@ def recording(tmp_path_factory):
     return path, frames, tf
 
 
-@pytest.fixture(scope="module")
-def ros():
-    rclpy.init()
-    yield
-    rclpy.try_shutdown()
-
-
 def start_surround(tmp_path, name: str, **overrides) -> NodeProcess:
     params = dict(model="svr", backend="onnxruntime", input_height=64, input_width=96,
                   points_decimation=2, fused_decimation=2, fused_max_range=200.0,
