@@ -31,7 +31,7 @@ from . import diagnostics as diag
 from .managed import ManagedDepthNode
 from .params import accepted, rejected, view_config_from_values, view_values
 from .runner import run_node
-from .view_io import ViewOutputs, input_qos, stamp_ns, validate_image
+from .view_io import ViewOutputs, geometry_change, input_qos, stamp_ns, validate_image
 
 BACKWARDS_JUMP_NS = 1_000_000_000  # a stamp this far behind the previous one means a restart
 TIMING_KEYS = ("e2e_ms", "infer_ms", "preprocess_ms", "post_ms", "publish_ms", "latency_ms")
@@ -63,7 +63,6 @@ class MonoDepthNode(ManagedDepthNode):
         self.rejections = ReasonCounter()
         self.skips = ReasonCounter()
         self.frames_in = 0
-        self.frames_out = 0
         self.rate_in, self.rate_out = RateMeter(), RateMeter()
         self.gaps = SequenceGaps()
         self.timing = {k: RollingStats() for k in TIMING_KEYS}
@@ -190,16 +189,11 @@ class MonoDepthNode(ManagedDepthNode):
 
     def _note_geometry(self, msg: Image, intr) -> None:
         """Log resolution and intrinsics changes (once per change); reset the scale state."""
-        geo = (intr.width, intr.height, round(intr.fx, 3), round(intr.fy, 3), round(intr.cx, 3),
-               round(intr.cy, 3))
-        if self._geometry is not None and geo != self._geometry:
-            old = self._geometry
-            what = (f"resolution {old[0]}x{old[1]} -> {geo[0]}x{geo[1]}" if old[:2] != geo[:2]
-                    else f"intrinsics fx,fy,cx,cy {old[2:]} -> {geo[2:]}")
+        self._geometry, what = geometry_change(self._geometry, intr)
+        if what is not None:
             self.get_logger().info(f"camera {what} (frame '{msg.header.frame_id}'): outputs follow "
                                    "the new geometry, scale state reset")
             self.view.reset()
-        self._geometry = geo
 
     def _reject(self, err: InputRejected, msg: Image) -> None:
         if self.rejections.add(err.reason):
@@ -232,7 +226,6 @@ class MonoDepthNode(ManagedDepthNode):
             self.get_parameter("publish_points").value, self.get_parameter("points_rgb").value)
         t2 = time.perf_counter()
         self.timing["latency_ms"].add(self.latency_ms(stamp_ns(msg.header)))
-        self.frames_out += 1
         self.rate_out.tick()
         self.timing["e2e_ms"].add((t2 - t0) * 1e3)
         self.timing["infer_ms"].add(eo.infer_ms)

@@ -37,7 +37,8 @@ from . import diagnostics as diag
 from .managed import ManagedDepthNode
 from .params import accepted, rejected, view_config_from_values, view_values
 from .runner import run_node
-from .view_io import OUTPUT_QOS, CameraInfoCache, ViewOutputs, input_qos, stamp_ns, validate_image
+from .view_io import (OUTPUT_QOS, CameraInfoCache, ViewOutputs, geometry_change, input_qos,
+                      stamp_ns, validate_image)
 
 DEFAULT_CAMERAS = ["front", "front_left", "back_left", "back", "back_right", "front_right"]
 TF_STATIC_QOS = QoSProfile(history=QoSHistoryPolicy.KEEP_LAST, depth=100,
@@ -112,7 +113,6 @@ class SurroundDepthNode(ManagedDepthNode):
         self.rate_out = RateMeter()
         self.gaps = [SequenceGaps() for _ in self.cameras]
         self.sets_emitted = 0
-        self.groups_out = 0
         self.fused_out = 0
         self.fusion_waiting = 0
         self.fusion_status = "no frames yet"
@@ -339,16 +339,11 @@ class SurroundDepthNode(ManagedDepthNode):
         self.submit((group, infos, intr_in))
 
     def _note_geometry(self, i: int, msg: Image, intr) -> None:
-        geo = (intr.width, intr.height, round(intr.fx, 3), round(intr.fy, 3), round(intr.cx, 3),
-               round(intr.cy, 3))
-        old = self._geometry[i]
-        if old is not None and geo != old:
-            what = (f"resolution {old[0]}x{old[1]} -> {geo[0]}x{geo[1]}" if old[:2] != geo[:2]
-                    else f"intrinsics fx,fy,cx,cy {old[2:]} -> {geo[2:]}")
+        self._geometry[i], what = geometry_change(self._geometry[i], intr)
+        if what is not None:
             self.get_logger().info(f"{self.cameras[i]}: camera {what}: outputs follow the new "
                                    "geometry, scale state reset")
             self.views[i].reset()
-        self._geometry[i] = geo
 
     # ---------------------------------------------------------------- processing (worker thread)
     def _extrinsics(self, msgs) -> tuple[list[Transform | None], str]:
@@ -418,7 +413,6 @@ class SurroundDepthNode(ManagedDepthNode):
         rig.header.frame_id = self.target_frame
         self.pub_rig.publish(rig)
         self.timing["latency_ms"].add(self.latency_ms(newest))
-        self.groups_out += 1
         self.rate_out.tick()
         self.timing["e2e_ms"].add((time.perf_counter() - t0) * 1e3)
         self.timing["infer_ms"].add(eo.infer_ms)
@@ -462,13 +456,10 @@ class SurroundDepthNode(ManagedDepthNode):
         return out
 
     # ---------------------------------------------------------------- diagnostics
-    def worker_drops(self) -> dict:
-        _, outcomes = self.worker_counts()
-        return {k[len("dropped."):]: v for k, v in outcomes.items() if k.startswith("dropped.")}
-
-    def accounting(self) -> dict:
-        """Where every frame and set went; ``unaccounted`` is 0 when the node is idle."""
-        in_worker, outcomes = self.worker_counts()
+    def accounting(self, counts: tuple[int, dict] | None = None) -> dict:
+        """Where every frame and set went; ``unaccounted`` is 0 when the node is idle.
+        ``counts``: a ``worker_counts()`` snapshot to use (read once per diagnostics message)."""
+        in_worker, outcomes = counts if counts is not None else self.worker_counts()
         published, errors = outcomes.get("published", 0), outcomes.get("error", 0)
         worker_dropped = sum(v for k, v in outcomes.items() if k.startswith("dropped."))
         pending_set = int(self._pending_group is not None)
@@ -489,10 +480,12 @@ class SurroundDepthNode(ManagedDepthNode):
         st = self.state_status(f"{name}: rig")
         if st is not None:
             return [st]
+        counts = self.worker_counts()
         drops = self.set_drops.as_dict()
-        for k, v in self.worker_drops().items():
-            drops[k] = drops.get(k, 0) + v
-        values = self.accounting()
+        for k, v in counts[1].items():    # sets the worker dropped (waiting_for_tf)
+            if k.startswith("dropped."):
+                drops[k[len("dropped."):]] = drops.get(k[len("dropped."):], 0) + v
+        values = self.accounting(counts)
         values.update({"fused_out": self.fused_out, "fused_waiting_for_tf": self.fusion_waiting,
                        "fusion_status": self.fusion_status, "sync_pending": self.sync.pending(),
                        "output_rate_hz": round(self.rate_out.rate(), 2)})
@@ -507,7 +500,7 @@ class SurroundDepthNode(ManagedDepthNode):
         elif drops or self.errors.total():
             level, message = diag.WARN, "dropped sets: " + ", ".join(
                 f"{k}={v}" for k, v in {**drops, **self.errors.as_dict()}.items())
-        elif self.groups_out:
+        elif values["sets_out"]:
             level, message = diag.OK, "ok"
         else:
             silent = [c for c, k in zip(self.cameras, self.frames_in) if k == 0]

@@ -40,6 +40,20 @@ def validate_image(msg: Image, max_pixels: int):
     return conv.image_msg_to_rgb(msg)
 
 
+def geometry_change(old: tuple | None, intr) -> tuple[tuple, str | None]:
+    """(geometry key of ``intr``, description of the change from ``old`` or None).
+
+    The key is the size and intrinsics rounded to 1e-3 px; the description names the resolution
+    change, else the intrinsics change, for one log line per change."""
+    geo = (intr.width, intr.height, round(intr.fx, 3), round(intr.fy, 3), round(intr.cx, 3),
+           round(intr.cy, 3))
+    if old is None or geo == old:
+        return geo, None
+    if old[:2] != geo[:2]:
+        return geo, f"resolution {old[0]}x{old[1]} -> {geo[0]}x{geo[1]}"
+    return geo, f"intrinsics fx,fy,cx,cy {old[2:]} -> {geo[2:]}"
+
+
 class CameraInfoCache:
     """Recent camera_info messages by stamp; the exact stamp wins, else the latest one."""
 
