@@ -56,3 +56,15 @@ def ros():
     rclpy.init()
     yield
     rclpy.try_shutdown()
+
+
+@pytest.fixture(scope="module")
+def torch_one_thread():
+    """One intra-op PyTorch thread for a test module, restored after it: the CI machine's two
+    cores are shared, and eager PyTorch with several OpenMP threads is slower and erratic there."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

@@ -29,13 +29,7 @@ from bore_depth_ros.models import create_model, get_model_info, list_models
 H, W = 64, 96
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    # The CI cores are shared; several OpenMP threads per process make eager PyTorch erratic there.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")   # conftest: 1 thread, restored
 
 
 def _model(name):

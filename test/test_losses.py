@@ -16,13 +16,7 @@ from bore_depth_ros.train import losses as L
 from bore_depth_ros.train.posenet import PoseNet, ResNet18
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    """One intra-op thread: the machine's two cores are shared."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")   # conftest: 1 thread, restored
 
 
 def close(x, expected, tol=1e-5):

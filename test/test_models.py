@@ -127,17 +127,11 @@ def to_bytes(obj) -> io.BytesIO:
     return buffer
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    """One intra-op thread: on a shared 2-core machine this is several times faster than two."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")   # conftest: 1 thread, restored
 
 
 @pytest.fixture(scope="module")
-def model(single_thread) -> BoReDepthNet:
+def model(torch_one_thread) -> BoReDepthNet:
     torch.manual_seed(0)
     return randomise(BoReDepthNet(), seed=1)
 

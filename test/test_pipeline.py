@@ -98,13 +98,10 @@ def test_renderer_ground_depth_matches_the_analytic_plane():
 
 @pytest.mark.parametrize("model,backend,batch", [("bore_depth", "onnxruntime", 1),
                                                  ("svr", "torch", 6), ("semi_smd", "torch", 6)])
-def test_engine_warmup_runs_every_model_once(model, backend, batch):
+def test_engine_warmup_runs_every_model_once(model, backend, batch, torch_one_thread):
     """The configure-time check: one inference with plausible geometry, cached per engine."""
-    import torch
-
     from bore_depth_ros.core.pipeline import DepthEngine, EngineConfig
 
-    torch.set_num_threads(1)
     eng = DepthEngine(EngineConfig(model=model, backend=backend, input_height=64, input_width=96,
                                    batch=batch))
     ms = eng.warmup()

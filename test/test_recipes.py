@@ -18,12 +18,7 @@ HW = (64, 96)
 CONFIGS = Path(__file__).resolve().parent.parent / "config" / "train"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")   # conftest: 1 thread, restored
 
 
 @pytest.fixture(scope="module")

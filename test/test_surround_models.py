@@ -20,13 +20,7 @@ BATCH_TOL = 1e-5   # batched vs per-view: max abs diff relative to the depth mag
 ONNX_TOL = 1e-3    # ORT vs torch: max elementwise relative error (depth), max abs error (confidence)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    """One intra-op thread: the machine is shared, and small convolutions do not gain from two."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")   # conftest: 1 thread, restored
 
 
 def sharpen(model: torch.nn.Module) -> torch.nn.Module:
@@ -49,12 +43,12 @@ def build(name: str, seed: int = 0, **kw) -> torch.nn.Module:
 
 
 @pytest.fixture(scope="module")
-def svr(single_thread):
+def svr(torch_one_thread):
     return build("svr")
 
 
 @pytest.fixture(scope="module")
-def semi_smd(single_thread):
+def semi_smd(torch_one_thread):
     return build("semi_smd")
 
 

@@ -19,12 +19,7 @@ def bag(tmp_path_factory):
     return str(path)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")   # conftest: 1 thread, restored
 
 
 def config(bag, out, **kw):
