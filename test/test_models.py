@@ -262,7 +262,12 @@ def test_registry():
         create_model("nope")
 
 
-def test_register_another_model():
+def test_register_another_model(monkeypatch):
+    from bore_depth_ros.models import registry
+
+    # the registry is process-global: the model registered here must not outlive the test
+    monkeypatch.setattr(registry, "_FACTORIES", dict(registry._FACTORIES))
+    monkeypatch.setattr(registry, "_INFOS", dict(registry._INFOS))
     info = ModelInfo(name="test_tiny", metric=True, num_cameras=6, default_input_size=(32, 64))
     register_model("test_tiny", lambda **kw: torch.nn.Conv2d(3, 1, 1), info, replace=True)
     assert "test_tiny" in list_models()
