@@ -114,7 +114,7 @@ def run_mono_bench(frames: int = 20, height: int = 256, width: int = 320) -> dic
 
 def bench_batching(model: str, height: int, width: int, views: int, repeats: int) -> dict:
     """Six views as one batch versus six single-view calls (same weights, ONNX Runtime CPU)."""
-    from .core.pipeline import DepthEngine, EngineConfig
+    from .engine import DepthEngine, EngineConfig
     from .sim.rig import SURROUND_RIG
 
     cams = SURROUND_RIG[:views]

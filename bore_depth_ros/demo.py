@@ -22,7 +22,7 @@ from .core.metrics import depth_metrics, mean_metrics
 def run_demo(out_dir: str = "demo_output", frames: int = 6, backend: str = "onnxruntime",
              weights: str = "", width: int = 320, height: int = 192, seed: int = 0,
              quiet: bool = False, surround_model: str = "svr") -> dict:
-    from .core.pipeline import DepthEngine, EngineConfig
+    from .engine import DepthEngine, EngineConfig
     from .replay.evaluate import EvalConfig, evaluate
     from .sim.recording import RecordingConfig, record
 

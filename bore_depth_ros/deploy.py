@@ -81,7 +81,7 @@ class ModelExport:
 
 
 def _load_model(model: str, weights: str = ""):
-    from .core.pipeline import DepthEngine
+    from .engine import DepthEngine
 
     return DepthEngine._load_torch_model(model, weights)
 

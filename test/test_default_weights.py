@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bore_depth_ros.core.pipeline import embedded_weights_path
+from bore_depth_ros.engine import embedded_weights_path
 from bore_depth_ros.replay.evaluate import EvalConfig, evaluate
 from bore_depth_ros.sim.recording import RecordingConfig, record
 from bore_depth_ros.sim.scene_config import SceneConfig

@@ -7,7 +7,7 @@ import pytest
 from bore_depth_ros.core.camera import Intrinsics
 from bore_depth_ros.core.confidence import edge_confidence
 from bore_depth_ros.core.metrics import depth_metrics, mean_metrics
-from bore_depth_ros.core.pipeline import ViewConfig, ViewProcessor
+from bore_depth_ros.core.view import ViewConfig, ViewProcessor
 from bore_depth_ros.core.stats import ReasonCounter
 from bore_depth_ros.sim.procedural import Scene, camera_rotation, render
 
@@ -100,7 +100,7 @@ def test_renderer_ground_depth_matches_the_analytic_plane():
                                                  ("svr", "torch", 6), ("semi_smd", "torch", 6)])
 def test_engine_warmup_runs_every_model_once(model, backend, batch, torch_one_thread):
     """The configure-time check: one inference with plausible geometry, cached per engine."""
-    from bore_depth_ros.core.pipeline import DepthEngine, EngineConfig
+    from bore_depth_ros.engine import DepthEngine, EngineConfig
 
     eng = DepthEngine(EngineConfig(model=model, backend=backend, input_height=64, input_width=96,
                                    batch=batch))
@@ -113,7 +113,7 @@ def test_engine_warmup_refuses_weights_that_produce_nan(tmp_path):
     """A checkpoint can load strictly and still be unusable: configure must say so."""
     import torch
 
-    from bore_depth_ros.core.pipeline import DepthEngine, EngineConfig
+    from bore_depth_ros.engine import DepthEngine, EngineConfig
     from bore_depth_ros.models import create_model
     from bore_depth_ros.models.checkpoint import save_lightning_checkpoint
 
@@ -130,7 +130,7 @@ def test_engine_warmup_refuses_weights_that_produce_nan(tmp_path):
 
 
 def test_engine_pool_shares_and_frees_engines():
-    from bore_depth_ros.core.pipeline import EngineConfig, EnginePool
+    from bore_depth_ros.engine import EngineConfig, EnginePool
 
     pool = EnginePool()
     cfg = EngineConfig(model="bore_depth", backend="torch", input_height=64, input_width=96)

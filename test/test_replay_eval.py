@@ -13,7 +13,7 @@ from bore_depth_ros.bag import messages as bm
 from bore_depth_ros.bag.reader import (FrameSync, cdr_header_stamp_ns, discover_cameras, open_bag,
                                        read_tf)
 from bore_depth_ros.bag.writer import BagWriter
-from bore_depth_ros.core.pipeline import DepthEngine, EngineConfig
+from bore_depth_ros.engine import DepthEngine, EngineConfig
 from bore_depth_ros.core.pointcloud import backproject, pack_points
 from bore_depth_ros.core.tf_buffer import (EXTRAPOLATION, NOT_CONNECTED, UNKNOWN_FRAME, TfBuffer,
                                            TfLookupError)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from bore_depth_ros.core.pipeline import DepthEngine, EngineConfig
+from bore_depth_ros.engine import DepthEngine, EngineConfig
 from bore_depth_ros.models import create_model, get_model_info, load_checkpoint
 from bore_depth_ros.sim.recording import RecordingConfig, record
 from bore_depth_ros.train.dataset import RigDataset

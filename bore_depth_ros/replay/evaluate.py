@@ -32,7 +32,8 @@ from ..core.camera import Intrinsics, fit_intrinsics_to_image, scale_camera_info
 from ..core.errors import InputRejected
 from ..core.images import image_to_rgb
 from ..core.metrics import METRIC_NAMES, depth_metrics, mean_metrics
-from ..core.pipeline import DepthEngine, EngineConfig, ViewConfig, ViewProcessor
+from ..engine import DepthEngine, EngineConfig
+from ..core.view import ViewConfig, ViewProcessor
 from ..core.pointcloud import FLOAT32, backproject, pack_points, transform_points
 from ..core.resize import resize_nearest
 from ..core.scale import ScaleResult

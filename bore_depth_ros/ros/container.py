@@ -25,7 +25,7 @@ import rclpy
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 
-from ..core.pipeline import EnginePool
+from ..engine import EnginePool
 from .mono_node import MonoDepthNode
 from .surround_node import SurroundDepthNode
 

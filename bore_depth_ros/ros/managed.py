@@ -29,7 +29,7 @@ from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.clock import Clock, ClockType
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 
-from ..core.pipeline import DepthEngine, EnginePool, resolve_engine
+from ..engine import DepthEngine, EnginePool, resolve_engine
 from ..core.stats import ReasonCounter
 from ..core.worker import LatestWorker
 from . import diagnostics as diag

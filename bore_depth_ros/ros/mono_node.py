@@ -24,7 +24,8 @@ from sensor_msgs.msg import CameraInfo, Image
 
 from ..core.errors import CAMERA_INFO_MISSING, InputRejected
 from ..core.pairing import InfoPairer
-from ..core.pipeline import DepthEngine, EnginePool, ViewProcessor
+from ..engine import DepthEngine, EnginePool
+from ..core.view import ViewProcessor
 from ..core.stats import RateMeter, ReasonCounter, RollingStats, SequenceGaps
 from . import conversions as conv
 from . import diagnostics as diag

@@ -5,7 +5,8 @@ from dataclasses import fields
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
 
-from ..core.pipeline import EngineConfig, ViewConfig
+from ..engine import EngineConfig
+from ..core.view import ViewConfig
 
 ENGINE_PARAMS = {
     "model": ("bore_depth", "registered model name (bore_depth, ...)"),

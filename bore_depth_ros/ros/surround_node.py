@@ -26,7 +26,8 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 
 from ..core.errors import CAMERA_INFO_MISSING, InputRejected
 from ..core.fusion import fuse_views, pack_unorganized, view_consistency
-from ..core.pipeline import DepthEngine, EnginePool, ViewProcessor
+from ..engine import DepthEngine, EnginePool
+from ..core.view import ViewProcessor
 from ..core.stats import RateMeter, ReasonCounter, RollingStats, SequenceGaps
 from ..core.sync import ApproximateSynchronizer, SyncEvent
 from ..core.tf_buffer import TfBuffer

@@ -103,7 +103,7 @@ def check_config(cfg) -> None:
 def load_teacher(cfg):
     """The frozen teacher (eval mode, no gradients) from ``teacher_weights``, else the model's
     embedded default weights; a teacher without weights is refused."""
-    from ..core.pipeline import embedded_weights_path
+    from ..engine import embedded_weights_path
     from ..models import get_model_info, load_checkpoint
 
     path = cfg.teacher_weights or embedded_weights_path(cfg.teacher)
