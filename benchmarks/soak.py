@@ -48,7 +48,7 @@ def main() -> int:
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
 
-    from bore_depth_ros.ros.rig_load import RigLoad, run_load
+    from bore_depth_ros.testing.rig_load import RigLoad, run_load
 
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)

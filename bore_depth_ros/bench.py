@@ -35,7 +35,7 @@ def bench_node_overhead(frames: int, height: int, width: int, backend: str = "on
     from .core.camera import Intrinsics
     from .ros import conversions as conv
     from .ros.mono_node import MonoDepthNode
-    from .ros.probe import DepthProbe
+    from .testing.probe import DepthProbe
     from .sim.procedural import Scene, camera_rotation, render
 
     intr = Intrinsics(0.8 * width, 0.8 * width, (width - 1) / 2, (height - 1) / 2, width, height)
@@ -172,7 +172,7 @@ def bench_surround_latency(frames: int, height: int, width: int, model: str = "s
     from std_msgs.msg import Header
 
     from .ros import conversions as conv
-    from .ros.probe import DepthProbe
+    from .testing.probe import DepthProbe
     from .ros.surround_node import SurroundDepthNode
     from .sim.procedural import Scene, render
     from .sim.rig import RING_ORDER, SURROUND_RIG

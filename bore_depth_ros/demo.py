@@ -90,7 +90,7 @@ def run_live_node(bag: Path, out: Path, engine=None, backend: str = "onnxruntime
     from .bag.reader import discover_cameras, open_bag, FrameSync
     from .ros import conversions as conv
     from .ros.mono_node import MonoDepthNode
-    from .ros.probe import DepthProbe
+    from .testing.probe import DepthProbe
     from .viz import colorize, colorize_depth, panel, save_png, write_ply
 
     say = (lambda *a: None) if quiet else print

@@ -4,13 +4,20 @@ Every process started by the tests inherits these variables: DDS discovery stays
 (LOCALHOST: the node processes and the test process talk over loopback / shared memory), each
 test session gets its own ROS_DOMAIN_ID, logs go to a temporary folder, and the project's Fast DDS
 profile is used for large messages.
+
+Markers (registered in pyproject.toml): every test that talks ROS 2 is marked ``ros``
+automatically, so ``tools/test -m "not ros"`` runs the pure-Python tests (see
+pytest_collection_modifyitems below for the rule).
 """
+
+import inspect
 import os
 import sys
 import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+TEST_DIR = Path(__file__).resolve().parent
 
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 100))
@@ -20,7 +27,7 @@ os.environ["RCUTILS_COLORIZED_OUTPUT"] = "0"
 os.environ["RCUTILS_LOGGING_BUFFERED_STREAM"] = "0"
 os.environ.setdefault("BORE_DEPTH_CACHE", tempfile.mkdtemp(prefix="bore_depth_ros_test_cache_"))
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(TEST_DIR))
 
 
 import pytest  # noqa: E402  (after the environment is set)
@@ -68,3 +75,77 @@ def torch_one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+# --- the ``ros`` marker -------------------------------------------------------------------------
+# A test is marked ``ros`` when
+#   1. it uses the ``ros`` fixture (rclpy initialised in the test process: client nodes, DDS),
+#      directly or through any fixture it uses; or
+#   2. its code starts one of the package's console scripts, i.e. reaches harness.entry_point or
+#      harness.NodeProcess (node processes, ``bore-depth demo`` / ``play``: they talk DDS). "Its
+#      code" is the test function, every fixture it uses and, transitively, the functions and
+#      classes of the test/ modules that these call.
+# So a new test gets the marker by using the ``ros`` fixture or the harness to start processes;
+# start package processes only through harness.entry_point. Importing rclpy alone (message types,
+# rclpy.serialization) needs no DDS and does not make a test ``ros``.
+STARTS_PROCESSES = {("harness", "entry_point"), ("harness", "NodeProcess")}
+
+
+def _in_test_dir(obj) -> bool:
+    try:
+        source = inspect.getsourcefile(obj)
+    except TypeError:
+        return False
+    return source is not None and Path(source).resolve().parent == TEST_DIR
+
+
+def _code_objects(code):
+    yield code
+    for const in code.co_consts:
+        if inspect.iscode(const):
+            yield from _code_objects(const)
+
+
+def _reaches_processes(obj, seen: set) -> bool:
+    """Whether a test-side function or class (or what it calls in test/) starts a package process."""
+    obj = inspect.unwrap(obj)
+    obj = getattr(getattr(obj, "hypothesis", None), "inner_test", obj)  # @given wraps the test
+    if id(obj) in seen:
+        return False
+    seen.add(id(obj))
+    if inspect.isclass(obj):
+        return any(
+            _reaches_processes(member, seen)
+            for member in vars(obj).values()
+            if inspect.isfunction(member) and _in_test_dir(member)
+        )
+    if not inspect.isfunction(obj):
+        return False
+    for code in _code_objects(obj.__code__):
+        for name in code.co_names:
+            target = obj.__globals__.get(name)
+            if target is None:
+                continue
+            if (getattr(target, "__module__", None), getattr(target, "__name__", None)) in STARTS_PROCESSES:
+                return True
+            if (inspect.isfunction(target) or inspect.isclass(target)) and _in_test_dir(target):
+                if _reaches_processes(target, seen):
+                    return True
+    return False
+
+
+def _uses_ros(item) -> bool:
+    if "ros" in getattr(item, "fixturenames", ()):
+        return True
+    functions = [getattr(item, "function", None)]
+    info = getattr(item, "_fixtureinfo", None)
+    for defs in info.name2fixturedefs.values() if info is not None else ():
+        functions.extend(fixturedef.func for fixturedef in defs if _in_test_dir(fixturedef.func))
+    seen: set = set()
+    return any(f is not None and _reaches_processes(f, seen) for f in functions)
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if _uses_ros(item):
+            item.add_marker(pytest.mark.ros)

@@ -6,7 +6,7 @@ import array
 import numpy as np
 from sensor_msgs.msg import CameraInfo, Image
 
-from bore_depth_ros.ros.probe import OUTPUTS, DepthProbe  # noqa: F401  (re-exported for tests)
+from bore_depth_ros.testing.probe import OUTPUTS, DepthProbe  # noqa: F401  (re-exported for tests)
 
 
 def encode_image(rgb: np.ndarray, encoding: str, pad: int = 0) -> tuple[bytes, int]:

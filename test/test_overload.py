@@ -16,7 +16,7 @@ from rclpy.executors import SingleThreadedExecutor
 
 from harness import NodeProcess, entry_point, spin_until, write_params
 
-from bore_depth_ros.ros.rig_load import RigLoad, run_load
+from bore_depth_ros.testing.rig_load import RigLoad, run_load
 
 NS = "/overload"
 DURATION = float(os.environ.get("BORE_DEPTH_OVERLOAD_SECONDS", "60"))

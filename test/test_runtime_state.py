@@ -16,7 +16,7 @@ from ros_clients import DepthProbe, camera_info, encode_image, image_msg
 
 from bore_depth_ros.msg import RigConfidence
 from bore_depth_ros.ros.conversions import image_msg_to_array
-from bore_depth_ros.ros.rig_load import RigLoad
+from bore_depth_ros.testing.rig_load import RigLoad
 
 FRAME = "cam_optical_frame"
 

@@ -16,7 +16,7 @@ from bore_depth_ros.bag.reader import FrameSync, discover_cameras, open_bag, rea
 from bore_depth_ros.core.fusion import fuse_views
 from bore_depth_ros.msg import RigConfidence
 from bore_depth_ros.ros import conversions as conv
-from bore_depth_ros.ros.probe import DepthProbe
+from bore_depth_ros.testing.probe import DepthProbe
 from bore_depth_ros.sim.recording import RecordingConfig, record
 from bore_depth_ros.sim.rig import RING_ORDER, SURROUND_RIG
 

@@ -3,6 +3,7 @@
 Used by the embedded demo, the benchmarks and the tests, so all three exercise the node exactly
 as a robot would: over real topics, with the node's remappable names.
 """
+
 from __future__ import annotations
 
 import collections
@@ -12,10 +13,15 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile, QoSReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
-from ..msg import ViewConfidence
+from bore_depth_ros_msgs.msg import ViewConfidence
 
-OUTPUTS = {"depth/image": Image, "depth/camera_info": CameraInfo, "confidence/image": Image,
-           "points": PointCloud2, "view_confidence": ViewConfidence}
+OUTPUTS = {
+    "depth/image": Image,
+    "depth/camera_info": CameraInfo,
+    "confidence/image": Image,
+    "points": PointCloud2,
+    "view_confidence": ViewConfidence,
+}
 
 
 def stamp_key(stamp) -> tuple[int, int]:
@@ -25,24 +31,22 @@ def stamp_key(stamp) -> tuple[int, int]:
 class DepthProbe(Node):
     """Publishes ``<ns>/image`` + ``<ns>/camera_info``; records ``<ns>/<output>`` and diagnostics."""
 
-    def __init__(self, ns: str, name: str = "depth_probe", outputs=OUTPUTS, keep: int = 1000,
-                 **node_kwargs):
+    def __init__(self, ns: str, name: str = "depth_probe", outputs=OUTPUTS, keep: int = 1000, **node_kwargs):
         super().__init__(name, **node_kwargs)
         self.ns = ns.rstrip("/")
         self.outputs = dict(outputs)
         self.pub_image = self.create_publisher(Image, f"{self.ns}/image", qos_profile_sensor_data)
-        self.pub_info = self.create_publisher(CameraInfo, f"{self.ns}/camera_info",
-                                              qos_profile_sensor_data)
+        self.pub_info = self.create_publisher(CameraInfo, f"{self.ns}/camera_info", qos_profile_sensor_data)
         self.received: dict[tuple[int, int], dict[str, object]] = collections.OrderedDict()
         self.arrival: dict[tuple[int, int], float] = {}
         self.diagnostics: collections.deque[DiagnosticArray] = collections.deque(maxlen=200)
         self._keep = keep
         reliable = QoSProfile(depth=50, reliability=QoSReliabilityPolicy.RELIABLE)
         for topic, typ in self.outputs.items():
-            self.create_subscription(typ, f"{self.ns}/{topic}",
-                                     lambda m, t=topic: self._store(t, m), reliable)
-        self.create_subscription(DiagnosticArray, "/diagnostics",
-                                 lambda m: self.diagnostics.append(m), 50)
+            self.create_subscription(
+                typ, f"{self.ns}/{topic}", lambda m, t=topic: self._store(t, m), reliable
+            )
+        self.create_subscription(DiagnosticArray, "/diagnostics", lambda m: self.diagnostics.append(m), 50)
 
     def _store(self, topic: str, msg) -> None:
         key = stamp_key(msg.header.stamp)
@@ -61,9 +65,11 @@ class DepthProbe(Node):
 
     def connected(self) -> bool:
         """True once the node subscribes to our inputs and publishes every output."""
-        return (self.pub_image.get_subscription_count() > 0
-                and self.pub_info.get_subscription_count() > 0
-                and all(self.count_publishers(f"{self.ns}/{t}") > 0 for t in self.outputs))
+        return (
+            self.pub_image.get_subscription_count() > 0
+            and self.pub_info.get_subscription_count() > 0
+            and all(self.count_publishers(f"{self.ns}/{t}") > 0 for t in self.outputs)
+        )
 
     def complete(self, stamp) -> bool:
         return len(self.received.get(stamp_key(stamp), {})) == len(self.outputs)

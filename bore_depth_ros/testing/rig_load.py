@@ -7,6 +7,7 @@ rig's ``/tf_static``, records every ``rig_confidence`` the node publishes (stamp
 latency on the shared wall clock), the node's ``/diagnostics`` and the node process's resident
 memory (``/proc/<pid>/status``).
 """
+
 from __future__ import annotations
 
 import time
@@ -22,10 +23,10 @@ from std_msgs.msg import Header
 from tf2_msgs.msg import TFMessage
 
 from ..core.transforms import Transform
-from ..msg import RigConfidence
+from bore_depth_ros_msgs.msg import RigConfidence
+from ..ros import conversions as conv
+from ..ros.surround_node import TF_QOS, TF_STATIC_QOS
 from ..sim.rig import RING_ORDER, SURROUND_RIG, optical_frame
-from . import conversions as conv
-from .surround_node import TF_QOS, TF_STATIC_QOS
 
 
 def rss_kb(pid: int) -> int | None:
@@ -52,7 +53,7 @@ def rig_picture(height: int, width: int, seed: int) -> np.ndarray:
     img[ground] = rng.uniform(50, 150, size=(int(ground.sum()), 3))
     for _ in range(4):
         y0, x0 = rng.integers(height // 4, height // 2), rng.integers(0, width - width // 5)
-        img[y0:y0 + height // 3, x0:x0 + width // 6] = rng.uniform(0, 255, size=3)
+        img[y0 : y0 + height // 3, x0 : x0 + width // 6] = rng.uniform(0, 255, size=3)
     return img.clip(0, 255).astype(np.uint8)
 
 
@@ -62,8 +63,8 @@ class LoadResult:
     duration_s: float
     sent: list[int]
     latencies_s: list[float] = field(default_factory=list)
-    rss: list[tuple[float, int]] = field(default_factory=list)   # (seconds since start, KiB)
-    diagnostics: dict[str, dict[str, str]] = field(default_factory=dict)   # status name -> values
+    rss: list[tuple[float, int]] = field(default_factory=list)  # (seconds since start, KiB)
+    diagnostics: dict[str, dict[str, str]] = field(default_factory=dict)  # status name -> values
 
     def latency_p(self, q: float) -> float:
         return float(np.percentile(self.latencies_s, q)) if self.latencies_s else float("nan")
@@ -81,8 +82,17 @@ class LoadResult:
 class RigLoad(Node):
     """Publishes ``<ns>/<camera>/image`` + ``camera_info`` for the ring and records outputs."""
 
-    def __init__(self, ns: str, cameras=RING_ORDER, height: int = 192, width: int = 320,
-                 name: str = "rig_load", moving_mounts=(), qos=qos_profile_sensor_data, **kw):
+    def __init__(
+        self,
+        ns: str,
+        cameras=RING_ORDER,
+        height: int = 192,
+        width: int = 320,
+        name: str = "rig_load",
+        moving_mounts=(),
+        qos=qos_profile_sensor_data,
+        **kw,
+    ):
         """``moving_mounts``: cameras whose pose comes from ``/tf`` (base_link -> <camera>_mount,
         stamped with every set, as a gimbal would publish) instead of ``/tf_static``."""
         super().__init__(name, **kw)
@@ -99,9 +109,12 @@ class RigLoad(Node):
             info = conv.camera_info_msg(Header(frame_id=frame), specs[cam].intrinsics(width, height))
             self.images.append(img)
             self.infos.append(info)
-            self.pubs.append((
-                self.create_publisher(Image, f"{self.ns}/{cam}/image", qos),
-                self.create_publisher(CameraInfo, f"{self.ns}/{cam}/camera_info", qos)))
+            self.pubs.append(
+                (
+                    self.create_publisher(Image, f"{self.ns}/{cam}/image", qos),
+                    self.create_publisher(CameraInfo, f"{self.ns}/{cam}/camera_info", qos),
+                )
+            )
         self.pub_tf = self.create_publisher(TFMessage, "/tf_static", TF_STATIC_QOS)
         self.pub_tf_dynamic = self.create_publisher(TFMessage, "/tf", TF_QOS)
         self.sent = [0] * len(self.cameras)
@@ -118,8 +131,9 @@ class RigLoad(Node):
             if cam in self.moving:
                 msg.transforms.append(_tf_msg(f"{cam}_mount", optical_frame(cam), Transform.identity()))
             else:
-                msg.transforms.append(_tf_msg("base_link", optical_frame(cam),
-                                              specs[cam].base_from_optical()))
+                msg.transforms.append(
+                    _tf_msg("base_link", optical_frame(cam), specs[cam].base_from_optical())
+                )
         self.pub_tf.publish(msg)
 
     def _on_rig(self, msg: RigConfidence) -> None:
@@ -138,12 +152,16 @@ class RigLoad(Node):
         """One synchronized set: every camera, one shared stamp (default now, wall clock)."""
         now = time.time_ns() if stamp_ns is None else int(stamp_ns)
         if self.moving:
-            msg = TFMessage(transforms=[
-                _tf_msg("base_link", f"{cam}_mount", self._specs[cam].base_from_optical(), now)
-                for cam in self.moving])
+            msg = TFMessage(
+                transforms=[
+                    _tf_msg("base_link", f"{cam}_mount", self._specs[cam].base_from_optical(), now)
+                    for cam in self.moving
+                ]
+            )
             self.pub_tf_dynamic.publish(msg)
-        for k, ((pub_img, pub_info), img, info) in enumerate(zip(self.pubs, self.images,
-                                                                 self.infos)):
+        for k, ((pub_img, pub_info), img, info) in enumerate(
+            zip(self.pubs, self.images, self.infos, strict=True)
+        ):
             img.header.stamp.sec, img.header.stamp.nanosec = divmod(now, 1_000_000_000)
             info.header.stamp = img.header.stamp
             pub_info.publish(info)
@@ -160,14 +178,22 @@ def _tf_msg(parent: str, child: str, tf: Transform, stamp_ns: int = 0) -> Transf
     ts.header.frame_id, ts.child_frame_id = parent, child
     ts.header.stamp.sec, ts.header.stamp.nanosec = divmod(int(stamp_ns), 1_000_000_000)
     ts.transform.translation.x, ts.transform.translation.y, ts.transform.translation.z = (
-        float(v) for v in tf.translation)
+        float(v) for v in tf.translation
+    )
     ts.transform.rotation.x, ts.transform.rotation.y = float(x), float(y)
     ts.transform.rotation.z, ts.transform.rotation.w = float(z), float(w)
     return ts
 
 
-def run_load(executor, load: RigLoad, node_pid: int, rate_hz: float, duration_s: float,
-             rss_period: float = 1.0, progress=None) -> LoadResult:
+def run_load(
+    executor,
+    load: RigLoad,
+    node_pid: int,
+    rate_hz: float,
+    duration_s: float,
+    rss_period: float = 1.0,
+    progress=None,
+) -> LoadResult:
     """Publish sets at ``rate_hz`` for ``duration_s`` (spinning ``executor`` in between)."""
     load.latencies.clear()
     sent0 = list(load.sent)
@@ -181,7 +207,7 @@ def run_load(executor, load: RigLoad, node_pid: int, rate_hz: float, duration_s:
         if now >= next_pub:
             load.publish_set()
             next_pub += 1.0 / rate_hz
-            if next_pub < now - 1.0:       # fell far behind (machine stalled): do not burst
+            if next_pub < now - 1.0:  # fell far behind (machine stalled): do not burst
                 next_pub = now
         if now >= next_rss:
             kb = rss_kb(node_pid)
@@ -192,6 +218,6 @@ def run_load(executor, load: RigLoad, node_pid: int, rate_hz: float, duration_s:
             progress(now - t0, load, res)
             next_progress += 60
         executor.spin_once(timeout_sec=max(0.0, min(next_pub, next_rss) - time.monotonic()))
-    res.sent = [b - a for a, b in zip(sent0, load.sent)]
+    res.sent = [b - a for a, b in zip(sent0, load.sent, strict=True)]
     res.latencies_s = list(load.latencies)
     return res
