@@ -250,7 +250,7 @@ RIG_EXAMPLES = max(EXAMPLES // 3, 20)
 @pytest.fixture(scope="module")
 def fuzz_rig(ros, tmp_path_factory):
     """A six-camera surround node with reliable inputs, fed by a RigLoad with reliable writers."""
-    from bore_depth_ros.msg import RigConfidence
+    from bore_depth_ros_msgs.msg import RigConfidence
     from bore_depth_ros.testing.rig_load import RigLoad
 
     tmp = tmp_path_factory.mktemp("fuzzrig")

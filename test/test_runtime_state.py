@@ -14,7 +14,7 @@ from sensor_msgs.msg import CameraInfo, Image
 from harness import NodeProcess, entry_point, make_test_image, spin_until, write_params
 from ros_clients import DepthProbe, camera_info, encode_image, image_msg
 
-from bore_depth_ros.msg import RigConfidence
+from bore_depth_ros_msgs.msg import RigConfidence
 from bore_depth_ros.ros.conversions import image_msg_to_array
 from bore_depth_ros.testing.rig_load import RigLoad
 

@@ -14,7 +14,7 @@ from harness import NodeProcess, entry_point, spin_until, write_params
 from bore_depth_ros.bag import messages as M
 from bore_depth_ros.bag.reader import FrameSync, discover_cameras, open_bag, read_tf
 from bore_depth_ros.core.fusion import fuse_views
-from bore_depth_ros.msg import RigConfidence
+from bore_depth_ros_msgs.msg import RigConfidence
 from bore_depth_ros.ros import conversions as conv
 from bore_depth_ros.testing.probe import DepthProbe
 from bore_depth_ros.sim.recording import RecordingConfig, record

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Creates (or refreshes) the project's virtual environment: ROS 2 Jazzy wheels from PyPI, torch CPU,
-# ONNX Runtime, rosbags, test tools; generates the msg/ interfaces into the venv; installs this
+# ONNX Runtime, rosbags, colcon, test tools; generates the interfaces of bore_depth_ros_msgs/ (and
+# tools/tf2_msgs) into the venv; installs the bore_depth_ros Python
 # package in editable mode. Idempotent and quick when nothing changed (a stamp of the inputs is kept).
 # Usage: tools/bootstrap.sh            (venv in $BORE_VENV, default <repo>/.venv)
 set -euo pipefail
@@ -11,11 +12,21 @@ quiet_pip() { python -m pip "$@" 2> >(grep -v "^WARNING: Location" >&2); }
 log() { printf '[bootstrap] %s\n' "$*" >&2; }
 
 inputs_hash() {
-  { cat "$repo/requirements.txt" "$repo/CMakeLists.txt" "$repo/package.xml" "$repo/setup.py" \
-      "$repo"/msg/*.msg "$repo"/tools/tf2_msgs/* "$repo/tools/bootstrap.sh" 2>/dev/null || true; } | sha256sum | cut -c1-16
+  { cat "$repo/requirements.txt" "$repo/package.xml" "$repo/setup.py" "$repo/setup.cfg" \
+      "$repo"/resource/* "$repo"/bore_depth_ros_msgs/CMakeLists.txt "$repo"/bore_depth_ros_msgs/package.xml \
+      "$repo"/bore_depth_ros_msgs/msg/*.msg "$repo"/tools/tf2_msgs/* "$repo/tools/bootstrap.sh" 2>/dev/null || true
+  } | sha256sum | cut -c1-16
 }
 stamp="$venv/.bore_depth_ros_stamp"
 want=$(inputs_hash)
+if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
+  exit 0
+fi
+# Several shells may source tools/env.sh at once: one of them builds, the others wait for it.
+if [[ -d "$venv" && -z "${_BORE_BOOTSTRAP_LOCKED:-}" ]] && command -v flock >/dev/null 2>&1; then
+  export _BORE_BOOTSTRAP_LOCKED=1
+  exec flock "$venv/.bootstrap.lock" bash "${BASH_SOURCE[0]}" "$@"
+fi
 if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
   exit 0
 fi
@@ -52,20 +63,31 @@ cmake_pkg() {  # cmake_pkg <src> <name> [extra cmake args]
     || { log "building $name failed; see $build/$name.log"; tail -n 40 "$build/$name.log" >&2; exit 1; }
 }
 mkdir -p "$build"
-# Editable install first: pip would otherwise uninstall the egg-info that the interface build
-# registers under the same distribution name, together with the generated modules.
+sp=$(python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+# Until issue 11 the messages were generated as bore_depth_ros.msg by a CMake build of the repository
+# root into this venv; remove what that build installed (its manifest lists it), so that no stale
+# site-packages/bore_depth_ros directory or bore_depth_ros egg-info sits next to the editable install.
+old_manifest="$build/bore_depth_ros/install_manifest.txt"
+if [[ -f "$old_manifest" ]]; then
+  log "removing the interfaces of the old bore_depth_ros CMake build (now bore_depth_ros_msgs)"
+  grep "^$venv/" "$old_manifest" | while read -r f; do rm -f "$f"; done
+  for d in "$sp/bore_depth_ros" "$sp/bore_depth_ros-0.1.0-py3.11.egg-info" "$venv/share/bore_depth_ros" \
+           "$venv/include/bore_depth_ros"; do
+    [[ -d "$d" ]] || continue
+    find "$d" -depth -type d -name __pycache__ -exec rm -rf {} +
+    find "$d" -depth -type d -empty -delete
+  done
+  rm -rf "$build/bore_depth_ros" "$build/bore_depth_ros.log"
+fi
 log "installing bore_depth_ros (editable)"
 quiet_pip install -q --no-deps --no-build-isolation -e "$repo" --config-settings editable_mode=compat 2>&1 \
   | grep -v -E "BuildBackendWarning|transitional|!!|\*\*\*|editable mode|adapt your code|lenient|development_mode|_EditableMode|^\s*$" >&2 || true
 if [[ -d "$repo/tools/tf2_msgs" ]]; then cmake_pkg "$repo/tools/tf2_msgs" tf2_msgs; fi
-cmake_pkg "$repo" bore_depth_ros -DBORE_DEPTH_ROS_PYTHON=OFF
-# rosidl installs site-packages/bore_depth_ros/{msg,...}. Our code comes from the editable install;
-# the package __init__ extends its __path__ so bore_depth_ros.msg resolves to the generated module.
-sp=$(python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
-rm -f "$sp/bore_depth_ros/__init__.py"
+# The messages package, built the way colcon builds it on a robot, but installed into the venv.
+cmake_pkg "$repo/bore_depth_ros_msgs" bore_depth_ros_msgs
 
 python - <<'PY'
-import bore_depth_ros.msg, rclpy  # noqa: F401  (fails loudly if the set-up is incomplete)
+import bore_depth_ros_msgs.msg, rclpy  # noqa: F401  (fails loudly if the set-up is incomplete)
 PY
 echo "$want" >"$stamp"
 log "environment ready: $venv"

@@ -45,7 +45,7 @@ GT_MODES = ("auto", "depth", "lidar")
 SCALE_MODES = ("fixed", "ground_plane", "median")
 DISTANCE_BINS = (0.0, 5.0, 10.0, 20.0, 40.0, 80.0)
 BOUNDARY_KEYS = ("precision", "recall", "f1", "dbe_acc", "dbe_comp")
-VIEW_CONFIDENCE = "bore_depth_ros/msg/ViewConfidence"
+VIEW_CONFIDENCE = "bore_depth_ros_msgs/msg/ViewConfidence"
 LIDAR_DEFAULT_TOPIC = "/lidar/points"
 
 # reasons a synchronised frame is not evaluated (besides the reader's and core.errors' codes)
@@ -359,11 +359,11 @@ def _overall(cams: list[CameraResult], bins) -> dict:
 
 # ---------------------------------------------------------------------------- output bag
 def _find_msg_file(name: str = "ViewConfidence.msg") -> Path:
-    here = Path(__file__).resolve().parents[2] / "msg" / name   # source checkout
+    here = Path(__file__).resolve().parents[2] / "bore_depth_ros_msgs" / "msg" / name   # source checkout
     candidates = [here]
     for prefix in filter(None, os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep)):
-        candidates.append(Path(prefix) / "share" / "bore_depth_ros" / "msg" / name)
-    candidates.append(Path(sys.prefix) / "share" / "bore_depth_ros" / "msg" / name)
+        candidates.append(Path(prefix) / "share" / "bore_depth_ros_msgs" / "msg" / name)
+    candidates.append(Path(sys.prefix) / "share" / "bore_depth_ros_msgs" / "msg" / name)
     for c in candidates:
         if c.is_file():
             return c
@@ -371,7 +371,7 @@ def _find_msg_file(name: str = "ViewConfidence.msg") -> Path:
 
 
 def view_confidence_typestore():
-    """A copy of the Jazzy typestore with bore_depth_ros/msg/ViewConfidence registered."""
+    """A copy of the Jazzy typestore with bore_depth_ros_msgs/msg/ViewConfidence registered."""
     from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
     store = get_typestore(Stores.ROS2_JAZZY)   # a new instance: the shared TYPESTORE stays as is

@@ -32,7 +32,7 @@ from ..core.stats import RateMeter, ReasonCounter, RollingStats, SequenceGaps
 from ..core.sync import ApproximateSynchronizer, SyncEvent
 from ..core.tf_buffer import TfBuffer
 from ..core.transforms import Transform
-from ..msg import RigConfidence, ViewOverlap
+from bore_depth_ros_msgs.msg import RigConfidence, ViewOverlap
 from . import conversions as conv
 from . import diagnostics as diag
 from .managed import ManagedDepthNode

@@ -10,7 +10,7 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from ..core.errors import IMAGE_TOO_LARGE, INVALID_FRAME_ID, InputRejected
 from ..core.pointcloud import backproject, pack_points
 from ..core.resize import resize_nearest
-from ..msg import ViewConfidence
+from bore_depth_ros_msgs.msg import ViewConfidence
 from . import conversions as conv
 
 OUTPUT_QOS = QoSProfile(history=QoSHistoryPolicy.KEEP_LAST, depth=5,
