@@ -98,7 +98,7 @@ def export_all(models: Sequence[str] | None = None, out_dir: str | os.PathLike =
     """
     from .backends import ExportMismatch, export_onnx
     from .backends.export import DEFAULT_OPSET
-    from .backends.onnxruntime_backend import import_onnxruntime
+    from .backends.runtimes import import_onnxruntime
     from .models import get_model_info, list_models
 
     names = list(models) if models else ["bore_depth"] if output else list_models()
@@ -179,7 +179,7 @@ def prebuild(model: str | None = "bore_depth", onnx: str | os.PathLike | None = 
     EngineSelfCheckFailed if the built engine disagrees with ONNX Runtime.
     """
     from .backends import create_backend
-    from .backends.tensorrt_backend import import_tensorrt
+    from .backends.runtimes import import_tensorrt
     from .models import get_model_info
 
     import_tensorrt()  # fail fast, before loading or exporting anything
@@ -391,7 +391,7 @@ def _row(spec: Mapping[str, Any], result: Mapping[str, Any]) -> BenchRow:
 def _check_runtime(backend: str, device: str) -> None:
     """Raise BackendUnavailable now (before any export) if ``backend`` cannot run on ``device`` here."""
     if backend == "tensorrt":
-        from .backends.tensorrt_backend import import_tensorrt
+        from .backends.runtimes import import_tensorrt
 
         import_tensorrt()
     elif backend == "onnxruntime":

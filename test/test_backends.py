@@ -12,8 +12,9 @@ from torch import nn
 
 from bore_depth_ros.backends import (BACKENDS, Backend, BackendUnavailable, ExportMismatch, ExportReport,
                                      create_backend, ensure_onnx, export_onnx, seeded_inputs)
-from bore_depth_ros.backends.export import check_onnx_parity, onnx_cache_path, seeded_input
+from bore_depth_ros.backends.export import check_onnx_parity, onnx_cache_path
 from bore_depth_ros.backends.onnxruntime_backend import OnnxRuntimeBackend
+from bore_depth_ros.backends.seeded import seeded_input
 from bore_depth_ros.backends.torch_backend import TorchBackend
 
 SHAPE = (2, 3, 32, 48)

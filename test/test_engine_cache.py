@@ -8,8 +8,9 @@ import json
 
 import pytest
 
-from bore_depth_ros.backends.engine_cache import (CACHE_FORMAT, EngineCache, EngineKey, TargetInfo, default_engine_dir,
-                                                  file_sha256, make_key)
+from bore_depth_ros.backends.cache_paths import default_engine_dir
+from bore_depth_ros.backends.engine_cache import (CACHE_FORMAT, EngineCache, EngineKey, TargetInfo, file_sha256,
+                                                  make_key)
 
 ORIN = TargetInfo(trt_version="10.3.0", gpu_name="Orin (nvgpu)", compute_capability="8.7")
 SHAPES = {"image": (6, 3, 192, 320), "prev_image": (6, 3, 192, 320), "rays": (6, 3, 6, 10),

@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from .base import BACKENDS, Backend, BackendUnavailable, InputShapes
 from .engine_cache import EngineCache, EngineKey, TargetInfo, make_key
-from .export import ExportMismatch, ExportReport, ensure_onnx, export_onnx, seeded_inputs
+from .export import ExportMismatch, ExportReport, ensure_onnx, export_onnx
+from .seeded import seeded_inputs
 from .selfcheck import TOLERANCES, EngineSelfCheckFailed, SelfCheckReport, Tolerance, self_check
 
 if TYPE_CHECKING:
@@ -82,7 +83,8 @@ def create_backend(name: str, *, model: nn.Module | None = None, model_name: str
         path = _onnx_file(name, model, model_name, onnx_path, input_shape, output_names, cache_dir)
         return OnnxRuntimeBackend(path, input_shape, output_names, device=device, precision=precision, **kw)
 
-    from .tensorrt_backend import TensorRTBackend, import_tensorrt
+    from .runtimes import import_tensorrt
+    from .tensorrt_backend import TensorRTBackend
 
     import_tensorrt()
     if not device.startswith("cuda"):

@@ -22,6 +22,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from .cache_paths import default_engine_dir
+
 log = logging.getLogger(__name__)
 
 # Bump when build_engine's flags change in a way the key cannot see: old entries then miss.
@@ -122,13 +124,6 @@ def make_key(onnx_path: str | os.PathLike, target: TargetInfo, precision: str,
     return EngineKey(onnx_sha256=file_sha256(onnx_path), trt_version=target.trt_version, gpu_name=target.gpu_name,
                      compute_capability=target.compute_capability, precision=precision, input_shapes=shapes,
                      batch=int(shapes[0][1][0]) if batch is None else batch)
-
-
-def default_engine_dir() -> Path:
-    """``engines/`` beside the ONNX cache: ``$BORE_DEPTH_CACHE/engines`` or ``~/.cache/bore_depth_ros/engines``."""
-    from .export import default_cache_dir
-
-    return default_cache_dir().parent / "engines"
 
 
 def atomic_write(path: Path, data: bytes) -> None:

@@ -22,8 +22,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .base import InputShapes, shape_str, shapes_str, validate_input_shape, validate_input_shapes, validate_output_names
-from .onnxruntime_backend import import_onnxruntime
+from .base import InputShapes, shape_str, shapes_str, validate_input_shapes, validate_output_names
+from .cache_paths import default_cache_dir
+from .runtimes import import_onnxruntime
+from .seeded import seeded_inputs
 
 if TYPE_CHECKING:
     from torch import nn
@@ -34,8 +36,6 @@ INPUT_NAME = "image"
 DEFAULT_OPSET = 17
 # Bump when the exported graph changes for reasons the cache key cannot see (wrapper, exporter flags).
 _CACHE_FORMAT = 1
-_IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32).reshape(1, 3, 1, 1)
-_IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32).reshape(1, 3, 1, 1)
 # Denominator floor of the elementwise relative error, so exact zeros do not divide by zero.
 _REL_FLOOR = 1e-6
 
@@ -63,41 +63,6 @@ class ExportReport:
     opset: int
     seconds: float
     input_shapes: dict[str, tuple[int, ...]] = dataclasses.field(default_factory=dict)  # every graph input
-
-
-def seeded_input(input_shape: Sequence[int], seed: int = 0) -> np.ndarray:
-    """A deterministic ImageNet-normalised batch: uniform [0, 1) pixels, so values stay in the range models see."""
-    shape = validate_input_shape(input_shape)
-    pixels = np.random.default_rng(seed).random(shape, dtype=np.float32)
-    return np.ascontiguousarray((pixels - _IMAGENET_MEAN) / _IMAGENET_STD, dtype=np.float32)
-
-
-def seeded_inputs(input_shape: InputShapes, seed: int = 0) -> dict[str, np.ndarray]:
-    """Deterministic float32 inputs in their natural ranges, keyed by name (one shape: ``{"image": ...}``).
-
-    "image" is :func:`seeded_input` (so single-input checks are unchanged), "prev_image" the same with
-    seed + 1, "rays" random unit vectors along axis 1, "origins" uniform in [-2, 2) m, "focal" uniform
-    in [0.5, 2); any other name uniform in [0, 1).
-    """
-    shapes = validate_input_shapes(input_shape)
-    out: dict[str, np.ndarray] = {}
-    for i, (name, shape) in enumerate(shapes.items()):
-        rng = np.random.default_rng([seed, i])
-        if name == "image":
-            x = seeded_input(shape, seed)
-        elif name == "prev_image":
-            x = seeded_input(shape, seed + 1)
-        elif name == "rays" and len(shape) >= 2:
-            x = rng.standard_normal(shape).astype(np.float32)
-            x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-6)
-        elif name == "origins":
-            x = rng.uniform(-2.0, 2.0, shape)
-        elif name == "focal":
-            x = rng.uniform(0.5, 2.0, shape)
-        else:
-            x = rng.random(shape)
-        out[name] = np.ascontiguousarray(x, dtype=np.float32)
-    return out
 
 
 def _output_wrapper(model: nn.Module, output_names: tuple[str, ...]) -> nn.Module:
@@ -280,15 +245,6 @@ def _check_graph_inputs(onnx_file: str, path: Path, input_names: Sequence[str]) 
     if graph_inputs != list(input_names):
         raise ValueError(f"refusing to export {path}: graph inputs {graph_inputs} differ from {list(input_names)} "
                          "(an input the model does not use is removed by the exporter)")
-
-
-def default_cache_dir() -> Path:
-    """``$BORE_DEPTH_CACHE/onnx`` if set, else ``$XDG_CACHE_HOME`` (default ``~/.cache``) ``/bore_depth_ros/onnx``."""
-    root = os.environ.get("BORE_DEPTH_CACHE")
-    if root:
-        return Path(root).expanduser() / "onnx"
-    xdg = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(xdg).expanduser() / "bore_depth_ros" / "onnx"
 
 
 def _weights_hash(model: nn.Module) -> hashlib._Hash:

@@ -18,41 +18,16 @@ from typing import Any
 import numpy as np
 
 from .base import Backend, BackendUnavailable, InputShapes, Inputs, shape_str, shapes_str
+from .cache_paths import default_engine_dir
+from .runtimes import import_onnxruntime, tensorrt_version
 
 log = logging.getLogger(__name__)
 
 _GPU_HINT = "pip install onnxruntime-gpu (in place of onnxruntime; on Jetson use the JetPack onnxruntime-gpu wheel)"
 
 
-def import_onnxruntime():
-    """Import onnxruntime or raise BackendUnavailable naming the package to install."""
-    try:
-        import onnxruntime
-    except ImportError as e:
-        raise BackendUnavailable("backend 'onnxruntime' needs the onnxruntime package: pip install onnxruntime "
-                                 "(or onnxruntime-gpu)") from e
-    return onnxruntime
-
-
 def _provider_name(p: str | tuple[str, dict[str, Any]]) -> str:
     return p if isinstance(p, str) else p[0]
-
-
-def _tensorrt_version() -> str:
-    """Version of the installed TensorRT Python package (pip or JetPack), or "unknown"."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    for dist in ("tensorrt", "tensorrt-cu12", "tensorrt_libs"):
-        try:
-            return version(dist)
-        except PackageNotFoundError:
-            continue
-    try:
-        import tensorrt
-
-        return str(tensorrt.__version__)
-    except ImportError:
-        return "unknown"
 
 
 def tensorrt_provider_options(device_id: int | None = None, precision: str = "fp32",
@@ -63,13 +38,11 @@ def tensorrt_provider_options(device_id: int | None = None, precision: str = "fp
     ONNX Runtime and TensorRT versions: ``<engine_cache_dir>/ort_trt/ort<ver>_trt<ver>`` (default root
     ``$BORE_DEPTH_CACHE/engines``); an upgrade of either then starts a fresh cache.
     """
-    from .engine_cache import default_engine_dir
-
     if precision not in ("fp32", "fp16"):
         raise ValueError(f"TensorrtExecutionProvider precision must be 'fp32' or 'fp16', got '{precision}'")
     ort = import_onnxruntime()
     root = Path(engine_cache_dir).expanduser() if engine_cache_dir is not None else default_engine_dir()
-    path = root / "ort_trt" / f"ort{ort.__version__}_trt{_tensorrt_version()}"
+    path = root / "ort_trt" / f"ort{ort.__version__}_trt{tensorrt_version()}"
     opts: dict[str, Any] = {"trt_engine_cache_enable": True, "trt_engine_cache_path": os.fspath(path),
                             "trt_timing_cache_enable": True, "trt_timing_cache_path": os.fspath(path),
                             "trt_fp16_enable": precision == "fp16"}
@@ -198,7 +171,7 @@ class OnnxRuntimeBackend(Backend):
         log.info("%s: %s", provider, report.summary())
         if not report.passed:
             self.close()
-            refuse(report, trt_version=_tensorrt_version() if provider == "TensorrtExecutionProvider" else "",
+            refuse(report, trt_version=tensorrt_version() if provider == "TensorrtExecutionProvider" else "",
                    subject=f"ONNX Runtime {provider} session for {self.onnx_path}")
 
     def infer(self, inputs: Inputs) -> dict[str, np.ndarray]:

@@ -37,6 +37,8 @@ from typing import Any, NoReturn, Union
 import numpy as np
 
 from .base import InputShapes, Inputs, validate_input_shapes, validate_output_names
+from .runtimes import import_onnxruntime
+from .seeded import seeded_inputs
 
 CHECK_SEEDS: tuple[int, ...] = (0, 1, 2, 0)
 REL_FLOOR = 0.01  # relative-error denominator floor, as a fraction of the output's largest magnitude
@@ -234,17 +236,13 @@ def refuse(report: SelfCheckReport, *, trt_version: str = "", subject: str = "Te
 
 
 def check_inputs(input_shapes: InputShapes, seeds: Sequence[int] = CHECK_SEEDS) -> list[dict[str, np.ndarray]]:
-    """One seeded input set per seed (:func:`~bore_depth_ros.backends.export.seeded_inputs`)."""
-    from .export import seeded_inputs
-
+    """One seeded input set per seed (:func:`~bore_depth_ros.backends.seeded.seeded_inputs`)."""
     return [seeded_inputs(input_shapes, s) for s in seeds]
 
 
 def onnxruntime_reference(onnx_path: str | os.PathLike, inputs: Sequence[Mapping[str, np.ndarray]],
                           output_names: Sequence[str]) -> list[dict[str, np.ndarray]]:
     """ONNX Runtime CPU outputs for each input set (a single-input graph takes the one array by position)."""
-    from .onnxruntime_backend import import_onnxruntime
-
     ort = import_onnxruntime()
     opts = ort.SessionOptions()
     opts.log_severity_level = 3

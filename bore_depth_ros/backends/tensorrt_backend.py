@@ -23,29 +23,12 @@ import numpy as np
 
 from .base import Backend, BackendUnavailable, InputShapes, Inputs, shape_str, shapes_str
 from .engine_cache import EngineCache, EngineKey, TargetInfo, atomic_write, make_key
+from .runtimes import import_onnxruntime, import_tensorrt
 from .selfcheck import SelfCheckReport, Tolerance, refuse, verify_backend
 
 log = logging.getLogger(__name__)
 
-UNAVAILABLE_MSG = ("backend 'tensorrt' needs NVIDIA TensorRT (JetPack ships it; pip install tensorrt on x86 "
-                   "with CUDA) and a CUDA GPU")
 PRECISIONS = ("fp32", "fp16")
-
-
-def import_tensorrt():
-    """Import tensorrt and check that torch sees a CUDA GPU, else raise BackendUnavailable."""
-    try:
-        import tensorrt
-    except ImportError as e:
-        raise BackendUnavailable(f"{UNAVAILABLE_MSG} (import tensorrt failed: {e})") from e
-    try:
-        import torch
-    except ImportError as e:
-        raise BackendUnavailable(f"{UNAVAILABLE_MSG}; its buffers also need a CUDA build of torch") from e
-    if not torch.cuda.is_available():
-        raise BackendUnavailable(f"{UNAVAILABLE_MSG} (tensorrt {tensorrt.__version__} is installed but torch "
-                                 "sees no CUDA device)")
-    return tensorrt
 
 
 def probe_target(device: str = "cuda") -> TargetInfo:
@@ -185,8 +168,6 @@ class TensorRTBackend(Backend):
         if self.onnx_path is None:
             raise FileNotFoundError(f"engine {self.engine_path} does not exist and no onnx_path was given")
         if self_check:
-            from .onnxruntime_backend import import_onnxruntime
-
             try:
                 import_onnxruntime()  # the reference; fail before a build of several minutes
             except BackendUnavailable as e:

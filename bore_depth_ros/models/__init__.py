@@ -11,7 +11,8 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-from .registry import ModelInfo, check_input_size, create_model, get_model_info, list_models, register_model
+from .info import ModelInfo, check_input_size
+from .registry import create_model, get_model_info, list_models, register_model
 
 _LAZY = {
     "BoReDepthNet": ".bore_depth",

@@ -12,7 +12,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .mpvit import mpvit_tiny
-from .registry import BORE_DEPTH_MAX_DISPARITY, BORE_DEPTH_MIN_DISPARITY, check_input_size
+from .info import BORE_DEPTH_MAX_DISPARITY, BORE_DEPTH_MIN_DISPARITY, check_input_size
 
 DECODER_CHANNELS = (16, 32, 64, 128, 256)
 

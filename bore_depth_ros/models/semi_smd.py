@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from .bore_depth import DECODER_CHANNELS, ReflectConv3x3
-from .registry import SURROUND_MAX_DEPTH, SURROUND_MIN_DEPTH
+from .info import SURROUND_MAX_DEPTH, SURROUND_MIN_DEPTH
 from .svr import EFAFFeatureDecoder, build_encoder, check_views
 
 TOKEN_STRIDE = 32

@@ -18,8 +18,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from .bore_depth import DECODER_CHANNELS, Conv1x1ELU, ReflectConvELU, SpatialChannelEnhancement
+from .info import SURROUND_MAX_DEPTH, SURROUND_MIN_DEPTH, check_input_size
 from .mpvit import mpvit_tiny
-from .registry import SURROUND_MAX_DEPTH, SURROUND_MIN_DEPTH, check_input_size
 
 BACKBONES = ("mpvit_tiny", "resnet18")
 
