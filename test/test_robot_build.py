@@ -68,11 +68,18 @@ def _colcon(ws: Path, env: dict[str, str], *args: str, timeout: float = 600) -> 
                           capture_output=True, timeout=timeout)
 
 
+def _sourced(ws: Path, command: str) -> str:
+    """A bash script: the venv active (the robot's Python environment, and the ROS underlay here),
+    install/setup.bash sourced, then ``command``."""
+    venv = sys.prefix
+    return (f"export PATH={shlex.quote(os.path.join(venv, 'bin'))}:\"$PATH\" "
+            f"AMENT_PREFIX_PATH={shlex.quote(venv)}; "
+            f"source {shlex.quote(str(ws / 'install' / 'setup.bash'))} && {command}")
+
+
 def _in_install(ws: Path, env: dict[str, str], command: str, **kw) -> subprocess.CompletedProcess:
-    """Run ``command`` in bash with the workspace's install/setup.bash sourced (underlay: the venv)."""
-    script = (f"export AMENT_PREFIX_PATH={shlex.quote(env['AMENT_PREFIX_PATH'])}; "
-              f"source {shlex.quote(str(ws / 'install' / 'setup.bash'))} && {command}")
-    return subprocess.run(["bash", "-c", script], cwd=ws, env=env, text=True, capture_output=True, **kw)
+    return subprocess.run(["bash", "-c", _sourced(ws, command)], cwd=ws, env=env, text=True,
+                          capture_output=True, **kw)
 
 
 @pytest.fixture(scope="module")
@@ -123,15 +130,18 @@ def test_colcon_installs_the_ros_layout(workspace):
 
 def test_installed_packages_are_imported_from_the_install_space(workspace):
     ws, env = workspace
-    # the interpreter of the installed executables (their shebang), as ros2 run would start it
-    python = (ws / "install" / "bore_depth_ros" / "lib" / "bore_depth_ros" / "mono_node").read_text() \
-        .splitlines()[0][2:].strip()
+    # the interpreter of the installed executables (their shebang: python3 from PATH), as ros2 run
+    # would start it
+    shebang = (ws / "install" / "bore_depth_ros" / "lib" / "bore_depth_ros" / "mono_node").read_text() \
+        .splitlines()[0]
+    assert shebang == "#!/usr/bin/env python3", shebang
+    python = shebang[2:]
     code = ("import bore_depth_ros, bore_depth_ros_msgs.msg, importlib.metadata as m;"
             "from ament_index_python.packages import get_package_share_directory as s;"
             "print(bore_depth_ros.__file__); print(bore_depth_ros_msgs.msg.__file__);"
             "print(m.distribution('bore_depth_ros').locate_file(''));"
             "print(s('bore_depth_ros')); print(s('bore_depth_ros_msgs'))")
-    out = _in_install(ws, env, f"{shlex.quote(python)} -c {shlex.quote(code)}", timeout=120)
+    out = _in_install(ws, env, f"{python} -c {shlex.quote(code)}", timeout=120)
     assert out.returncode == 0, out.stderr
     paths = out.stdout.split()
     assert len(paths) == 5, out.stdout
@@ -145,9 +155,8 @@ def test_installed_mono_node_publishes_depth(workspace, ros, tmp_path):
     params = write_params(tmp_path / "mono.yaml", dict(backend="torch", input_height=64, input_width=96,
                                                        publish_points=False, diagnostics_period=0.5))
     exe = ws / "install" / "bore_depth_ros" / "lib" / "bore_depth_ros" / "mono_node"
-    command = (f"export AMENT_PREFIX_PATH={shlex.quote(env['AMENT_PREFIX_PATH'])}; "
-               f"source {shlex.quote(str(ws / 'install' / 'setup.bash'))} && exec {shlex.quote(str(exe))} "
-               f"--ros-args --params-file {shlex.quote(str(params))} -r __ns:={ns}")
+    command = _sourced(ws, f"exec {shlex.quote(str(exe))} --ros-args --params-file {shlex.quote(str(params))} "
+                           f"-r __ns:={ns}")
     node = NodeProcess(["bash", "-c", command], tmp_path / "mono_node.log")
     client = DepthProbe(ns, name="robot_build_client", outputs={"depth/image": Image})
     ex = SingleThreadedExecutor()
