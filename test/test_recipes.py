@@ -1,4 +1,4 @@
-"""The rig/video training recipes (train/recipes.py) on a tiny recording: a few optimisation steps
+"""The rig/video training recipes (train/recipes/) on a tiny recording: a few optimisation steps
 reduce each recipe's loss on a fixed batch; the self-supervised checkpoint carries the PoseNet,
 loads strictly and resumes exactly; rig models get a held-out card. CPU, one thread, 64x96."""
 from pathlib import Path
@@ -11,8 +11,9 @@ from bore_depth_ros.models import create_model, get_model_info, load_checkpoint
 from bore_depth_ros.models.checkpoint import pose_net_state_shapes
 from bore_depth_ros.sim.recording import RecordingConfig, record
 from bore_depth_ros.train.dataset import Augment, RigDataset
+from bore_depth_ros.train.config import TrainConfig
 from bore_depth_ros.train.recipes import build_recipe
-from bore_depth_ros.train.trainer import TrainConfig, train
+from bore_depth_ros.train.trainer import train
 
 HW = (64, 96)
 CONFIGS = Path(__file__).resolve().parent.parent / "config" / "train"
@@ -51,6 +52,7 @@ def config(bag, out="unused", **kw):
     return TrainConfig(**base)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("recipe,model,extra", [
     ("self_supervised", "bore_depth", {"loss": {"supervised": 0.1}, "teacher": "bore_depth"}),
     ("distill", "svr", {"teacher": "bore_depth"}),
@@ -81,6 +83,7 @@ def test_a_few_steps_reduce_the_recipe_loss_on_a_fixed_batch(bag, data, teacher_
     assert float(after) < float(before), (float(before), float(after))
 
 
+@pytest.mark.slow
 def test_self_supervised_checkpoint_has_the_pose_net_and_resumes_exactly(bag, tmp_path):
     straight = train(config(bag, tmp_path / "a", steps=4, batch=1), progress=False)
     train(config(bag, tmp_path / "b", steps=2, batch=1), progress=False)

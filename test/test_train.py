@@ -8,7 +8,10 @@ from bore_depth_ros.engine import DepthEngine, EngineConfig
 from bore_depth_ros.models import create_model, get_model_info, load_checkpoint
 from bore_depth_ros.sim.recording import RecordingConfig, record
 from bore_depth_ros.train.dataset import RigDataset
-from bore_depth_ros.train.trainer import TrainConfig, model_forward, recipe_loss, sample_views, train
+from bore_depth_ros.train.batches import model_forward, sample_views
+from bore_depth_ros.train.config import TrainConfig
+from bore_depth_ros.train.recipes.supervised import supervised_loss as recipe_loss
+from bore_depth_ros.train.trainer import train
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +43,7 @@ def fixed_batch_loss(cfg, model):
         return float(recipe_loss(cfg, info, depth, batch, torch)[0])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model,recipe", [("bore_depth", "supervised_relative"),
                                           ("svr", "supervised_metric")])
 def test_a_few_steps_reduce_the_loss_on_a_fixed_batch(bag, tmp_path, model, recipe):
@@ -52,6 +56,7 @@ def test_a_few_steps_reduce_the_loss_on_a_fixed_batch(bag, tmp_path, model, reci
     assert after < before, (before, after)
 
 
+@pytest.mark.slow
 def test_resume_continues_exactly(bag, tmp_path):
     straight = train(config(bag, tmp_path / "a", steps=4), progress=False)
     train(config(bag, tmp_path / "b", steps=2), progress=False)

@@ -1,0 +1,64 @@
+"""The training YAML: model, recordings, recipe, input size, optimisation and output folder."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class TrainConfig:
+    model: str = "bore_depth"
+    recipe: str = "supervised_relative"                     # a name of train.recipes.RECIPES
+    train: list[str] = field(default_factory=list)         # rosbag2 recordings
+    val: list[str] = field(default_factory=list)           # held-out recordings for the card
+    out_dir: str = "train_output"
+    init_weights: str = ""                                  # start from these weights
+    teacher: str = ""                                       # teacher model name (recipes with a teacher)
+    teacher_weights: str = ""
+    input_height: int = 128
+    input_width: int = 224
+    batch: int = 4                                          # views per step
+    steps: int = 1000
+    lr: float = 2e-4
+    lr_final: float = 2e-5                                  # cosine decay to this
+    weight_decay: float = 0.0
+    seed: int = 0
+    threads: int = 0                                        # torch threads (0 = default)
+    checkpoint_every: int = 200
+    log_every: int = 20
+    max_minutes: float = 0.0                                # stop (and checkpoint) after this
+    min_depth: float = 0.5                                  # metres: metrics and valid GT range
+    max_depth: float = 80.0
+    save_fp16: bool = True
+    resume: bool = True
+    augment: dict = field(default_factory=dict)             # Augment fields
+    loss: dict = field(default_factory=dict)                # recipe loss weights (Recipe.loss_defaults)
+    val_max_sets: int = 0
+
+    @staticmethod
+    def from_yaml(path: str | Path) -> TrainConfig:
+        import yaml
+
+        raw = yaml.safe_load(Path(path).read_text()) or {}
+        known = set(TrainConfig.__dataclass_fields__)
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise ValueError(f"{path}: unknown keys {unknown}; known: {sorted(known)}")
+        cfg = TrainConfig(**raw)
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> None:
+        """Raise ValueError (KeyError for an unknown model) for settings training cannot run with."""
+        from ..models import check_input_size, get_model_info
+        from .recipes import RECIPES
+
+        info = get_model_info(self.model)
+        check_input_size(self.input_height, self.input_width)
+        if self.recipe not in RECIPES:
+            raise ValueError(f"unknown recipe '{self.recipe}', known: {', '.join(RECIPES)}")
+        if not self.train:
+            raise ValueError("no training recordings ('train: [bag, ...]')")
+        if self.steps < 1 or self.batch < 1 or self.lr <= 0:
+            raise ValueError("steps, batch and lr must be positive")
+        RECIPES[self.recipe].check_config(self, info)
