@@ -31,7 +31,8 @@ def test_fused_ground_truth_lies_on_the_ground_plane_in_base_link():
     angles = np.degrees(np.arctan2(cloud.xyz[:, 1], cloud.xyz[:, 0]))
     hist, _ = np.histogram(angles, bins=12, range=(-180, 180))
     assert (hist > 0).all(), hist
-    fields, step, data = pack_unorganized(cloud)
+    packed = pack_unorganized(cloud)
+    fields, step, data = packed.fields, packed.point_step, packed.data
     assert step == 16 and [f[0] for f in fields] == ["x", "y", "z", "rgb"]
     assert data.size == len(cloud.xyz) * 16
     np.testing.assert_array_equal(data.view("<f4").reshape(-1, 4)[:, :3], cloud.xyz)

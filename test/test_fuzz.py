@@ -36,7 +36,7 @@ from harness import NodeProcess, entry_point, make_test_image, spin_until, write
 from ros_clients import DepthProbe, camera_info, encode_image
 
 from bore_depth_ros.core.images import SUPPORTED_ENCODINGS
-from bore_depth_ros.ros.conversions import image_msg_to_array
+from bore_depth_ros.core import messages as msgs
 
 NS = "/fuzz"
 W, H = 80, 60
@@ -186,7 +186,7 @@ def send_valid(node, probe, ex, state, enc, pad, frame_id):
         f"{node.alive()}; {probe.latest_diagnostic_values(NS)}")
     out = probe.received[(stamp.sec, 0)]
     assert all(m.header.frame_id == frame_id and m.header.stamp == stamp for m in out.values())
-    return image_msg_to_array(out["depth/image"])
+    return msgs.image_array(out["depth/image"])
 
 
 @pytest.fixture(scope="module")
@@ -305,7 +305,7 @@ def test_fuzzed_images_to_the_surround_node(fuzz_rig):
         assert spin_until(ex, lambda: s in rig and s in depth, 60), (
             s, node.alive(), load.rig_values(), node.output()[-2000:])
         assert rig[s].fused and len(rig[s].views) == len(load.cameras)
-        return image_msg_to_array(depth[s])
+        return msgs.image_array(depth[s])
 
     base = valid_set()
 

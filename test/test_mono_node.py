@@ -11,7 +11,7 @@ from rclpy.executors import SingleThreadedExecutor
 from harness import NodeProcess, entry_point, make_test_image, spin_until, write_params
 from ros_clients import DepthProbe, camera_info, encode_image, expected_rgb, image_msg
 
-from bore_depth_ros.ros.conversions import image_msg_to_array, pointcloud_msg_to_xyz
+from bore_depth_ros.core import messages as msgs
 
 H, W = 60, 80                       # deliberately not a multiple of 32: the node resizes
 FX, FY, CX, CY = 70.0, 72.0, 39.2, 30.6
@@ -101,7 +101,7 @@ def test_outputs_follow_the_contract(client_and_node, encoding, pad):
     depth_msg, conf_msg = out["depth/image"], out["confidence/image"]
     for m in (depth_msg, conf_msg):
         assert (m.encoding, m.height, m.width, m.step, m.is_bigendian) == ("32FC1", H, W, W * 4, 0)
-    depth, conf = image_msg_to_array(depth_msg), image_msg_to_array(conf_msg)
+    depth, conf = msgs.image_array(depth_msg), msgs.image_array(conf_msg)
     assert np.isfinite(conf).all() and conf.min() >= 0.0 and conf.max() <= 1.0
     # REP 117: invalid is NaN, never 0 or negative; NaN exactly where confidence is too low
     assert not (depth[np.isfinite(depth)] <= 0).any()
@@ -115,7 +115,7 @@ def test_outputs_follow_the_contract(client_and_node, encoding, pad):
     pts = out["points"]
     assert (pts.height, pts.width) == ((H + 1) // 2, W // 2) and not pts.is_dense
     assert [f.name for f in pts.fields] == ["x", "y", "z", "rgb"]
-    xyz = pointcloud_msg_to_xyz(pts)
+    xyz = msgs.cloud_fields(pts).reshape(pts.height, pts.width, 3)
     np.testing.assert_allclose(xyz, backproject_reference(depth, info, DECIMATION), rtol=1e-5,
                                atol=1e-6, equal_nan=True)
     raw = np.frombuffer(pts.data, np.uint8).reshape(pts.height, pts.width, pts.point_step)
@@ -169,7 +169,7 @@ def test_bad_input_is_rejected_counted_and_the_node_keeps_serving(client_and_nod
     assert not any((200 + i, 0) in client.received for i in range(len(bad)))
     # the next good frame is processed normally
     stamp = send(client, ex, rgb, "rgb8", sec=300)
-    assert image_msg_to_array(client.received[(300, stamp.nanosec)]["depth/image"]).shape == (H, W)
+    assert msgs.image_array(client.received[(300, stamp.nanosec)]["depth/image"]).shape == (H, W)
     assert node.alive()
 
 

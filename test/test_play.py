@@ -12,7 +12,8 @@ from sensor_msgs.msg import Image
 
 from harness import NodeProcess, entry_point, spin_until, write_params
 
-from bore_depth_ros.bag import messages as M
+from bore_depth_ros.bag.messages import BAG
+from bore_depth_ros.core import messages as msgs
 from bore_depth_ros.bag.writer import BagWriter
 from bore_depth_ros.core.camera import Intrinsics
 from bore_depth_ros.core.transforms import Transform
@@ -30,17 +31,15 @@ def write_mono_bag(path, frames=FRAMES):
     topics = camera_topics(cam.name)
     stamps = []
     with BagWriter(path) as bag:
-        bag.write("/tf_static", M.tf_message([M.transform_stamped(
-            START_NS, "base_link", cam.optical_frame, cam.base_from_optical())]), START_NS)
+        bag.write("/tf_static", BAG.tf_message([BAG.transform_stamped(BAG.header(START_NS, "base_link"), cam.optical_frame, cam.base_from_optical())]), START_NS)
         for i in range(frames):
             t = START_NS + (i + 1) * PERIOD_NS
             rgb, depth = render(Scene.street(2), intr, (0.5 * i, 0.0, 1.5), camera_rotation(5.0))
-            bag.write("/clock", M.clock(t), t)
-            bag.write("/tf", M.tf_message([M.transform_stamped(
-                t, "odom", "base_link", Transform(np.eye(3), np.array([0.5 * i, 0.0, 0.0])))]), t)
-            bag.write(topics["camera_info"], M.camera_info(t, cam.optical_frame, intr), t)
-            bag.write(topics["image"], M.image(t, cam.optical_frame, rgb, "rgb8"), t)
-            bag.write(topics["depth_gt"], M.image(t, cam.optical_frame, depth, "32FC1"), t)
+            bag.write("/clock", BAG.clock(t), t)
+            bag.write("/tf", BAG.tf_message([BAG.transform_stamped(BAG.header(t, "odom"), "base_link", Transform(np.eye(3), np.array([0.5 * i, 0.0, 0.0])))]), t)
+            bag.write(topics["camera_info"], BAG.camera_info(BAG.header(t, cam.optical_frame), intr), t)
+            bag.write(topics["image"], BAG.image(BAG.header(t, cam.optical_frame), rgb, "rgb8"), t)
+            bag.write(topics["depth_gt"], BAG.image(BAG.header(t, cam.optical_frame), depth, "32FC1"), t)
             stamps.append(t)
     return stamps
 
@@ -58,11 +57,11 @@ def test_play_drives_a_node_that_keeps_the_bag_stamps(ros, tmp_path, structured_
     listener = rclpy.create_node("play_listener")
     listener.create_subscription(
         Image, "/cameras/front/depth/image",
-        lambda m: got.__setitem__(M.time_ns(m.header.stamp), m),
+        lambda m: got.__setitem__(msgs.stamp_ns(m.header), m),
         QoSProfile(depth=20, reliability=QoSReliabilityPolicy.RELIABLE))
     listener.create_subscription(
         DiagnosticArray, "/diagnostics",
-        lambda m: diag_stamps.append(M.time_ns(m.header.stamp)) if any(
+        lambda m: diag_stamps.append(msgs.stamp_ns(m.header)) if any(
             "/cameras/front" in s.name for s in m.status) else None, 20)
     ex = SingleThreadedExecutor()
     ex.add_node(listener)

@@ -9,7 +9,8 @@ import math
 import numpy as np
 import pytest
 
-from bore_depth_ros.bag import messages as bm
+from bore_depth_ros.bag.messages import BAG, TYPESTORE
+from bore_depth_ros.core import messages as msgs
 from bore_depth_ros.bag.reader import (FrameSync, cdr_header_stamp_ns, discover_cameras, open_bag,
                                        read_tf)
 from bore_depth_ros.bag.writer import BagWriter
@@ -19,7 +20,8 @@ from bore_depth_ros.core.tf_buffer import (EXTRAPOLATION, NOT_CONNECTED, UNKNOWN
                                            TfLookupError)
 from bore_depth_ros.core.transforms import Transform, rotation_z
 from bore_depth_ros.replay import EvalConfig, compare_frame, evaluate
-from bore_depth_ros.replay.evaluate import (VIEW_CONFIDENCE, lidar_gt_depth, project_points,
+from bore_depth_ros.core.messages import VIEW_CONFIDENCE
+from bore_depth_ros.replay.ground_truth import (lidar_gt_depth, project_points,
                                             remove_occluded)
 from bore_depth_ros.sim.procedural import Scene, render
 from bore_depth_ros.sim.rig import (BASE_FRAME, LIDAR_FRAME, LIDAR_POSITION, LIDAR_TOPIC, ODOM_FRAME,
@@ -64,34 +66,35 @@ def write_test_bag(path, storage="mcap"):
     """Two cameras, 3 synchronised frames, one leading image without camera_info, TF, LiDAR, clock."""
     scene = Scene.street(seed=0)
     with BagWriter(path, storage) as bag:
-        static = [bm.transform_stamped(T0 - 3 * DT, BASE_FRAME, c.optical_frame, c.base_from_optical())
+        static = [BAG.transform_stamped(BAG.header(T0 - 3 * DT, BASE_FRAME), c.optical_frame, c.base_from_optical())
                   for c in CAMERAS]
-        static.append(bm.transform_stamped(T0 - 3 * DT, BASE_FRAME, LIDAR_FRAME, BASE_FROM_LIDAR))
-        bag.write("/tf_static", bm.tf_message(static), T0 - 3 * DT)
+        static.append(BAG.transform_stamped(BAG.header(T0 - 3 * DT, BASE_FRAME), LIDAR_FRAME, BASE_FROM_LIDAR))
+        bag.write("/tf_static", BAG.tf_message(static), T0 - 3 * DT)
         for t in range(T0 - 2 * DT, T0 + (N_FRAMES + 1) * DT, DT // 2):
-            bag.write("/tf", bm.tf_message([bm.transform_stamped(t, ODOM_FRAME, BASE_FRAME, base_pose(t))]),
+            bag.write("/tf", BAG.tf_message([BAG.transform_stamped(BAG.header(t, ODOM_FRAME), BASE_FRAME, base_pose(t))]),
                       t + 1_000_000)
-        # an image before any camera_info: counted as a drop (camera_info_missing)
+        # an image before any camera_info: released by the first camera_info (the node's pairing
+        # policy), then dropped for want of ground truth of its stamp
         rgb, _, _ = render_camera(scene, CAMERAS[0], T0 - DT)
-        bag.write(camera_topics("front")["image"], bm.image(T0 - DT, CAMERAS[0].optical_frame, rgb, "rgb8"),
+        bag.write(camera_topics("front")["image"], BAG.image(BAG.header(T0 - DT, CAMERAS[0].optical_frame), rgb, "rgb8"),
                   T0 - DT + 5_000_000)
         truth = {}
         for i in range(N_FRAMES):
             t = T0 + i * DT
-            bag.write("/clock", bm.clock(t), t)
+            bag.write("/clock", BAG.clock(t), t)
             views = []
             for cam in CAMERAS:
                 rgb, depth, intr = render_camera(scene, cam, t)
                 topics = camera_topics(cam.name)
                 log_t = t + 5_000_000
-                bag.write(topics["camera_info"], bm.camera_info(t, cam.optical_frame, intr), log_t)
-                bag.write(topics["image"], bm.image(t, cam.optical_frame, rgb, "rgb8"), log_t)
-                bag.write(topics["depth_gt"], bm.image(t, cam.optical_frame, depth, "32FC1"), log_t)
+                bag.write(topics["camera_info"], BAG.camera_info(BAG.header(t, cam.optical_frame), intr), log_t)
+                bag.write(topics["image"], BAG.image(BAG.header(t, cam.optical_frame), rgb, "rgb8"), log_t)
+                bag.write(topics["depth_gt"], BAG.image(BAG.header(t, cam.optical_frame), depth, "32FC1"), log_t)
                 views.append((cam, depth, intr, t))
                 truth[(cam.name, t)] = depth
             t_cloud = t + LIDAR_DELAY
             xyz = lidar_points(views, t_cloud)
-            bag.write(LIDAR_TOPIC, bm.pointcloud(t_cloud, LIDAR_FRAME, pack_points(xyz[None])), t_cloud + 2_000_000)
+            bag.write(LIDAR_TOPIC, BAG.pointcloud(BAG.header(t_cloud, LIDAR_FRAME), pack_points(xyz[None])), t_cloud + 2_000_000)
     return truth
 
 
@@ -191,21 +194,23 @@ def test_discovery_sync_and_drops(bag_path):
             discover_cameras(reader, ["/cameras/left/depth_gt/image"])
         sync = FrameSync(reader, cams)
         frames = list(sync)
-        assert [(f.camera.name, f.stamp_ns) for f in frames] == [
+        # the leading image has no camera_info of its own; replay pairs as the node does (one
+        # policy, core.pairing): the stream's first camera_info releases it, as a fallback
+        assert [(f.camera.name, f.stamp_ns) for f in frames] == [("cameras_front", T0 - DT)] + [
             (c, T0 + i * DT) for i in range(N_FRAMES) for c in ("cameras_front", "cameras_left")]
-        assert all(f.info_exact and f.depth_gt is not None for f in frames)
-        assert sync.drops_by_reason() == {"camera_info_missing": 1}
-        assert sync.drops[("/cameras/front", "camera_info_missing")] == 1
+        assert not frames[0].info_exact and frames[0].depth_gt is None
+        assert all(f.info_exact and f.depth_gt is not None for f in frames[1:])
+        assert sync.drops_by_reason() == {}
         assert sync.tf.lookup("odom", "camera_left_optical_frame", T0 + DT) is not None
         tf = read_tf(reader)
         assert {"odom", "base_link", "lidar_link"} <= tf.frames()
 
 
 def test_header_stamp_read_from_cdr():
-    msg = bm.image(123_456_789_012, "f", np.zeros((2, 3, 3), np.uint8), "rgb8")
-    raw = bm.TYPESTORE.serialize_cdr(msg, msg.__msgtype__)
+    msg = BAG.image(BAG.header(123_456_789_012, "f"), np.zeros((2, 3, 3), np.uint8), "rgb8")
+    raw = TYPESTORE.serialize_cdr(msg, msg.__msgtype__)
     assert cdr_header_stamp_ns(raw) == 123_456_789_012
-    raw_be = bm.TYPESTORE.serialize_cdr(msg, msg.__msgtype__, little_endian=False)
+    raw_be = TYPESTORE.serialize_cdr(msg, msg.__msgtype__, little_endian=False)
     assert cdr_header_stamp_ns(raw_be) == 123_456_789_012
 
 
@@ -280,8 +285,9 @@ def test_evaluate_with_depth_ground_truth_and_output_bag(bag_path, engine, tmp_p
                      points_decimation=4, panels_per_camera=2)
     res = evaluate(cfg, progress=False, engine=engine)
     assert res.frames["evaluated"] == 2 * N_FRAMES and res.frames["images_read"] == 2 * N_FRAMES + 1
-    assert res.drops == {"camera_info_missing": 1}
-    assert res.cameras[0].drops == {"camera_info_missing": 1} and res.cameras[1].drops == {}
+    # the leading image is paired as the node pairs it, then has no ground truth of its stamp
+    assert res.drops == {"gt_depth_missing": 1}
+    assert res.cameras[0].drops == {"gt_depth_missing": 1} and res.cameras[1].drops == {}
     for c in res.cameras:
         assert c.frames == N_FRAMES and c.gt_source == f"depth:{c.namespace}/depth_gt/image"
         assert c.camera_height == pytest.approx(1.5)           # from TF: optical origin z in base_link
@@ -298,10 +304,10 @@ def test_evaluate_with_depth_ground_truth_and_output_bag(bag_path, engine, tmp_p
         for p in c.panels:
             assert (report / p).stat().st_size > 0
     html = (report / "report.html").read_text()
-    assert "<img src='error_vs_distance.png'" in html and "camera_info_missing" in html
+    assert "<img src='error_vs_distance.png'" in html and "gt_depth_missing" in html
     assert engine.weights_source in (report / "report.md").read_text()
     saved = json.loads((report / "metrics.json").read_text())
-    assert saved["frames"]["evaluated"] == 6 and saved["drops"] == {"camera_info_missing": 1}
+    assert saved["frames"]["evaluated"] == 6 and saved["drops"] == {"gt_depth_missing": 1}
 
     topics = read_bag(out_bag)
     invalid_fractions = []
@@ -311,7 +317,7 @@ def test_evaluate_with_depth_ground_truth_and_output_bag(bag_path, engine, tmp_p
         conf_msgs = topics[f"{ns}/confidence/image"]
         for (_, d, _), (_, c, _) in zip(depth_msgs, conf_msgs):
             assert (d.width, d.height, d.encoding) == (W, H, "32FC1")
-            depth, conf = bm.image_to_array(d), bm.image_to_array(c)
+            depth, conf = msgs.image_array(d), msgs.image_array(c)
             assert np.array_equal(np.isnan(depth), conf < CONF_THRESHOLD)   # NaN exactly where invalid
             assert np.all(depth[np.isfinite(depth)] > 0)
             invalid_fractions.append(np.isnan(depth).mean())
@@ -320,8 +326,8 @@ def test_evaluate_with_depth_ground_truth_and_output_bag(bag_path, engine, tmp_p
         cloud = topics[f"{ns}/points"][0][1]
         assert (cloud.height, cloud.width) == (H // 4, W // 4) and cloud.header.frame_id == info.header.frame_id
         assert [f.name for f in cloud.fields] == ["x", "y", "z", "rgb"]
-        xyz = bm.pointcloud_fields(cloud).reshape(H // 4, W // 4, 3)
-        np.testing.assert_allclose(xyz[..., 2], bm.image_to_array(depth_msgs[0][1])[::4, ::4])
+        xyz = msgs.cloud_fields(cloud).reshape(H // 4, W // 4, 3)
+        np.testing.assert_allclose(xyz[..., 2], msgs.image_array(depth_msgs[0][1])[::4, ::4])
         _, vc, msgtype = topics[f"{ns}/view_confidence"][0]
         assert msgtype == VIEW_CONFIDENCE and len(topics[f"{ns}/view_confidence"]) == N_FRAMES
         assert (vc.model, vc.backend, vc.camera_frame) == ("bore_depth", "onnxruntime", info.header.frame_id)
@@ -337,7 +343,7 @@ def test_evaluate_with_lidar_ground_truth(bag_path, engine, tmp_path):
                      report_dir=str(tmp_path / "report"), output_bag=str(tmp_path / "out_sqlite"),
                      storage="sqlite3", panels_per_camera=1, max_frames=4)
     res = evaluate(cfg, progress=False, engine=engine)
-    assert res.frames["evaluated"] == 4 and res.drops == {"camera_info_missing": 1}
+    assert res.frames["evaluated"] == 4 and res.drops == {"lidar_cloud_missing": 1}
     assert any("motion-compensated" in n for n in res.notes)
     assert any("max_frames" in n for n in res.notes)
     for c in res.cameras:

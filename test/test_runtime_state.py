@@ -15,7 +15,7 @@ from harness import NodeProcess, entry_point, make_test_image, spin_until, write
 from ros_clients import DepthProbe, camera_info, encode_image, image_msg
 
 from bore_depth_ros_msgs.msg import RigConfidence
-from bore_depth_ros.ros.conversions import image_msg_to_array
+from bore_depth_ros.core import messages as msgs
 from bore_depth_ros.testing.rig_load import RigLoad
 
 FRAME = "cam_optical_frame"
@@ -100,7 +100,7 @@ def test_resolution_and_intrinsics_change_at_run_time(ros, tmp_path, structured_
         c = send(3, 160, 120, 150.0, 80.0, 60.0)          # ...and was re-calibrated
         for out, (w, h, fx) in ((a, (80, 60, 70.0)), (b, (160, 120, 140.0)),
                                 (c, (160, 120, 150.0))):
-            depth = image_msg_to_array(out["depth/image"])
+            depth = msgs.image_array(out["depth/image"])
             info = out["depth/camera_info"]
             assert depth.shape == (h, w) and (info.width, info.height) == (w, h)
             assert info.k[0] == pytest.approx(fx) and info.p[0] == pytest.approx(fx)

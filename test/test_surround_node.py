@@ -11,7 +11,8 @@ from sensor_msgs.msg import Image, PointCloud2
 
 from harness import NodeProcess, entry_point, spin_until, write_params
 
-from bore_depth_ros.bag import messages as M
+from bore_depth_ros.bag.messages import BAG, TYPESTORE
+from bore_depth_ros.core import messages as msgs
 from bore_depth_ros.bag.reader import FrameSync, discover_cameras, open_bag, read_tf
 from bore_depth_ros.core.fusion import fuse_views
 from bore_depth_ros_msgs.msg import RigConfidence
@@ -60,12 +61,12 @@ class RigListener:
                 self.node.create_subscription(
                     typ, f"/cameras/{cam}/{topic}",
                     lambda m, c=cam, t=topic: self.views.setdefault(
-                        (c, M.time_ns(m.header.stamp)), {}).__setitem__(t, m), RELIABLE)
+                        (c, msgs.stamp_ns(m.header)), {}).__setitem__(t, m), RELIABLE)
         self.node.create_subscription(PointCloud2, "/cameras/points",
-                                      lambda m: self.fused.__setitem__(M.time_ns(m.header.stamp), m),
+                                      lambda m: self.fused.__setitem__(msgs.stamp_ns(m.header), m),
                                       RELIABLE)
         self.node.create_subscription(RigConfidence, "/cameras/rig_confidence",
-                                      lambda m: self.rig.__setitem__(M.time_ns(m.header.stamp), m),
+                                      lambda m: self.rig.__setitem__(msgs.stamp_ns(m.header), m),
                                       RELIABLE)
         self.ex = SingleThreadedExecutor()
         self.ex.add_node(self.node)
@@ -94,7 +95,7 @@ def test_recording_played_into_the_surround_node(ros, tmp_path, recording):
         for (cam, t), outs in listen.views.items():
             src = by_key[(cam, t)].image
             for msg in outs.values():              # headers copied from the input image
-                assert M.time_ns(msg.header.stamp) == t
+                assert msgs.stamp_ns(msg.header) == t
                 assert msg.header.frame_id == src.header.frame_id
         assert len(listen.views) == FRAMES * 6 and all(len(v) == 2 for v in listen.views.values())
         for t in stamps:
@@ -108,11 +109,11 @@ def test_recording_played_into_the_surround_node(ros, tmp_path, recording):
             # the node's fused cloud equals an independent fusion of its own per-view depth
             # through the bag's /tf_static
             cams = [c for c in RING_ORDER]
-            depths = [conv.image_msg_to_array(listen.views[(c, t)]["depth/image"]) for c in cams]
-            intrs = [M.camera_info_to_intrinsics(by_key[(c, t)].camera_info) for c in cams]
+            depths = [msgs.image_array(listen.views[(c, t)]["depth/image"]) for c in cams]
+            intrs = [msgs.intrinsics(by_key[(c, t)].camera_info) for c in cams]
             tfs = [tf.lookup("base_link", f"camera_{c}_optical_frame", t) for c in cams]
             ref = fuse_views(depths, intrs, tfs, stride=2, min_range=0.3, max_range=200.0)
-            got = M.pointcloud_fields(_as_rosbags_cloud(fused))
+            got = msgs.cloud_fields(fused)   # the one cloud reader reads rclpy messages too
             assert got.shape == ref.xyz.shape
             np.testing.assert_allclose(got, ref.xyz, rtol=1e-5, atol=1e-4)
         player.proc.wait(timeout=60)
@@ -122,13 +123,6 @@ def test_recording_played_into_the_surround_node(ros, tmp_path, recording):
         if player is not None:
             player.stop()
         node.stop()
-
-
-def _as_rosbags_cloud(msg: PointCloud2):
-    """An rclpy PointCloud2 as the rosbags object M.pointcloud_fields reads (via CDR)."""
-    from rclpy.serialization import serialize_message
-
-    return M.TYPESTORE.deserialize_cdr(serialize_message(msg), M.POINTCLOUD2)
 
 
 def test_ground_truth_through_the_fusion_path_matches_the_scene(recording):
@@ -150,11 +144,11 @@ def test_ground_truth_through_the_fusion_path_matches_the_scene(recording):
         for conn, _, raw in reader.messages():
             if conn.topic.endswith("/semantic/image"):
                 msg = reader.deserialize(raw, conn.msgtype)
-                sem[(conn.topic.split("/")[2], M.time_ns(msg.header.stamp))] = M.image_to_array(msg).copy()
+                sem[(conn.topic.split("/")[2], msgs.stamp_ns(msg.header))] = msgs.image_array(msg).copy()
     for f in first:
         cam = f.camera.namespace.split("/")[-1]
-        depths.append(M.image_to_array(f.depth_gt).astype(np.float32))
-        intrs.append(M.camera_info_to_intrinsics(f.camera_info))
+        depths.append(msgs.image_array(f.depth_gt).astype(np.float32))
+        intrs.append(msgs.intrinsics(f.camera_info))
         tfs.append(tf.lookup("base_link", f.image.header.frame_id, t0))
         labels.append(sem[(cam, t0)])
     cloud = fuse_views(depths, intrs, tfs, stride=1, max_range=60.0,
@@ -206,9 +200,9 @@ def test_missing_tf_keeps_views_flowing_and_fusion_resumes(ros, tmp_path, record
         for f in by_t[t]:
             cam = f.camera.namespace.split("/")[-1]
             probes[cam].publish(
-                conv.from_cdr(M.TYPESTORE.serialize_cdr(f.image, M.IMAGE), M.IMAGE),
-                conv.from_cdr(M.TYPESTORE.serialize_cdr(f.camera_info, M.CAMERA_INFO),
-                              M.CAMERA_INFO))
+                conv.from_cdr(TYPESTORE.serialize_cdr(f.image, msgs.IMAGE), msgs.IMAGE),
+                conv.from_cdr(TYPESTORE.serialize_cdr(f.camera_info, msgs.CAMERA_INFO),
+                              msgs.CAMERA_INFO))
 
     try:
         assert spin_until(listen.ex, lambda: all(p.connected() for p in probes.values()), 30)
@@ -228,10 +222,10 @@ def test_missing_tf_keeps_views_flowing_and_fusion_resumes(ros, tmp_path, record
                                             .get("fusion_status", "")) for p in probes.values())
         assert spin_until(listen.ex, diag_warns, 20)
         # 2. /tf_static arrives (latched): fusion resumes with the next set
-        transforms = [M.transform_stamped(stamps[0], "base_link", c.optical_frame, c.base_from_optical())
+        transforms = [BAG.transform_stamped(BAG.header(stamps[0], "base_link"), c.optical_frame, c.base_from_optical())
                       for c in SURROUND_RIG]
-        tf_pub.publish(conv.from_cdr(M.TYPESTORE.serialize_cdr(M.tf_message(transforms),
-                                                               M.TF_MESSAGE), M.TF_MESSAGE))
+        tf_pub.publish(conv.from_cdr(TYPESTORE.serialize_cdr(BAG.tf_message(transforms),
+                                                               msgs.TF_MESSAGE), msgs.TF_MESSAGE))
         publish_set(stamps[1])
         assert spin_until(listen.ex, lambda: stamps[1] in listen.fused and stamps[1] in listen.rig,
                           120), node.output()[-2000:]

@@ -3,7 +3,8 @@
 ``open_bag(path)`` opens a bag directory or a bare .mcap/.db3 file with ``rosbags``' AnyReader (the
 bag's own message definitions, the Jazzy typestore when it has none). ``discover_cameras`` finds
 camera streams; ``FrameSync`` streams the bag once, in log-time order, and yields one
-:class:`CameraFrame` per image with its camera_info and ground-truth depth matched by header stamp,
+:class:`CameraFrame` per image with its camera_info (paired by the nodes' policy,
+:class:`~bore_depth_ros.core.pairing.InfoPairer`) and ground-truth depth matched by header stamp,
 feeding /tf and /tf_static into a :class:`~bore_depth_ros.core.tf_buffer.TfBuffer` on the way and
 counting every message it cannot use, by reason.
 """
@@ -17,17 +18,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-import numpy as np
 from rosbags.highlevel import AnyReader
 
 from ..core.errors import CAMERA_INFO_MISSING
 from ..core.images import SUPPORTED_ENCODINGS
+from ..core.messages import (CAMERA_INFO, DEPTH_ENCODINGS, IMAGE, POINTCLOUD2, TF_MESSAGE,
+                             stamp_ns, transform)
+from ..core.pairing import InfoPairer
 from ..core.tf_buffer import TfBuffer
-from .messages import (CAMERA_INFO, IMAGE, POINTCLOUD2, TF_MESSAGE, TYPESTORE, image_to_array,
-                       time_ns, transform_from_msg)
+from .messages import TYPESTORE
 
 COLOR_ENCODINGS = tuple(SUPPORTED_ENCODINGS)
-DEPTH_ENCODINGS = ("32FC1", "16UC1")
 TF_TOPIC = "/tf"
 TF_STATIC_TOPIC = "/tf_static"
 CLOCK_TOPIC = "/clock"
@@ -158,23 +159,11 @@ def discover_cameras(reader: AnyReader, image_topics: Iterable[str] | None = Non
     return cams
 
 
-def depth_gt_to_metres(msg) -> np.ndarray:
-    """(H, W) float32 metres of a 32FC1 (metres) or 16UC1 (millimetres, 0 = invalid) depth image."""
-    a = image_to_array(msg)
-    if msg.encoding == "16UC1":
-        d = a.astype(np.float32) * np.float32(1e-3)
-        d[a == 0] = np.nan
-        return d
-    if msg.encoding != "32FC1":
-        raise ValueError(f"ground-truth depth must be 32FC1 or 16UC1, got {msg.encoding}")
-    return np.array(a, dtype=np.float32)
-
-
 def add_tf_message(buffer: TfBuffer, msg, static: bool) -> int:
     """Store every transform of a tf2_msgs/TFMessage in ``buffer``; returns how many."""
     for ts in msg.transforms:
-        buffer.set_transform(ts.header.frame_id, ts.child_frame_id, time_ns(ts.header.stamp),
-                             transform_from_msg(ts), static=static)
+        buffer.set_transform(ts.header.frame_id, ts.child_frame_id, stamp_ns(ts.header),
+                             transform(ts), static=static)
     return len(msg.transforms)
 
 
@@ -197,17 +186,20 @@ class CameraFrame:
     log_ns: int
     image: object
     camera_info: object
-    info_exact: bool            # False: the latest camera_info before the image was used
+    info_exact: bool            # False: the image fell back to the newest camera_info
     depth_gt: object | None
+
+
+_UNPAIRED = object()   # an image whose camera_info is not decided yet
 
 
 @dataclass
 class _Slot:
     first_log: int
     image: tuple | None = None   # (log_ns, raw, msgtype)
-    info: object | None = None
+    info: object = _UNPAIRED     # the camera_info the pairer gave the image (None: none exists)
+    info_seen: bool = False      # a camera_info with this stamp was read
     gt: tuple | None = None      # (raw, msgtype)
-    info_before: object | None = None
 
 
 @dataclass
@@ -215,7 +207,7 @@ class _CameraState:
     cam: CameraStreams
     index: int
     slots: dict[int, _Slot] = field(default_factory=dict)
-    latest_info: object | None = None
+    pairer: InfoPairer = field(default_factory=InfoPairer)
 
 
 @dataclass
@@ -230,11 +222,12 @@ class Cloud:
 class FrameSync:
     """Single pass over a bag yielding :class:`CameraFrame` objects in header-stamp order.
 
-    Image, camera_info and ground-truth depth of a camera are grouped by exact header stamp within
-    ``window_ns`` of log time after the image arrived; that lag also lets /tf samples after the
-    image stamp arrive before the frame is handed out, so lookups interpolate instead of
-    extrapolating. An image without a same-stamp camera_info uses the latest camera_info received
-    before it (as the node does); with none, the image is counted under ``camera_info_missing``.
+    Images are paired with camera_info by the nodes' policy (:class:`InfoPairer`: exact stamp,
+    tolerant of reordering, else the newest), so replay pairs what a node would pair; an image
+    with no camera_info at all is counted under ``camera_info_missing``, as the node rejects it.
+    Ground-truth depth is matched by exact header stamp. A frame is handed out ``window_ns`` of
+    log time after its image arrived (once paired); that lag also lets /tf samples after the
+    image stamp arrive first, so lookups interpolate instead of extrapolating.
     ``drops`` counts every unused message as (camera namespace, reason). ``on_message(conn, log_ns,
     raw)`` sees every message read (to copy topics into another bag). ``cloud_topic`` PointCloud2
     messages are kept for :meth:`nearest_cloud`.
@@ -338,40 +331,48 @@ class FrameSync:
                 self.drop(st.cam.namespace, DUPLICATE_IMAGE, f"second image with stamp {stamp}")
                 return
             slot.image = (log_ns, raw, conn.msgtype)
-            slot.info_before = st.latest_info
+            self._paired(st, st.pairer.add_image(stamp, stamp))
         elif role == "info":
             info = self.reader.deserialize(raw, conn.msgtype)
-            st.latest_info = info
-            if slot.info is None:
-                slot.info = info
+            slot.info_seen = True
+            self._paired(st, st.pairer.add_info(stamp, info))
         elif role == "gt":
             if slot.gt is None:
                 slot.gt = (raw, conn.msgtype)
 
+    @staticmethod
+    def _paired(st: _CameraState, pairs) -> None:
+        for image_stamp, info in pairs:
+            st.slots[image_stamp].info = info
+
     def _finalise(self, before_log_ns: int | None) -> None:
         for st in self._states:
-            done = [s for s, slot in st.slots.items() if before_log_ns is None or
-                    (slot.image[0] if slot.image else slot.first_log) < before_log_ns]
+            if before_log_ns is None:   # end of the bag: images still waiting get the newest
+                self._paired(st, [(t, st.pairer.latest()) for t in st.pairer.drop_waiting()])
+            done = [s for s, slot in st.slots.items() if before_log_ns is None or (
+                slot.image[0] < before_log_ns and slot.info is not _UNPAIRED if slot.image
+                else slot.first_log < before_log_ns)]
             for stamp in done:
                 slot = st.slots.pop(stamp)
                 ns = st.cam.namespace
                 if slot.image is None:
                     if slot.gt is not None:
                         self.drop(ns, GT_WITHOUT_IMAGE, f"{st.cam.depth_gt} stamp {stamp} has no image")
-                    if slot.info is not None:
+                    if slot.info_seen:
                         self.drop(ns, INFO_WITHOUT_IMAGE, f"{st.cam.camera_info} stamp {stamp} has no image")
                     continue
-                info = slot.info if slot.info is not None else slot.info_before
-                if info is None:
-                    self.drop(ns, CAMERA_INFO_MISSING, f"image stamp {stamp}: no {st.cam.camera_info} with "
-                                                       "that stamp and none received before it")
+                info = slot.info
+                if info is None or info is _UNPAIRED:
+                    self.drop(ns, CAMERA_INFO_MISSING, f"image stamp {stamp}: no {st.cam.camera_info} "
+                                                       "received before the next image")
                     if slot.gt is not None:
                         self.drop(ns, GT_WITHOUT_IMAGE, f"{st.cam.depth_gt} stamp {stamp}: its image was dropped")
                     continue
                 log_ns, raw, msgtype = slot.image
                 image = self.reader.deserialize(raw, msgtype)
                 gt = None if slot.gt is None else self.reader.deserialize(*slot.gt)
-                frame = CameraFrame(st.cam, stamp, log_ns, image, info, slot.info is not None, gt)
+                exact = stamp_ns(info.header) == stamp
+                frame = CameraFrame(st.cam, stamp, log_ns, image, info, exact, gt)
                 heapq.heappush(self._ready, (stamp, st.index, self._seq, frame))
                 self._seq += 1
 

@@ -7,7 +7,7 @@ from functools import lru_cache
 import numpy as np
 
 from .camera import Intrinsics
-from .pointcloud import FLOAT32, backproject, ray_tables, rgb_to_float
+from .pointcloud import FLOAT32, PackedCloud, backproject, ray_tables, rgb_to_float
 from .transforms import Transform
 
 
@@ -81,14 +81,16 @@ def fuse_views(depths: list[np.ndarray], intrinsics: list[Intrinsics],
     return FusedCloud(out[:n], counts)
 
 
-def pack_unorganized(cloud: FusedCloud):
-    """(fields, point_step, data) of an unorganized cloud, ready for a PointCloud2 (height 1);
-    ``data`` is a zero-copy byte view of the cloud's buffer."""
+def pack_unorganized(cloud: FusedCloud) -> PackedCloud:
+    """The unorganized (height 1, dense) packed cloud of ``cloud``; ``data`` is a zero-copy byte
+    view of the cloud's buffer."""
     fields = [("x", 0, FLOAT32, 1), ("y", 4, FLOAT32, 1), ("z", 8, FLOAT32, 1)]
     if cloud.points.shape[1] == 4:
         fields.append(("rgb", 12, FLOAT32, 1))
     pts = np.ascontiguousarray(cloud.points, dtype="<f4")
-    return fields, pts.shape[1] * 4, pts.reshape(-1).view(np.uint8)
+    step = pts.shape[1] * 4
+    return PackedCloud(fields, step, 1, len(pts), step * len(pts), pts.reshape(-1).view(np.uint8),
+                       is_dense=True)
 
 
 @dataclass

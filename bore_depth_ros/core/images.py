@@ -39,21 +39,10 @@ def _flat_bytes(data) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8)
 
 
-def image_to_rgb(data, width: int, height: int, step: int, encoding: str, is_bigendian: int = 0) -> np.ndarray:
-    """View an image buffer as a read-only (height, width, 3) uint8 RGB array without copying.
-
-    ``data`` is any byte buffer (bytes, bytearray, array.array('B'), memoryview, uint8 ndarray); rows
-    may be padded (``step`` > width * bytes per pixel). ``data`` must hold exactly ``step * height``
-    bytes. Raises :class:`InputRejected` naming the first problem found.
-    """
-    layout = _LAYOUT.get(encoding)
-    if layout is None:
-        raise InputRejected(
-            UNKNOWN_ENCODING,
-            f"encoding {encoding!r} is not supported (supported: {', '.join(SUPPORTED_ENCODINGS)})",
-        )
-    bpp, sample_bytes, channels = layout
-    width, height, step = int(width), int(height), int(step)
+def check_layout(data, width: int, height: int, step: int, bpp: int, encoding: str) -> None:
+    """Raise InputRejected unless ``data`` holds ``height`` rows of ``step`` bytes, each at least
+    ``width`` pixels of ``bpp`` bytes (``encoding`` names them in the message), for a non-empty
+    image."""
     if width <= 0 or height <= 0:
         raise InputRejected(EMPTY_IMAGE, f"image is {width}x{height}; width and height must be > 0")
     min_step = width * bpp
@@ -71,6 +60,24 @@ def image_to_rgb(data, width: int, height: int, step: int, encoding: str, is_big
         raise InputRejected(
             SIZE_MISMATCH, f"data has {n} bytes, expected step {step} * height {height} = {expected}"
         )
+
+
+def image_to_rgb(data, width: int, height: int, step: int, encoding: str, is_bigendian: int = 0) -> np.ndarray:
+    """View an image buffer as a read-only (height, width, 3) uint8 RGB array without copying.
+
+    ``data`` is any byte buffer (bytes, bytearray, array.array('B'), memoryview, uint8 ndarray); rows
+    may be padded (``step`` > width * bytes per pixel). ``data`` must hold exactly ``step * height``
+    bytes. Raises :class:`InputRejected` naming the first problem found.
+    """
+    layout = _LAYOUT.get(encoding)
+    if layout is None:
+        raise InputRejected(
+            UNKNOWN_ENCODING,
+            f"encoding {encoding!r} is not supported (supported: {', '.join(SUPPORTED_ENCODINGS)})",
+        )
+    bpp, sample_bytes, channels = layout
+    width, height, step = int(width), int(height), int(step)
+    check_layout(data, width, height, step, bpp, encoding)
     if is_bigendian and sample_bytes > 1:  # byte order is meaningless for 8-bit samples
         raise InputRejected(
             BIG_ENDIAN_UNSUPPORTED, f"encoding {encoding} has {sample_bytes}-byte samples in big-endian order"

@@ -16,6 +16,11 @@ paired with the camera_info of its own stamp, as image_transport's camera subscr
 - after ``mismatch_limit`` fallback events in a row the stream is treated as one whose stamps
   never match: ``exact`` becomes False and images take the newest camera_info at once, until an
   image finds its own camera_info again.
+
+The surround node pairs after synchronisation, when a set's images have already waited for
+their peers (and their camera_info with them): it asks :meth:`InfoPairer.pair_now`, the same
+policy without the waiting. Replay (``bag.reader.FrameSync``) and the mono node stream through
+:meth:`add_image` / :meth:`add_info`.
 """
 from __future__ import annotations
 
@@ -91,6 +96,15 @@ class InfoPairer:
         if not self.exact:   # that overflow switched to newest mode: nothing waits any more
             out += self._release_all()
         return out
+
+    def pair_now(self, t: int):
+        """The camera_info for an image of stamp ``t`` that cannot wait any longer: its own, else
+        the newest (a fallback), else None (no camera_info yet)."""
+        info = self._infos.get(t)
+        if info is not None:
+            self._fallback_run, self.exact = 0, True
+            return info
+        return self._fallback()
 
     def _release_all(self) -> list[tuple[Any, Any]]:
         out = [(item, self._fallback(count_run=False)) for _, item in self._waiting]

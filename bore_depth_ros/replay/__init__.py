@@ -2,7 +2,8 @@
 
 Importing this package loads no model, no ROS and no plotting library.
 """
-from .evaluate import (EvalConfig, EvalResult, add_eval_arguments, compare_frame, evaluate,
-                       run_eval)
+from .config import EvalConfig
+from .evaluate import add_eval_arguments, evaluate, run_eval
+from .scoring import EvalResult, compare_frame
 
 __all__ = ["EvalConfig", "EvalResult", "evaluate", "compare_frame", "add_eval_arguments", "run_eval"]

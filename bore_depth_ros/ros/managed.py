@@ -29,6 +29,7 @@ from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.clock import Clock, ClockType
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 
+from ..core.errors import DEFAULT_MAX_INPUT_PIXELS
 from ..engine import DepthEngine, EnginePool, resolve_engine
 from ..core.stats import ReasonCounter
 from ..core.worker import LatestWorker
@@ -37,7 +38,6 @@ from .params import (ENGINE_PARAMS, accepted, declare_engine_params, declare_vie
                      engine_config_from_params, rejected)
 
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
-DEFAULT_MAX_INPUT_PIXELS = 7680 * 4320   # 8K; larger images are rejected as image_too_large
 
 
 class ManagedDepthNode(LifecycleNode):

@@ -23,18 +23,18 @@ from rcl_interfaces.msg import ParameterDescriptor
 from sensor_msgs.msg import CameraInfo, Image
 
 from ..core.errors import CAMERA_INFO_MISSING, InputRejected
+from ..core.frame import FrameLedger, RestartDetector
+from ..core.messages import intrinsics, stamp_ns, validate_image
 from ..core.pairing import InfoPairer
-from ..engine import DepthEngine, EnginePool
+from ..core.stats import RateMeter, RollingStats, SequenceGaps
 from ..core.view import ViewProcessor
-from ..core.stats import RateMeter, ReasonCounter, RollingStats, SequenceGaps
-from . import conversions as conv
+from ..engine import DepthEngine, EnginePool
 from . import diagnostics as diag
 from .managed import ManagedDepthNode
 from .params import accepted, rejected, view_config_from_values, view_values
 from .runner import run_node
-from .view_io import ViewOutputs, geometry_change, input_qos, stamp_ns, validate_image
+from .view_io import ViewOutputs, geometry_change, input_qos
 
-BACKWARDS_JUMP_NS = 1_000_000_000  # a stamp this far behind the previous one means a restart
 TIMING_KEYS = ("e2e_ms", "infer_ms", "preprocess_ms", "post_ms", "publish_ms", "latency_ms")
 
 
@@ -61,15 +61,12 @@ class MonoDepthNode(ManagedDepthNode):
         self._reset_counters()
 
     def _reset_counters(self) -> None:
-        self.rejections = ReasonCounter()
-        self.skips = ReasonCounter()
-        self.frames_in = 0
+        self.ledger = FrameLedger()
         self.rate_in, self.rate_out = RateMeter(), RateMeter()
         self.gaps = SequenceGaps()
         self.timing = {k: RollingStats() for k in TIMING_KEYS}
         self._pairer = InfoPairer()
-        self._last_stamp_ns: int | None = None
-        self._last_info_ns: int | None = None
+        self._restarts = RestartDetector()
         self._geometry: tuple | None = None
 
     # ---------------------------------------------------------------- lifecycle hooks
@@ -95,8 +92,7 @@ class MonoDepthNode(ManagedDepthNode):
 
     def output_publishers(self) -> list:
         o = getattr(self, "outputs", None)
-        return [] if o is None or self.state != "active" else [
-            o.depth, o.depth_info, o.conf, o.points, o.summary]
+        return [] if o is None or self.state != "active" else list(o.publishers.values())
 
     def release_node(self) -> None:
         self._pairer = InfoPairer()
@@ -104,7 +100,7 @@ class MonoDepthNode(ManagedDepthNode):
     def drop_pending(self, reason: str) -> int:
         dropped = self._pairer.drop_waiting()
         for _ in dropped:
-            self.skips.add(reason)
+            self.ledger.skipped.add(reason)
         return len(dropped)
 
     def validate_parameters(self) -> None:
@@ -135,9 +131,9 @@ class MonoDepthNode(ManagedDepthNode):
     def _on_camera_info(self, msg: CameraInfo) -> None:
         t = stamp_ns(msg.header)
         # camera_info is served before images, so a restarting bag usually shows here first
-        if self._last_info_ns is not None and t < self._last_info_ns - BACKWARDS_JUMP_NS:
-            self._restart("camera_info", self._last_info_ns, t)
-        self._last_info_ns = t
+        last = self._restarts.observe("camera_info", t)
+        if last is not None:
+            self._restart("camera_info", last, t)
         for item, info in self._pairer.add_info(t, msg):
             self._paired(item, info)
 
@@ -145,22 +141,23 @@ class MonoDepthNode(ManagedDepthNode):
         """Stamps jumped back (a bag restarted): one log line, time-dependent state reset."""
         dropped = self._pairer.clear()
         for _ in dropped:
-            self.skips.add("reset")
+            self.ledger.skipped.add("reset")
         self.discard_waiting("reset")      # a frame of the old epoch must not follow
         self.view.reset()                  # applied by the worker before its next frame
-        self._last_stamp_ns = self._last_info_ns = None
+        self._restarts.clear()
+        self._restarts.observe(source, t)
         self.get_logger().warning(
             f"{source} stamps jumped back by {(last - t) / 1e9:.3f} s (bag restarted?): cleared "
             f"camera_info cache ({len(dropped)} waiting images dropped) and scale state")
 
     def _on_image(self, msg: Image, msg_info) -> None:
-        self.frames_in += 1
+        self.ledger.frames_in += 1
         self.rate_in.tick()
         self.gaps.add(msg_info.get("publication_sequence_number"))
         t = stamp_ns(msg.header)
-        if self._last_stamp_ns is not None and t < self._last_stamp_ns - BACKWARDS_JUMP_NS:
-            self._restart("image", self._last_stamp_ns, t)
-        self._last_stamp_ns = t
+        last = self._restarts.observe("image", t)
+        if last is not None:
+            self._restart("image", last, t)
         try:
             rgb = validate_image(msg, int(self.get_parameter("max_input_pixels").value))
         except InputRejected as e:
@@ -181,7 +178,7 @@ class MonoDepthNode(ManagedDepthNode):
                          f"{self.resolve_topic_name('camera_info')} before the next image"), msg)
             return
         try:
-            intr_in = conv.camera_info_to_intrinsics(info, msg.width, msg.height)
+            intr_in = intrinsics(info, msg.width, msg.height)
         except InputRejected as e:
             self._reject(e, msg)
             return
@@ -197,14 +194,15 @@ class MonoDepthNode(ManagedDepthNode):
             self.view.reset()
 
     def _reject(self, err: InputRejected, msg: Image) -> None:
-        if self.rejections.add(err.reason):
+        rejections = self.ledger.rejected
+        if rejections.add(err.reason):
             self.get_logger().warning(
                 f"rejected image (stamp {msg.header.stamp.sec}.{msg.header.stamp.nanosec:09d}, "
-                f"frame '{msg.header.frame_id}'): {err} [{self.rejections.counts[err.reason]} "
+                f"frame '{msg.header.frame_id}'): {err} [{rejections.counts[err.reason]} "
                 f"'{err.reason}' so far]")
 
     def count_skip(self, reason: str, item) -> None:
-        self.skips.add(reason)
+        self.ledger.skipped.add(reason)
 
     # ---------------------------------------------------------------- processing (worker thread)
     def _output_size(self, width: int, height: int) -> tuple[int, int]:
@@ -222,7 +220,7 @@ class MonoDepthNode(ManagedDepthNode):
                                 intr_out)
         t1 = time.perf_counter()
         self.outputs.publish(
-            msg, info, intr_in, intr_out, rgb, res, eo.infer_ms, self.engine.config.model,
+            msg.header, info, intr_out, rgb, res, eo.infer_ms, self.engine.config.model,
             self.engine.backend.name, int(self.get_parameter("points_decimation").value),
             self.get_parameter("publish_points").value, self.get_parameter("points_rgb").value)
         t2 = time.perf_counter()
@@ -240,12 +238,12 @@ class MonoDepthNode(ManagedDepthNode):
         waiting_info = self._pairer.waiting
         in_worker, outcomes = self.worker_counts()
         published, errors = outcomes.get("published", 0), outcomes.get("error", 0)
-        done = (published + self.rejections.total() + self.skips.total() + errors
-                + waiting_info + in_worker)
-        return {"frames_in": self.frames_in, "frames_out": published,
-                "rejected_total": self.rejections.total(), "skipped_total": self.skips.total(),
+        ledger = self.ledger
+        return {"frames_in": ledger.frames_in, "frames_out": published,
+                "rejected_total": ledger.rejected.total(), "skipped_total": ledger.skipped.total(),
                 "processing_errors": errors, "waiting_for_camera_info": waiting_info,
-                "in_worker": in_worker, "unaccounted": self.frames_in - done}
+                "in_worker": in_worker,
+                "unaccounted": ledger.unaccounted(published, errors, waiting_info + in_worker)}
 
     def node_statuses(self, common: dict) -> list:
         name = f"{self.get_fully_qualified_name()}: depth"
@@ -258,24 +256,25 @@ class MonoDepthNode(ManagedDepthNode):
                        "lost_in_transport": self.gaps.lost,
                        "camera_info_pairing": "exact stamps" if self._pairer.exact else "newest",
                        "camera_info_fallbacks": self._pairer.fallbacks})
-        values.update({f"rejected.{k}": v for k, v in self.rejections.as_dict().items()})
-        values.update({f"skipped.{k}": v for k, v in self.skips.as_dict().items()})
+        rejections, skips = self.ledger.rejected, self.ledger.skipped
+        values.update({f"rejected.{k}": v for k, v in rejections.as_dict().items()})
+        values.update({f"skipped.{k}": v for k, v in skips.as_dict().items()})
         values.update(diag.timing_values(self.timing))
         values.update(common)
         if self._lazy_idle:
             level, message = diag.OK, "idle: lazy mode and nobody subscribes to any output"
         elif self._pairer.waiting and not len(self._pairer):
             level, message = diag.WARN, "waiting for camera_info"
-        elif self.rejections.total() or self.errors.total():
+        elif rejections.total() or self.errors.total():
             level = diag.WARN
             message = "rejected inputs: " + ", ".join(
-                f"{k}={v}" for k, v in {**self.rejections.as_dict(), **self.errors.as_dict()}.items())
-        elif self.frames_in == 0:
+                f"{k}={v}" for k, v in {**rejections.as_dict(), **self.errors.as_dict()}.items())
+        elif self.ledger.frames_in == 0:
             level, message = diag.OK, self.silent_input("image")
         else:
             level, message = diag.OK, "ok"
-        if self.skips.counts.get("overload"):
-            message += f"; overloaded: skipped {self.skips.counts['overload']} frames (newest wins)"
+        if skips.counts.get("overload"):
+            message += f"; overloaded: skipped {skips.counts['overload']} frames (newest wins)"
         return [diag.status(name, self.engine.config.device, level, message, values)]
 
 

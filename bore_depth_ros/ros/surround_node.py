@@ -22,9 +22,12 @@ import numpy as np
 from rclpy.qos import QoSDurabilityPolicy, QoSHistoryPolicy, QoSProfile, QoSReliabilityPolicy
 from rclpy.qos_overriding_options import QoSOverridingOptions
 from rcl_interfaces.msg import ParameterDescriptor
-from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
 from ..core.errors import CAMERA_INFO_MISSING, InputRejected
+from ..core.frame import RestartDetector
+from ..core.messages import intrinsics, stamp_ns, transform, validate_image
+from ..core.pairing import InfoPairer
 from ..core.fusion import fuse_views, pack_unorganized, view_consistency
 from ..engine import DepthEngine, EnginePool
 from ..core.view import ViewProcessor
@@ -33,13 +36,12 @@ from ..core.sync import ApproximateSynchronizer, SyncEvent
 from ..core.tf_buffer import TfBuffer
 from ..core.transforms import Transform
 from bore_depth_ros_msgs.msg import RigConfidence, ViewOverlap
-from . import conversions as conv
 from . import diagnostics as diag
+from .conversions import RCLPY
 from .managed import ManagedDepthNode
 from .params import accepted, rejected, view_config_from_values, view_values
 from .runner import run_node
-from .view_io import (OUTPUT_QOS, CameraInfoCache, ViewOutputs, geometry_change, input_qos,
-                      stamp_ns, validate_image)
+from .view_io import OUTPUT_QOS, ViewOutputs, geometry_change, input_qos
 
 DEFAULT_CAMERAS = ["front", "front_left", "back_left", "back", "back_right", "front_right"]
 TF_STATIC_QOS = QoSProfile(history=QoSHistoryPolicy.KEEP_LAST, depth=100,
@@ -47,12 +49,6 @@ TF_STATIC_QOS = QoSProfile(history=QoSHistoryPolicy.KEEP_LAST, depth=100,
                            durability=QoSDurabilityPolicy.TRANSIENT_LOCAL)
 TF_QOS = QoSProfile(history=QoSHistoryPolicy.KEEP_LAST, depth=100,
                     reliability=QoSReliabilityPolicy.RELIABLE)
-BACKWARDS_JUMP_NS = 1_000_000_000
-
-
-def transform_from_tf_msg(ts) -> Transform:
-    t, q = ts.transform.translation, ts.transform.rotation
-    return Transform.from_quat((t.x, t.y, t.z), (q.x, q.y, q.z, q.w))
 
 
 class SurroundDepthNode(ManagedDepthNode):
@@ -121,10 +117,9 @@ class SurroundDepthNode(ManagedDepthNode):
         self.timing = {k: RollingStats() for k in ("e2e_ms", "infer_ms", "preprocess_ms",
                                                    "post_ms", "publish_ms", "fuse_ms",
                                                    "latency_ms")}
-        self._infos = [CameraInfoCache() for _ in self.cameras]
+        self._infos = [InfoPairer() for _ in self.cameras]
         self._pending_group = None   # a complete set waiting for a camera's first camera_info
-        self._last_stamp = [None] * n
-        self._tf_last: dict[str, int] = {}
+        self._restarts = RestartDetector()   # per camera image and per /tf edge
         self._set_rejects = [0] * n    # rejections of frames already inside emitted sets
         self._geometry = [None] * n
 
@@ -177,7 +172,7 @@ class SurroundDepthNode(ManagedDepthNode):
             return []
         pubs = [self.pub_fused, self.pub_rig]
         for o in self.outputs:
-            pubs += [o.depth, o.depth_info, o.conf, o.points, o.summary]
+            pubs += list(o.publishers.values())
         return pubs
 
     def release_node(self) -> None:
@@ -230,22 +225,21 @@ class SurroundDepthNode(ManagedDepthNode):
             # once. Judged per edge, so another /tf publisher on its own clock is no restart.
             for ts in msg.transforms:
                 child, t = ts.child_frame_id, stamp_ns(ts.header)
-                last = self._tf_last.get(child)
-                if last is not None and t < last - BACKWARDS_JUMP_NS:
+                last = self._restarts.observe(("tf", child), t)
+                if last is not None:
                     self._restart(f"/tf ({ts.header.frame_id} -> {child})", last, t)
-                    last = None
-                self._tf_last[child] = t if last is None else max(last, t)
+                    self._restarts.observe(("tf", child), t)
         for ts in msg.transforms:
             try:
                 self.tf.set_transform(ts.header.frame_id, ts.child_frame_id,
-                                      stamp_ns(ts.header), transform_from_tf_msg(ts), static=static)
+                                      stamp_ns(ts.header), transform(ts), static=static)
             except ValueError as e:
                 if self.tf_failures.add("invalid_transform"):
                     self.get_logger().warning(f"ignored transform {ts.header.frame_id} -> "
                                               f"{ts.child_frame_id}: {e}")
 
     def _on_camera_info(self, i: int, msg: CameraInfo) -> None:
-        self._infos[i].add(msg)
+        self._infos[i].add_info(stamp_ns(msg.header), msg)
         if self._pending_group is not None and all(len(c) for c in self._infos):
             group, self._pending_group = self._pending_group, None
             self._prepare_group(group)
@@ -264,8 +258,7 @@ class SurroundDepthNode(ManagedDepthNode):
         self.engine.reset_temporal()       # under the engine lock: after the set in progress
         for v in self.views:
             v.reset()                      # applied by the worker before its next set
-        self._last_stamp = [None] * len(self.cameras)
-        self._tf_last.clear()
+        self._restarts.clear()
         self.get_logger().warning(
             f"{source}: stamps jumped back by {(last - t) / 1e9:.3f} s (bag "
             f"restarted?): reset synchronisation ({len(ev.drops)} queued frames dropped), "
@@ -276,10 +269,10 @@ class SurroundDepthNode(ManagedDepthNode):
         self.rate_in[i].tick()
         self.gaps[i].add(msg_info.get("publication_sequence_number"))
         t = stamp_ns(msg.header)
-        last = self._last_stamp[i]
-        if last is not None and t < last - BACKWARDS_JUMP_NS:
+        last = self._restarts.observe(("image", i), t)
+        if last is not None:
             self._restart(self.cameras[i], last, t)
-        self._last_stamp[i] = t
+            self._restarts.observe(("image", i), t)
         try:
             rgb = validate_image(msg, int(self._param("max_input_pixels")))
         except InputRejected as e:
@@ -323,12 +316,12 @@ class SurroundDepthNode(ManagedDepthNode):
         msgs = [m for m, _ in group.items]
         infos, intr_in = [], []
         for i, m in enumerate(msgs):
-            info = self._infos[i].for_stamp(stamp_ns(m.header))
+            info = self._infos[i].pair_now(stamp_ns(m.header))
             try:
                 if info is None:
                     raise InputRejected(CAMERA_INFO_MISSING,
                                         f"no camera_info on {self.resolve_topic_name(self.cameras[i] + '/camera_info')}")
-                intr = conv.camera_info_to_intrinsics(info, m.width, m.height)
+                intr = intrinsics(info, m.width, m.height)
             except InputRejected as e:
                 self._reject(i, e, m)
                 self._set_rejects[i] += 1
@@ -380,7 +373,7 @@ class SurroundDepthNode(ManagedDepthNode):
         t2 = time.perf_counter()
         model, backend = self.engine.config.model, self.engine.backend.name
         summaries = [
-            self.outputs[i].publish(msgs[i], infos[i], intr_in[i], intr_in[i], rgbs[i], results[i],
+            self.outputs[i].publish(msgs[i].header, infos[i], intr_in[i], rgbs[i], results[i],
                                     eo.infer_ms / len(msgs), model, backend,
                                     int(self._param("points_decimation")),
                                     self._param("publish_points"), self._param("points_rgb"))
@@ -428,15 +421,9 @@ class SurroundDepthNode(ManagedDepthNode):
                            min_range=float(self._param("fused_min_range")),
                            max_range=float(self._param("fused_max_range")),
                            colors=rgbs if self._param("fused_rgb") else None)
-        fields, step, data = pack_unorganized(cloud)
-        msg = PointCloud2(height=1, width=len(cloud.xyz), is_bigendian=False, point_step=step,
-                          row_step=step * len(cloud.xyz), is_dense=True,
-                          fields=[PointField(name=n, offset=o, datatype=t, count=c)
-                                  for n, o, t, c in fields])
-        msg.header.stamp = header.stamp
-        msg.header.frame_id = self.target_frame
-        msg.data = conv._byte_array(data)
-        self.pub_fused.publish(msg)
+        fused_header = RCLPY.new("std_msgs/msg/Header", stamp=header.stamp,
+                                 frame_id=self.target_frame)
+        self.pub_fused.publish(RCLPY.pointcloud(fused_header, pack_unorganized(cloud)))
         self.fused_out += 1
         return True
 

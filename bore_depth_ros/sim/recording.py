@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bag import messages as m
+from ..bag.messages import BAG
 from ..bag.writer import BagWriter
 from ..core.pointcloud import FLOAT32, PackedCloud
 from ..core.transforms import Transform, rotation_z
@@ -85,10 +85,10 @@ def lidar_cloud(points: np.ndarray, intensity: np.ndarray) -> PackedCloud:
 
 
 def static_transforms(rig: tuple[CameraSpec, ...], t_ns: int):
-    tfs = [m.transform_stamped(t_ns, BASE_FRAME, cam.optical_frame, cam.base_from_optical())
+    tfs = [BAG.transform_stamped(BAG.header(t_ns, BASE_FRAME), cam.optical_frame, cam.base_from_optical())
            for cam in rig]
-    tfs.append(m.transform_stamped(t_ns, BASE_FRAME, LIDAR_FRAME, base_from_lidar()))
-    return m.tf_message(tfs)
+    tfs.append(BAG.transform_stamped(BAG.header(t_ns, BASE_FRAME), LIDAR_FRAME, base_from_lidar()))
+    return BAG.tf_message(tfs)
 
 
 def _camera_offsets_ns(config: RecordingConfig, n_cameras: int) -> np.ndarray:
@@ -125,8 +125,8 @@ def record(out_path: str | Path, config: RecordingConfig = RecordingConfig(),
         for i, t_ns in enumerate(stamps):
             t_s = (t_ns - config.start_time_ns) / 1e9
             world_from_base = ego_pose(t_s, config)
-            msgs = [(t_ns, 0, "/clock", m.clock(t_ns)),
-                    (t_ns, 1, "/tf", m.tf_message([m.transform_stamped(t_ns, ODOM_FRAME, BASE_FRAME,
+            msgs = [(t_ns, 0, "/clock", BAG.clock(t_ns)),
+                    (t_ns, 1, "/tf", BAG.tf_message([BAG.transform_stamped(BAG.header(t_ns, ODOM_FRAME), BASE_FRAME,
                                                                         world_from_base)]))]
             extra_tf = set()
             for c, (cam, intr, top) in enumerate(zip(rig, intrinsics, topics)):
@@ -135,21 +135,20 @@ def record(out_path: str | Path, config: RecordingConfig = RecordingConfig(),
                 if tc != t_ns and tc not in extra_tf:
                     # the ego pose at each camera stamp, so that tf lookups at image stamps are exact
                     extra_tf.add(tc)
-                    msgs.append((tc, 1, "/tf", m.tf_message([m.transform_stamped(
-                        tc, ODOM_FRAME, BASE_FRAME, pose)])))
+                    msgs.append((tc, 1, "/tf", BAG.tf_message([BAG.transform_stamped(BAG.header(tc, ODOM_FRAME), BASE_FRAME, pose)])))
                 t0 = time.perf_counter()
                 rgb, depth, labels = world.render_camera(pose @ cam.base_from_optical(), intr)
                 render_s += time.perf_counter() - t0
                 frame = cam.optical_frame
-                msgs += [(tc, 2 + 4 * c, top["image"], m.image(tc, frame, rgb, "rgb8")),
-                         (tc, 3 + 4 * c, top["camera_info"], m.camera_info(tc, frame, intr)),
-                         (tc, 4 + 4 * c, top["depth_gt"], m.image(tc, frame, depth, "32FC1")),
-                         (tc, 5 + 4 * c, top["semantic"], m.image(tc, frame, labels, "8UC1"))]
+                msgs += [(tc, 2 + 4 * c, top["image"], BAG.image(BAG.header(tc, frame), rgb, "rgb8")),
+                         (tc, 3 + 4 * c, top["camera_info"], BAG.camera_info(BAG.header(tc, frame), intr)),
+                         (tc, 4 + 4 * c, top["depth_gt"], BAG.image(BAG.header(tc, frame), depth, "32FC1")),
+                         (tc, 5 + 4 * c, top["semantic"], BAG.image(BAG.header(tc, frame), labels, "8UC1"))]
             if config.lidar:
                 t0 = time.perf_counter()
                 pts, inten = world.lidar_scan(world_from_base @ base_from_lidar())
                 lidar_s += time.perf_counter() - t0
-                msgs.append((t_ns, 10_000, LIDAR_TOPIC, m.pointcloud(t_ns, LIDAR_FRAME,
+                msgs.append((t_ns, 10_000, LIDAR_TOPIC, BAG.pointcloud(BAG.header(t_ns, LIDAR_FRAME),
                                                                      lidar_cloud(pts, inten))))
             for stamp, _, topic, msg in sorted(msgs, key=lambda e: (e[0], e[1])):
                 bag.write(topic, msg, stamp)

@@ -22,9 +22,10 @@ from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 from tf2_msgs.msg import TFMessage
 
-from ..core.transforms import Transform
 from bore_depth_ros_msgs.msg import RigConfidence
-from ..ros import conversions as conv
+
+from ..core.transforms import Transform
+from ..ros.conversions import RCLPY
 from ..ros.surround_node import TF_QOS, TF_STATIC_QOS
 from ..sim.rig import RING_ORDER, SURROUND_RIG, optical_frame
 
@@ -105,8 +106,8 @@ class RigLoad(Node):
         self.pubs = []
         for k, cam in enumerate(self.cameras):
             frame = optical_frame(cam)
-            img = conv.rgb_image_msg(Header(frame_id=frame), rig_picture(height, width, seed=k))
-            info = conv.camera_info_msg(Header(frame_id=frame), specs[cam].intrinsics(width, height))
+            img = RCLPY.image(Header(frame_id=frame), rig_picture(height, width, seed=k), "rgb8")
+            info = RCLPY.camera_info(Header(frame_id=frame), specs[cam].intrinsics(width, height))
             self.images.append(img)
             self.infos.append(info)
             self.pubs.append(

@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from ..core.camera import Intrinsics
-from ..core.resize import resize_bilinear, resize_nearest
+from ..core.preprocess import normalise_into, resize_unit
+from ..core.resize import resize_nearest
 from ..core.transforms import Transform
 
 
@@ -36,9 +37,9 @@ def load_rig_samples(bag: str | Path, cameras: list[str] | None = None, slop_s: 
                      odom_frame: str = "odom") -> tuple[list[RigSample], dict[str, int]]:
     """Synchronized camera sets of one bag (ring order for the project's layout); returns the
     samples and the number of dropped messages by reason."""
-    from ..bag.messages import camera_info_to_intrinsics, image_to_array
     from ..bag.reader import FrameSync, discover_cameras, open_bag
-    from ..core.images import image_to_rgb
+    from ..core.errors import InputRejected
+    from ..core.messages import depth_metres, intrinsics, validate_image
     from ..core.sync import ApproximateSynchronizer
     from ..core.tf_buffer import TfBuffer
     from ..replay.evaluate import _ring_ordered
@@ -56,12 +57,13 @@ def load_rig_samples(bag: str | Path, cameras: list[str] | None = None, slop_s: 
         tf = sync_frames.tf
         for fr in sync_frames:
             img = fr.image
-            item = (image_to_rgb(img.data, img.width, img.height, img.step, img.encoding,
-                                 img.is_bigendian).copy(),
-                    camera_info_to_intrinsics(fr.camera_info),
-                    None if fr.depth_gt is None else
-                    image_to_array(fr.depth_gt).astype(np.float32, copy=True),
-                    img.header.frame_id)
+            try:   # the nodes' input checks and decoders: training sees what a node sees
+                item = (validate_image(img).copy(), intrinsics(fr.camera_info, img.width, img.height),
+                        None if fr.depth_gt is None else depth_metres(fr.depth_gt),
+                        img.header.frame_id)
+            except InputRejected as e:
+                sync_frames.drop(fr.camera.namespace, e.reason, e.detail)
+                continue
             ev = rig.add(index[fr.camera.namespace], fr.stamp_ns, item)
             for _, _, reason in ev.drops:
                 drops[reason] = drops.get(reason, 0) + 1
@@ -141,7 +143,7 @@ def prepare_view(rgb: np.ndarray, intr: Intrinsics, depth: np.ndarray | None, ou
     xi0, yi0 = int(round(x0)), int(round(y0))
     xi1, yi1 = min(W, xi0 + max(1, int(round(cw)))), min(H, yi0 + max(1, int(round(ch))))
     crop = rgb[yi0:yi1, xi0:xi1]
-    img = resize_bilinear(crop, h, w) / 255.0
+    img = resize_unit(crop, h, w)
     cropped = Intrinsics(intr.fx, intr.fy, intr.cx - xi0, intr.cy - yi0, xi1 - xi0, yi1 - yi0)
     k = cropped.scaled_to(w, h)
     d = None
@@ -172,8 +174,9 @@ def colour_jitter(img: np.ndarray, rng: np.random.Generator, aug: Augment) -> np
 
 
 def normalise(img01: np.ndarray, mean, std) -> np.ndarray:
-    """(h, w, 3) in [0, 1] -> (3, h, w) normalised as the model expects."""
-    return ((img01 - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)).transpose(2, 0, 1)
+    """(h, w, 3) in [0, 1] -> (3, h, w) normalised as the model expects (the engine's own
+    :func:`~bore_depth_ros.core.preprocess.normalise_into`)."""
+    return normalise_into(img01, mean, std)
 
 
 def finite_or_nan(depth: np.ndarray | None, shape) -> np.ndarray:

@@ -1,0 +1,80 @@
+"""The per-frame path shared by the nodes and replay (no ROS): what a view publishes, the frame
+ledger that accounts for every input, and the restart detector.
+
+``view_outputs`` turns one view's result into its five output messages (depth, depth
+camera_info, confidence, points, view summary) with any :class:`~.messages.MessageFactory`, so a
+node publishes and replay writes to a bag exactly the same messages.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .camera import Intrinsics
+from .messages import MessageFactory
+from .pointcloud import backproject, pack_points
+from .resize import resize_nearest
+from .stats import ReasonCounter
+
+BACKWARDS_JUMP_NS = 1_000_000_000   # a stamp this far behind the previous one means a restart
+VIEW_TOPICS = ("depth/image", "depth/camera_info", "confidence/image", "points", "view_confidence")
+
+
+def view_outputs(factory: MessageFactory, header, info, intr_out: Intrinsics, rgb: np.ndarray,
+                 res, infer_ms: float, model: str, backend: str, decimation: int,
+                 with_points: bool = True, with_rgb: bool = True) -> list[tuple[str, object]]:
+    """(topic suffix, message) of one view, all with ``header`` (copied from the input image):
+    32FC1 depth in metres (REP 118, NaN invalid), its camera_info scaled to the output size,
+    confidence, the organized cloud (every ``decimation``-th pixel, rgb from the input image)
+    unless ``with_points`` is False, and the ViewConfidence summary."""
+    out_w, out_h = intr_out.width, intr_out.height
+    msgs = [("depth/image", factory.image(header, res.depth, "32FC1")),
+            ("depth/camera_info", factory.scaled_camera_info(header, info, out_w, out_h)),
+            ("confidence/image", factory.image(header, res.confidence, "32FC1"))]
+    if with_points:
+        xyz = backproject(res.depth, intr_out, stride=decimation)
+        colors = None
+        if with_rgb:
+            same = rgb.shape[:2] == (out_h, out_w)
+            colors = (rgb if same else resize_nearest(rgb, out_h, out_w))[::decimation, ::decimation]
+        msgs.append(("points", factory.pointcloud(header, pack_points(xyz, colors))))
+    msgs.append(("view_confidence", factory.view_confidence(header, res, infer_ms, model, backend)))
+    return msgs
+
+
+class RestartDetector:
+    """Notices stamps jumping back by more than ``BACKWARDS_JUMP_NS`` on any of several sources
+    (a bag restarted, a simulator reset). Each source (an image topic, a camera_info topic, a /tf
+    edge) is judged on its own, so another publisher on its own clock is no restart."""
+
+    def __init__(self, jump_ns: int = BACKWARDS_JUMP_NS):
+        self.jump_ns = int(jump_ns)
+        self._last: dict[object, int] = {}
+
+    def observe(self, source, t_ns: int) -> int | None:
+        """Record ``t_ns`` for ``source``; return the previous newest stamp when this one jumps
+        back (the caller resets and calls :meth:`clear`), else None."""
+        last = self._last.get(source)
+        if last is not None and t_ns < last - self.jump_ns:
+            return last
+        self._last[source] = t_ns if last is None else max(last, t_ns)
+        return None
+
+    def clear(self) -> None:
+        self._last.clear()
+
+
+class FrameLedger:
+    """Where every input frame went: ``frames_in = out + rejected + skipped + errors + waiting``.
+
+    ``rejected`` (bad input, by reason), ``skipped`` (by reason: overload, reset, ...) and the
+    worker's outcomes are kept here; ``unaccounted`` is what is missing and reads 0 when idle.
+    """
+
+    def __init__(self):
+        self.frames_in = 0
+        self.rejected = ReasonCounter()
+        self.skipped = ReasonCounter()
+
+    def unaccounted(self, published: int, errors: int, waiting: int) -> int:
+        done = published + self.rejected.total() + self.skipped.total() + errors + waiting
+        return self.frames_in - done

@@ -1,0 +1,191 @@
+"""Scoring: one frame against its ground truth, per-camera accumulation and the overall figures."""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..bag.reader import CameraStreams
+from ..core.boundary import boundary_metrics
+from ..core.metrics import METRIC_NAMES, depth_metrics, mean_metrics
+from ..core.view import ViewProcessor
+from .config import BOUNDARY_KEYS, DISTANCE_BINS
+
+
+@dataclass
+class FrameComparison:
+    """One frame compared with its ground truth."""
+
+    metric: dict[str, float]                 # prediction as published
+    median: dict[str, float]                 # median-scaled per frame
+    boundary: dict[str, float] | None        # dense GT only
+    bin_abs_rel_sum: np.ndarray              # (2, bins): metric, median-scaled
+    bin_pixels: np.ndarray                   # (bins,)
+
+
+def compare_frame(pred: np.ndarray, gt: np.ndarray, *, min_depth: float = 0.1,
+                  max_depth: float = 80.0, boundary: bool = True, edge_threshold: float = 0.05,
+                  edge_radius: float = 1.0, bins=DISTANCE_BINS) -> FrameComparison:
+    """Metrics of ``pred`` (metres, NaN invalid) against ``gt`` (metres; NaN/inf invalid), same shape.
+
+    Valid pixels: GT finite in (min_depth, max_depth) and prediction finite > 0; predictions are
+    clamped to the caps (core.metrics). Error versus distance: AbsRel summed per GT-distance bin.
+    """
+    pred = np.asarray(pred, np.float32)
+    gt = np.asarray(gt, np.float32)
+    if pred.shape != gt.shape:
+        raise ValueError(f"prediction {pred.shape} and ground truth {gt.shape} differ in shape")
+    metric = depth_metrics(pred, gt, min_depth, max_depth)
+    median = depth_metrics(pred, gt, min_depth, max_depth, median_scaling=True)
+    edges = np.asarray(bins, np.float64)
+    nb = len(edges) - 1
+    sums = np.zeros((2, nb))
+    counts = np.zeros(nb)
+    with np.errstate(invalid="ignore"):
+        gt_range = np.isfinite(gt) & (gt > min_depth) & (gt < max_depth)
+        valid = gt_range & np.isfinite(pred) & (pred > 0)
+    if valid.any():
+        g = gt[valid].astype(np.float64)
+        p = pred[valid].astype(np.float64)
+        idx = np.searchsorted(edges, g, side="right") - 1
+        inside = (idx >= 0) & (idx < nb)
+        idx, g, p = idx[inside], g[inside], p[inside]
+        counts = np.bincount(idx, minlength=nb).astype(np.float64)
+        for row, s in enumerate((1.0, median["scale"])):
+            err = np.abs(g - np.clip(p * s, min_depth, max_depth)) / g
+            sums[row] = np.bincount(idx, weights=err, minlength=nb)
+    bnd = None
+    if boundary:
+        bnd = boundary_metrics(pred, gt, edge_threshold, edge_radius, mask=gt_range)
+    return FrameComparison(metric, median, bnd, sums, counts)
+
+
+def gt_median_ratio(depth_model: np.ndarray, gt: np.ndarray, min_depth: float,
+                     max_depth: float) -> float:
+    """median(GT) / median(model depth) over valid GT pixels, sampled at the model's resolution."""
+    h, w = depth_model.shape
+    H, W = gt.shape
+    with np.errstate(invalid="ignore"):
+        rows, cols = np.nonzero(np.isfinite(gt) & (gt > min_depth) & (gt < max_depth))
+    if rows.size == 0:
+        return math.nan
+    r = np.clip(np.floor((rows + 0.5) * h / H).astype(np.intp), 0, h - 1)
+    c = np.clip(np.floor((cols + 0.5) * w / W).astype(np.intp), 0, w - 1)
+    d = depth_model[r, c]
+    ok = np.isfinite(d) & (d > 0)
+    if not ok.any():
+        return math.nan
+    return float(np.median(gt[rows[ok], cols[ok]]) / np.median(d[ok]))
+
+
+@dataclass
+class CameraResult:
+    namespace: str
+    image_topic: str
+    gt_source: str                          # "depth:<topic>" or "lidar:<topic>"
+    frames: int = 0
+    metric: dict[str, float] = field(default_factory=dict)
+    median: dict[str, float] = field(default_factory=dict)
+    boundary: dict[str, float] | None = None
+    distance_bins: list[dict] = field(default_factory=list)
+    scale: dict = field(default_factory=dict)
+    camera_height: float | None = None
+    valid_fraction: float = math.nan
+    mean_confidence: float = math.nan
+    drops: dict[str, int] = field(default_factory=dict)
+    panels: list[str] = field(default_factory=list)
+
+
+@dataclass
+class EvalResult:
+    config: dict
+    engine: dict
+    cameras: list[CameraResult]
+    overall: dict
+    frames: dict[str, int]
+    drops: dict[str, int]
+    drop_details: dict[str, str]
+    timing: dict[str, float]
+    paths: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _nanmean(values) -> float:
+    v = np.asarray([x for x in values if x is not None and math.isfinite(x)], np.float64)
+    return float(v.mean()) if v.size else math.nan
+
+
+def _bin_rows(sums: np.ndarray, counts: np.ndarray, bins) -> list[dict]:
+    rows = []
+    for i in range(len(bins) - 1):
+        n = counts[i]
+        rows.append({"lo": float(bins[i]), "hi": float(bins[i + 1]), "pixels": int(n),
+                     "abs_rel_metric": float(sums[0, i] / n) if n else math.nan,
+                     "abs_rel_median": float(sums[1, i] / n) if n else math.nan})
+    return rows
+
+
+class CameraAccumulator:
+    def __init__(self, cam: CameraStreams, gt_kind: str, gt_topic: str, nbins: int, panel_at: set[int]):
+        self.cam = cam
+        self.gt_kind = gt_kind
+        self.gt_topic = gt_topic
+        self.view: ViewProcessor | None = None
+        self.height: float | None = None
+        self.frames = 0
+        self.metric: list[dict] = []
+        self.median: list[dict] = []
+        self.boundary: list[dict] = []
+        self.sums = np.zeros((2, nbins))
+        self.counts = np.zeros(nbins)
+        self.scales: list[float] = []
+        self.scale_sources: collections.Counter[str] = collections.Counter()
+        self.valid: list[float] = []
+        self.conf: list[float] = []
+        self.panel_at = panel_at
+        self.panels: list[str] = []
+        self.last_ratio: float | None = None
+        self.last_shot: tuple | None = None
+
+    def result(self, bins, drops: dict[str, int]) -> CameraResult:
+        bnd = None
+        if self.boundary:
+            bnd = {k: _nanmean(b[k] for b in self.boundary) for k in BOUNDARY_KEYS}
+            for k in ("n_pred", "n_gt", "matched_pred", "matched_gt"):
+                bnd[k] = int(sum(b[k] for b in self.boundary))
+        s = np.asarray(self.scales) if self.scales else np.asarray([math.nan])
+        return CameraResult(
+            namespace=self.cam.namespace, image_topic=self.cam.image,
+            gt_source=f"{self.gt_kind}:{self.gt_topic}", frames=self.frames,
+            metric=mean_metrics(self.metric), median=mean_metrics(self.median), boundary=bnd,
+            distance_bins=_bin_rows(self.sums, self.counts, bins),
+            scale={"mean": float(np.mean(s)), "min": float(np.min(s)), "max": float(np.max(s)),
+                   "sources": dict(self.scale_sources)},
+            camera_height=self.height, valid_fraction=_nanmean(self.valid),
+            mean_confidence=_nanmean(self.conf), drops=drops, panels=list(self.panels))
+
+
+def overall_metrics(cams: list[CameraResult], bins) -> dict:
+    """Mean of per-camera means (DDAD / nuScenes convention); cameras without frames are skipped."""
+    used = [c for c in cams if c.frames and any(math.isfinite(c.metric.get(k, math.nan))
+                                                for k in METRIC_NAMES)]
+    out = {"cameras": len(used)}
+    for mode in ("metric", "median"):
+        out[mode] = {k: _nanmean(getattr(c, mode)[k] for c in used) for k in METRIC_NAMES}
+    bnd = [c.boundary for c in used if c.boundary]
+    out["boundary"] = {k: _nanmean(b[k] for b in bnd) for k in BOUNDARY_KEYS} if bnd else None
+    rows = []
+    for i in range(len(bins) - 1):
+        per = [c.distance_bins[i] for c in used if c.distance_bins and c.distance_bins[i]["pixels"]]
+        rows.append({"lo": float(bins[i]), "hi": float(bins[i + 1]),
+                     "pixels": int(sum(r["pixels"] for r in per)),
+                     "abs_rel_metric": _nanmean(r["abs_rel_metric"] for r in per),
+                     "abs_rel_median": _nanmean(r["abs_rel_median"] for r in per)})
+    out["distance_bins"] = rows
+    return out
