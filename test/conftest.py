@@ -145,7 +145,18 @@ def _uses_ros(item) -> bool:
     return any(f is not None and _reaches_processes(f, seen) for f in functions)
 
 
+# --- the ``slow`` marker ------------------------------------------------------------------------
+# Tests that take more than about five seconds on the two-core CI machine carry @pytest.mark.slow
+# themselves. A module fixture whose set-up alone is that slow is named here instead: every test
+# using it (directly or through another fixture) is ``slow``, so ``-m "not slow"`` skips the set-up.
+SLOW_FIXTURES = {
+    "exported",  # test_deploy.py: exports every registered model to ONNX (about 30 s)
+}
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if _uses_ros(item):
             item.add_marker(pytest.mark.ros)
+        if SLOW_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

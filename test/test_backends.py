@@ -366,6 +366,7 @@ BORE_SHAPE = (2, 3, 64, 96)
 BORE_TOL = 1e-3  # max abs and max elementwise relative error on depth, ORT CPU vs torch eager
 
 
+@pytest.mark.slow
 def test_bore_depth_torch_vs_onnxruntime(tmp_path, record_property):
     models = pytest.importorskip("bore_depth_ros.models")
     info = models.get_model_info("bore_depth")
@@ -543,6 +544,7 @@ def test_named_cache_key_and_create_backend(tmp_path):
         create_backend("torch", model=model, input_shapes=[SHAPE], output_names=names)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["svr", "semi_smd"])
 def test_surround_model_torch_vs_onnxruntime(name, tmp_path, one_thread, record_property):
     """The surround models at six views of 64x96, through create_backend's cache and parity check."""

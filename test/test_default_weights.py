@@ -27,6 +27,7 @@ def heldout(tmp_path_factory):
     return str(path)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model,mode", [("bore_depth", "median"), ("svr", "metric")])
 def test_default_weights_reach_their_card(heldout, tmp_path, model, mode):
     assert embedded_weights_path(model) is not None, f"no embedded default for {model}"

@@ -215,6 +215,7 @@ def test_confidence_is_judged_by_absolute_error_over_its_range():
     assert not report.passed and report.failures[0].startswith("output 'confidence'")
 
 
+@pytest.mark.slow
 def test_multi_input_model_self_check_through_onnxruntime_backend(exported):
     info = get_model_info("svr")
     shapes = deploy.deployment_shapes("svr", H, W)
@@ -276,6 +277,7 @@ def test_onnxruntime_fp16_needs_the_tensorrt_provider(bore):
 
 # ------------------------------------------------------------------------------------------- bench
 
+@pytest.mark.slow
 def test_bench_table_rows_for_every_model_and_backend(exported):
     rows = deploy.bench_table(sizes=[(H, W)], repeats=2, warmup=1, isolate=False, threads=1)
     assert [(r.model, r.backend) for r in rows] == [(m, b) for m in list_models() for b in ("torch", "onnxruntime")]

@@ -407,6 +407,7 @@ def test_not_a_state_dict(target):
 
 # --- ONNX export -----------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_onnx_export_matches_torch(model, tmp_path):
     onnxruntime = pytest.importorskip("onnxruntime")
     x = fixed_input(64, 64)

@@ -15,6 +15,7 @@ def rig_bag(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["semi_smd", "svr"])
 def test_rig_models_are_evaluated_on_synchronized_sets(rig_bag, tmp_path, model):
     res = evaluate(EvalConfig(bag=str(rig_bag), model=model, input_height=64, input_width=96,
