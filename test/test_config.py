@@ -38,14 +38,13 @@ def test_every_shipped_parameter_is_declared_by_the_node(ros, cls, cfg, section,
 
 
 def test_launch_files_name_shipped_files_and_installed_executables():
-    cmake = (REPO / "CMakeLists.txt").read_text()
+    setup = (REPO / "setup.py").read_text()   # ament_python: console scripts go to lib/<pkg>
     for launch in (REPO / "launch").glob("*.launch.py"):
         src = launch.read_text()
         ast.parse(src)                                   # valid Python
         for exe in re.findall(r'executable="(\w+)"', src):
             if exe != "rviz2":
-                assert f"ros2_exec/{exe}" in cmake, (launch.name, exe)
-                assert (REPO / "ros2_exec" / exe).is_file()
+                assert f'"{exe} = bore_depth_ros.' in setup, (launch.name, exe)
         for cfg in re.findall(r'"config", "([\w.]+)"', src):
             assert (REPO / "config" / cfg).is_file(), (launch.name, cfg)
 
