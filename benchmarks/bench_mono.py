@@ -4,7 +4,7 @@
 """
 import argparse
 
-from bore_depth_ros.bench import run_mono_bench
+from bore_depth_ros.bench.nodes import run_mono_bench
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()

@@ -5,7 +5,7 @@ newest-stamp-to-fused-cloud latency versus model time.
 """
 import argparse
 
-from bore_depth_ros.bench import run_surround_bench
+from bore_depth_ros.bench.nodes import run_surround_bench
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()

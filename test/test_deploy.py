@@ -19,6 +19,12 @@ import pytest
 import torch
 
 from bore_depth_ros import deploy
+from bore_depth_ros.bench import table
+from bore_depth_ros.cli import bench as bench_cli
+from bore_depth_ros.cli import export as export_cli
+from bore_depth_ros.cli import prebuild as prebuild_cli
+from bore_depth_ros.deploy import export as deploy_export
+from bore_depth_ros.deploy import prebuild as deploy_prebuild
 from bore_depth_ros.backends import BackendUnavailable, EngineSelfCheckFailed, create_backend, ensure_onnx
 from bore_depth_ros.backends.export import onnx_cache_path
 from bore_depth_ros.backends.onnxruntime_backend import OnnxRuntimeBackend
@@ -34,7 +40,7 @@ pytestmark = pytest.mark.usefixtures("torch_one_thread")   # conftest: 1 thread,
 
 def _model(name):
     """The weights a node would load by default (embedded if shipped, else seeded random)."""
-    return deploy._load_model(name)[0]
+    return deploy.load_model(name)[0]
 
 
 @pytest.fixture(scope="module")
@@ -46,12 +52,12 @@ def exported(tmp_path_factory):
     """
     out_dir = tmp_path_factory.mktemp("export")
     results = []
-    real = deploy.export_all
+    real = deploy_export.export_all
     p = argparse.ArgumentParser()
-    deploy.add_export_arguments(p)
+    export_cli.add_arguments(p)
     with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(io.StringIO()) as out:
-        mp.setattr(deploy, "export_all", lambda *a, **k: results.extend(real(*a, **k)) or results)
-        code = deploy.run_export(p.parse_args(["--out-dir", str(out_dir), "--height", str(H), "--width", str(W)]))
+        mp.setattr(deploy_export, "export_all", lambda *a, **k: results.extend(real(*a, **k)) or results)
+        code = export_cli.run(p.parse_args(["--out-dir", str(out_dir), "--height", str(H), "--width", str(W)]))
     for r in results:
         if r.ok:
             target = onnx_cache_path(_model(r.model), r.model, r.input_shapes,
@@ -86,7 +92,7 @@ def test_export_every_registered_model_checked_against_pytorch(exported):
         want = info.input_shapes(1 if r.model == "bore_depth" else 6, H, W)
         assert r.path == out_dir / f"{r.model}_{want['image'][0]}x3x{H}x{W}.onnx" and r.path.is_file()
         onnx.checker.check_model(str(r.path))
-        shapes, outputs = deploy.onnx_io(r.path)
+        shapes, outputs = deploy_prebuild.onnx_io(r.path)
         assert shapes == want and list(shapes) == list(info.input_names) and outputs == info.output_names
         assert set(r.report.max_abs_err) == set(info.output_names)
         assert all(v < 1e-3 for v in r.report.max_rel_err.values()), r.report.max_rel_err
@@ -97,12 +103,12 @@ def test_export_every_registered_model_checked_against_pytorch(exported):
 
 def test_run_export_argument_errors(tmp_path, capsys):
     p = argparse.ArgumentParser()
-    deploy.add_export_arguments(p)
-    assert deploy.run_export(p.parse_args(["--models", "bore_depth", "svr", "--output", str(tmp_path / "x.onnx")])) == 2
+    export_cli.add_arguments(p)
+    assert export_cli.run(p.parse_args(["--models", "bore_depth", "svr", "--output", str(tmp_path / "x.onnx")])) == 2
     assert "exactly one" in capsys.readouterr().err
-    assert deploy.run_export(p.parse_args(["--models", "bore_depth", "--height", "65"])) == 2
+    assert export_cli.run(p.parse_args(["--models", "bore_depth", "--height", "65"])) == 2
     assert "multiple of 32" in capsys.readouterr().err
-    assert deploy.run_export(p.parse_args(["--models", "nope"])) == 2
+    assert export_cli.run(p.parse_args(["--models", "nope"])) == 2
     assert "unknown model 'nope'" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
 
@@ -245,8 +251,8 @@ def test_tensorrt_absent_is_a_clear_error_before_any_work(tmp_path, bore):
 @pytest.mark.skipif(_tensorrt_usable(), reason="TensorRT and a GPU are present")
 def test_run_prebuild_fails_cleanly_here(tmp_path, capsys):
     p = argparse.ArgumentParser()
-    deploy.add_prebuild_arguments(p)
-    code = deploy.run_prebuild(p.parse_args(["--model", "semi_smd", "--precision", "fp16",
+    prebuild_cli.add_arguments(p)
+    code = prebuild_cli.run(p.parse_args(["--model", "semi_smd", "--precision", "fp16",
                                              "--engine-cache-dir", str(tmp_path)]))
     err = capsys.readouterr().err
     assert code == 2 and "bore-depth prebuild: backend 'tensorrt' needs NVIDIA TensorRT" in err
@@ -257,12 +263,12 @@ def test_prebuild_list_shows_cached_engines(tmp_path, capsys):
     from bore_depth_ros.backends.engine_cache import EngineCache, EngineKey
 
     p = argparse.ArgumentParser()
-    deploy.add_prebuild_arguments(p)
-    assert deploy.run_prebuild(p.parse_args(["--list", "--engine-cache-dir", str(tmp_path)])) == 0
+    prebuild_cli.add_arguments(p)
+    assert prebuild_cli.run(p.parse_args(["--list", "--engine-cache-dir", str(tmp_path)])) == 0
     assert "no cached engines" in capsys.readouterr().out
     key = EngineKey("0" * 64, "10.3.0", "Orin", "8.7", "fp16", {"image": (1, 3, 256, 320)}, 1)
     EngineCache(tmp_path).store(key, b"engine", build_seconds=1.0, self_check={"passed": True})
-    assert deploy.run_prebuild(p.parse_args(["--list", "--engine-cache-dir", str(tmp_path)])) == 0
+    assert prebuild_cli.run(p.parse_args(["--list", "--engine-cache-dir", str(tmp_path)])) == 0
     out = capsys.readouterr().out
     assert "fp16 image=1x3x256x320 TensorRT 10.3.0 Orin sm8.7" in out and "self-check passed" in out
 
@@ -279,40 +285,40 @@ def test_onnxruntime_fp16_needs_the_tensorrt_provider(bore):
 
 @pytest.mark.slow
 def test_bench_table_rows_for_every_model_and_backend(exported):
-    rows = deploy.bench_table(sizes=[(H, W)], repeats=2, warmup=1, isolate=False, threads=1)
+    rows = table.bench_table(sizes=[(H, W)], repeats=2, warmup=1, isolate=False, threads=1)
     assert [(r.model, r.backend) for r in rows] == [(m, b) for m in list_models() for b in ("torch", "onnxruntime")]
     for r in rows:
         assert not r.note, r.note
         assert r.batch == (1 if r.model == "bore_depth" else 6) and (r.height, r.width) == (H, W)
         assert 0 < r.p50_ms <= r.p95_ms and r.fps == pytest.approx(r.batch * 1e3 / r.p50_ms)
         assert r.repeats == 2 and r.infer_mb is not None and r.infer_mb >= 0 and r.peak_rss_mb is None
-    md = deploy.to_markdown(rows, caption="")
+    md = table.to_markdown(rows, caption="")
     lines = md.strip().splitlines()
     assert len(lines) == 2 + len(rows) and lines[0].startswith("| model | backend |")
     assert all(line.count("|") == lines[0].count("|") for line in lines)
-    parsed = list(csv.DictReader(io.StringIO(deploy.to_csv(rows))))
+    parsed = list(csv.DictReader(io.StringIO(table.to_csv(rows))))
     assert len(parsed) == len(rows) and parsed[0]["model"] == "bore_depth" and float(parsed[0]["p50_ms"]) > 0
 
 
 def test_bench_isolated_measures_memory_and_reports_unavailable_backends(bore):
-    rows = deploy.bench_table(models=["bore_depth"], backends=("onnxruntime", "tensorrt"), sizes=[(H, W)],
+    rows = table.bench_table(models=["bore_depth"], backends=("onnxruntime", "tensorrt"), sizes=[(H, W)],
                               repeats=2, warmup=1, isolate=True, threads=1)
     ort, trt = rows
     assert not ort.note and ort.load_rss_mb > 10 and ort.peak_rss_mb >= ort.load_rss_mb
     assert ort.infer_mb == pytest.approx(ort.peak_rss_mb - ort.load_rss_mb)
     if not _tensorrt_usable():
         assert trt.p50_ms is None and "BackendUnavailable" in trt.note and "pip install tensorrt" in trt.note
-        assert "note" in deploy.to_markdown(rows)
+        assert "note" in table.to_markdown(rows)
 
 
 def test_run_bench_writes_markdown_and_csv(tmp_path, capsys, bore):
     p = argparse.ArgumentParser()
-    deploy.add_bench_arguments(p)
+    bench_cli.add_arguments(p)
     md, csv_path = tmp_path / "out" / "b.md", tmp_path / "out" / "b.csv"
     args = p.parse_args(["--models", "bore_depth", "--backends", "onnxruntime", "--sizes", "64x96",
                          "--repeats", "2", "--warmup", "1", "--in-process", "--threads", "1",
                          "--md", str(md), "--csv", str(csv_path)])
-    assert deploy.run_bench(args) == 0
+    assert bench_cli.run(args) == 0
     assert md.read_text().startswith("Measured on ") and "| bore_depth | onnxruntime |" in md.read_text()
     assert md.read_text() in capsys.readouterr().out
     assert csv_path.read_text().splitlines()[0].startswith("model,backend,device,precision,height,width,batch")

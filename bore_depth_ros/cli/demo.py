@@ -1,0 +1,23 @@
+"""``bore-depth demo``: render a recording, evaluate it, run the live node on it."""
+from __future__ import annotations
+
+import argparse
+
+HELP = "render a recording, evaluate it, run the live node on it"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default="demo_output", help="output folder (default: demo_output)")
+    p.add_argument("--frames", type=int, default=6)
+    p.add_argument("--backend", default="onnxruntime", choices=["torch", "onnxruntime", "tensorrt"])
+    p.add_argument("--weights", default="", help="checkpoint or .onnx (default: embedded)")
+    p.add_argument("--width", type=int, default=320)
+    p.add_argument("--height", type=int, default=192)
+    p.add_argument("--seed", type=int, default=0)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..demo import run_demo
+
+    run_demo(args.out, args.frames, args.backend, args.weights, args.width, args.height, args.seed)
+    return 0
