@@ -9,7 +9,7 @@ at the end a metrics card (``card.md`` + ``card.json``) from a held-out recordin
 
 What is sampled and which losses are minimised is the recipe's business: the trainer only uses the
 :class:`~.recipes.base.Recipe` interface (``sample``, ``loss``, ``modules``); the recipes are listed
-in :data:`.recipes.RECIPES` (losses in ``train/losses.py``):
+in :data:`.recipes.RECIPES` (losses in ``train/losses/``):
 - ``supervised_relative``, ``supervised_metric``: independent labelled views (:mod:`.recipes.supervised`).
 - ``self_supervised``: photometric self-supervision through a jointly trained PoseNet.
 - ``distill``: SVR-style distillation of a bin student from a teacher.
