@@ -1,36 +1,10 @@
 """The output bag of a replay: the node's per-view output topics plus copies of the inputs rviz needs."""
 from __future__ import annotations
 
-import os
-import sys
-from pathlib import Path
-
-from ..bag.messages import TYPESTORE, factory
+from ..bag.messages import TYPESTORE, factory, view_confidence_typestore
 from ..bag.reader import TF_STATIC_TOPIC
 from ..bag.writer import BagWriter
-from ..core.messages import VIEW_CONFIDENCE
 
-
-
-def _find_msg_file(name: str = "ViewConfidence.msg") -> Path:
-    here = Path(__file__).resolve().parents[2] / "bore_depth_ros_msgs" / "msg" / name   # source checkout
-    candidates = [here]
-    for prefix in filter(None, os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep)):
-        candidates.append(Path(prefix) / "share" / "bore_depth_ros_msgs" / "msg" / name)
-    candidates.append(Path(sys.prefix) / "share" / "bore_depth_ros_msgs" / "msg" / name)
-    for c in candidates:
-        if c.is_file():
-            return c
-    raise FileNotFoundError(f"{name} not found (looked in {', '.join(str(c) for c in candidates)})")
-
-
-def view_confidence_typestore():
-    """A copy of the Jazzy typestore with bore_depth_ros_msgs/msg/ViewConfidence registered."""
-    from rosbags.typesys import Stores, get_types_from_msg, get_typestore
-
-    store = get_typestore(Stores.ROS2_JAZZY)   # a new instance: the shared TYPESTORE stays as is
-    store.register(get_types_from_msg(_find_msg_file().read_text(), VIEW_CONFIDENCE))
-    return store
 
 
 class OutputBag:

@@ -7,11 +7,13 @@ topics such as /tf_static are published transient-local, and /clock advances con
 """
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from rclpy.node import Node
+from ..bag.reader import open_bag
 from .conversions import message_class
 from rclpy.qos import QoSDurabilityPolicy, QoSHistoryPolicy, QoSProfile, QoSReliabilityPolicy
 
@@ -38,7 +40,6 @@ class BagPlayer(Node):
                  topics: list[str] | None = None, name: str = "bore_depth_player",
                  linger: float = 1.0):
         super().__init__(name)
-        from rosbags.highlevel import AnyReader
 
         if rate <= 0:
             raise ValueError(f"rate must be > 0, got {rate}")
@@ -47,8 +48,8 @@ class BagPlayer(Node):
         self.clock_period = 1.0 / clock_hz if clock_hz > 0 else None
         self.stats = PlayStats()
         self._stop = False
-        self._reader = AnyReader([Path(bag)])
-        self._reader.open()
+        self._bag = contextlib.ExitStack()
+        self._reader = self._bag.enter_context(open_bag(bag))
         from rosgraph_msgs.msg import Clock
 
         self._clock_pub = self.create_publisher(Clock, "/clock", 10) if self.clock_period else None
@@ -148,7 +149,7 @@ class BagPlayer(Node):
         return self.stats
 
     def destroy_node(self):
-        self._reader.close()
+        self._bag.close()
         return super().destroy_node()
 
 
