@@ -25,17 +25,14 @@ from __future__ import annotations
 import collections
 
 from diagnostic_msgs.msg import DiagnosticArray
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.clock import Clock, ClockType
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 
-from ..core.errors import DEFAULT_MAX_INPUT_PIXELS
 from ..engine import DepthEngine, EnginePool, resolve_engine
 from ..core.stats import ReasonCounter
 from ..core.worker import LatestWorker
 from . import diagnostics as diag
-from .params import (ENGINE_PARAMS, accepted, declare_engine_params, declare_view_params,
-                     engine_config_from_params, rejected)
+from . import params as P
 
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
 
@@ -49,6 +46,7 @@ class ManagedDepthNode(LifecycleNode):
     """
 
     default_model = "bore_depth"
+    params: dict = P.MONO    # the node's parameter table (ros.params)
 
     def __init__(self, node_name: str, *, engine: DepthEngine | EnginePool | None = None,
                  **node_kwargs):
@@ -60,25 +58,14 @@ class ManagedDepthNode(LifecycleNode):
         self.errors = ReasonCounter()
         self._entities: tuple[list, list] = ([], [])
         self._lazy_idle = False
-        d = ParameterDescriptor
-        declare_engine_params(self, self.default_model, read_only=False)
-        declare_view_params(self)
-        self.declare_parameter("autostart", True, d(
-            description="configure and activate at start; false: wait for a lifecycle manager "
-                        "(~/change_state)", read_only=True))
-        self.declare_parameter("lazy", False, d(
-            description="skip inference while nobody subscribes to any output (frames are "
-                        "counted as skipped.no_subscribers; /diagnostics says so)"))
-        self.declare_parameter("max_input_pixels", DEFAULT_MAX_INPUT_PIXELS, d(
-            description="images with more pixels are rejected (image_too_large)"))
-        self.declare_parameter("diagnostics_period", 1.0, d(
-            description="seconds between /diagnostics messages", read_only=True))
+        P.declare(self, self.params, {"model": self.default_model})
         self.declare_node_parameters()
         self._outcomes_done: collections.Counter = collections.Counter()
         self.add_on_set_parameters_callback(self._on_set_parameters)
         period = float(self.get_parameter("diagnostics_period").value)
-        if not period > 0:
-            raise ValueError(f"diagnostics_period must be > 0 seconds, got {period}")
+        err = self.params["diagnostics_period"].check(period)
+        if err:
+            raise ValueError(err)
         # /diagnostics lives in every state: it is how an operator learns why nothing comes out
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_timer(period, self.publish_diagnostics,
@@ -99,8 +86,7 @@ class ManagedDepthNode(LifecycleNode):
     def validate_parameters(self) -> None:
         """Raise ValueError for parameter values that cannot work (checked on configure, so
         values from a YAML file are checked as well as ``ros2 param set`` ones)."""
-        if not 1 <= int(self.get_parameter("max_input_pixels").value):
-            raise ValueError("max_input_pixels must be >= 1")
+        P.check_values(self.params, P.values_of(self, self.params))
 
     def configure_node(self) -> None:
         """Build per-node state once ``self.engine`` is loaded; raise to fail configure."""
@@ -144,7 +130,7 @@ class ManagedDepthNode(LifecycleNode):
         try:
             self.validate_parameters()
             self.engine = resolve_engine(self._engine_source,
-                                         engine_config_from_params(self, batch=self.engine_batch()))
+                                         P.engine_config_from_values(P.values_of(self, P.ENGINE), batch=self.engine_batch()))
             self.errors = ReasonCounter()
             self._outcomes_done = collections.Counter()
             self.configure_node()
@@ -278,14 +264,25 @@ class ManagedDepthNode(LifecycleNode):
 
     # ---------------------------------------------------------------- parameters
     def _on_set_parameters(self, params):
+        """Run-time changes, checked against the same table as configure."""
+        values = P.values_of(self, self.params)
         for p in params:
-            if p.name in ENGINE_PARAMS and self.state != "unconfigured":
-                return rejected(f"engine parameter '{p.name}' can change only while the node is "
-                                f"unconfigured (it is {self.state}: deactivate and clean up first)")
-        return self.on_parameters(params)
+            spec = self.params.get(p.name)
+            if spec is None:
+                continue
+            if spec.change == P.UNCONFIGURED and self.state != "unconfigured":
+                return P.rejected(f"engine parameter '{p.name}' can change only while the node is "
+                                  f"unconfigured (it is {self.state}: deactivate and clean up first)")
+            values[p.name] = p.value
+        try:
+            P.check_values(self.params, values)
+        except ValueError as e:
+            return P.rejected(str(e))
+        return self.on_parameters(params, values)
 
-    def on_parameters(self, params):
-        return accepted()
+    def on_parameters(self, params, values: dict):
+        """Apply accepted changes (``values``: every parameter with the changes in)."""
+        return P.accepted()
 
     # ---------------------------------------------------------------- work
     def submit(self, item) -> None:

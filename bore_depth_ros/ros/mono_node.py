@@ -19,7 +19,6 @@ import sys
 import time
 
 from rclpy.qos_overriding_options import QoSOverridingOptions
-from rcl_interfaces.msg import ParameterDescriptor
 from sensor_msgs.msg import CameraInfo, Image
 
 from ..core.errors import CAMERA_INFO_MISSING, InputRejected
@@ -31,7 +30,7 @@ from ..core.view import ViewProcessor
 from ..engine import DepthEngine, EnginePool
 from . import diagnostics as diag
 from .managed import ManagedDepthNode
-from .params import accepted, rejected, view_config_from_values, view_values
+from . import params as P
 from .runner import run_node
 from .view_io import ViewOutputs, geometry_change, input_qos
 
@@ -46,18 +45,6 @@ class MonoDepthNode(ManagedDepthNode):
         super().__init__(node_name, engine=engine, **node_kwargs)
 
     def declare_node_parameters(self) -> None:
-        d = ParameterDescriptor
-        self.declare_parameter("output_width", 0, d(
-            description="published depth width; 0 = input image width", read_only=True))
-        self.declare_parameter("output_height", 0, d(
-            description="published depth height; 0 = input image height", read_only=True))
-        self.declare_parameter("points_decimation", 1, d(
-            description="publish every n-th pixel (rows and columns) in points"))
-        self.declare_parameter("points_rgb", True, d(description="add the packed rgb field to points"))
-        self.declare_parameter("publish_points", True, d(description="publish the organized point cloud"))
-        self.declare_parameter("queue_size", 5, d(
-            description="input subscription depth (callbacks only hand frames to the worker, "
-                        "which takes the newest)", read_only=True))
         self._reset_counters()
 
     def _reset_counters(self) -> None:
@@ -72,7 +59,7 @@ class MonoDepthNode(ManagedDepthNode):
     # ---------------------------------------------------------------- lifecycle hooks
     def configure_node(self) -> None:
         info = self.engine.info
-        self.view = ViewProcessor(view_config_from_values(view_values(self)), info.metric,
+        self.view = ViewProcessor(P.view_config_from_values(P.values_of(self, P.VIEW)), info.metric,
                                   (info.min_depth, info.max_depth))
         self._reset_counters()
 
@@ -103,29 +90,13 @@ class MonoDepthNode(ManagedDepthNode):
             self.ledger.skipped.add(reason)
         return len(dropped)
 
-    def validate_parameters(self) -> None:
-        super().validate_parameters()
-        if not 1 <= int(self.get_parameter("points_decimation").value) <= 64:
-            raise ValueError("points_decimation must be in [1, 64]")
-        view_config_from_values(view_values(self))
-
     # ---------------------------------------------------------------- parameters
-    def on_parameters(self, params):
-        values = view_values(self)
-        if not any(p.name in values or p.name == "points_decimation" for p in params):
-            return accepted()     # e.g. lazy: the scale state must not be reset for that
-        for p in params:
-            if p.name in values:
-                values[p.name] = p.value
-            if p.name == "points_decimation" and not 1 <= int(p.value) <= 64:
-                return rejected("points_decimation must be in [1, 64]")
-        try:
-            cfg = view_config_from_values(values)
-            if getattr(self, "view", None) is not None:
-                self.view.configure(cfg)
-        except ValueError as e:
-            return rejected(str(e))
-        return accepted()
+    def on_parameters(self, params, values: dict):
+        if not any(p.name in P.VIEW for p in params):
+            return P.accepted()   # e.g. lazy or decimation: the scale state must not be reset
+        if getattr(self, "view", None) is not None:
+            self.view.configure(P.view_config_from_values(values))
+        return P.accepted()
 
     # ---------------------------------------------------------------- inputs (executor thread)
     def _on_camera_info(self, msg: CameraInfo) -> None:

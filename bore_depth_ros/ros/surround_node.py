@@ -21,7 +21,6 @@ import time
 import numpy as np
 from rclpy.qos import QoSDurabilityPolicy, QoSHistoryPolicy, QoSProfile, QoSReliabilityPolicy
 from rclpy.qos_overriding_options import QoSOverridingOptions
-from rcl_interfaces.msg import ParameterDescriptor
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
 from ..core.errors import CAMERA_INFO_MISSING, InputRejected
@@ -39,11 +38,10 @@ from bore_depth_ros_msgs.msg import RigConfidence, ViewOverlap
 from . import diagnostics as diag
 from .conversions import RCLPY
 from .managed import ManagedDepthNode
-from .params import accepted, rejected, view_config_from_values, view_values
+from . import params as P
 from .runner import run_node
 from .view_io import OUTPUT_QOS, ViewOutputs, geometry_change, input_qos
 
-DEFAULT_CAMERAS = ["front", "front_left", "back_left", "back", "back_right", "front_right"]
 TF_STATIC_QOS = QoSProfile(history=QoSHistoryPolicy.KEEP_LAST, depth=100,
                            reliability=QoSReliabilityPolicy.RELIABLE,
                            durability=QoSDurabilityPolicy.TRANSIENT_LOCAL)
@@ -61,30 +59,13 @@ class SurroundDepthNode(ManagedDepthNode):
     """
 
     default_model = "svr"
+    params = P.SURROUND
 
     def __init__(self, node_name: str = "bore_depth_surround", *,
                  engine: DepthEngine | EnginePool | None = None, **node_kwargs):
         super().__init__(node_name, engine=engine, **node_kwargs)
 
     def declare_node_parameters(self) -> None:
-        d = ParameterDescriptor
-        self.declare_parameter("cameras", DEFAULT_CAMERAS, d(
-            description="camera names in ring order; topics <name>/image and <name>/camera_info",
-            read_only=True))
-        for name, default, desc, ro in [
-            ("target_frame", "base_link", "frame of the fused cloud (REP 105 body frame)", True),
-            ("slop", 0.03, "seconds: largest stamp spread of one synchronized set", True),
-            ("queue_size", 5, "per-camera synchroniser queue (newest frames win)", True),
-            ("points_decimation", 4, "per-view clouds: every n-th pixel", False),
-            ("points_rgb", True, "per-view clouds: add rgb", False),
-            ("publish_points", True, "publish the per-view clouds", False),
-            ("fused_decimation", 4, "fused cloud: every n-th pixel of each view", False),
-            ("fused_min_range", 0.3, "fused cloud: metres from target_frame's origin", False),
-            ("fused_max_range", 80.0, "fused cloud: metres from target_frame's origin", False),
-            ("fused_rgb", True, "fused cloud: add rgb", False),
-            ("consistency_decimation", 8, "overlap check: every n-th pixel", False),
-        ]:
-            self.declare_parameter(name, default, d(description=desc, read_only=ro))
         self.cameras = [str(c) for c in self.get_parameter("cameras").value]
         if not self.cameras or len(set(self.cameras)) != len(self.cameras):
             raise ValueError(f"cameras must be distinct names, got {self.cameras}")
@@ -134,7 +115,7 @@ class SurroundDepthNode(ManagedDepthNode):
             raise ValueError(f"model {info.name} needs exactly {info.num_cameras} cameras in ring "
                              f"order, got {n}: {self.cameras}")
         self.needs_extrinsics = any(k in info.input_names for k in ("rays", "origins"))
-        view_cfg = view_config_from_values(view_values(self))
+        view_cfg = P.view_config_from_values(P.values_of(self, P.VIEW))
         self.views = [ViewProcessor(view_cfg, info.metric, (info.min_depth, info.max_depth))
                       for _ in self.cameras]
         self._reset_counters()
@@ -186,34 +167,14 @@ class SurroundDepthNode(ManagedDepthNode):
         self.set_drops.add(reason)
         return 1
 
-    def validate_parameters(self) -> None:
-        super().validate_parameters()
-        for name in ("points_decimation", "fused_decimation", "consistency_decimation"):
-            if not 1 <= int(self._param(name)) <= 64:
-                raise ValueError(f"{name} must be in [1, 64]")
-        if not 0 <= float(self._param("fused_min_range")) < float(self._param("fused_max_range")):
-            raise ValueError("need 0 <= fused_min_range < fused_max_range")
-        if float(self._param("slop")) < 0 or int(self._param("queue_size")) < 1:
-            raise ValueError("slop must be >= 0 and queue_size >= 1")
-        view_config_from_values(view_values(self))
-
     # ---------------------------------------------------------------- parameters
-    def on_parameters(self, params):
-        values = view_values(self)
-        if not any(p.name in values or p.name.endswith("decimation") for p in params):
-            return accepted()     # e.g. lazy or fused ranges: keep the scale state
-        for p in params:
-            if p.name in values:
-                values[p.name] = p.value
-            if p.name.endswith("decimation") and not 1 <= int(p.value) <= 64:
-                return rejected(f"{p.name} must be in [1, 64]")
-        try:
-            cfg = view_config_from_values(values)
-            for v in getattr(self, "views", []):
-                v.configure(cfg)
-        except ValueError as e:
-            return rejected(str(e))
-        return accepted()
+    def on_parameters(self, params, values: dict):
+        if not any(p.name in P.VIEW for p in params):
+            return P.accepted()     # e.g. lazy, decimation or fused ranges: keep the scale state
+        cfg = P.view_config_from_values(values)
+        for v in getattr(self, "views", []):
+            v.configure(cfg)
+        return P.accepted()
 
     def _param(self, name):
         return self.get_parameter(name).value
