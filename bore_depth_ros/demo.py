@@ -86,8 +86,9 @@ def run_live_node(bag: Path, out: Path, engine=None, backend: str = "onnxruntime
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.parameter import Parameter
 
-    from .bag.messages import TYPESTORE, image_to_array, time_ns
+    from .bag.messages import TYPESTORE
     from .bag.reader import discover_cameras, open_bag, FrameSync
+    from .core import messages as msgs
     from .ros import conversions as conv
     from .ros.mono_node import MonoDepthNode
     from .testing.probe import DepthProbe
@@ -131,14 +132,14 @@ def run_live_node(bag: Path, out: Path, engine=None, backend: str = "onnxruntime
             if not probe.complete(stamp):
                 raise RuntimeError(f"the node published nothing for frame {i} within {timeout} s")
             res = probe.received[(stamp.sec, stamp.nanosec)]
-            rgb = image_to_array(fr.image)
-            gt = image_to_array(fr.depth_gt).astype(np.float32)
-            depth = conv.image_msg_to_array(res["depth/image"]).copy()
-            conf = conv.image_msg_to_array(res["confidence/image"]).copy()
+            rgb = msgs.image_rgb(fr.image)
+            gt = msgs.depth_metres(fr.depth_gt)
+            depth = msgs.image_array(res["depth/image"]).copy()
+            conf = msgs.image_array(res["confidence/image"]).copy()
             summ = res["view_confidence"]
             m = depth_metrics(depth, gt, 0.5, 80.0, median_scaling=True)
             mm = depth_metrics(depth, gt, 0.5, 80.0)
-            rows.append({"stamp_ns": time_ns(stamp), "scale": summ.depth_scale, "_mm": mm,
+            rows.append({"stamp_ns": msgs.stamp_ns(image.header), "scale": summ.depth_scale, "_mm": mm,
                          "scale_source": summ.scale_source, "valid_fraction": summ.valid_fraction,
                          "mean_confidence": summ.mean_confidence,
                          "inference_ms": summ.inference_time_ms, "_m": m})
@@ -148,7 +149,7 @@ def run_live_node(bag: Path, out: Path, engine=None, backend: str = "onnxruntime
                  colorize_depth(gt, vmax)],
                 ["input", "published depth", "confidence", "ground truth"]))
             if i == len(frames) - 1:
-                n_pts = write_ply(out / "points.ply", conv.pointcloud_msg_to_xyz(res["points"]),
+                n_pts = write_ply(out / "points.ply", msgs.cloud_fields(res["points"]).reshape(res["points"].height, res["points"].width, 3),
                                   rgb[::2, ::2])
         node.worker.wait_idle(10.0)
         accounting = node.accounting()
@@ -159,7 +160,7 @@ def run_live_node(bag: Path, out: Path, engine=None, backend: str = "onnxruntime
                    / timing["infer_ms"],
                    "metrics_median_scaled": mean_metrics([r["_m"] for r in rows]),
                    "metrics_metric": mean_metrics([r["_mm"] for r in rows]),
-                   "rejected": node.rejections.as_dict(), "points_in_ply": n_pts,
+                   "rejected": node.ledger.rejected.as_dict(), "points_in_ply": n_pts,
                    "lifecycle_state": node.state, "accounting": accounting,
                    "frames_detail": [{k: v for k, v in r.items() if not k.startswith("_")}
                                      for r in rows]}

@@ -64,11 +64,7 @@ def fuzz_node(ros, tmp_path_factory, structured_weights):
     node = NodeProcess([entry_point("bore-depth-mono-node"), "--ros-args", "--params-file",
                         str(pfile), "-r", f"__ns:={NS}"], tmp / "node.log")
     assert node.wait_for_output("ready:", 120), node.output()
-    probe = DepthProbe(NS, name="fuzzer")
-    probe.destroy_publisher(probe.pub_image)     # replaced by reliable writers (exact counts)
-    probe.destroy_publisher(probe.pub_info)
-    probe.pub_image = probe.create_publisher(Image, f"{NS}/image", RELIABLE)
-    probe.pub_info = probe.create_publisher(CameraInfo, f"{NS}/camera_info", RELIABLE)
+    probe = DepthProbe(NS, name="fuzzer", input_qos=RELIABLE)   # reliable writers: exact counts
     ex = SingleThreadedExecutor()
     ex.add_node(probe)
     assert spin_until(ex, probe.connected, 30)

@@ -7,7 +7,6 @@ import collections
 import numpy as np
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSHistoryPolicy, QoSProfile, QoSReliabilityPolicy
-from sensor_msgs.msg import CameraInfo, Image
 
 from harness import NodeProcess, entry_point, make_test_image, spin_until, write_params
 
@@ -96,11 +95,7 @@ def test_replay_and_node_reject_the_same_frames_for_the_same_reasons(ros, tmp_pa
     probe = None
     try:
         assert node.wait_for_output("ready:", 120), node.output()
-        probe = DepthProbe(NS, name="parity_client")
-        probe.destroy_publisher(probe.pub_image)      # reliable writers: exact counts
-        probe.destroy_publisher(probe.pub_info)
-        probe.pub_image = probe.create_publisher(Image, f"{NS}/image", RELIABLE)
-        probe.pub_info = probe.create_publisher(CameraInfo, f"{NS}/camera_info", RELIABLE)
+        probe = DepthProbe(NS, name="parity_client", input_qos=RELIABLE)   # exact counts
         ex = SingleThreadedExecutor()
         ex.add_node(probe)
         assert spin_until(ex, probe.connected, 30)

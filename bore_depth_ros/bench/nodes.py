@@ -33,7 +33,7 @@ def bench_node_overhead(frames: int, height: int, width: int, backend: str = "on
     from std_msgs.msg import Header
 
     from ..core.camera import Intrinsics
-    from ..ros import conversions as conv
+    from ..ros.conversions import RCLPY
     from ..ros.mono_node import MonoDepthNode
     from ..testing.probe import DepthProbe
     from ..sim.procedural import Scene, camera_rotation, render
@@ -56,7 +56,7 @@ def bench_node_overhead(frames: int, height: int, width: int, backend: str = "on
             header = Header(frame_id="bench_optical_frame")
             header.stamp.sec = 10 + i
             t0 = time.perf_counter()
-            probe.publish(conv.rgb_image_msg(header, rgb), conv.camera_info_msg(header, intr))
+            probe.publish(RCLPY.image(header, rgb, "rgb8"), RCLPY.camera_info(header, intr))
             while not probe.complete(header.stamp):
                 ex.spin_once(timeout_sec=0.01)
             if i >= 2:  # the first frames warm up caches and DDS
@@ -171,7 +171,7 @@ def bench_surround_latency(frames: int, height: int, width: int, model: str = "s
     from sensor_msgs.msg import PointCloud2
     from std_msgs.msg import Header
 
-    from ..ros import conversions as conv
+    from ..ros.conversions import RCLPY
     from ..testing.probe import DepthProbe
     from ..ros.surround_node import SurroundDepthNode
     from ..sim.procedural import Scene, render
@@ -216,8 +216,8 @@ def bench_surround_latency(frames: int, height: int, width: int, model: str = "s
             header.stamp = listener.get_clock().now().to_msg()
             for name, p in probes.items():
                 header.frame_id = rig[name].optical_frame
-                p.publish(conv.rgb_image_msg(header, frames_rgb[name]),
-                          conv.camera_info_msg(header, rig[name].intrinsics(width, height)))
+                p.publish(RCLPY.image(header, frames_rgb[name], "rgb8"),
+                          RCLPY.camera_info(header, rig[name].intrinsics(width, height)))
             target = i + 1
             while len(latencies) < target:
                 ex.spin_once(timeout_sec=0.01)

@@ -29,14 +29,17 @@ def stamp_key(stamp) -> tuple[int, int]:
 
 
 class DepthProbe(Node):
-    """Publishes ``<ns>/image`` + ``<ns>/camera_info``; records ``<ns>/<output>`` and diagnostics."""
+    """Publishes ``<ns>/image`` + ``<ns>/camera_info`` (sensor-data QoS unless ``input_qos``:
+    reliable writers give exact counts against a node whose inputs are made reliable through
+    ``qos_overrides``); records ``<ns>/<output>`` and diagnostics."""
 
-    def __init__(self, ns: str, name: str = "depth_probe", outputs=OUTPUTS, keep: int = 1000, **node_kwargs):
+    def __init__(self, ns: str, name: str = "depth_probe", outputs=OUTPUTS, keep: int = 1000,
+                 input_qos=qos_profile_sensor_data, **node_kwargs):
         super().__init__(name, **node_kwargs)
         self.ns = ns.rstrip("/")
         self.outputs = dict(outputs)
-        self.pub_image = self.create_publisher(Image, f"{self.ns}/image", qos_profile_sensor_data)
-        self.pub_info = self.create_publisher(CameraInfo, f"{self.ns}/camera_info", qos_profile_sensor_data)
+        self.pub_image = self.create_publisher(Image, f"{self.ns}/image", input_qos)
+        self.pub_info = self.create_publisher(CameraInfo, f"{self.ns}/camera_info", input_qos)
         self.received: dict[tuple[int, int], dict[str, object]] = collections.OrderedDict()
         self.arrival: dict[tuple[int, int], float] = {}
         self.diagnostics: collections.deque[DiagnosticArray] = collections.deque(maxlen=200)
