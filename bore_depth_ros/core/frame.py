@@ -1,4 +1,6 @@
-"""The per-frame path shared by the nodes and replay (no ROS): what a view publishes, the frame
+"""The per-frame path shared by the nodes and replay (no ROS): input checks and camera_info
+pairing (:mod:`.messages`, :mod:`.pairing`), then ``infer_views`` (one batched inference and
+each view's post-processing), then ``view_outputs`` (the messages a view publishes); the frame
 ledger that accounts for every input, and the restart detector.
 
 ``view_outputs`` turns one view's result into its five output messages (depth, depth
@@ -9,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from typing import Callable, Sequence
+
 from .camera import Intrinsics
 from .messages import MessageFactory
 from .pointcloud import backproject, pack_points
@@ -17,6 +21,26 @@ from .stats import ReasonCounter
 
 BACKWARDS_JUMP_NS = 1_000_000_000   # a stamp this far behind the previous one means a restart
 VIEW_TOPICS = ("depth/image", "depth/camera_info", "confidence/image", "points", "view_confidence")
+
+
+def infer_views(engine, views: Sequence, images: Sequence[np.ndarray],
+                intrinsics: Sequence[Intrinsics], extrinsics: Sequence | None = None,
+                out_intrinsics: Sequence[Intrinsics] | None = None,
+                before_post: Callable[[int, np.ndarray], None] | None = None):
+    """One batched inference of ``images`` (the engine: any object with the
+    :class:`~bore_depth_ros.engine.DepthEngine` ``infer``) and each view's post-processing
+    (:class:`~.view.ViewProcessor`) at the output intrinsics (default: the inputs').
+    ``before_post(i, model_depth)`` may adjust view i first (replay's ground-truth scale
+    oracle). Returns (view results, engine output)."""
+    eo = engine.infer(images, intrinsics=intrinsics, extrinsics=extrinsics)
+    outs = intrinsics if out_intrinsics is None else out_intrinsics
+    results = []
+    for i, view in enumerate(views):
+        if before_post is not None:
+            before_post(i, eo.depth[i])
+        conf = None if eo.confidence is None else eo.confidence[i]
+        results.append(view.process(eo.depth[i], conf, outs[i]))
+    return results, eo
 
 
 def view_outputs(factory: MessageFactory, header, info, intr_out: Intrinsics, rgb: np.ndarray,

@@ -3,7 +3,7 @@
 Importing this package loads no model, no ROS and no plotting library.
 """
 from .config import EvalConfig
-from .evaluate import add_eval_arguments, evaluate, run_eval
+from .evaluate import evaluate
 from .scoring import EvalResult, compare_frame
 
-__all__ = ["EvalConfig", "EvalResult", "evaluate", "compare_frame", "add_eval_arguments", "run_eval"]
+__all__ = ["EvalConfig", "EvalResult", "evaluate", "compare_frame"]

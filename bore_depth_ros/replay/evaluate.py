@@ -9,7 +9,6 @@ versus distance; optionally an output bag with the node's topics for rviz; a rep
 """
 from __future__ import annotations
 
-import argparse
 import collections
 import dataclasses
 import logging
@@ -21,11 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bag.reader import (CLOCK_TOPIC, TF_STATIC_TOPIC, TF_TOPIC, CameraFrame, CameraStreams,
-                          FrameSync, discover_cameras, open_bag, topics_of_type)
+from ..bag.reader import (CLOCK_TOPIC, TF_STATIC_TOPIC, TF_TOPIC, CameraFrame, FrameSync, discover_cameras, open_bag, topics_of_type)
 from ..core.camera import Intrinsics
 from ..core.errors import InputRejected
-from ..core.frame import view_outputs
+from ..core.frame import infer_views, view_outputs
 from ..core.messages import IMAGE, cloud_fields, depth_metres, intrinsics, validate_image
 from ..core.resize import resize_nearest
 from ..core.scale import ScaleResult
@@ -33,8 +31,8 @@ from ..core.sync import ApproximateSynchronizer
 from ..core.tf_buffer import TfBuffer, TfLookupError
 from ..core.view import ViewConfig, ViewProcessor
 from ..engine import DepthEngine, EngineConfig
-from .config import (CAMERA_HEIGHT_UNAVAILABLE, DISTANCE_BINS, GT_DEPTH_MISSING, GT_MODES,
-                     LIDAR_CLOUD_MISSING, LIDAR_UNSUPPORTED, SCALE_MODES, EvalConfig)
+from ..sim.rig import ring_ordered
+from .config import (CAMERA_HEIGHT_UNAVAILABLE, DISTANCE_BINS, GT_DEPTH_MISSING, LIDAR_CLOUD_MISSING, LIDAR_UNSUPPORTED, EvalConfig)
 from .ground_truth import choose_ground_truth, lidar_gt_depth, remove_occluded
 from .output_bag import OutputBag
 from .scoring import (CameraAccumulator, EvalResult, compare_frame, gt_median_ratio,
@@ -51,16 +49,7 @@ class _Prepared:
     intr: Intrinsics
     gt: np.ndarray
     view: object
-
-
-def _ring_ordered(cams: list[CameraStreams]) -> list[CameraStreams]:
-    """Cameras in the rig's ring order when their names are the recording layout's."""
-    from ..sim.rig import RING_ORDER
-
-    by_name = {c.namespace.rstrip("/").split("/")[-1]: c for c in cams}
-    if set(by_name) == set(RING_ORDER):
-        return [by_name[n] for n in RING_ORDER]
-    return cams
+    median: tuple | None = None   # (ratio, source) of the ground-truth scale oracle
 
 
 class _Evaluator:
@@ -163,19 +152,41 @@ class _Evaluator:
             tf = self._extrinsic(prepared)
             if tf is None:
                 return
-        eo = self.engine.infer([prepared.rgb], [prepared.intr], [tf] if tf is not None else None)
-        self.complete(prepared, eo.depth[0], None if eo.confidence is None else eo.confidence[0],
-                      eo.infer_ms, eo.preprocess_ms)
+        self._infer([prepared], None if tf is None else [tf])
 
     def process_set(self, prepared: list["_Prepared"]) -> None:
         """A synchronized set of all cameras in one batched call (models that fuse views)."""
         tfs = [self._extrinsic(p) for p in prepared] if self.needs_extrinsics else None
         if tfs is not None and any(t is None for t in tfs):
             return
-        eo = self.engine.infer([p.rgb for p in prepared], [p.intr for p in prepared], tfs)
-        for i, p in enumerate(prepared):
-            self.complete(p, eo.depth[i], None if eo.confidence is None else eo.confidence[i],
-                          eo.infer_ms / len(prepared), eo.preprocess_ms / len(prepared))
+        self._infer(prepared, tfs)
+
+    def _infer(self, prepared: list["_Prepared"], tfs) -> None:
+        """The nodes' per-frame step (core.frame.infer_views), then scoring of every view."""
+        n = len(prepared)
+        t0 = time.perf_counter()
+        results, eo = infer_views(self.engine, [p.view for p in prepared],
+                                  [p.rgb for p in prepared], [p.intr for p in prepared], tfs,
+                                  before_post=lambda i, d: self._median_scale(prepared[i], d))
+        post_ms = (time.perf_counter() - t0) * 1e3 - eo.infer_ms - eo.preprocess_ms
+        self.timing["postprocess_ms"] += post_ms
+        for p, res in zip(prepared, results):
+            if p.median is not None:
+                res = dataclasses.replace(res, scale=ScaleResult(*p.median))
+            self.complete(p, res, eo.infer_ms / n, eo.preprocess_ms / n)
+
+    def _median_scale(self, p: "_Prepared", d_model: np.ndarray) -> None:
+        """scale_mode median: the per-frame ground-truth oracle sets the view's scale."""
+        if self.config.scale_mode != "median":
+            return
+        cfg, acc = self.config, p.acc
+        ratio = gt_median_ratio(d_model, p.gt, cfg.min_depth, cfg.max_depth)
+        source = "gt_median"
+        if not math.isfinite(ratio) or ratio <= 0:
+            ratio, source = (acc.last_ratio, "held") if acc.last_ratio else (1.0, "initial")
+        acc.last_ratio = ratio
+        p.view.configure(dataclasses.replace(p.view.config, depth_scale=ratio))
+        p.median = (ratio, source)
 
     def _extrinsic(self, p: "_Prepared"):
         tf, err = self.sync.tf.resolve(self.config.base_frame, p.frame.image.header.frame_id,
@@ -209,23 +220,11 @@ class _Evaluator:
             return None
         return _Prepared(frame, acc, rgb, intr, gt, view)
 
-    def complete(self, p: "_Prepared", d_model: np.ndarray, c_model, infer_ms: float,
-                 preprocess_ms: float) -> None:
-        """Post-process one view's model output as the node does, compare, record, write."""
+    def complete(self, p: "_Prepared", res, infer_ms: float, preprocess_ms: float) -> None:
+        """Compare one post-processed view with its ground truth, record, write outputs."""
         cfg = self.config
-        frame, acc, rgb, intr, gt, view = p.frame, p.acc, p.rgb, p.intr, p.gt, p.view
+        frame, acc, rgb, intr, gt = p.frame, p.acc, p.rgb, p.intr, p.gt
         info = frame.camera_info
-        t3 = time.perf_counter()
-        if cfg.scale_mode == "median":
-            ratio = gt_median_ratio(d_model, gt, cfg.min_depth, cfg.max_depth)
-            source = "gt_median"
-            if not math.isfinite(ratio) or ratio <= 0:
-                ratio, source = (acc.last_ratio, "held") if acc.last_ratio else (1.0, "initial")
-            acc.last_ratio = ratio
-            view.configure(dataclasses.replace(view.config, depth_scale=ratio))
-        res = view.process(d_model, c_model, intr)
-        if cfg.scale_mode == "median":
-            res = dataclasses.replace(res, scale=ScaleResult(ratio, source))
         t4 = time.perf_counter()
         cmp = compare_frame(res.depth, gt, min_depth=cfg.min_depth, max_depth=cfg.max_depth,
                             boundary=acc.gt_kind == "depth", edge_threshold=cfg.edge_threshold,
@@ -260,7 +259,6 @@ class _Evaluator:
         tm = self.timing
         tm["preprocess_ms"] += preprocess_ms
         tm["inference_ms"] += infer_ms
-        tm["postprocess_ms"] += (t4 - t3) * 1e3
         tm["compare_ms"] += (t5 - t4) * 1e3
         tm["output_bag_ms"] += (t6 - t5) * 1e3
         tm["panels_ms"] += (t7 - t6) * 1e3
@@ -312,7 +310,7 @@ def evaluate(config: EvalConfig, progress: bool = True, engine: DepthEngine | No
 
         rig_model = get_model_info(config.model).num_cameras > 1
         if rig_model:
-            cams = _ring_ordered(cams)
+            cams = ring_ordered(cams)
         if engine is None:
             engine = DepthEngine(EngineConfig(
                 model=config.model, weights=config.weights, backend=config.backend,
@@ -409,77 +407,3 @@ def evaluate(config: EvalConfig, progress: bool = True, engine: DepthEngine | No
         result.paths["output_bag"] = out.path
     result.paths.update(write_report(result.to_dict(), report_dir))
     return result
-
-
-# ---------------------------------------------------------------------------- command line
-def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of ``bore-depth eval BAG``."""
-    d = EvalConfig(bag="")
-    a = parser.add_argument
-    a("bag", help="rosbag2 directory, .mcap or .db3 file")
-    a("--camera", dest="cameras", action="append", metavar="TOPIC",
-      help="image topic of a camera (repeat for several; default: auto-detect)")
-    a("--gt", default=d.gt, choices=GT_MODES, help="ground truth: depth images, LiDAR, or auto")
-    a("--gt-topic", dest="gt_topics", action="append", metavar="TOPIC",
-      help="ground-truth depth topic for each --camera, in the same order")
-    a("--lidar-topic", default=d.lidar_topic, help="PointCloud2 ground truth (default /lidar/points)")
-    a("--model", default=d.model)
-    a("--weights", default=d.weights, help="checkpoint or .onnx (default: embedded)")
-    a("--backend", default=d.backend, choices=["torch", "onnxruntime", "tensorrt"])
-    a("--device", default=d.device)
-    a("--input-height", type=int, default=d.input_height)
-    a("--input-width", type=int, default=d.input_width)
-    a("--scale-mode", default=d.scale_mode, choices=SCALE_MODES,
-      help="fixed (--depth-scale), ground_plane (camera height) or median (per-frame GT oracle)")
-    a("--depth-scale", type=float, default=d.depth_scale)
-    a("--camera-height", type=float, default=d.camera_height,
-      help="metres above the ground; 0 = from TF (optical origin z in --base-frame)")
-    a("--min-depth", type=float, default=d.min_depth)
-    a("--max-depth", type=float, default=d.max_depth)
-    a("--confidence-threshold", type=float, default=d.confidence_threshold)
-    a("--max-frames", type=int, default=d.max_frames, help="camera frames to evaluate (0 = all)")
-    a("--out", dest="report_dir", default=d.report_dir, help="report folder")
-    a("--output-bag", default=None, help="write the node's output topics to this new bag")
-    a("--storage", default=d.storage, choices=["mcap", "sqlite3"], help="output bag storage")
-    a("--points-decimation", type=int, default=d.points_decimation)
-    a("--base-frame", default=d.base_frame)
-    a("--odom-frame", default=d.odom_frame)
-    a("--lidar-max-dt", type=float, default=d.lidar_max_dt, help="seconds")
-    a("--lidar-occlusion-window", type=int, default=d.lidar_occlusion_window,
-      help="drop LiDAR points farther than the nearest one within this many pixels (0 = off)")
-    a("--rig-slop", type=float, default=d.rig_slop,
-      help="seconds; rig models (semi_smd) get synchronized camera sets within this spread")
-    a("--panels", dest="panels_per_camera", type=int, default=d.panels_per_camera,
-      help="picture panels per camera in the report")
-    a("--no-progress", action="store_true")
-
-
-def config_from_args(args: argparse.Namespace) -> EvalConfig:
-    names = {f.name for f in dataclasses.fields(EvalConfig)}
-    return EvalConfig(**{k: v for k, v in vars(args).items() if k in names})
-
-
-def run_eval(args: argparse.Namespace) -> int:
-    """Run ``bore-depth eval`` from parsed arguments; prints a summary; 0 if any frame was evaluated."""
-    try:
-        result = evaluate(config_from_args(args), progress=not args.no_progress)
-    except (ValueError, FileNotFoundError, FileExistsError) as e:
-        print(f"bore-depth eval: {e}", file=sys.stderr)
-        return 2
-    fmt = lambda v: "nan" if v is None or not math.isfinite(v) else f"{v:.3f}"  # noqa: E731
-    print(f"model {result.engine.get('model')} ({result.engine['weights_source']}), "
-          f"backend {result.engine.get('backend')}")
-    for c in result.cameras + [None]:
-        name, m, md = (c.namespace, c.metric, c.median) if c else \
-            ("overall", result.overall["metric"], result.overall["median"])
-        print(f"{name:<28} metric AbsRel {fmt(m.get('abs_rel'))} RMSE {fmt(m.get('rmse'))} "
-              f"d1 {fmt(m.get('a1'))} | median-scaled AbsRel {fmt(md.get('abs_rel'))} "
-              f"d1 {fmt(md.get('a1'))}")
-    f = result.frames
-    print(f"frames: {f['evaluated']} evaluated of {f['images_read']} images read, {f['dropped']} dropped"
-          + ("".join(f"\n  {k}: {v}" for k, v in result.drops.items())))
-    print(f"{result.timing['frames_per_second']:.2f} frames/s, model {result.timing.get('inference_ms', 0):.1f} "
-          f"ms/frame; report: {result.paths.get('report_html')}")
-    for note in result.notes:
-        print(f"note: {note}")
-    return 0 if f["evaluated"] else 1

@@ -22,7 +22,7 @@ from rclpy.qos_overriding_options import QoSOverridingOptions
 from sensor_msgs.msg import CameraInfo, Image
 
 from ..core.errors import CAMERA_INFO_MISSING, InputRejected
-from ..core.frame import FrameLedger, RestartDetector
+from ..core.frame import FrameLedger, RestartDetector, infer_views
 from ..core.messages import intrinsics, stamp_ns, validate_image
 from ..core.pairing import InfoPairer
 from ..core.stats import RateMeter, RollingStats, SequenceGaps
@@ -186,9 +186,8 @@ class MonoDepthNode(ManagedDepthNode):
         t0 = time.perf_counter()
         out_w, out_h = self._output_size(msg.width, msg.height)
         intr_out = intr_in if (out_w, out_h) == (msg.width, msg.height) else intr_in.scaled_to(out_w, out_h)
-        eo = self.engine.infer([rgb])
-        res = self.view.process(eo.depth[0], None if eo.confidence is None else eo.confidence[0],
-                                intr_out)
+        (res,), eo = infer_views(self.engine, [self.view], [rgb], [intr_in],
+                                 out_intrinsics=[intr_out])
         t1 = time.perf_counter()
         self.outputs.publish(
             msg.header, info, intr_out, rgb, res, eo.infer_ms, self.engine.config.model,

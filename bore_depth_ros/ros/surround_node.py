@@ -24,7 +24,7 @@ from rclpy.qos_overriding_options import QoSOverridingOptions
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
 from ..core.errors import CAMERA_INFO_MISSING, InputRejected
-from ..core.frame import RestartDetector
+from ..core.frame import RestartDetector, infer_views
 from ..core.messages import intrinsics, stamp_ns, transform, validate_image
 from ..core.pairing import InfoPairer
 from ..core.fusion import fuse_views, pack_unorganized, view_consistency
@@ -324,14 +324,10 @@ class SurroundDepthNode(ManagedDepthNode):
                                           f"{self.engine.info.name} needs extrinsics; {tf_problem}")
             self.fusion_status = f"waiting for TF: {tf_problem}"
             return "dropped.waiting_for_tf"
-        eo = self.engine.infer(rgbs, intrinsics=intr_in,
-                               extrinsics=tfs if have_tf else None)
-        t1 = time.perf_counter()
-        results = []
-        for i in range(len(msgs)):
-            conf = None if eo.confidence is None else eo.confidence[i]
-            results.append(self.views[i].process(eo.depth[i], conf, intr_in[i]))
+        results, eo = infer_views(self.engine, self.views, rgbs, intr_in,
+                                  tfs if have_tf else None)
         t2 = time.perf_counter()
+        t1 = t2 - (eo.infer_ms + eo.preprocess_ms) / 1e3   # post-processing took t2 - t1
         model, backend = self.engine.config.model, self.engine.backend.name
         summaries = [
             self.outputs[i].publish(msgs[i].header, infos[i], intr_in[i], rgbs[i], results[i],

@@ -83,3 +83,12 @@ def rig_by_name(name: str) -> tuple[CameraSpec, ...]:
     if name not in rigs:
         raise ValueError(f"unknown rig '{name}', known: {', '.join(rigs)}")
     return rigs[name]
+
+
+def ring_ordered(cams: list) -> list:
+    """Camera streams (objects with a ``namespace``, e.g. bag.reader.CameraStreams) in the rig's
+    ring order when their names are this layout's; otherwise as given."""
+    by_name = {c.namespace.rstrip("/").split("/")[-1]: c for c in cams}
+    if set(by_name) == set(RING_ORDER):
+        return [by_name[n] for n in RING_ORDER]
+    return cams

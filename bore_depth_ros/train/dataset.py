@@ -38,16 +38,16 @@ def load_rig_samples(bag: str | Path, cameras: list[str] | None = None, slop_s: 
     """Synchronized camera sets of one bag (ring order for the project's layout); returns the
     samples and the number of dropped messages by reason."""
     from ..bag.reader import FrameSync, discover_cameras, open_bag
+    from ..sim.rig import ring_ordered
     from ..core.errors import InputRejected
     from ..core.messages import depth_metres, intrinsics, validate_image
     from ..core.sync import ApproximateSynchronizer
     from ..core.tf_buffer import TfBuffer
-    from ..replay.evaluate import _ring_ordered
 
     samples: list[RigSample] = []
     drops: dict[str, int] = {}
     with open_bag(bag) as reader:
-        cams = _ring_ordered(discover_cameras(reader, cameras))
+        cams = ring_ordered(discover_cameras(reader, cameras))
         if not cams:
             raise ValueError(f"{bag}: no camera (Image + sibling camera_info) found")
         names = [c.namespace.rstrip("/").split("/")[-1] for c in cams]
