@@ -7,6 +7,7 @@
 - The development venv (tools/bootstrap.sh) and plain pip users install it with pip (editable in
   the venv); the console scripts then land in the environment's bin/.
 """
+
 from glob import glob
 
 from setuptools import find_packages, setup
@@ -23,7 +24,10 @@ setup(
         ("share/ament_index/resource_index/packages", [f"resource/{NAME}"]),
         (f"share/{NAME}", ["package.xml"]),
         (f"share/{NAME}/launch", sorted(glob("launch/*.launch.py"))),
-        (f"share/{NAME}/config", sorted(f for f in glob("config/*") if f.endswith((".yaml", ".xml", ".rviz")))),
+        (
+            f"share/{NAME}/config",
+            sorted(f for f in glob("config/*") if f.endswith((".yaml", ".xml", ".rviz"))),
+        ),
         (f"share/{NAME}/config/train", sorted(glob("config/train/*.yaml"))),
     ],
     python_requires=">=3.10",

@@ -1,7 +1,8 @@
 """Mono node overhead and backend comparison; prints ratios measured in one run.
 
-    tools/env.sh-activated shell:  python benchmarks/bench_mono.py [--frames 20]
+tools/env.sh-activated shell:  python benchmarks/bench_mono.py [--frames 20]
 """
+
 import argparse
 
 from bore_depth_ros.bench.nodes import run_mono_bench

@@ -3,6 +3,7 @@ newest-stamp-to-fused-cloud latency versus model time.
 
     . tools/env.sh && python benchmarks/bench_surround.py [--frames 8] [--model svr]
 """
+
 import argparse
 
 from bore_depth_ros.bench.nodes import run_surround_bench

@@ -4,15 +4,16 @@ of a process (the nodes, replay, training evaluation and benchmarks use it).
 It sits outside ``core`` because it loads models and backends (torch, ONNX Runtime, TensorRT);
 the per-view post-processing it feeds is ROS- and torch-free (:mod:`bore_depth_ros.core.view`).
 """
+
 from __future__ import annotations
 
 import logging
 import os
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -23,28 +24,29 @@ log = logging.getLogger(__name__)
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 
+
 @dataclass(frozen=True)
 class EngineConfig:
     """What to load and how to run it; read-only for the lifetime of a node."""
 
     model: str = "bore_depth"
-    weights: str = ""            # checkpoint (.ckpt/.pt/.pth) or .onnx; "" = the embedded default
+    weights: str = ""  # checkpoint (.ckpt/.pt/.pth) or .onnx; "" = the embedded default
     backend: str = "onnxruntime"  # torch | onnxruntime | tensorrt
     device: str = "cpu"
     precision: str = "fp32"
-    input_height: int = 0        # 0: the size the weights were trained at, else the model default
+    input_height: int = 0  # 0: the size the weights were trained at, else the model default
     input_width: int = 0
-    batch: int = 1               # views per inference call (fixed per deployment)
+    batch: int = 1  # views per inference call (fixed per deployment)
     cache_dir: str | None = None
-    force_engine_rebuild: bool = False   # tensorrt: rebuild the engine even if a cached one matches
+    force_engine_rebuild: bool = False  # tensorrt: rebuild the engine even if a cached one matches
     engine_cache_dir: str | None = None  # tensorrt engine cache (default $BORE_DEPTH_CACHE/engines)
 
 
 @dataclass
 class EngineOutput:
-    depth: np.ndarray                 # [N, h, w] float32, model units (relative for bore_depth)
-    confidence: np.ndarray | None     # [N, h, w] float32 in [0, 1] if the model predicts it
-    infer_ms: float                   # backend time of the whole batch
+    depth: np.ndarray  # [N, h, w] float32, model units (relative for bore_depth)
+    confidence: np.ndarray | None  # [N, h, w] float32 in [0, 1] if the model predicts it
+    infer_ms: float  # backend time of the whole batch
     preprocess_ms: float
 
 
@@ -79,8 +81,11 @@ def resolve_input_size(config: EngineConfig) -> tuple[int, int]:
     if config.input_height and config.input_width:
         return config.input_height, config.input_width
     weights = config.weights.strip()
-    path = weights if weights and not weights.endswith(".onnx") else (
-        None if weights else embedded_weights_path(config.model))
+    path = (
+        weights
+        if weights and not weights.endswith(".onnx")
+        else (None if weights else embedded_weights_path(config.model))
+    )
     trained = weights_metadata(path).get("input_size") if path else None
     h, w = trained if trained else get_model_info(config.model).default_input_size
     return config.input_height or int(h), config.input_width or int(w)
@@ -116,8 +121,7 @@ class DepthEngine:
         onnx_path = None
         if weights.endswith(".onnx"):
             if config.backend == "torch":
-                raise ValueError("backend 'torch' needs a PyTorch checkpoint, not an ONNX file: "
-                                 f"{weights}")
+                raise ValueError(f"backend 'torch' needs a PyTorch checkpoint, not an ONNX file: {weights}")
             if not os.path.isfile(weights):
                 raise FileNotFoundError(f"ONNX file not found: {weights}")
             onnx_path = weights
@@ -125,9 +129,17 @@ class DepthEngine:
         else:
             model, self.weights_source = self._load_torch_model(config.model, weights)
         self.backend = create_backend(
-            config.backend, model=model, model_name=config.model, onnx_path=onnx_path,
-            input_shapes=shapes, output_names=self.info.output_names, device=config.device,
-            precision=config.precision, cache_dir=config.cache_dir, **_engine_options(config))
+            config.backend,
+            model=model,
+            model_name=config.model,
+            onnx_path=onnx_path,
+            input_shapes=shapes,
+            output_names=self.info.output_names,
+            device=config.device,
+            precision=config.precision,
+            cache_dir=config.cache_dir,
+            **_engine_options(config),
+        )
         self._mean = np.asarray(self.info.mean, np.float32)
         self._std = np.asarray(self.info.std, np.float32)
         self._inputs = {name: np.zeros(shp, np.float32) for name, shp in shapes.items()}
@@ -155,8 +167,12 @@ class DepthEngine:
         return create_model(name).eval(), "random-init (no trained default weights shipped)"
 
     def describe(self) -> dict[str, str]:
-        d = {"model": self.config.model, "weights": self.weights_source,
-             "input": f"{self.input_hw[0]}x{self.input_hw[1]}", "batch": str(self.config.batch)}
+        d = {
+            "model": self.config.model,
+            "weights": self.weights_source,
+            "input": f"{self.input_hw[0]}x{self.input_hw[1]}",
+            "batch": str(self.config.batch),
+        }
         d.update(self.backend.describe())
         return d
 
@@ -164,8 +180,12 @@ class DepthEngine:
         """The model input of ``rgb`` into batch slot i (:func:`~bore_depth_ros.core.preprocess.model_input`)."""
         model_input(rgb, self.input_hw, self._mean, self._std, out=self._batch[i])
 
-    def infer(self, images: Sequence[np.ndarray], intrinsics: Sequence[Intrinsics] | None = None,
-              extrinsics: Sequence | None = None) -> EngineOutput:
+    def infer(
+        self,
+        images: Sequence[np.ndarray],
+        intrinsics: Sequence[Intrinsics] | None = None,
+        extrinsics: Sequence | None = None,
+    ) -> EngineOutput:
         """Run the model on up to ``batch`` RGB uint8 images (H, W, 3); one backend call.
 
         Models with geometry inputs need ``intrinsics`` (per image, at its own resolution) and,
@@ -176,8 +196,9 @@ class DepthEngine:
         if not 1 <= n <= self.config.batch:
             raise ValueError(f"engine batch is {self.config.batch}, got {n} images")
         if self.info.num_cameras > 1 and n != self.config.batch:
-            raise ValueError(f"model {self.info.name} fuses whole rigs: give all "
-                             f"{self.config.batch} views, got {n}")
+            raise ValueError(
+                f"model {self.info.name} fuses whole rigs: give all {self.config.batch} views, got {n}"
+            )
         with self._lock:
             t0 = time.perf_counter()
             if self._has_prev and "prev_image" in self._inputs:
@@ -188,7 +209,7 @@ class DepthEngine:
                 self._batch[n:] = 0.0
             self._fill_geometry(n, intrinsics, extrinsics)
             if "prev_image" in self._inputs and not self._has_prev:
-                self._inputs["prev_image"][:] = self._batch   # no previous frame yet: itself
+                self._inputs["prev_image"][:] = self._batch  # no previous frame yet: itself
             self._has_prev = True
             t1 = time.perf_counter()
             feed = self._inputs if len(self._inputs) > 1 else self._batch
@@ -223,13 +244,16 @@ class DepthEngine:
         try:
             out = self.infer([grey] * n, intrinsics=intr, extrinsics=ext)
         except Exception as e:  # noqa: BLE001 - reported as a configure failure
-            raise RuntimeError(f"backend {self.config.backend} failed its first inference: "
-                               f"{type(e).__name__}: {e}") from e
+            raise RuntimeError(
+                f"backend {self.config.backend} failed its first inference: {type(e).__name__}: {e}"
+            ) from e
         finally:
             self.reset_temporal()
         if out.depth.shape[0] != n or not np.isfinite(out.depth).all():
-            raise RuntimeError(f"backend {self.config.backend} returned depth of shape "
-                               f"{out.depth.shape} with non-finite values on a grey test batch")
+            raise RuntimeError(
+                f"backend {self.config.backend} returned depth of shape "
+                f"{out.depth.shape} with non-finite values on a grey test batch"
+            )
         self._warm_ms = (time.perf_counter() - t0) * 1e3
         return self._warm_ms
 
@@ -245,18 +269,21 @@ class DepthEngine:
         from .core.rays import focal_ratio, rig_inputs
 
         if intrinsics is None or len(intrinsics) != n:
-            raise ValueError(f"model {self.info.name} needs the intrinsics of every view "
-                             f"(inputs {sorted(names)})")
+            raise ValueError(
+                f"model {self.info.name} needs the intrinsics of every view (inputs {sorted(names)})"
+            )
         if names & {"rays", "origins"}:
             if extrinsics is None or len(extrinsics) != n or any(e is None for e in extrinsics):
                 raise ValueError(f"model {self.info.name} needs every view's extrinsics")
-            geo = rig_inputs(intrinsics, extrinsics, self.input_hw, self.info.canonical_focal,
-                             self.info.ray_stride)
+            geo = rig_inputs(
+                intrinsics, extrinsics, self.input_hw, self.info.canonical_focal, self.info.ray_stride
+            )
             for k in names:
                 self._inputs[k][:n] = geo[k]
         else:
-            self._inputs["focal"][:n, 0] = [focal_ratio(k, self.input_hw, self.info.canonical_focal)
-                                            for k in intrinsics]
+            self._inputs["focal"][:n, 0] = [
+                focal_ratio(k, self.input_hw, self.info.canonical_focal) for k in intrinsics
+            ]
         for k in names:
             if n < self.config.batch:
                 self._inputs[k][n:] = self._inputs[k][0]
@@ -301,7 +328,7 @@ class EnginePool:
         return list(self._engines.values()) + self._private
 
 
-def resolve_engine(engine: "DepthEngine | EnginePool | None", config: EngineConfig) -> DepthEngine:
+def resolve_engine(engine: DepthEngine | EnginePool | None, config: EngineConfig) -> DepthEngine:
     """A node's engine: the one given, one from a shared pool, or a new one for ``config``."""
     if isinstance(engine, DepthEngine):
         return engine

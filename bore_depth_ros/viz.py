@@ -1,4 +1,5 @@
 """Pictures a person can look at: colourised depth/confidence, side-by-side panels, PLY clouds."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,8 +7,9 @@ from pathlib import Path
 import numpy as np
 
 
-def colorize(values: np.ndarray, vmin: float, vmax: float, cmap: str = "turbo",
-             invalid=(0, 0, 0)) -> np.ndarray:
+def colorize(
+    values: np.ndarray, vmin: float, vmax: float, cmap: str = "turbo", invalid=(0, 0, 0)
+) -> np.ndarray:
     """(H, W) float -> (H, W, 3) uint8 through a matplotlib colormap; non-finite -> ``invalid``."""
     import matplotlib
 

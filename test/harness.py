@@ -1,4 +1,5 @@
 """Helpers for tests that run real rclpy nodes in separate processes (no mocks of ROS)."""
+
 from __future__ import annotations
 
 import os
@@ -34,8 +35,7 @@ class NodeProcess:
     def __init__(self, argv: list[str], log_path: Path):
         self.log_path = log_path
         self._log = open(log_path, "w")
-        self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT,
-                                     env=dict(os.environ))
+        self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT, env=dict(os.environ))
 
     def output(self) -> str:
         if not self._log.closed:
@@ -86,8 +86,8 @@ def make_test_image(height: int, width: int, seed: int = 0) -> np.ndarray:
     img[..., 1] = 120 + 60 * u / width
     img[..., 2] = 200 - 80 * v / height
     floor = v > height * 0.55
-    img[floor] = (rng.uniform(60, 160, size=(int(floor.sum()), 3)))
+    img[floor] = rng.uniform(60, 160, size=(int(floor.sum()), 3))
     for _ in range(3):
         y0, x0 = rng.integers(0, height // 2), rng.integers(0, width - width // 4)
-        img[y0:y0 + height // 3, x0:x0 + width // 5] = rng.uniform(0, 255, size=3)
+        img[y0 : y0 + height // 3, x0 : x0 + width // 5] = rng.uniform(0, 255, size=3)
     return img.clip(0, 255).astype(np.uint8)

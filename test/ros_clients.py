@@ -1,4 +1,5 @@
 """Test-side message builders (all encodings, padded rows); the probe node lives in the package."""
+
 from __future__ import annotations
 
 import array
@@ -34,20 +35,25 @@ def expected_rgb(rgb: np.ndarray, encoding: str) -> np.ndarray:
     return np.repeat(rgb[..., :1], 3, axis=-1) if encoding == "mono8" else rgb
 
 
-def camera_info(width: int, height: int, frame_id: str, fx: float, fy: float, cx: float,
-                cy: float, stamp=None) -> CameraInfo:
-    info = CameraInfo(width=width, height=height, distortion_model="plumb_bob", d=[0.0] * 5,
-                      k=[fx, 0.0, cx, 0.0, fy, cy, 0.0, 0.0, 1.0],
-                      r=[1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0],
-                      p=[fx, 0.0, cx, 0.0, 0.0, fy, cy, 0.0, 0.0, 0.0, 1.0, 0.0])
+def camera_info(
+    width: int, height: int, frame_id: str, fx: float, fy: float, cx: float, cy: float, stamp=None
+) -> CameraInfo:
+    info = CameraInfo(
+        width=width,
+        height=height,
+        distortion_model="plumb_bob",
+        d=[0.0] * 5,
+        k=[fx, 0.0, cx, 0.0, fy, cy, 0.0, 0.0, 1.0],
+        r=[1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0],
+        p=[fx, 0.0, cx, 0.0, 0.0, fy, cy, 0.0, 0.0, 0.0, 1.0, 0.0],
+    )
     info.header.frame_id = frame_id
     if stamp is not None:
         info.header.stamp = stamp
     return info
 
 
-def image_msg(data: bytes, width: int, height: int, step: int, encoding: str, frame_id: str,
-              stamp) -> Image:
+def image_msg(data: bytes, width: int, height: int, step: int, encoding: str, frame_id: str, stamp) -> Image:
     msg = Image(width=width, height=height, step=step, encoding=encoding, is_bigendian=0)
     msg.header.frame_id = frame_id
     msg.header.stamp = stamp

@@ -1,4 +1,5 @@
 """Backends with real torch and real ONNX Runtime: parity, export cache, refusals and error messages."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -10,8 +11,17 @@ import pytest
 import torch
 from torch import nn
 
-from bore_depth_ros.backends import (BACKENDS, Backend, BackendUnavailable, ExportMismatch, ExportReport,
-                                     create_backend, ensure_onnx, export_onnx, seeded_inputs)
+from bore_depth_ros.backends import (
+    BACKENDS,
+    Backend,
+    BackendUnavailable,
+    ExportMismatch,
+    ExportReport,
+    create_backend,
+    ensure_onnx,
+    export_onnx,
+    seeded_inputs,
+)
 from bore_depth_ros.backends.export import check_onnx_parity, onnx_cache_path
 from bore_depth_ros.backends.onnxruntime_backend import OnnxRuntimeBackend
 from bore_depth_ros.backends.seeded import seeded_input
@@ -139,8 +149,11 @@ def tiny_onnx(tmp_path_factory):
 
 @pytest.mark.parametrize("kind", ["torch", "onnxruntime"])
 def test_wrong_input_raises_value_error(kind, tiny_onnx):
-    backend = (TorchBackend(tiny(), SHAPE, ("depth",)) if kind == "torch"
-               else OnnxRuntimeBackend(tiny_onnx, SHAPE, ("depth",)))
+    backend = (
+        TorchBackend(tiny(), SHAPE, ("depth",))
+        if kind == "torch"
+        else OnnxRuntimeBackend(tiny_onnx, SHAPE, ("depth",))
+    )
     good = seeded_input(SHAPE)
     with pytest.raises(ValueError, match=r"shape 2x3x32x48.*got 1x3x32x48"):
         backend.infer(good[:1])
@@ -217,7 +230,9 @@ def test_export_mismatch_from_untraceable_model(tmp_path):
         export_onnx(tiny(CallCounting), path, SHAPE, ("depth",))
     # The trace froze an earlier call count; the reference run adds a later one: off by a whole number.
     assert info.value.max_abs_err["depth"] >= 0.999
-    assert str(info.value).startswith(f"refusing to export {path}: ") and "depth: max abs err" in str(info.value)
+    assert str(info.value).startswith(f"refusing to export {path}: ") and "depth: max abs err" in str(
+        info.value
+    )
     assert not path.exists() and os.listdir(tmp_path) == [], "a refused export must write nothing"
 
 
@@ -287,14 +302,22 @@ def test_create_backend_torch_and_onnxruntime(tmp_path):
     names = ("depth", "confidence")
     batch = seeded_input(SHAPE, seed=3)
     torch_backend = create_backend("torch", model=model, input_shape=SHAPE, output_names=names)
-    ort_backend = create_backend("onnxruntime", model=model, model_name="tiny_multi", input_shape=SHAPE,
-                                 output_names=names, cache_dir=tmp_path, intra_op_threads=1)
+    ort_backend = create_backend(
+        "onnxruntime",
+        model=model,
+        model_name="tiny_multi",
+        input_shape=SHAPE,
+        output_names=names,
+        cache_dir=tmp_path,
+        intra_op_threads=1,
+    )
     assert isinstance(ort_backend, OnnxRuntimeBackend) and ort_backend.onnx_path.parent == tmp_path
     a, b = torch_backend.infer(batch), ort_backend.infer(batch)
     for n in names:
         assert errors(b[n], a[n])[0] < 1e-4
-    from_file = create_backend("onnxruntime", onnx_path=ort_backend.onnx_path, input_shape=SHAPE,
-                               output_names=names)
+    from_file = create_backend(
+        "onnxruntime", onnx_path=ort_backend.onnx_path, input_shape=SHAPE, output_names=names
+    )
     np.testing.assert_array_equal(from_file.infer(batch)["depth"], b["depth"])
 
 
@@ -307,7 +330,9 @@ def test_create_backend_argument_errors():
     with pytest.raises(ValueError, match="onnx_path or model"):
         create_backend("onnxruntime", input_shape=SHAPE, output_names=("depth",))
     with pytest.raises(ValueError, match="fp32"):
-        create_backend("onnxruntime", model=tiny(), input_shape=SHAPE, output_names=("depth",), precision="fp16")
+        create_backend(
+            "onnxruntime", model=tiny(), input_shape=SHAPE, output_names=("depth",), precision="fp16"
+        )
 
 
 def _tensorrt_usable() -> bool:
@@ -317,8 +342,15 @@ def _tensorrt_usable() -> bool:
 @pytest.mark.skipif(_tensorrt_usable(), reason="TensorRT and a GPU are present: nothing is unavailable")
 def test_tensorrt_unavailable_names_what_to_install(tmp_path):
     with pytest.raises(BackendUnavailable, match="pip install tensorrt") as info:
-        create_backend("tensorrt", model=tiny(), model_name="tiny", input_shape=SHAPE, output_names=("depth",),
-                       device="cuda", cache_dir=tmp_path)
+        create_backend(
+            "tensorrt",
+            model=tiny(),
+            model_name="tiny",
+            input_shape=SHAPE,
+            output_names=("depth",),
+            device="cuda",
+            cache_dir=tmp_path,
+        )
     assert "JetPack" in str(info.value) and "CUDA GPU" in str(info.value)
     assert list(tmp_path.iterdir()) == [], "nothing should be exported for an unavailable backend"
     from bore_depth_ros.backends.tensorrt_backend import TensorRTBackend
@@ -338,8 +370,14 @@ def test_onnxruntime_cuda_unavailable_names_onnxruntime_gpu(tiny_onnx, tmp_path)
     with pytest.raises(BackendUnavailable, match="CUDAExecutionProvider.*onnxruntime-gpu"):
         OnnxRuntimeBackend(tiny_onnx, SHAPE, ("depth",), device="cuda")
     with pytest.raises(BackendUnavailable, match="onnxruntime-gpu"):
-        create_backend("onnxruntime", model=tiny(), input_shape=SHAPE, output_names=("depth",), device="cuda",
-                       cache_dir=tmp_path)
+        create_backend(
+            "onnxruntime",
+            model=tiny(),
+            input_shape=SHAPE,
+            output_names=("depth",),
+            device="cuda",
+            cache_dir=tmp_path,
+        )
     assert list(tmp_path.iterdir()) == [], "the provider check must come before the export"
     with pytest.raises(BackendUnavailable, match="TensorrtExecutionProvider.*onnxruntime-gpu"):
         OnnxRuntimeBackend(tiny_onnx, SHAPE, ("depth",), device="tensorrt")
@@ -353,7 +391,9 @@ def test_onnxruntime_unknown_device(tiny_onnx):
 
 
 def test_onnxruntime_missing_package(monkeypatch, tiny_onnx):
-    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # makes `import onnxruntime` fail like a missing package
+    monkeypatch.setitem(
+        sys.modules, "onnxruntime", None
+    )  # makes `import onnxruntime` fail like a missing package
     with pytest.raises(BackendUnavailable, match="pip install onnxruntime"):
         OnnxRuntimeBackend(tiny_onnx, SHAPE, ("depth",))
     with pytest.raises(BackendUnavailable, match="onnxruntime"):
@@ -373,21 +413,25 @@ def test_bore_depth_torch_vs_onnxruntime(tmp_path, record_property):
     assert info.output_names == ("depth",)
     torch.manual_seed(0)
     model = models.create_model("bore_depth").eval()
-    report = export_onnx(model, tmp_path / "bore_depth.onnx", BORE_SHAPE, info.output_names,
-                         rtol=BORE_TOL, atol=BORE_TOL)
+    report = export_onnx(
+        model, tmp_path / "bore_depth.onnx", BORE_SHAPE, info.output_names, rtol=BORE_TOL, atol=BORE_TOL
+    )
 
     batch = seeded_input(BORE_SHAPE, seed=7)  # not the export's own check input
     torch_out = create_backend("torch", model=model, input_shape=BORE_SHAPE, output_names=info.output_names)
-    ort_out = create_backend("onnxruntime", onnx_path=report.path, input_shape=BORE_SHAPE,
-                             output_names=info.output_names)
+    ort_out = create_backend(
+        "onnxruntime", onnx_path=report.path, input_shape=BORE_SHAPE, output_names=info.output_names
+    )
     a, b = torch_out.infer(batch)["depth"], ort_out.infer(batch)["depth"]
     assert a.shape == b.shape == (2, 1, 64, 96)
     abs_err, rel_err = errors(b, a)
     record_property("bore_depth_max_abs_err", abs_err)
     record_property("bore_depth_max_rel_err", rel_err)
-    print(f"\nBoRe-Depth {BORE_SHAPE} ORT vs torch: max abs err {abs_err:.3g} (depth range "
-          f"{a.min():.3g}..{a.max():.3g}), max rel err {rel_err:.3g}; export check: "
-          f"abs {report.max_abs_err['depth']:.3g}, rel {report.max_rel_err['depth']:.3g}, {report.seconds:.1f} s")
+    print(
+        f"\nBoRe-Depth {BORE_SHAPE} ORT vs torch: max abs err {abs_err:.3g} (depth range "
+        f"{a.min():.3g}..{a.max():.3g}), max rel err {rel_err:.3g}; export check: "
+        f"abs {report.max_abs_err['depth']:.3g}, rel {report.max_rel_err['depth']:.3g}, {report.seconds:.1f} s"
+    )
     assert abs_err < BORE_TOL and rel_err < BORE_TOL
 
 
@@ -395,7 +439,7 @@ def test_bore_depth_torch_vs_onnxruntime(tmp_path, record_property):
 
 NAMED = {"image": SHAPE, "focal": (2, 1)}
 SURROUND_DEPTH_TOL = 1e-3  # max elementwise relative error on depth, ORT CPU vs torch eager
-SURROUND_CONF_TOL = 1e-4   # max abs error on confidence
+SURROUND_CONF_TOL = 1e-4  # max abs error on confidence
 
 
 @pytest.fixture
@@ -431,8 +475,17 @@ def seeded_inputs_named(seed: int) -> dict[str, np.ndarray]:
 
 
 def test_seeded_inputs():
-    x = seeded_inputs({"image": SHAPE, "prev_image": SHAPE, "rays": (2, 3, 1, 2), "origins": (2, 3),
-                       "focal": (2, 1), "other": (4,)}, seed=3)
+    x = seeded_inputs(
+        {
+            "image": SHAPE,
+            "prev_image": SHAPE,
+            "rays": (2, 3, 1, 2),
+            "origins": (2, 3),
+            "focal": (2, 1),
+            "other": (4,),
+        },
+        seed=3,
+    )
     assert list(x) == ["image", "prev_image", "rays", "origins", "focal", "other"]
     assert all(a.dtype == np.float32 and a.flags.c_contiguous for a in x.values())
     np.testing.assert_array_equal(x["image"], seeded_input(SHAPE, 3))
@@ -454,14 +507,19 @@ def test_torch_backend_named_inputs():
     assert backend.describe()["input_shape"] == "image=2x3x32x48,focal=2x1"
     # A single-input deployment also accepts the dict form.
     single = TorchBackend(tiny(), SHAPE, ("depth",))
-    np.testing.assert_array_equal(single.infer({"image": feed["image"]})["depth"], single.infer(feed["image"])["depth"])
+    np.testing.assert_array_equal(
+        single.infer({"image": feed["image"]})["depth"], single.infer(feed["image"])["depth"]
+    )
 
 
 @pytest.mark.parametrize("kind", ["torch", "onnxruntime"])
 def test_named_input_validation(kind, two_input_onnx):
     names = ("depth", "confidence")
-    backend = (TorchBackend(tiny(TinyTwoInput), NAMED, names) if kind == "torch"
-               else OnnxRuntimeBackend(two_input_onnx.path, NAMED, names))
+    backend = (
+        TorchBackend(tiny(TinyTwoInput), NAMED, names)
+        if kind == "torch"
+        else OnnxRuntimeBackend(two_input_onnx.path, NAMED, names)
+    )
     feed = seeded_inputs_named(2)
     with pytest.raises(ValueError, match=r"inputs \['image', 'focal'\]: pass a dict"):
         backend.infer(feed["image"])
@@ -477,10 +535,15 @@ def test_named_input_validation(kind, two_input_onnx):
         backend.infer({**feed, "image": torch.from_numpy(feed["image"])})
 
 
-@pytest.mark.parametrize("shapes, message", [
-    ({}, "at least one"), ({"image": (2, 1, 32, 48)}, "input 'image'.*3 channels"),
-    ({"image": SHAPE, "focal": (2, 0)}, r"input_shapes\['focal'\]"), ({"image": SHAPE, "": (1,)}, "non-empty"),
-])
+@pytest.mark.parametrize(
+    "shapes, message",
+    [
+        ({}, "at least one"),
+        ({"image": (2, 1, 32, 48)}, "input 'image'.*3 channels"),
+        ({"image": SHAPE, "focal": (2, 0)}, r"input_shapes\['focal'\]"),
+        ({"image": SHAPE, "": (1,)}, "non-empty"),
+    ],
+)
 def test_bad_input_shapes_config(shapes, message):
     with pytest.raises(ValueError, match=message):
         TorchBackend(tiny(), shapes, ("depth",))
@@ -527,10 +590,21 @@ def test_named_cache_key_and_create_backend(tmp_path):
     names = ("depth", "confidence")
     key = onnx_cache_path(model, "two", NAMED, tmp_path, output_names=names)
     assert "two_2x3x32x48" in key.name
-    assert onnx_cache_path(model, "two", {"image": SHAPE, "focal": (2, 2)}, tmp_path, output_names=names) != key
-    assert onnx_cache_path(model, "two", {"focal": (2, 1), "image": SHAPE}, tmp_path, output_names=names) != key
-    ort_backend = create_backend("onnxruntime", model=model, model_name="two", input_shapes=NAMED,
-                                 output_names=names, cache_dir=tmp_path, intra_op_threads=1)
+    assert (
+        onnx_cache_path(model, "two", {"image": SHAPE, "focal": (2, 2)}, tmp_path, output_names=names) != key
+    )
+    assert (
+        onnx_cache_path(model, "two", {"focal": (2, 1), "image": SHAPE}, tmp_path, output_names=names) != key
+    )
+    ort_backend = create_backend(
+        "onnxruntime",
+        model=model,
+        model_name="two",
+        input_shapes=NAMED,
+        output_names=names,
+        cache_dir=tmp_path,
+        intra_op_threads=1,
+    )
     assert ort_backend.onnx_path == key == ensure_onnx(model, "two", NAMED, names, cache_dir=tmp_path)
     torch_backend = create_backend("torch", model=model, input_shapes=NAMED, output_names=names)
     feed = seeded_inputs_named(5)
@@ -553,8 +627,15 @@ def test_surround_model_torch_vs_onnxruntime(name, tmp_path, one_thread, record_
     torch.manual_seed(0)
     model = models.create_model(name).eval()
     shapes = info.input_shapes(6, 64, 96)
-    ort_backend = create_backend("onnxruntime", model=model, model_name=name, input_shapes=shapes,
-                                 output_names=info.output_names, cache_dir=tmp_path, intra_op_threads=1)
+    ort_backend = create_backend(
+        "onnxruntime",
+        model=model,
+        model_name=name,
+        input_shapes=shapes,
+        output_names=info.output_names,
+        cache_dir=tmp_path,
+        intra_op_threads=1,
+    )
     torch_backend = create_backend("torch", model=model, input_shapes=shapes, output_names=info.output_names)
     feed = seeded_inputs(shapes, seed=7)  # not the export's own check input
     a, b = torch_backend.infer(feed), ort_backend.infer(feed)

@@ -1,4 +1,5 @@
 """Shipped parameter files, launch files and rviz configs stay consistent with the nodes."""
+
 import ast
 import re
 from pathlib import Path
@@ -17,9 +18,14 @@ def yaml_params(name: str, section: str = "/**") -> dict:
     return yaml.safe_load((REPO / "config" / name).read_text())[section]["ros__parameters"]
 
 
-@pytest.mark.parametrize("cls,cfg,section", [(MonoDepthNode, "mono.yaml", "/**"),
-                                             (SurroundDepthNode, "surround.yaml", "/**"),
-                                             (MonoDepthNode, "six_mono.yaml", "/**/bore_depth_mono")])
+@pytest.mark.parametrize(
+    "cls,cfg,section",
+    [
+        (MonoDepthNode, "mono.yaml", "/**"),
+        (SurroundDepthNode, "surround.yaml", "/**"),
+        (MonoDepthNode, "six_mono.yaml", "/**/bore_depth_mono"),
+    ],
+)
 def test_every_shipped_parameter_is_declared_by_the_node(ros, cls, cfg, section, structured_weights):
     values = yaml_params(cfg, section)
     # small model input so the test is quick; everything else exactly as shipped
@@ -38,10 +44,10 @@ def test_every_shipped_parameter_is_declared_by_the_node(ros, cls, cfg, section,
 
 
 def test_launch_files_name_shipped_files_and_installed_executables():
-    setup = (REPO / "setup.py").read_text()   # ament_python: console scripts go to lib/<pkg>
+    setup = (REPO / "setup.py").read_text()  # ament_python: console scripts go to lib/<pkg>
     for launch in (REPO / "launch").glob("*.launch.py"):
         src = launch.read_text()
-        ast.parse(src)                                   # valid Python
+        ast.parse(src)  # valid Python
         for exe in re.findall(r'executable="(\w+)"', src):
             if exe != "rviz2":
                 assert f'"{exe} = bore_depth_ros.' in setup, (launch.name, exe)

@@ -1,4 +1,5 @@
 """bore-depth-container: several nodes, one process, one executor, one loaded model."""
+
 from builtin_interfaces.msg import Time
 from rclpy.executors import SingleThreadedExecutor
 
@@ -23,8 +24,10 @@ bore_depth_container:
     input_width: 96
     diagnostics_period: 0.5
 """)
-    proc = NodeProcess([entry_point("bore-depth-container"), "--ros-args", "--params-file",
-                        str(yaml)], tmp_path / "container.log")
+    proc = NodeProcess(
+        [entry_point("bore-depth-container"), "--ros-args", "--params-file", str(yaml)],
+        tmp_path / "container.log",
+    )
     probes = [DepthProbe("/rig/left", name="probe_left"), DepthProbe("/rig/right", name="probe_right")]
     ex = SingleThreadedExecutor()
     for p in probes:
@@ -39,10 +42,13 @@ bore_depth_container:
         data, step = encode_image(rgb, "rgb8")
         for i, p in enumerate(probes):
             stamp = Time(sec=50 + i)
-            p.publish(image_msg(data, W, H, step, "rgb8", f"cam{i}_optical_frame", stamp),
-                      camera_info(W, H, f"cam{i}_optical_frame", 70.0, 70.0, 39.5, 29.5, stamp))
-        assert spin_until(ex, lambda: probes[0].complete(Time(sec=50)) and
-                          probes[1].complete(Time(sec=51)), 60), proc.output()
+            p.publish(
+                image_msg(data, W, H, step, "rgb8", f"cam{i}_optical_frame", stamp),
+                camera_info(W, H, f"cam{i}_optical_frame", 70.0, 70.0, 39.5, 29.5, stamp),
+            )
+        assert spin_until(
+            ex, lambda: probes[0].complete(Time(sec=50)) and probes[1].complete(Time(sec=51)), 60
+        ), proc.output()
         assert probes[1].received[(51, 0)]["depth/image"].header.frame_id == "cam1_optical_frame"
     finally:
         for p in probes:
@@ -58,8 +64,9 @@ bore_depth_container:
   ros__parameters:
     nodes: ["stereo /rig/left"]
 """)
-    proc = NodeProcess([entry_point("bore-depth-container"), "--ros-args", "--params-file",
-                        str(yaml)], tmp_path / "bad.log")
+    proc = NodeProcess(
+        [entry_point("bore-depth-container"), "--ros-args", "--params-file", str(yaml)], tmp_path / "bad.log"
+    )
     proc.proc.wait(timeout=60)
     proc.stop()
     assert proc.proc.returncode == 2

@@ -1,4 +1,5 @@
 """Tests for bore_depth_ros.core.resize, camera and pointcloud."""
+
 import math
 
 import numpy as np
@@ -31,8 +32,16 @@ def torch_resize(img: np.ndarray, out_h: int, out_w: int, mode: str) -> np.ndarr
     return (r[0] if img.ndim == 2 else r.permute(1, 2, 0)).numpy()
 
 
-SIZES = [((7, 9), (13, 4)), ((16, 16), (5, 7)), ((5, 3), (5, 11)), ((4, 6), (8, 12)), ((31, 17), (9, 30)),
-         ((48, 64), (37, 50)), ((3, 2), (1, 1)), ((1, 5), (4, 2))]
+SIZES = [
+    ((7, 9), (13, 4)),
+    ((16, 16), (5, 7)),
+    ((5, 3), (5, 11)),
+    ((4, 6), (8, 12)),
+    ((31, 17), (9, 30)),
+    ((48, 64), (37, 50)),
+    ((3, 2), (1, 1)),
+    ((1, 5), (4, 2)),
+]
 
 
 @pytest.mark.parametrize("src,dst", SIZES)
@@ -59,8 +68,9 @@ def test_resize_bilinear_identity_and_non_contiguous_input():
     u8 = rng.integers(0, 256, size=(6, 5, 3), dtype=np.uint8)
     np.testing.assert_array_equal(resize_bilinear(u8, 6, 5), u8.astype(np.float32))
     view = u8[..., ::-1]  # e.g. a bgr8 -> rgb view
-    np.testing.assert_allclose(resize_bilinear(view, 4, 9), torch_resize(view.astype(np.float32), 4, 9, "bilinear"),
-                               atol=1e-4)
+    np.testing.assert_allclose(
+        resize_bilinear(view, 4, 9), torch_resize(view.astype(np.float32), 4, 9, "bilinear"), atol=1e-4
+    )
 
 
 def test_resize_bilinear_nan_propagates_like_torch():
@@ -77,7 +87,7 @@ def test_resize_bilinear_nan_propagates_like_torch():
 def test_resize_nearest_matches_torch_nearest_exact(src, dst):
     img = np.arange(src[0] * src[1], dtype=np.float32).reshape(src)
     np.testing.assert_array_equal(resize_nearest(img, *dst), torch_resize(img, *dst, "nearest-exact"))
-    mask = (img.astype(np.int64) % 3 == 0)
+    mask = img.astype(np.int64) % 3 == 0
     out = resize_nearest(np.stack([mask, ~mask], axis=2), *dst)
     assert out.dtype == bool and out.shape == dst + (2,)
     ref = torch_resize(mask.astype(np.float32), *dst, "nearest-exact") > 0.5
@@ -101,7 +111,9 @@ P = [480.0, 0.0, 318.0, -24.0, 0.0, 482.0, 236.0, 1.5, 0.0, 0.0, 1.0, 0.0]
 def test_intrinsics_prefer_p_and_fall_back_to_k():
     i = Intrinsics.from_camera_info(K, P, 640, 480)
     assert i == Intrinsics(480.0, 482.0, 318.0, 236.0, 640, 480)
-    assert Intrinsics.from_camera_info(K, [0.0] * 12, 640, 480) == Intrinsics(500.0, 505.0, 320.0, 240.0, 640, 480)
+    assert Intrinsics.from_camera_info(K, [0.0] * 12, 640, 480) == Intrinsics(
+        500.0, 505.0, 320.0, 240.0, 640, 480
+    )
     p_no_fy = list(P)
     p_no_fy[5] = 0.0
     assert Intrinsics.from_camera_info(K, p_no_fy, 640, 480).fx == 500.0
@@ -161,7 +173,8 @@ def test_scale_camera_info_arrays_matches_scaled_to():
     expected = Intrinsics.from_camera_info(K, P, 640, 480).scaled_to(320, 200)
     assert Intrinsics.from_camera_info(k2, p2, 320, 200) == expected
     assert Intrinsics.from_camera_info(k2, [0.0] * 12, 320, 200) == Intrinsics.from_camera_info(
-        K, [0.0] * 12, 640, 480).scaled_to(320, 200)
+        K, [0.0] * 12, 640, 480
+    ).scaled_to(320, 200)
     sx, sy = 0.5, 200 / 480
     assert p2[3] == pytest.approx(-24.0 * sx) and p2[7] == pytest.approx(1.5 * sy)
     assert p2[8:] == P[8:] and k2[6:] == K[6:] and k2[3] == 0.0 and p2[4] == 0.0
@@ -248,7 +261,11 @@ def test_pack_points_layout_and_payload(with_rgb):
     assert cloud.fields == expected_fields and FLOAT32 == 7
     assert cloud.point_step == 4 * n and (cloud.height, cloud.width) == (h, w)
     assert cloud.row_step == w * cloud.point_step and cloud.is_dense is False and cloud.is_bigendian is False
-    assert cloud.data.dtype == np.uint8 and cloud.data.flags.c_contiguous and cloud.data.size == h * cloud.row_step
+    assert (
+        cloud.data.dtype == np.uint8
+        and cloud.data.flags.c_contiguous
+        and cloud.data.size == h * cloud.row_step
+    )
     floats = cloud.data.view(np.float32).reshape(h, w, n)
     np.testing.assert_array_equal(floats[..., :3].view(np.uint32), xyz.view(np.uint32))  # bit-exact, NaN too
     if with_rgb:
@@ -283,7 +300,7 @@ def test_tf_buffer_forgets_dynamic_edges_that_stopped():
 
     buf = TfBuffer(cache_time_ns=10**9)
     buf.set_transform("base_link", "cam", 0, Transform.identity(), static=True)
-    for k in range(5000):   # 100 Hz; every object frame lives for one sample
+    for k in range(5000):  # 100 Hz; every object frame lives for one sample
         buf.set_transform("odom", f"object_{k}", k * 10**7, Transform.identity())
         buf.set_transform("odom", "base_link", k * 10**7, Transform.identity())
     frames = buf.frames()

@@ -1,4 +1,5 @@
 """Tests for bore_depth_ros.core.images and errors (decoding sensor_msgs/Image buffers)."""
+
 import array
 import subprocess
 import sys
@@ -98,9 +99,16 @@ def test_rejections_carry_reason_and_numbers():
     e = reject(buf, 3, -1, step, "rgb8")
     assert e.reason == errors.EMPTY_IMAGE and "3x-1" in e.detail
     e = reject(buf, 3, 2, 8, "rgb8")
-    assert e.reason == errors.STEP_TOO_SMALL and "step 8" in e.detail and "width 3" in e.detail and "= 9" in e.detail
+    assert (
+        e.reason == errors.STEP_TOO_SMALL
+        and "step 8" in e.detail
+        and "width 3" in e.detail
+        and "= 9" in e.detail
+    )
     e = reject(buf[:-1], 3, 2, step, "rgb8")
-    assert e.reason == errors.TRUNCATED_DATA and "17 bytes" in e.detail and "step 9 * height 2 = 18" in e.detail
+    assert (
+        e.reason == errors.TRUNCATED_DATA and "17 bytes" in e.detail and "step 9 * height 2 = 18" in e.detail
+    )
     e = reject(buf + b"\0", 3, 2, step, "rgb8")
     assert e.reason == errors.SIZE_MISMATCH and "19 bytes" in e.detail and "= 18" in e.detail
     e = reject(b"", 3, 2, step, "rgb8")

@@ -4,6 +4,7 @@
 Worker tests block ``process`` on threading.Event objects so the busy/waiting state is controlled
 exactly; RateMeter uses an injected fake clock. Nothing sleeps except a short poll in one test.
 """
+
 import threading
 import time
 
@@ -259,8 +260,19 @@ def test_switch_to_newest_mode_keeps_images_in_stamp_order():
     worker is newest-wins, so an older frame submitted after a newer one replaces it)."""
     p = InfoPairer()
     out = []
-    for kind, t in [("i", 0), ("m", 1), ("i", 10), ("m", 11), ("i", 20),
-                    ("m", 21), ("m", 31), ("m", 41), ("m", 51), ("m", 61), ("i", 30)]:
+    for kind, t in [
+        ("i", 0),
+        ("m", 1),
+        ("i", 10),
+        ("m", 11),
+        ("i", 20),
+        ("m", 21),
+        ("m", 31),
+        ("m", 41),
+        ("m", 51),
+        ("m", 61),
+        ("i", 30),
+    ]:
         out += p.add_info(t, f"i{t}") if kind == "i" else p.add_image(t, t)
     assert p.exact is False and p.waiting == 0
     released = [item for item, _ in out]

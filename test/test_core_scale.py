@@ -1,4 +1,5 @@
 """Tests for bore_depth_ros.core.scale (metric scale estimators)."""
+
 import math
 
 import numpy as np
@@ -49,7 +50,7 @@ def test_rolled_camera_and_roi():
 def ground_with_obstacle_and_holes():
     depth = render_ground()
     h, w = depth.shape
-    lower = depth[h // 2:]
+    lower = depth[h // 2 :]
     c0 = int(0.35 * w)
     c1 = c0 + int(round(0.3 * w))
     assert np.all(lower[:, c0:c1] > 1.6)
@@ -89,7 +90,9 @@ def test_tilt_limit():
     assert res.source == "ground_plane" and res.scale == pytest.approx(4.0, rel=0.01)
     # the same camera described by its own up vector passes a tight limit
     p = math.radians(45.0)
-    res = GroundPlaneScale(HEIGHT, up_optical=(0.0, -math.cos(p), -math.sin(p)), max_tilt_deg=5.0).update(steep, INTR)
+    res = GroundPlaneScale(HEIGHT, up_optical=(0.0, -math.cos(p), -math.sin(p)), max_tilt_deg=5.0).update(
+        steep, INTR
+    )
     assert res.source == "ground_plane" and res.scale == pytest.approx(4.0, rel=0.01)
 
 
@@ -107,10 +110,14 @@ def test_smoothing_in_log_space():
     second = est.update(ground / 2.0, INTR)
     assert second.scale == pytest.approx(math.exp(0.7 * math.log(4.0) + 0.3 * math.log(2.0)), rel=1e-3)
     third = est.update(ground / 2.0, INTR)
-    assert third.scale == pytest.approx(math.exp(0.7 * math.log(second.scale) + 0.3 * math.log(2.0)), rel=1e-3)
+    assert third.scale == pytest.approx(
+        math.exp(0.7 * math.log(second.scale) + 0.3 * math.log(2.0)), rel=1e-3
+    )
     est.reset()
     assert est.update(ground / 2.0, INTR).scale == pytest.approx(2.0, rel=1e-3)
-    assert GroundPlaneScale(HEIGHT, smoothing=1.0).update(ground / 3.0, INTR).scale == pytest.approx(3.0, rel=1e-3)
+    assert GroundPlaneScale(HEIGHT, smoothing=1.0).update(ground / 3.0, INTR).scale == pytest.approx(
+        3.0, rel=1e-3
+    )
 
 
 def test_deterministic_for_a_seed():
@@ -120,8 +127,13 @@ def test_deterministic_for_a_seed():
 
 
 def test_ground_plane_rejects_bad_parameters_and_sizes():
-    bad = ({"camera_height": 0.0}, {"camera_height": 1.0, "smoothing": 0.0}, {"camera_height": 1.0, "roi_top": 1.0},
-           {"camera_height": 1.0, "up_optical": (0, 0, 0)}, {"camera_height": 1.0, "max_tilt_deg": 90})
+    bad = (
+        {"camera_height": 0.0},
+        {"camera_height": 1.0, "smoothing": 0.0},
+        {"camera_height": 1.0, "roi_top": 1.0},
+        {"camera_height": 1.0, "up_optical": (0, 0, 0)},
+        {"camera_height": 1.0, "max_tilt_deg": 90},
+    )
     for kwargs in bad:
         with pytest.raises(ValueError):
             GroundPlaneScale(**kwargs)

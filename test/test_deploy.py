@@ -5,6 +5,7 @@ No TensorRT here: the self-check is exercised through the same ``verify_backend`
 backend makes, with real ONNX Runtime / PyTorch candidates (exact, fp16-rounded, half-precision
 PyTorch, and a "broken engine" whose scale drifts from call to call like TensorRT 10.3 on Orin).
 """
+
 import argparse
 import contextlib
 import csv
@@ -19,23 +20,29 @@ import pytest
 import torch
 
 from bore_depth_ros import deploy
+from bore_depth_ros.backends import BackendUnavailable, EngineSelfCheckFailed, create_backend, ensure_onnx
+from bore_depth_ros.backends.export import onnx_cache_path
+from bore_depth_ros.backends.onnxruntime_backend import OnnxRuntimeBackend
+from bore_depth_ros.backends.selfcheck import (
+    TOLERANCES,
+    check_inputs,
+    onnxruntime_reference,
+    refuse,
+    self_check,
+    verify_backend,
+)
 from bore_depth_ros.bench import table
 from bore_depth_ros.cli import bench as bench_cli
 from bore_depth_ros.cli import export as export_cli
 from bore_depth_ros.cli import prebuild as prebuild_cli
 from bore_depth_ros.deploy import export as deploy_export
 from bore_depth_ros.deploy import prebuild as deploy_prebuild
-from bore_depth_ros.backends import BackendUnavailable, EngineSelfCheckFailed, create_backend, ensure_onnx
-from bore_depth_ros.backends.export import onnx_cache_path
-from bore_depth_ros.backends.onnxruntime_backend import OnnxRuntimeBackend
-from bore_depth_ros.backends.selfcheck import (TOLERANCES, check_inputs, onnxruntime_reference, refuse, self_check,
-                                               verify_backend)
 from bore_depth_ros.models import create_model, get_model_info, list_models
 
 H, W = 64, 96
 
 
-pytestmark = pytest.mark.usefixtures("torch_one_thread")   # conftest: 1 thread, restored
+pytestmark = pytest.mark.usefixtures("torch_one_thread")  # conftest: 1 thread, restored
 
 
 def _model(name):
@@ -57,11 +64,14 @@ def exported(tmp_path_factory):
     export_cli.add_arguments(p)
     with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(io.StringIO()) as out:
         mp.setattr(deploy_export, "export_all", lambda *a, **k: results.extend(real(*a, **k)) or results)
-        code = export_cli.run(p.parse_args(["--out-dir", str(out_dir), "--height", str(H), "--width", str(W)]))
+        code = export_cli.run(
+            p.parse_args(["--out-dir", str(out_dir), "--height", str(H), "--width", str(W)])
+        )
     for r in results:
         if r.ok:
-            target = onnx_cache_path(_model(r.model), r.model, r.input_shapes,
-                                     output_names=get_model_info(r.model).output_names)
+            target = onnx_cache_path(
+                _model(r.model), r.model, r.input_shapes, output_names=get_model_info(r.model).output_names
+            )
             target.parent.mkdir(parents=True, exist_ok=True)
             if not target.exists():
                 shutil.copyfile(r.path, target)
@@ -81,6 +91,7 @@ def _tensorrt_usable() -> bool:
 
 
 # ------------------------------------------------------------------------------------------ export
+
 
 def test_export_every_registered_model_checked_against_pytorch(exported):
     code, out, results, out_dir = exported
@@ -104,7 +115,10 @@ def test_export_every_registered_model_checked_against_pytorch(exported):
 def test_run_export_argument_errors(tmp_path, capsys):
     p = argparse.ArgumentParser()
     export_cli.add_arguments(p)
-    assert export_cli.run(p.parse_args(["--models", "bore_depth", "svr", "--output", str(tmp_path / "x.onnx")])) == 2
+    assert (
+        export_cli.run(p.parse_args(["--models", "bore_depth", "svr", "--output", str(tmp_path / "x.onnx")]))
+        == 2
+    )
     assert "exactly one" in capsys.readouterr().err
     assert export_cli.run(p.parse_args(["--models", "bore_depth", "--height", "65"])) == 2
     assert "multiple of 32" in capsys.readouterr().err
@@ -114,6 +128,7 @@ def test_run_export_argument_errors(tmp_path, capsys):
 
 
 # -------------------------------------------------------------------------------------- self-check
+
 
 def _ort(path, shapes, names):
     return OnnxRuntimeBackend(path, shapes, names)
@@ -171,8 +186,13 @@ class DriftingEngine:
         return {k: v * np.float32(f) if k == "depth" else v for k, v in out.items()}
 
 
-@pytest.mark.parametrize("factors", [(1.0, 1.06, 0.95, 1.03),      # scale varies frame to frame
-                                     (1.0, 1.0, 1.0, 1.01)])       # the same input drifts on its repeat
+@pytest.mark.parametrize(
+    "factors",
+    [
+        (1.0, 1.06, 0.95, 1.03),  # scale varies frame to frame
+        (1.0, 1.0, 1.0, 1.01),
+    ],
+)  # the same input drifts on its repeat
 def test_scale_drift_is_refused_with_a_clear_message(bore, factors):
     _, shapes, path = bore
     engine = DriftingEngine(_ort(path, shapes, ("depth",)), factors)
@@ -183,9 +203,17 @@ def test_scale_drift_is_refused_with_a_clear_message(bore, factors):
     with pytest.raises(EngineSelfCheckFailed) as info:
         refuse(report, trt_version="10.3.0", subject="TensorRT fp16 engine built from bd.onnx")
     msg = str(info.value)
-    for part in ("TensorRT fp16 engine built from bd.onnx", "output 'depth'", "scale vs reference off by",
-                 "> 0.002", "fp16 tolerance", "TensorRT 10.3.0", "frame-varying depth scale", "10.14",
-                 "not cached"):
+    for part in (
+        "TensorRT fp16 engine built from bd.onnx",
+        "output 'depth'",
+        "scale vs reference off by",
+        "> 0.002",
+        "fp16 tolerance",
+        "TensorRT 10.3.0",
+        "frame-varying depth scale",
+        "10.14",
+        "not cached",
+    ):
         assert part in msg, (part, msg)
     assert info.value.report is report
 
@@ -198,8 +226,10 @@ def test_wrong_missing_and_nonfinite_outputs_are_refused(bore):
         o["depth"][..., :8, :8] *= 3.0  # a wrong block of 64 pixels (1 %): like a miscompiled layer
     bad = self_check(patch, ref, "fp16")
     assert not bad.passed and any("max relative error" in f for f in bad.failures)
-    nan = [{"depth": np.where(np.arange(o["depth"].size).reshape(o["depth"].shape) == 5, np.nan, o["depth"])}
-           for o in ref]
+    nan = [
+        {"depth": np.where(np.arange(o["depth"].size).reshape(o["depth"].shape) == 5, np.nan, o["depth"])}
+        for o in ref
+    ]
     nan_report = self_check(nan, ref, "fp16")
     assert not nan_report.passed and "2 NaN/Inf values" in nan_report.failures[0]
     missing = self_check([{}, {}], ref, "fp16")
@@ -212,8 +242,10 @@ def test_wrong_missing_and_nonfinite_outputs_are_refused(bore):
 
 def test_confidence_is_judged_by_absolute_error_over_its_range():
     rng = np.random.default_rng(0)
-    ref = {"depth": rng.uniform(1, 10, (1, 1, 8, 8)).astype(np.float32),
-           "confidence": rng.uniform(0.0, 0.02, (1, 1, 8, 8)).astype(np.float32)}
+    ref = {
+        "depth": rng.uniform(1, 10, (1, 1, 8, 8)).astype(np.float32),
+        "confidence": rng.uniform(0.0, 0.02, (1, 1, 8, 8)).astype(np.float32),
+    }
     small = dict(ref, confidence=ref["confidence"] + 3e-4)  # 1.5-30 % relative, 3e-4 absolute
     assert self_check(small, ref, "fp16").passed and not self_check(small, ref, "fp32").passed
     big = dict(ref, confidence=np.clip(ref["confidence"] + 0.05, 0, 1))
@@ -232,15 +264,25 @@ def test_multi_input_model_self_check_through_onnxruntime_backend(exported):
 
 # --------------------------------------------------------------------------- TensorRT not installed
 
+
 @pytest.mark.skipif(_tensorrt_usable(), reason="TensorRT and a GPU are present")
 def test_tensorrt_absent_is_a_clear_error_before_any_work(tmp_path, bore):
     from bore_depth_ros.backends.tensorrt_backend import build_engine, probe_target
 
     model, shapes, path = bore
     with pytest.raises(BackendUnavailable, match="pip install tensorrt") as info:
-        create_backend("tensorrt", model=model, model_name="bore_depth", input_shapes=shapes,
-                       output_names=("depth",), device="cuda", precision="fp16", force_rebuild=True,
-                       engine_cache_dir=tmp_path / "engines", cache_dir=tmp_path / "onnx")
+        create_backend(
+            "tensorrt",
+            model=model,
+            model_name="bore_depth",
+            input_shapes=shapes,
+            output_names=("depth",),
+            device="cuda",
+            precision="fp16",
+            force_rebuild=True,
+            engine_cache_dir=tmp_path / "engines",
+            cache_dir=tmp_path / "onnx",
+        )
     assert "JetPack" in str(info.value)
     assert list(tmp_path.iterdir()) == [], "no export and no cache directory for an unavailable backend"
     for call in (lambda: probe_target("cuda"), lambda: build_engine(path, "fp16")):
@@ -252,8 +294,9 @@ def test_tensorrt_absent_is_a_clear_error_before_any_work(tmp_path, bore):
 def test_run_prebuild_fails_cleanly_here(tmp_path, capsys):
     p = argparse.ArgumentParser()
     prebuild_cli.add_arguments(p)
-    code = prebuild_cli.run(p.parse_args(["--model", "semi_smd", "--precision", "fp16",
-                                             "--engine-cache-dir", str(tmp_path)]))
+    code = prebuild_cli.run(
+        p.parse_args(["--model", "semi_smd", "--precision", "fp16", "--engine-cache-dir", str(tmp_path)])
+    )
     err = capsys.readouterr().err
     assert code == 2 and "bore-depth prebuild: backend 'tensorrt' needs NVIDIA TensorRT" in err
     assert "pip install tensorrt" in err and "Traceback" not in err
@@ -276,17 +319,22 @@ def test_prebuild_list_shows_cached_engines(tmp_path, capsys):
 def test_onnxruntime_fp16_needs_the_tensorrt_provider(bore):
     _, shapes, path = bore
     with pytest.raises(ValueError, match="fp32"):
-        create_backend("onnxruntime", onnx_path=path, input_shapes=shapes, output_names=("depth",), precision="fp16")
+        create_backend(
+            "onnxruntime", onnx_path=path, input_shapes=shapes, output_names=("depth",), precision="fp16"
+        )
     with pytest.raises(ValueError, match="device='tensorrt'"):
         OnnxRuntimeBackend(path, shapes, ("depth",), precision="fp16")
 
 
 # ------------------------------------------------------------------------------------------- bench
 
+
 @pytest.mark.slow
 def test_bench_table_rows_for_every_model_and_backend(exported):
     rows = table.bench_table(sizes=[(H, W)], repeats=2, warmup=1, isolate=False, threads=1)
-    assert [(r.model, r.backend) for r in rows] == [(m, b) for m in list_models() for b in ("torch", "onnxruntime")]
+    assert [(r.model, r.backend) for r in rows] == [
+        (m, b) for m in list_models() for b in ("torch", "onnxruntime")
+    ]
     for r in rows:
         assert not r.note, r.note
         assert r.batch == (1 if r.model == "bore_depth" else 6) and (r.height, r.width) == (H, W)
@@ -301,8 +349,15 @@ def test_bench_table_rows_for_every_model_and_backend(exported):
 
 
 def test_bench_isolated_measures_memory_and_reports_unavailable_backends(bore):
-    rows = table.bench_table(models=["bore_depth"], backends=("onnxruntime", "tensorrt"), sizes=[(H, W)],
-                              repeats=2, warmup=1, isolate=True, threads=1)
+    rows = table.bench_table(
+        models=["bore_depth"],
+        backends=("onnxruntime", "tensorrt"),
+        sizes=[(H, W)],
+        repeats=2,
+        warmup=1,
+        isolate=True,
+        threads=1,
+    )
     ort, trt = rows
     assert not ort.note and ort.load_rss_mb > 10 and ort.peak_rss_mb >= ort.load_rss_mb
     assert ort.infer_mb == pytest.approx(ort.peak_rss_mb - ort.load_rss_mb)
@@ -315,12 +370,32 @@ def test_run_bench_writes_markdown_and_csv(tmp_path, capsys, bore):
     p = argparse.ArgumentParser()
     bench_cli.add_arguments(p)
     md, csv_path = tmp_path / "out" / "b.md", tmp_path / "out" / "b.csv"
-    args = p.parse_args(["--models", "bore_depth", "--backends", "onnxruntime", "--sizes", "64x96",
-                         "--repeats", "2", "--warmup", "1", "--in-process", "--threads", "1",
-                         "--md", str(md), "--csv", str(csv_path)])
+    args = p.parse_args(
+        [
+            "--models",
+            "bore_depth",
+            "--backends",
+            "onnxruntime",
+            "--sizes",
+            "64x96",
+            "--repeats",
+            "2",
+            "--warmup",
+            "1",
+            "--in-process",
+            "--threads",
+            "1",
+            "--md",
+            str(md),
+            "--csv",
+            str(csv_path),
+        ]
+    )
     assert bench_cli.run(args) == 0
     assert md.read_text().startswith("Measured on ") and "| bore_depth | onnxruntime |" in md.read_text()
     assert md.read_text() in capsys.readouterr().out
-    assert csv_path.read_text().splitlines()[0].startswith("model,backend,device,precision,height,width,batch")
+    assert (
+        csv_path.read_text().splitlines()[0].startswith("model,backend,device,precision,height,width,batch")
+    )
     with pytest.raises(SystemExit):
         p.parse_args(["--sizes", "64by96"])

@@ -3,24 +3,43 @@
 The key takes an explicit TargetInfo (TensorRT version, GPU, compute capability), so the cache logic
 is tested for real without TensorRT; only the bytes stored are not a real engine.
 """
+
 import dataclasses
 import json
 
 import pytest
 
 from bore_depth_ros.backends.cache_paths import default_engine_dir
-from bore_depth_ros.backends.engine_cache import (CACHE_FORMAT, EngineCache, EngineKey, TargetInfo, file_sha256,
-                                                  make_key)
+from bore_depth_ros.backends.engine_cache import (
+    CACHE_FORMAT,
+    EngineCache,
+    EngineKey,
+    TargetInfo,
+    file_sha256,
+    make_key,
+)
 
 ORIN = TargetInfo(trt_version="10.3.0", gpu_name="Orin (nvgpu)", compute_capability="8.7")
-SHAPES = {"image": (6, 3, 192, 320), "prev_image": (6, 3, 192, 320), "rays": (6, 3, 6, 10),
-          "origins": (6, 3), "focal": (6, 1)}
+SHAPES = {
+    "image": (6, 3, 192, 320),
+    "prev_image": (6, 3, 192, 320),
+    "rays": (6, 3, 6, 10),
+    "origins": (6, 3),
+    "focal": (6, 1),
+}
 ENGINE = b"\x00fake serialized engine\xff" * 1000
 
 
 def key(**changes) -> EngineKey:
-    base = dict(onnx_sha256="a" * 64, trt_version=ORIN.trt_version, gpu_name=ORIN.gpu_name,
-                compute_capability=ORIN.compute_capability, precision="fp16", input_shapes=SHAPES, batch=6)
+    base = dict(
+        onnx_sha256="a" * 64,
+        trt_version=ORIN.trt_version,
+        gpu_name=ORIN.gpu_name,
+        compute_capability=ORIN.compute_capability,
+        precision="fp16",
+        input_shapes=SHAPES,
+        batch=6,
+    )
     base.update(changes)
     return EngineKey(**base)
 
@@ -33,17 +52,20 @@ def test_same_inputs_same_digest_and_a_readable_stem():
     assert EngineKey.from_dict(json.loads(json.dumps(key().to_dict()))) == key()
 
 
-@pytest.mark.parametrize("change", [
-    dict(onnx_sha256="b" * 64),
-    dict(trt_version="10.7.0"),
-    dict(gpu_name="NVIDIA GeForce RTX 4090"),
-    dict(compute_capability="8.9"),
-    dict(precision="fp32"),
-    dict(input_shapes={**SHAPES, "image": (6, 3, 384, 640)}),
-    dict(input_shapes={k: SHAPES[k] for k in reversed(SHAPES)}),         # input order
-    dict(input_shapes={("img" if k == "image" else k): v for k, v in SHAPES.items()}),  # input name
-    dict(batch=12),
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        dict(onnx_sha256="b" * 64),
+        dict(trt_version="10.7.0"),
+        dict(gpu_name="NVIDIA GeForce RTX 4090"),
+        dict(compute_capability="8.9"),
+        dict(precision="fp32"),
+        dict(input_shapes={**SHAPES, "image": (6, 3, 384, 640)}),
+        dict(input_shapes={k: SHAPES[k] for k in reversed(SHAPES)}),  # input order
+        dict(input_shapes={("img" if k == "image" else k): v for k, v in SHAPES.items()}),  # input name
+        dict(batch=12),
+    ],
+)
 def test_every_component_changes_the_digest_and_stem(change):
     changed = key(**change)
     assert changed.digest() != key().digest()
@@ -82,8 +104,9 @@ def test_store_then_hit_reuses_the_engine(tmp_path):
     assert meta["key"] == key().to_dict() and meta["format"] == CACHE_FORMAT
     assert meta["build_seconds"] == 182.5 and meta["self_check"] == {"passed": True}
     assert meta["engine_bytes"] == len(ENGINE)
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([path.name, f"{key().stem()}.json"]), \
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([path.name, f"{key().stem()}.json"]), (
         "no temporary files left behind"
+    )
 
 
 def test_a_tensorrt_upgrade_misses_and_both_engines_coexist(tmp_path):
@@ -105,20 +128,25 @@ def test_sidecar_with_a_different_key_is_a_miss_with_the_reason(tmp_path, caplog
     meta["key"]["gpu_name"] = "Xavier"
     sidecar.write_text(json.dumps(meta))
     result = cache.check(key())
-    assert not result.hit and "different engine" in result.reason and "gpu_name: Xavier != Orin" in result.reason
+    assert (
+        not result.hit and "different engine" in result.reason and "gpu_name: Xavier != Orin" in result.reason
+    )
     with caplog.at_level("INFO", logger="bore_depth_ros.backends.engine_cache"):
         assert cache.lookup(key()) is None
     assert "gpu_name: Xavier" in caplog.text
 
 
-@pytest.mark.parametrize("damage,reason", [
-    (lambda e, s: e.write_bytes(ENGINE[:-10]), "bytes"),                             # truncated
-    (lambda e, s: e.write_bytes(b"X" + ENGINE[1:]), "SHA-256"),                      # same size, corrupt
-    (lambda e, s: e.unlink(), "no cached engine"),
-    (lambda e, s: s.unlink(), "no sidecar"),
-    (lambda e, s: s.write_text("{not json"), "unreadable"),
-    (lambda e, s: s.write_text(json.dumps({"key": {"precision": "fp16"}})), "unreadable"),
-])
+@pytest.mark.parametrize(
+    "damage,reason",
+    [
+        (lambda e, s: e.write_bytes(ENGINE[:-10]), "bytes"),  # truncated
+        (lambda e, s: e.write_bytes(b"X" + ENGINE[1:]), "SHA-256"),  # same size, corrupt
+        (lambda e, s: e.unlink(), "no cached engine"),
+        (lambda e, s: s.unlink(), "no sidecar"),
+        (lambda e, s: s.write_text("{not json"), "unreadable"),
+        (lambda e, s: s.write_text(json.dumps({"key": {"precision": "fp16"}})), "unreadable"),
+    ],
+)
 def test_damaged_entries_are_misses(tmp_path, damage, reason):
     cache = EngineCache(tmp_path)
     cache.store(key(), ENGINE)
@@ -148,7 +176,9 @@ def test_lock_is_reentrant_across_calls_and_default_root(tmp_path, monkeypatch):
             cache.store(key(), ENGINE)
     assert cache.load(key()) == ENGINE
     monkeypatch.setenv("BORE_DEPTH_CACHE", str(tmp_path / "root"))
-    assert default_engine_dir() == tmp_path / "root" / "engines" and EngineCache().root == default_engine_dir()
+    assert (
+        default_engine_dir() == tmp_path / "root" / "engines" and EngineCache().root == default_engine_dir()
+    )
 
 
 def test_entries_report_unreadable_sidecars(tmp_path):
@@ -165,8 +195,12 @@ def test_onnxruntime_tensorrt_provider_cache_options(tmp_path):
     from bore_depth_ros.backends.onnxruntime_backend import tensorrt_provider_options
 
     opts = tensorrt_provider_options(1, "fp16", tmp_path)
-    assert opts["device_id"] == 1 and opts["trt_engine_cache_enable"] is True and opts["trt_fp16_enable"] is True
-    assert opts["trt_engine_cache_path"].startswith(str(tmp_path / "ort_trt" / f"ort{onnxruntime.__version__}_trt"))
+    assert (
+        opts["device_id"] == 1 and opts["trt_engine_cache_enable"] is True and opts["trt_fp16_enable"] is True
+    )
+    assert opts["trt_engine_cache_path"].startswith(
+        str(tmp_path / "ort_trt" / f"ort{onnxruntime.__version__}_trt")
+    )
     assert tensorrt_provider_options(None, "fp32", tmp_path)["trt_fp16_enable"] is False
     with pytest.raises(ValueError, match="fp32"):
         tensorrt_provider_options(0, "int8", tmp_path)

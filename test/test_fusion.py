@@ -1,4 +1,5 @@
 """Rig geometry with exact ground truth: fused cloud and cross-view consistency."""
+
 import numpy as np
 
 from bore_depth_ros.core.fusion import fuse_views, pack_unorganized, view_consistency
@@ -12,7 +13,7 @@ RIG = {c.name: c for c in SURROUND_RIG}
 def rendered_rig(scene=Scene()):
     views = {}
     for cam in SURROUND_RIG:
-        tf = cam.base_from_optical()        # base_link == world here (vehicle at the origin)
+        tf = cam.base_from_optical()  # base_link == world here (vehicle at the origin)
         rgb, depth = render(scene, cam.intrinsics(W, H), tf.translation, tf.rotation)
         views[cam.name] = (rgb, depth, cam.intrinsics(W, H), tf)
     return views
@@ -21,11 +22,16 @@ def rendered_rig(scene=Scene()):
 def test_fused_ground_truth_lies_on_the_ground_plane_in_base_link():
     views = rendered_rig()
     names = list(views)
-    cloud = fuse_views([views[n][1] for n in names], [views[n][2] for n in names],
-                       [views[n][3] for n in names], stride=2, max_range=30.0,
-                       colors=[views[n][0] for n in names])
+    cloud = fuse_views(
+        [views[n][1] for n in names],
+        [views[n][2] for n in names],
+        [views[n][3] for n in names],
+        stride=2,
+        max_range=30.0,
+        colors=[views[n][0] for n in names],
+    )
     assert all(c > 100 for c in cloud.points_per_view), cloud.points_per_view
-    assert np.abs(cloud.xyz[:, 2]).max() < 1e-3          # only the ground was rendered
+    assert np.abs(cloud.xyz[:, 2]).max() < 1e-3  # only the ground was rendered
     assert (np.linalg.norm(cloud.xyz, axis=1) <= 30.0 + 1e-3).all()
     # the fused cloud covers all directions around the vehicle
     angles = np.degrees(np.arctan2(cloud.xyz[:, 1], cloud.xyz[:, 0]))
@@ -48,6 +54,7 @@ def test_ground_truth_is_consistent_across_adjacent_views_and_a_wrong_extrinsic_
         assert ov.median_rel_diff < 0.02, (a, b, ov)
     # a 5 degree yaw error in one extrinsic shows up as inconsistency
     from bore_depth_ros.core.transforms import Transform, rotation_z
+
     _, da, ia, ta = views["front"]
     _, db, ib, tb = views["front_left"]
     wrong = Transform(rotation_z(np.deg2rad(5)) @ tb.rotation, tb.translation)

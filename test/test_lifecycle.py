@@ -1,9 +1,10 @@
 """Lifecycle transitions of a real node process, driven by a client node over the standard
 lifecycle services (lifecycle_msgs ChangeState/GetState) and rcl_interfaces SetParameters."""
+
 from __future__ import annotations
 
 from builtin_interfaces.msg import Time
-from lifecycle_msgs.msg import State, Transition
+from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState, GetAvailableTransitions, GetState
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
@@ -24,8 +25,7 @@ class LifecycleClient:
         self.ex = ex
         self.change = probe.create_client(ChangeState, f"{node}/change_state")
         self.get = probe.create_client(GetState, f"{node}/get_state")
-        self.transitions = probe.create_client(GetAvailableTransitions,
-                                               f"{node}/get_available_transitions")
+        self.transitions = probe.create_client(GetAvailableTransitions, f"{node}/get_available_transitions")
         self.params = probe.create_client(SetParameters, f"{node}/set_parameters")
         for c in (self.change, self.get, self.transitions, self.params):
             assert spin_until(ex, c.service_is_ready, 30), c.srv_name
@@ -48,9 +48,11 @@ class LifecycleClient:
     def set(self, **values):
         params = []
         for k, v in values.items():
-            pv = (ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=v)
-                  if isinstance(v, str) else
-                  ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=v))
+            pv = (
+                ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=v)
+                if isinstance(v, str)
+                else ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=v)
+            )
             params.append(Parameter(name=k, value=pv))
         return self.call(self.params, SetParameters.Request(parameters=params)).results
 
@@ -58,11 +60,14 @@ class LifecycleClient:
 def test_lifecycle_over_services_with_failing_configures(ros, tmp_path, structured_weights):
     corrupt = tmp_path / "corrupt.ckpt"
     corrupt.write_bytes(open(structured_weights, "rb").read()[:50_000])
-    pfile = write_params(tmp_path / "params.yaml", dict(
-        autostart=False, weights=str(corrupt), input_height=64, input_width=96,
-        diagnostics_period=0.2))
-    node = NodeProcess([entry_point("bore-depth-mono-node"), "--ros-args", "--params-file",
-                        str(pfile), "-r", f"__ns:={NS}"], tmp_path / "node.log")
+    pfile = write_params(
+        tmp_path / "params.yaml",
+        dict(autostart=False, weights=str(corrupt), input_height=64, input_width=96, diagnostics_period=0.2),
+    )
+    node = NodeProcess(
+        [entry_point("bore-depth-mono-node"), "--ros-args", "--params-file", str(pfile), "-r", f"__ns:={NS}"],
+        tmp_path / "node.log",
+    )
     probe = DepthProbe(NS, name="lifecycle_manager")
     ex = SingleThreadedExecutor()
     ex.add_node(probe)
@@ -76,6 +81,7 @@ def test_lifecycle_over_services_with_failing_configures(ros, tmp_path, structur
             def ok():
                 arr = [s for a in probe.diagnostics for s in a.status if NODE in s.name]
                 return bool(arr) and expect in arr[-1].message
+
             return spin_until(ex, ok, 10)
 
         assert diag("unconfigured: waiting for configure")
@@ -116,9 +122,12 @@ def test_lifecycle_over_services_with_failing_configures(ros, tmp_path, structur
         stamp = Time(sec=7)
 
         def sent_and_served():
-            probe.publish(image_msg(data, W, H, step, "rgb8", "cam_optical_frame", stamp),
-                          camera_info(W, H, "cam_optical_frame", 70.0, 70.0, 39.5, 29.5, stamp))
+            probe.publish(
+                image_msg(data, W, H, step, "rgb8", "cam_optical_frame", stamp),
+                camera_info(W, H, "cam_optical_frame", 70.0, 70.0, 39.5, 29.5, stamp),
+            )
             return spin_until(ex, lambda: probe.complete(stamp), 5)
+
         assert any(sent_and_served() for _ in range(6)), node.output()
         assert diag("ok")
 
@@ -133,7 +142,7 @@ def test_lifecycle_over_services_with_failing_configures(ros, tmp_path, structur
         # 7. cleanup releases the model; shutdown finalizes; the process is still healthy
         assert lc.transition(Transition.TRANSITION_CLEANUP) is True
         assert lc.state() == "unconfigured"
-        assert all(r.successful for r in lc.set(input_width=128))   # allowed again
+        assert all(r.successful for r in lc.set(input_width=128))  # allowed again
         assert lc.transition(Transition.TRANSITION_UNCONFIGURED_SHUTDOWN) is True
         assert lc.state() == "finalized"
         assert node.alive()

@@ -2,6 +2,7 @@
 
 Expected values are worked out by hand in the comments. CPU, one thread.
 """
+
 from __future__ import annotations
 
 import math
@@ -15,8 +16,7 @@ from bore_depth_ros.train import geometry as G
 from bore_depth_ros.train import losses as L
 from bore_depth_ros.train.posenet import PoseNet, ResNet18
 
-
-pytestmark = pytest.mark.usefixtures("torch_one_thread")   # conftest: 1 thread, restored
+pytestmark = pytest.mark.usefixtures("torch_one_thread")  # conftest: 1 thread, restored
 
 
 def close(x, expected, tol=1e-5):
@@ -40,8 +40,12 @@ def base_from_cam(yaw_deg: float, position) -> torch.Tensor:
 
 def texture(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Smooth RGB texture of two in-plane coordinates (metres): periods ~4 m = ~12 px at 8 m."""
-    chans = [0.5 + 0.2 * torch.sin(2 * math.pi * a / 4.2 + ph) * torch.cos(2 * math.pi * b / 3.4 + ph)
-             + 0.1 * torch.sin(2 * math.pi * (a + b) / 6.6) for ph in (0.0, 1.0, 2.0)]
+    chans = [
+        0.5
+        + 0.2 * torch.sin(2 * math.pi * a / 4.2 + ph) * torch.cos(2 * math.pi * b / 3.4 + ph)
+        + 0.1 * torch.sin(2 * math.pi * (a + b) / 6.6)
+        for ph in (0.0, 1.0, 2.0)
+    ]
     return torch.stack(chans)
 
 
@@ -50,7 +54,9 @@ def render(E: torch.Tensor, axis: int, plane: float):
 
     Ray r = R K^-1 (u, v, 1) has optical z = 1, so the hit distance t along r is the depth.
     """
-    v, u = torch.meshgrid(torch.arange(H, dtype=torch.float64), torch.arange(W, dtype=torch.float64), indexing="ij")
+    v, u = torch.meshgrid(
+        torch.arange(H, dtype=torch.float64), torch.arange(W, dtype=torch.float64), indexing="ij"
+    )
     rays = E[:3, :3] @ (torch.linalg.inv(K1) @ torch.stack([u, v, torch.ones_like(u)]).reshape(3, -1))
     c = E[:3, 3:4]
     t = (plane - c[axis]) / rays[axis]
@@ -70,6 +76,7 @@ def stereo_rig():
 
 
 # --- geometry --------------------------------------------------------------------------------------
+
 
 def test_backproject_and_project_known_pixel():
     K = torch.tensor([[[2.0, 0.0, 1.0], [0.0, 2.0, 0.5], [0.0, 0.0, 1.0]]])
@@ -109,7 +116,7 @@ def test_inverse_warp_pure_translation_shifts_by_expected_pixels():
     T[0, 0, 3] = 1.0
     warped, valid = G.inverse_warp(src, depth, T, K, K)
     assert torch.allclose(warped[..., :-2], src[..., 2:], atol=1e-5)
-    assert valid[..., :-2].all() and not valid[..., -2:].any()        # u_src = 10.x, 11.x > W - 1 = 11? only j>=10
+    assert valid[..., :-2].all() and not valid[..., -2:].any()  # u_src = 10.x, 11.x > W - 1 = 11? only j>=10
     # points behind the source camera are invalid
     T[0, 2, 3] = -6.0
     assert not G.inverse_warp(src, depth, T, K, K)[1].any()
@@ -120,8 +127,10 @@ def test_pose_vec_to_mat():
     assert torch.allclose(zero, torch.eye(4)[None])
     th = 0.3
     vec = torch.tensor([[1.0, 2.0, 3.0, 0.0, 0.0, th]])
-    rz = torch.tensor([[math.cos(th), -math.sin(th), 0.0], [math.sin(th), math.cos(th), 0.0], [0.0, 0.0, 1.0]])
-    for rotation in ("euler", "axis_angle"):   # a single-axis rotation is the same in both
+    rz = torch.tensor(
+        [[math.cos(th), -math.sin(th), 0.0], [math.sin(th), math.cos(th), 0.0], [0.0, 0.0, 1.0]]
+    )
+    for rotation in ("euler", "axis_angle"):  # a single-axis rotation is the same in both
         m = G.pose_vec_to_mat(vec, rotation)
         assert torch.allclose(m[0, :3, :3], rz, atol=1e-6)
         assert torch.allclose(m[0, :3, 3], torch.tensor([1.0, 2.0, 3.0]))
@@ -156,6 +165,7 @@ def test_canonical_camera_motion():
 
 # --- photometric -----------------------------------------------------------------------------------
 
+
 def test_photometric_error_identical_and_constant_offset():
     torch.manual_seed(0)
     a = torch.rand(2, 3, 8, 8)
@@ -178,7 +188,7 @@ def test_ssim_checkerboard_centre_pixel():
     # mu_x = 4/9, mu_y = 5/9, var_x = var_y = 4/9 - 16/81 = 20/81, cov = E[xy] - mu_x mu_y = 0 - 20/81
     # SSIM = (40/81 + C1)(-40/81 + C2) / ((41/81 + C1)(40/81 + C2)) = -0.97207; (1 - SSIM) / 2 = 0.98604
     x = torch.tensor([[0.0, 1, 0], [1, 0, 1], [0, 1, 0]])[None, None]
-    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    c1, c2 = 0.01**2, 0.03**2
     s = (40 / 81 + c1) * (-40 / 81 + c2) / ((41 / 81 + c1) * (40 / 81 + c2))
     assert close(L.ssim(x, 1 - x, 3)[0, 0, 1, 1], (1 - s) / 2)
     assert close((1 - s) / 2, 0.98604, 1e-4)
@@ -210,8 +220,9 @@ def test_min_reprojection_selection_validity_and_automask():
     loss, info = L.min_reprojection_loss(target, [w1, w2], [v1, ok], sources_unwarped=[ident], alpha=0.0)
     assert close(loss, 0.15)
     assert info["automask"].flatten().tolist() == [True, True, False, True]
-    loss, _ = L.min_reprojection_loss(target, [w1, w2], [v1, ok], sources_unwarped=[ident], automask=False,
-                                      alpha=0.0)
+    loss, _ = L.min_reprojection_loss(
+        target, [w1, w2], [v1, ok], sources_unwarped=[ident], automask=False, alpha=0.0
+    )
     assert close(loss, 0.1375)
 
 
@@ -229,6 +240,7 @@ def test_edge_aware_smoothness():
 
 
 # --- distillation ----------------------------------------------------------------------------------
+
 
 def test_semantic_distillation_loss():
     torch.manual_seed(0)
@@ -251,13 +263,13 @@ def test_silog_loss():
     gt = torch.rand(2, 1, 4, 4) * 10 + 0.5
     # pred = 2 gt: g = ln 2 everywhere, mean(g^2) - lam mean(g)^2 = (1 - lam) ln^2 2
     assert float(L.silog_loss(2 * gt, gt, lam=1.0)) < 1e-5
-    assert close(L.silog_loss(2 * gt, gt, lam=0.85), math.sqrt(0.15) * math.log(2))   # 0.268468
+    assert close(L.silog_loss(2 * gt, gt, lam=0.85), math.sqrt(0.15) * math.log(2))  # 0.268468
     assert close(L.silog_loss(2 * gt, gt, lam=0.85, scale=10.0), 10 * math.sqrt(0.15) * math.log(2), 1e-4)
     # two valid pixels with g = (ln 2, 0): mean g^2 = ln^2 2 / 2, mean g = ln 2 / 2,
     # 0.5 ln^2 2 - 0.85 * 0.25 ln^2 2 = 0.2875 ln^2 2 -> sqrt = 0.536190 * 0.693147 = 0.371660
     gt2 = torch.tensor([[[[1.0, 3.0, 0.0, 5.0]]]])
     pred2 = torch.tensor([[[[2.0, 3.0, 9.0, 1.0]]]])
-    mask = torch.tensor([[[[True, True, True, False]]]])        # gt = 0 is invalid anyway
+    mask = torch.tensor([[[[True, True, True, False]]]])  # gt = 0 is invalid anyway
     assert close(L.silog_loss(pred2, gt2, mask), 0.371660)
 
 
@@ -291,7 +303,7 @@ def test_kl_bin_loss():
     mask = torch.zeros(1, 1, 2, 2, dtype=torch.bool)
     mask[0, 0, 0, 0] = True
     s3 = torch.log(s2).clone()
-    s3[0, :, 1, 1] = torch.log(torch.tensor([0.9, 0.1]))       # outside the mask: ignored
+    s3[0, :, 1, 1] = torch.log(torch.tensor([0.9, 0.1]))  # outside the mask: ignored
     assert close(L.kl_bin_loss(s3, t2, mask), 0.5 * math.log(4 / 3))
 
 
@@ -310,7 +322,7 @@ def test_cross_bin_loss():
 
 
 def test_ring_pairs_and_view_relational_loss():
-    x = torch.arange(6.0).reshape(6, 1, 1, 1)       # two rigs of 3 views
+    x = torch.arange(6.0).reshape(6, 1, 1, 1)  # two rigs of 3 views
     a, b = L.ring_neighbour_pairs(x, 3)
     assert a.flatten().tolist() == [1, 2, 0, 4, 5, 3] and b.flatten().tolist() == [0, 1, 2, 3, 4, 5]
     torch.manual_seed(0)
@@ -336,6 +348,7 @@ def test_ring_pairs_and_view_relational_loss():
 
 # --- Semi-SMD-style --------------------------------------------------------------------------------
 
+
 def test_sparse_depth_loss():
     pred = torch.full((1, 1, 2, 3), 5.0)
     lidar = torch.tensor([[[[0.0, 4.0, 0.0], [7.0, 0.0, math.inf]]]])
@@ -346,16 +359,16 @@ def test_sparse_depth_loss():
 
 def test_curvature_loss():
     i, j = torch.meshgrid(torch.arange(5.0), torch.arange(6.0), indexing="ij")
-    ramp = torch.exp(0.1 * i + 0.2 * j + 1.0)[None, None]         # linear log-depth
+    ramp = torch.exp(0.1 * i + 0.2 * j + 1.0)[None, None]  # linear log-depth
     flat = torch.full_like(ramp, 3.0)
-    assert close(L.curvature_loss(ramp, flat), 0.0)               # second differences of a plane are 0
-    assert close(L.curvature_loss(2.5 * ramp, ramp), 0.0)         # scale invariant
+    assert close(L.curvature_loss(ramp, flat), 0.0)  # second differences of a plane are 0
+    assert close(L.curvature_loss(2.5 * ramp, ramp), 0.0)  # scale invariant
     # log d = 0.05 j^2: dxx = 0.05 ((j+1)^2 - 2 j^2 + (j-1)^2) = 0.1; vs a ramp teacher: 0.1 (dyy: 0)
-    quad = torch.exp(0.05 * j ** 2)[None, None]
+    quad = torch.exp(0.05 * j**2)[None, None]
     assert close(L.curvature_loss(quad, ramp), 0.1)
     # match_spread: d and d^2 have the same normalised log-depth
-    assert close(L.curvature_loss(quad ** 2, quad, match_spread=True), 0.0)
-    assert L.curvature_loss(quad ** 2, quad) > 0.09
+    assert close(L.curvature_loss(quad**2, quad, match_spread=True), 0.0)
+    assert L.curvature_loss(quad**2, quad) > 0.09
     # an invalid teacher pixel removes the stencils through it
     mask = torch.ones_like(ramp, dtype=torch.bool)
     mask[..., 2] = False
@@ -393,7 +406,7 @@ def test_temporal_photometric_loss_canonical_ego_motion():
     source = torch.stack(src)
     T = torch.linalg.inv(move)[None].float()
     loss, _ = L.temporal_photometric_loss(target, [source], depth, K1.float(), [T], E.float())
-    assert float(loss) < 0.003                                   # ~0.0011: resampling error only
+    assert float(loss) < 0.003  # ~0.0011: resampling error only
     wrong, _ = L.temporal_photometric_loss(target, [source], depth * 1.3, K1.float(), [T], E.float())
     assert float(wrong) > 3 * float(loss)
     # without the per-camera conversion (T applied in each camera frame) the loss is much higher
@@ -402,6 +415,7 @@ def test_temporal_photometric_loss_canonical_ego_motion():
 
 
 # --- optimisation smoke tests ----------------------------------------------------------------------
+
 
 def _optimise(param, loss_fn, steps=20, lr=0.02):
     opt = torch.optim.Adam([param], lr=lr)
@@ -419,7 +433,7 @@ def test_optimising_depth_reduces_photometric_loss():
     images, depths, K, E = stereo_rig()
     log_depth = torch.log(depths * 1.15).clone().requires_grad_(True)
     loss, _ = L.spatial_photometric_loss(images, log_depth.exp(), K, E)
-    loss.backward()     # pixels with no valid neighbour hold inf errors: the gradient must stay finite
+    loss.backward()  # pixels with no valid neighbour hold inf errors: the gradient must stay finite
     assert torch.isfinite(log_depth.grad).all() and log_depth.grad.abs().sum() > 0
     first, last = _optimise(log_depth, lambda: L.spatial_photometric_loss(images, log_depth.exp(), K, E)[0])
     assert last < 0.7 * first
@@ -438,22 +452,29 @@ def test_optimising_reduces_silog_and_distillation_losses():
     first, last = _optimise(logits, lambda: L.kl_bin_loss(torch.log_softmax(logits, 1), teacher), lr=0.1)
     assert last < 0.7 * first
     log_c = torch.zeros(2, 8, requires_grad=True)
-    first, last = _optimise(log_c, lambda: L.cross_bin_loss(teacher, log_c.exp().cumsum(1), gt, kind="l1"),
-                            lr=0.1)
+    first, last = _optimise(
+        log_c, lambda: L.cross_bin_loss(teacher, log_c.exp().cumsum(1), gt, kind="l1"), lr=0.1
+    )
     assert last < 0.7 * first
 
 
 # --- PoseNet ---------------------------------------------------------------------------------------
 
+
 def test_posenet_layout_and_output():
     net = PoseNet()
     assert sum(p.numel() for p in net.parameters()) == 13_011_950
     sd = net.state_dict()
-    shapes = {"encoder.encoder.conv1.weight": (64, 6, 7, 7), "encoder.encoder.fc.weight": (1000, 512),
-              "encoder.encoder.layer2.0.downsample.0.weight": (128, 64, 1, 1),
-              "encoder.encoder.layer4.1.bn2.running_var": (512,),
-              "decoder.conv_squeeze.weight": (256, 512, 1, 1), "decoder.convs_pose.0.weight": (256, 256, 3, 3),
-              "decoder.convs_pose.1.bias": (256,), "decoder.convs_pose.2.weight": (6, 256, 1, 1)}
+    shapes = {
+        "encoder.encoder.conv1.weight": (64, 6, 7, 7),
+        "encoder.encoder.fc.weight": (1000, 512),
+        "encoder.encoder.layer2.0.downsample.0.weight": (128, 64, 1, 1),
+        "encoder.encoder.layer4.1.bn2.running_var": (512,),
+        "decoder.conv_squeeze.weight": (256, 512, 1, 1),
+        "decoder.convs_pose.0.weight": (256, 256, 3, 3),
+        "decoder.convs_pose.1.bias": (256,),
+        "decoder.convs_pose.2.weight": (6, 256, 1, 1),
+    }
     for key, shape in shapes.items():
         assert tuple(sd[key].shape) == shape, key
     assert not any(k.startswith("decoder.") and "convs_pose.3" in k for k in sd)
@@ -472,5 +493,7 @@ def test_posenet_imagenet_init_duplicates_and_halves_conv1():
     src = ResNet18(in_channels=3).state_dict()
     net.load_imagenet_resnet18(src)
     w = net.encoder.encoder.conv1.weight
-    assert torch.allclose(w[:, :3], src["conv1.weight"] / 2) and torch.allclose(w[:, 3:], src["conv1.weight"] / 2)
+    assert torch.allclose(w[:, :3], src["conv1.weight"] / 2) and torch.allclose(
+        w[:, 3:], src["conv1.weight"] / 2
+    )
     assert torch.equal(net.encoder.encoder.fc.weight, src["fc.weight"])

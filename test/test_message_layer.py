@@ -1,5 +1,6 @@
 """One message layer and one per-frame path: the same message means the same thing in the nodes,
 replay and training (issue 11's tests)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -25,12 +26,19 @@ def test_16uc1_millimetres_and_32fc1_metres_decode_to_the_same_metres(factory):
     header = factory.header(1, "cam")
     d16 = msgs.depth_metres(factory.image(header, MM, "16UC1"))
     d32 = msgs.depth_metres(factory.image(header, METRES, "32FC1"))
-    np.testing.assert_allclose(d16, METRES, rtol=0, atol=1e-6)     # not 1000x, 0 -> NaN
+    np.testing.assert_allclose(d16, METRES, rtol=0, atol=1e-6)  # not 1000x, 0 -> NaN
     np.testing.assert_array_equal(d32, METRES)
     # big-endian 16UC1 from a driver on another architecture, rows padded
-    be = factory.new(msgs.IMAGE, header=header, height=2, width=2, encoding="16UC1",
-                     is_bigendian=1, step=6,
-                     data=factory.uint8(np.pad(MM.astype(">u2").view(np.uint8), ((0, 0), (0, 2)))))
+    be = factory.new(
+        msgs.IMAGE,
+        header=header,
+        height=2,
+        width=2,
+        encoding="16UC1",
+        is_bigendian=1,
+        step=6,
+        data=factory.uint8(np.pad(MM.astype(">u2").view(np.uint8), ((0, 0), (0, 2)))),
+    )
     np.testing.assert_allclose(msgs.depth_metres(be), METRES, atol=1e-6)
     with pytest.raises(InputRejected, match="unknown_encoding"):
         msgs.depth_metres(factory.image(header, MM.astype(np.uint8), "mono8"))
@@ -56,8 +64,7 @@ def _frame(seed: int = 0, h: int = 48, w: int = 80) -> np.ndarray:
 def test_training_and_inference_prepare_identical_model_inputs():
     from bore_depth_ros.engine import DepthEngine, EngineConfig
 
-    engine = DepthEngine(EngineConfig(model="bore_depth", backend="torch", input_height=64,
-                                      input_width=96))
+    engine = DepthEngine(EngineConfig(model="bore_depth", backend="torch", input_height=64, input_width=96))
     rgb = _frame()
     engine.preprocess_into(0, rgb)
     intr = Intrinsics(60.0, 60.0, 39.5, 23.5, 80, 48)
@@ -74,8 +81,9 @@ def recordings(tmp_path_factory):
     whose ground truth is 16UC1 millimetres and whose camera_info is for twice the image size."""
     tmp = tmp_path_factory.mktemp("layer")
     src = tmp / "metres"
-    record(src, RecordingConfig(rig="mono", frames=3, width=96, height=64, seed=5, lidar=False),
-           progress=False)
+    record(
+        src, RecordingConfig(rig="mono", frames=3, width=96, height=64, seed=5, lidar=False), progress=False
+    )
     dst = tmp / "millimetres"
     with open_bag(src) as reader, BagWriter(dst) as out:
         for conn, log_ns, raw in reader.messages():
@@ -89,13 +97,13 @@ def recordings(tmp_path_factory):
                 big = msgs.intrinsics(info).scaled_to(2 * info.width, 2 * info.height)
                 out.write(conn.topic, BAG.camera_info(info.header, big), log_ns)
             else:
-                out.write_raw(conn.topic, conn.msgtype, bytes(raw), log_ns,
-                              latched=conn.topic == "/tf_static")
+                out.write_raw(
+                    conn.topic, conn.msgtype, bytes(raw), log_ns, latched=conn.topic == "/tf_static"
+                )
     return src, dst
 
 
-def test_16uc1_ground_truth_and_resized_camera_info_mean_the_same_in_training_and_eval(
-        recordings, tmp_path):
+def test_16uc1_ground_truth_and_resized_camera_info_mean_the_same_in_training_and_eval(recordings, tmp_path):
     src, dst = recordings
     ref, _ = load_rig_samples(src)
     mm, _ = load_rig_samples(dst)
@@ -104,23 +112,35 @@ def test_16uc1_ground_truth_and_resized_camera_info_mean_the_same_in_training_an
         d_ref, d_mm = a.depth_gt[0], b.depth_gt[0]
         both = np.isfinite(d_ref) & np.isfinite(d_mm)
         assert both.mean() > 0.5
-        np.testing.assert_allclose(d_mm[both], d_ref[both], atol=6e-4)     # metres, mm rounding
+        np.testing.assert_allclose(d_mm[both], d_ref[both], atol=6e-4)  # metres, mm rounding
         # camera_info for 2x the image: fitted to the image on the training path too
         assert b.intrinsics[0] == pytest.approx(a.intrinsics[0])
         assert (b.intrinsics[0].width, b.intrinsics[0].height) == (96, 64)
     results = []
     for bag in (src, dst):
         out = tmp_path / bag.name
-        results.append(evaluate(EvalConfig(bag=str(bag), max_depth=50.0, report_dir=str(out),
-                                           output_bag=str(out / "bag"), panels_per_camera=0),
-                                progress=False))
+        results.append(
+            evaluate(
+                EvalConfig(
+                    bag=str(bag),
+                    max_depth=50.0,
+                    report_dir=str(out),
+                    output_bag=str(out / "bag"),
+                    panels_per_camera=0,
+                ),
+                progress=False,
+            )
+        )
         assert results[-1].frames["evaluated"] == 3 and not results[-1].drops
     m_ref, m_mm = results[0].overall["metric"], results[1].overall["metric"]
     assert m_mm["abs_rel"] == pytest.approx(m_ref["abs_rel"], abs=1e-3)
     assert m_mm["rmse"] == pytest.approx(m_ref["rmse"], rel=1e-2)
     # the replay's published depth/camera_info describes the image it depth belongs to
     with open_bag(tmp_path / dst.name / "bag") as reader:
-        infos = [reader.deserialize(raw, c.msgtype) for c, _, raw in reader.messages()
-                 if c.topic.endswith("depth/camera_info")]
+        infos = [
+            reader.deserialize(raw, c.msgtype)
+            for c, _, raw in reader.messages()
+            if c.topic.endswith("depth/camera_info")
+        ]
     assert infos and all(msgs.intrinsics(i) == pytest.approx(ref[0].intrinsics[0]) for i in infos)
     assert TYPESTORE is not None

@@ -1,4 +1,5 @@
 """Tests of the BoRe-Depth network, the model registry and checkpoint loading (CPU, small inputs)."""
+
 from __future__ import annotations
 
 import argparse
@@ -9,8 +10,17 @@ import numpy as np
 import pytest
 import torch
 
-from bore_depth_ros.models import (BoReDepthNet, CheckpointError, ModelInfo, check_input_size, create_model,
-                                   get_model_info, list_models, load_checkpoint, register_model)
+from bore_depth_ros.models import (
+    BoReDepthNet,
+    CheckpointError,
+    ModelInfo,
+    check_input_size,
+    create_model,
+    get_model_info,
+    list_models,
+    load_checkpoint,
+    register_model,
+)
 from bore_depth_ros.models.checkpoint import pose_net_state_shapes, save_lightning_checkpoint
 
 BN = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
@@ -127,7 +137,7 @@ def to_bytes(obj) -> io.BytesIO:
     return buffer
 
 
-pytestmark = pytest.mark.usefixtures("torch_one_thread")   # conftest: 1 thread, restored
+pytestmark = pytest.mark.usefixtures("torch_one_thread")  # conftest: 1 thread, restored
 
 
 @pytest.fixture(scope="module")
@@ -161,6 +171,7 @@ def depth_net_only(ckpt: dict) -> dict:
 
 # --- architecture ------------------------------------------------------------------------------
 
+
 def test_parameter_counts(model):
     count = lambda module: sum(p.numel() for p in module.parameters())  # noqa: E731
     assert count(model) == 8_664_945
@@ -179,15 +190,21 @@ def test_state_dict_matches_spec_tables(model):
     assert not wrong
 
 
-@pytest.mark.parametrize("key, shape", [
-    ("encoder.mhca_stages.2.mhca_blks.1.crpe.conv_list.2.weight", (66, 1, 7, 7)),
-    ("decoder.upconvs3.0.conv.conv.weight", (256, 472, 3, 3)),
-    ("decoder.globalattentions.4.conv_0.0.weight", (432, 1, 3, 3)),
-    ("encoder.mhca_stages.3.aggregate.conv.weight", (216, 864, 1, 1)),
-    ("encoder.mhca_stages.1.mhca_blks.2.MHCA_layers.1.factoratt_crpe.crpe.conv_list.1.weight", (36, 1, 5, 5)),
-    ("decoder.deconvs.0.conv.weight", (256, 216, 1, 1)),
-    ("decoder.dispconvs.0.conv.weight", (1, 16, 3, 3)),
-])
+@pytest.mark.parametrize(
+    "key, shape",
+    [
+        ("encoder.mhca_stages.2.mhca_blks.1.crpe.conv_list.2.weight", (66, 1, 7, 7)),
+        ("decoder.upconvs3.0.conv.conv.weight", (256, 472, 3, 3)),
+        ("decoder.globalattentions.4.conv_0.0.weight", (432, 1, 3, 3)),
+        ("encoder.mhca_stages.3.aggregate.conv.weight", (216, 864, 1, 1)),
+        (
+            "encoder.mhca_stages.1.mhca_blks.2.MHCA_layers.1.factoratt_crpe.crpe.conv_list.1.weight",
+            (36, 1, 5, 5),
+        ),
+        ("decoder.deconvs.0.conv.weight", (256, 216, 1, 1)),
+        ("decoder.dispconvs.0.conv.weight", (1, 16, 3, 3)),
+    ],
+)
 def test_spot_check_keys(model, key, shape):
     assert tuple(model.state_dict()[key].shape) == shape
 
@@ -206,7 +223,12 @@ def test_encoder_feature_levels(model):
     with torch.no_grad():
         features = model.encoder(fixed_input(64, 96))
     assert [tuple(f.shape[1:]) for f in features] == [
-        (64, 32, 48), (96, 16, 24), (176, 8, 12), (216, 4, 6), (216, 2, 3)]
+        (64, 32, 48),
+        (96, 16, 24),
+        (176, 8, 12),
+        (216, 4, 6),
+        (216, 2, 3),
+    ]
 
 
 def test_output_shape_and_range(model):
@@ -228,8 +250,9 @@ def test_drop_path_is_training_only():
         assert torch.equal(net(x), net(x))
 
 
-@pytest.mark.parametrize("height, width, bad", [(250, 320, "height 250"), (256, 330, "width 330"),
-                                                (0, 320, "height 0")])
+@pytest.mark.parametrize(
+    "height, width, bad", [(250, 320, "height 250"), (256, 330, "width 330"), (0, 320, "height 0")]
+)
 def test_check_input_size_errors(height, width, bad):
     with pytest.raises(ValueError, match=bad):
         check_input_size(height, width)
@@ -246,6 +269,7 @@ def test_forward_rejects_bad_size(model):
 
 
 # --- registry ------------------------------------------------------------------------------------
+
 
 def test_registry():
     assert "bore_depth" in list_models()
@@ -281,10 +305,14 @@ def test_register_another_model(monkeypatch):
 
 # --- checkpoints ---------------------------------------------------------------------------------
 
+
 def test_pose_net_shapes_match_spec():
     shapes = pose_net_state_shapes()
-    params = sum(int(np.prod(shape)) for shape, kind in shapes.values()
-                 if kind not in ("bn_mean", "bn_var", "bn_count"))
+    params = sum(
+        int(np.prod(shape))
+        for shape, kind in shapes.values()
+        if kind not in ("bn_mean", "bn_var", "bn_count")
+    )
     assert params == 13_011_950
     assert shapes["encoder.encoder.conv1.weight"][0] == (64, 6, 7, 7)
     assert shapes["encoder.encoder.fc.weight"][0] == (1000, 512)
@@ -294,7 +322,9 @@ def test_pose_net_shapes_match_spec():
 
 def test_lightning_checkpoint_layout(lightning_ckpt):
     _, ckpt = lightning_ckpt
-    assert {"epoch", "global_step", "pytorch-lightning_version", "state_dict", "hyper_parameters"} <= set(ckpt)
+    assert {"epoch", "global_step", "pytorch-lightning_version", "state_dict", "hyper_parameters"} <= set(
+        ckpt
+    )
     assert isinstance(ckpt["hyper_parameters"], argparse.Namespace)
     keys = ckpt["state_dict"].keys()
     assert sum(k.startswith("depth_net.") for k in keys) == 953
@@ -324,8 +354,10 @@ def test_plain_state_dict_without_prefix_loads(model):
 def test_model_key_and_prefixed_plain_dict(model, lightning_ckpt):
     _, ckpt = lightning_ckpt
     fresh = load_checkpoint(to_bytes({"model": depth_net_only(ckpt)["state_dict"]}), model=BoReDepthNet())
-    assert torch.equal(fresh.state_dict()["decoder.dispconvs.0.conv.bias"],
-                       model.state_dict()["decoder.dispconvs.0.conv.bias"])
+    assert torch.equal(
+        fresh.state_dict()["decoder.dispconvs.0.conv.bias"],
+        model.state_dict()["decoder.dispconvs.0.conv.bias"],
+    )
 
 
 def test_missing_key_is_named(lightning_ckpt, target):
@@ -373,8 +405,10 @@ def test_non_strict_skips_problems(model, lightning_ckpt, target):
     del ckpt["state_dict"]["depth_net.decoder.dispconvs.0.conv.bias"]
     ckpt["state_dict"]["depth_net.extra.weight"] = torch.zeros(1)
     fresh = load_checkpoint(to_bytes(ckpt), strict=False, model=target)
-    assert torch.equal(fresh.state_dict()["decoder.dispconvs.0.conv.weight"],
-                       model.state_dict()["decoder.dispconvs.0.conv.weight"])
+    assert torch.equal(
+        fresh.state_dict()["decoder.dispconvs.0.conv.weight"],
+        model.state_dict()["decoder.dispconvs.0.conv.weight"],
+    )
 
 
 def test_truncated_file_fails_clearly(lightning_ckpt, tmp_path, target):
@@ -393,8 +427,10 @@ def test_truncated_file_fails_clearly(lightning_ckpt, tmp_path, target):
 
 
 def test_foreign_pickled_objects_are_refused(model, target):
-    ckpt = {"state_dict": {"depth_net." + k: v for k, v in model.state_dict().items()},
-            "callbacks": OpaqueTrainerState()}
+    ckpt = {
+        "state_dict": {"depth_net." + k: v for k, v in model.state_dict().items()},
+        "callbacks": OpaqueTrainerState(),
+    }
     with pytest.raises(CheckpointError, match="non-tensor Python objects") as err:
         load_checkpoint(to_bytes(ckpt), model=target)
     assert "OpaqueTrainerState" in str(err.value) and "torch.save" in str(err.value)
@@ -407,6 +443,7 @@ def test_not_a_state_dict(target):
 
 # --- ONNX export -----------------------------------------------------------------------------------
 
+
 @pytest.mark.slow
 def test_onnx_export_matches_torch(model, tmp_path):
     onnxruntime = pytest.importorskip("onnxruntime")
@@ -415,8 +452,15 @@ def test_onnx_export_matches_torch(model, tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         # dynamo=False: the TorchScript exporter; the dynamo exporter needs the onnxscript package.
-        torch.onnx.export(model, (x,), str(path), opset_version=17, dynamo=False,
-                          input_names=["image"], output_names=["depth"])
+        torch.onnx.export(
+            model,
+            (x,),
+            str(path),
+            opset_version=17,
+            dynamo=False,
+            input_names=["image"],
+            output_names=["depth"],
+        )
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     (onnx_depth,) = session.run(["depth"], {"image": x.numpy()})
     with torch.no_grad():

@@ -1,4 +1,5 @@
 """The mono node, started through its own entry point in a separate process, over real ROS 2."""
+
 from __future__ import annotations
 
 import time
@@ -8,12 +9,11 @@ import pytest
 from builtin_interfaces.msg import Time
 from rclpy.executors import SingleThreadedExecutor
 
+from bore_depth_ros.core import messages as msgs
 from harness import NodeProcess, entry_point, make_test_image, spin_until, write_params
 from ros_clients import DepthProbe, camera_info, encode_image, expected_rgb, image_msg
 
-from bore_depth_ros.core import messages as msgs
-
-H, W = 60, 80                       # deliberately not a multiple of 32: the node resizes
+H, W = 60, 80  # deliberately not a multiple of 32: the node resizes
 FX, FY, CX, CY = 70.0, 72.0, 39.2, 30.6
 FRAME = "test_cam_optical_frame"
 THRESHOLD = 0.5
@@ -22,13 +22,24 @@ SCALE = 2.5
 
 
 def start_node(tmp_path, ns: str, weights: str, **overrides) -> NodeProcess:
-    params = dict(model="bore_depth", weights=weights, backend="onnxruntime", input_height=64, input_width=96,
-                  confidence_threshold=THRESHOLD, points_decimation=DECIMATION,
-                  scale_mode="fixed", depth_scale=SCALE, diagnostics_period=0.2)
+    params = dict(
+        model="bore_depth",
+        weights=weights,
+        backend="onnxruntime",
+        input_height=64,
+        input_width=96,
+        confidence_threshold=THRESHOLD,
+        points_decimation=DECIMATION,
+        scale_mode="fixed",
+        depth_scale=SCALE,
+        diagnostics_period=0.2,
+    )
     params.update(overrides)
     pfile = write_params(tmp_path / f"params_{ns.strip('/')}.yaml", params)
-    node = NodeProcess([entry_point("bore-depth-mono-node"), "--ros-args", "--params-file",
-                        str(pfile), "-r", f"__ns:={ns}"], tmp_path / f"node_{ns.strip('/')}.log")
+    node = NodeProcess(
+        [entry_point("bore-depth-mono-node"), "--ros-args", "--params-file", str(pfile), "-r", f"__ns:={ns}"],
+        tmp_path / f"node_{ns.strip('/')}.log",
+    )
     assert node.wait_for_output("ready:", timeout=120), node.output()
     return node
 
@@ -68,7 +79,8 @@ def send(client, ex, rgb, encoding, sec, pad=0, info=True, timeout=30.0):
         assert time.monotonic() < deadline, (
             f"no complete output for stamp {sec}: got "
             f"{list(client.received.get((sec, 123_000_000), {}))}; node diagnostics "
-            f"{client.latest_diagnostic_values(client.ns)}")
+            f"{client.latest_diagnostic_values(client.ns)}"
+        )
         publish()
     return stamp
 
@@ -86,8 +98,7 @@ def backproject_reference(depth, info, stride):
     return out
 
 
-@pytest.mark.parametrize("encoding,pad", [("rgb8", 0), ("bgr8", 4), ("rgba8", 0), ("bgra8", 0),
-                                          ("mono8", 3)])
+@pytest.mark.parametrize("encoding,pad", [("rgb8", 0), ("bgr8", 4), ("rgba8", 0), ("bgra8", 0), ("mono8", 3)])
 def test_outputs_follow_the_contract(client_and_node, encoding, pad):
     client, ex, node = client_and_node
     rgb = make_test_image(H, W, seed=3)
@@ -116,8 +127,9 @@ def test_outputs_follow_the_contract(client_and_node, encoding, pad):
     assert (pts.height, pts.width) == ((H + 1) // 2, W // 2) and not pts.is_dense
     assert [f.name for f in pts.fields] == ["x", "y", "z", "rgb"]
     xyz = msgs.cloud_fields(pts).reshape(pts.height, pts.width, 3)
-    np.testing.assert_allclose(xyz, backproject_reference(depth, info, DECIMATION), rtol=1e-5,
-                               atol=1e-6, equal_nan=True)
+    np.testing.assert_allclose(
+        xyz, backproject_reference(depth, info, DECIMATION), rtol=1e-5, atol=1e-6, equal_nan=True
+    )
     raw = np.frombuffer(pts.data, np.uint8).reshape(pts.height, pts.width, pts.point_step)
     packed = raw[..., 12:16].copy().view(np.uint32)[..., 0]
     colours = np.stack([(packed >> 16) & 255, (packed >> 8) & 255, packed & 255], -1)
@@ -143,18 +155,22 @@ def test_bad_input_is_rejected_counted_and_the_node_keeps_serving(client_and_nod
         (dict(data=good + b"\0" * 40, step=step, encoding="rgb8"), "size_mismatch", "size_mismatch"),
         (dict(data=good, step=step - 3, encoding="rgb8"), "step_too_small", "step"),
     ]
+
     def rejected_counts():
         v = client.latest_diagnostic_values(node_name_part(client))
-        return {k[len("rejected."):]: int(x) for k, x in v.items() if k.startswith("rejected.")}
+        return {k[len("rejected.") :]: int(x) for k, x in v.items() if k.startswith("rejected.")}
 
     # one bad message at a time (the input queue is small on purpose: newest frames win)
     for i, (fields, reason, _) in enumerate(bad):
         stamp = Time(sec=200 + i)
         client.pub_info.publish(camera_info(W, H, FRAME, FX, FY, CX, CY, stamp))
-        client.pub_image.publish(image_msg(fields["data"], W, H, fields["step"], fields["encoding"],
-                                           FRAME, stamp))
-        assert spin_until(ex, lambda: rejected_counts().get(reason) == 1, timeout=20), \
-            (reason, rejected_counts())
+        client.pub_image.publish(
+            image_msg(fields["data"], W, H, fields["step"], fields["encoding"], FRAME, stamp)
+        )
+        assert spin_until(ex, lambda: rejected_counts().get(reason) == 1, timeout=20), (
+            reason,
+            rejected_counts(),
+        )
     # camera_info full of zeros for the next image
     stamp = Time(sec=210)
     client.pub_info.publish(camera_info(W, H, FRAME, 0.0, 0.0, 0.0, 0.0, stamp))
@@ -195,19 +211,23 @@ def test_missing_camera_info_is_reported_and_recovered(client_and_node):
     assert (400, 123_000_000) not in client.received
 
 
-@pytest.mark.parametrize("overrides,expected", [
-    (dict(input_height=250), "input height 250 is not a multiple of 32"),
-    (dict(input_preset="cityscapes"), "unknown input_preset 'cityscapes'"),
-    (dict(backend="tensorrt"), "tensorrt"),
-    (dict(points_decimation=0), "points_decimation must be in [1, 64]"),
-    (dict(diagnostics_period=0.0), "diagnostics_period must be > 0"),
-])
+@pytest.mark.parametrize(
+    "overrides,expected",
+    [
+        (dict(input_height=250), "input height 250 is not a multiple of 32"),
+        (dict(input_preset="cityscapes"), "unknown input_preset 'cityscapes'"),
+        (dict(backend="tensorrt"), "tensorrt"),
+        (dict(points_decimation=0), "points_decimation must be in [1, 64]"),
+        (dict(diagnostics_period=0.0), "diagnostics_period must be > 0"),
+    ],
+)
 def test_node_refuses_to_start_with_a_clear_reason(tmp_path, overrides, expected):
     params = dict(model="bore_depth", backend="onnxruntime", input_height=64, input_width=96)
     params.update(overrides)
     pfile = write_params(tmp_path / "bad.yaml", params)
-    node = NodeProcess([entry_point("bore-depth-mono-node"), "--ros-args", "--params-file",
-                        str(pfile)], tmp_path / "bad.log")
+    node = NodeProcess(
+        [entry_point("bore-depth-mono-node"), "--ros-args", "--params-file", str(pfile)], tmp_path / "bad.log"
+    )
     try:
         node.proc.wait(timeout=120)
     finally:
@@ -219,10 +239,10 @@ def test_node_refuses_to_start_with_a_clear_reason(tmp_path, overrides, expected
 def test_node_refuses_a_corrupt_checkpoint(tmp_path, structured_weights):
     corrupt = tmp_path / "corrupt.ckpt"
     corrupt.write_bytes(open(structured_weights, "rb").read()[:100_000])
-    pfile = write_params(tmp_path / "bad.yaml", dict(weights=str(corrupt), input_height=64,
-                                                     input_width=96))
-    node = NodeProcess([entry_point("bore-depth-mono-node"), "--ros-args", "--params-file",
-                        str(pfile)], tmp_path / "bad.log")
+    pfile = write_params(tmp_path / "bad.yaml", dict(weights=str(corrupt), input_height=64, input_width=96))
+    node = NodeProcess(
+        [entry_point("bore-depth-mono-node"), "--ros-args", "--params-file", str(pfile)], tmp_path / "bad.log"
+    )
     node.proc.wait(timeout=120)
     node.stop()
     assert node.proc.returncode == 2

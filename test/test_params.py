@@ -1,5 +1,6 @@
 """One declarative parameter table per node: declaration, configure-time (YAML) checks and
 run-time checks all come from it."""
+
 from __future__ import annotations
 
 import pytest
@@ -13,8 +14,7 @@ from bore_depth_ros.ros.surround_node import SurroundDepthNode
 
 @pytest.mark.parametrize("cls,table", [(MonoDepthNode, P.MONO), (SurroundDepthNode, P.SURROUND)])
 def test_nodes_declare_exactly_their_table_and_check_changes_against_it(ros, cls, table):
-    node = cls(f"params_{cls.__name__.lower()}",
-               parameter_overrides=[Parameter("autostart", value=False)])
+    node = cls(f"params_{cls.__name__.lower()}", parameter_overrides=[Parameter("autostart", value=False)])
     try:
         rclpy_own = {"use_sim_time", "start_type_description_service"}
         declared = {n for n in node._parameters if n not in rclpy_own}
@@ -24,9 +24,11 @@ def test_nodes_declare_exactly_their_table_and_check_changes_against_it(ros, cls
             assert d.description == spec.description
             assert d.read_only == (spec.change == P.STARTUP), name
         # run time: the same checks as configure
-        for bad, why in [({"max_input_pixels": 0}, "max_input_pixels must be >= 1"),
-                         ({"points_decimation": 65}, "points_decimation must be in [1, 64]"),
-                         ({"min_depth": 5.0, "max_depth": 2.0}, "min_depth 5.0 > max_depth 2.0")]:
+        for bad, why in [
+            ({"max_input_pixels": 0}, "max_input_pixels must be >= 1"),
+            ({"points_decimation": 65}, "points_decimation must be in [1, 64]"),
+            ({"min_depth": 5.0, "max_depth": 2.0}, "min_depth 5.0 > max_depth 2.0"),
+        ]:
             res = node.set_parameters_atomically([Parameter(k, value=v) for k, v in bad.items()])
             assert not res.successful and why in res.reason, (bad, res.reason)
         assert node.set_parameters_atomically([Parameter("points_decimation", value=8)]).successful
@@ -39,9 +41,14 @@ def test_nodes_declare_exactly_their_table_and_check_changes_against_it(ros, cls
 
 
 def test_yaml_values_are_checked_on_configure(ros):
-    node = MonoDepthNode("params_yaml", parameter_overrides=[
-        Parameter("autostart", value=False), Parameter("min_depth", value=5.0),
-        Parameter("max_depth", value=2.0)])
+    node = MonoDepthNode(
+        "params_yaml",
+        parameter_overrides=[
+            Parameter("autostart", value=False),
+            Parameter("min_depth", value=5.0),
+            Parameter("max_depth", value=2.0),
+        ],
+    )
     try:
         assert node.trigger_configure() == FAILURE
         assert "min_depth 5.0 > max_depth 2.0" in node.last_error

@@ -1,4 +1,5 @@
 """Core pipeline pieces written for the nodes: metrics, confidence, view post-processing, renderer."""
+
 import math
 
 import numpy as np
@@ -7,8 +8,8 @@ import pytest
 from bore_depth_ros.core.camera import Intrinsics
 from bore_depth_ros.core.confidence import edge_confidence
 from bore_depth_ros.core.metrics import depth_metrics, mean_metrics
-from bore_depth_ros.core.view import ViewConfig, ViewProcessor
 from bore_depth_ros.core.stats import ReasonCounter
+from bore_depth_ros.core.view import ViewConfig, ViewProcessor
 from bore_depth_ros.sim.procedural import Scene, camera_rotation, render
 
 
@@ -35,8 +36,9 @@ def test_metrics_masks_caps_and_median_scaling():
     mask = np.array([True, True, True, True, True, True, True, False])
     assert depth_metrics(pred, gt, 0.1, 10.0, mask=mask)["abs_rel"] == pytest.approx(2 / 3)
     # median scaling: a prediction off by a constant factor becomes exact
-    scaled = depth_metrics(np.array([3.0, 6.0, 9.0]), np.array([1.0, 2.0, 3.0]), 0.1, 10.0,
-                           median_scaling=True)
+    scaled = depth_metrics(
+        np.array([3.0, 6.0, 9.0]), np.array([1.0, 2.0, 3.0]), 0.1, 10.0, median_scaling=True
+    )
     assert scaled["scale"] == pytest.approx(1 / 3) and scaled["abs_rel"] == pytest.approx(0.0)
     empty = depth_metrics(np.ones(3), np.full(3, np.nan))
     assert empty["n_valid"] == 0 and math.isnan(empty["abs_rel"])
@@ -56,7 +58,7 @@ def test_edge_confidence_is_low_at_discontinuities_and_scale_free():
 def test_view_processor_masks_with_nan_scales_and_resizes():
     intr = Intrinsics(50.0, 50.0, 31.5, 23.5, 64, 48)
     model_depth = np.linspace(1.0, 3.0, 32 * 24, dtype=np.float32).reshape(24, 32)
-    model_depth[:, 16:] *= 2.0                       # a step: low confidence along it
+    model_depth[:, 16:] *= 2.0  # a step: low confidence along it
     cfg = ViewConfig(confidence_threshold=0.5, depth_scale=2.0, max_depth=11.0)
     res = ViewProcessor(cfg, model_is_metric=False).process(model_depth, None, intr)
     assert res.depth.shape == (48, 64) and res.depth.dtype == np.float32
@@ -96,17 +98,19 @@ def test_renderer_ground_depth_matches_the_analytic_plane():
     np.testing.assert_allclose(depth, expected, rtol=1e-5)
 
 
-@pytest.mark.parametrize("model,backend,batch", [("bore_depth", "onnxruntime", 1),
-                                                 ("svr", "torch", 6), ("semi_smd", "torch", 6)])
+@pytest.mark.parametrize(
+    "model,backend,batch", [("bore_depth", "onnxruntime", 1), ("svr", "torch", 6), ("semi_smd", "torch", 6)]
+)
 def test_engine_warmup_runs_every_model_once(model, backend, batch, torch_one_thread):
     """The configure-time check: one inference with plausible geometry, cached per engine."""
     from bore_depth_ros.engine import DepthEngine, EngineConfig
 
-    eng = DepthEngine(EngineConfig(model=model, backend=backend, input_height=64, input_width=96,
-                                   batch=batch))
+    eng = DepthEngine(
+        EngineConfig(model=model, backend=backend, input_height=64, input_width=96, batch=batch)
+    )
     ms = eng.warmup()
-    assert ms > 0 and eng.warmup() == ms          # once per engine
-    assert not eng._has_prev                      # no temporal state left behind
+    assert ms > 0 and eng.warmup() == ms  # once per engine
+    assert not eng._has_prev  # no temporal state left behind
 
 
 def test_engine_warmup_refuses_weights_that_produce_nan(tmp_path):
@@ -123,8 +127,7 @@ def test_engine_warmup_refuses_weights_that_produce_nan(tmp_path):
         model.decoder.dispconvs[0].conv.weight.fill_(float("nan"))
     path = tmp_path / "nan.ckpt"
     save_lightning_checkpoint(model, path)
-    eng = DepthEngine(EngineConfig(weights=str(path), backend="torch", input_height=64,
-                                   input_width=96))
+    eng = DepthEngine(EngineConfig(weights=str(path), backend="torch", input_height=64, input_width=96))
     with pytest.raises(RuntimeError, match="non-finite"):
         eng.warmup()
 
@@ -137,10 +140,10 @@ def test_engine_pool_shares_and_frees_engines():
     a, b = pool.get(cfg), pool.get(cfg)
     assert a is b and pool.engines() == [a]
     pool.release(a)
-    assert pool.engines() == [a]          # one user left
+    assert pool.engines() == [a]  # one user left
     pool.release(b)
-    assert pool.engines() == []           # the last user freed it
-    assert pool.get(cfg) is not a         # a later configure loads it again
+    assert pool.engines() == []  # the last user freed it
+    assert pool.get(cfg) is not a  # a later configure loads it again
 
 
 def test_view_processor_applies_reconfigure_and_reset_at_its_next_frame():
@@ -151,10 +154,10 @@ def test_view_processor_applies_reconfigure_and_reset_at_its_next_frame():
     vp = ViewProcessor(ViewConfig(depth_scale=2.0), model_is_metric=False)
     assert vp.process(depth, None, intr).scale.scale == 2.0
     vp.configure(ViewConfig(depth_scale=3.0))
-    assert vp.config.depth_scale == 2.0                       # not yet: a frame may be running
+    assert vp.config.depth_scale == 2.0  # not yet: a frame may be running
     assert vp.process(depth, None, intr).scale.scale == 3.0
     with pytest.raises(ValueError):
-        vp.configure(ViewConfig(scale_mode="ground_plane"))   # needs camera_height
-    assert vp.process(depth, None, intr).scale.scale == 3.0   # the bad change never applied
+        vp.configure(ViewConfig(scale_mode="ground_plane"))  # needs camera_height
+    assert vp.process(depth, None, intr).scale.scale == 3.0  # the bad change never applied
     vp.reset()
-    assert vp.process(depth, None, intr).scale.scale == 3.0   # fixed scale has no state to lose
+    assert vp.process(depth, None, intr).scale.scale == 3.0  # fixed scale has no state to lose

@@ -1,6 +1,7 @@
 """The rig/video training recipes (train/recipes/) on a tiny recording: a few optimisation steps
 reduce each recipe's loss on a fixed batch; the self-supervised checkpoint carries the PoseNet,
 loads strictly and resumes exactly; rig models get a held-out card. CPU, one thread, 64x96."""
+
 from pathlib import Path
 
 import numpy as np
@@ -10,8 +11,8 @@ import torch
 from bore_depth_ros.models import create_model, get_model_info, load_checkpoint
 from bore_depth_ros.models.checkpoint import pose_net_state_shapes
 from bore_depth_ros.sim.recording import RecordingConfig, record
-from bore_depth_ros.train.dataset import Augment, RigDataset
 from bore_depth_ros.train.config import TrainConfig
+from bore_depth_ros.train.dataset import Augment, RigDataset
 from bore_depth_ros.train.recipes import build_recipe
 from bore_depth_ros.train.trainer import train
 
@@ -19,14 +20,17 @@ HW = (64, 96)
 CONFIGS = Path(__file__).resolve().parent.parent / "config" / "train"
 
 
-pytestmark = pytest.mark.usefixtures("torch_one_thread")   # conftest: 1 thread, restored
+pytestmark = pytest.mark.usefixtures("torch_one_thread")  # conftest: 1 thread, restored
 
 
 @pytest.fixture(scope="module")
 def bag(tmp_path_factory):
     path = tmp_path_factory.mktemp("recipes") / "rec"
-    record(path, RecordingConfig(rig="surround", frames=3, width=96, height=64, lidar=False, rate_hz=5),
-           progress=False)
+    record(
+        path,
+        RecordingConfig(rig="surround", frames=3, width=96, height=64, lidar=False, rate_hz=5),
+        progress=False,
+    )
     return str(path)
 
 
@@ -45,20 +49,38 @@ def teacher_weights(tmp_path_factory):
 
 
 def config(bag, out="unused", **kw):
-    base = dict(model="bore_depth", recipe="self_supervised", train=[bag], out_dir=str(out),
-                input_height=HW[0], input_width=HW[1], batch=2, steps=4, lr=3e-4, lr_final=3e-4,
-                threads=1, log_every=1000, checkpoint_every=1000, save_fp16=False)
+    base = dict(
+        model="bore_depth",
+        recipe="self_supervised",
+        train=[bag],
+        out_dir=str(out),
+        input_height=HW[0],
+        input_width=HW[1],
+        batch=2,
+        steps=4,
+        lr=3e-4,
+        lr_final=3e-4,
+        threads=1,
+        log_every=1000,
+        checkpoint_every=1000,
+        save_fp16=False,
+    )
     base.update(kw)
     return TrainConfig(**base)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("recipe,model,extra", [
-    ("self_supervised", "bore_depth", {"loss": {"supervised": 0.1}, "teacher": "bore_depth"}),
-    ("distill", "svr", {"teacher": "bore_depth"}),
-    ("semi_smd", "semi_smd", {"teacher": "bore_depth"}),
-])
-def test_a_few_steps_reduce_the_recipe_loss_on_a_fixed_batch(bag, data, teacher_weights, recipe, model, extra):
+@pytest.mark.parametrize(
+    "recipe,model,extra",
+    [
+        ("self_supervised", "bore_depth", {"loss": {"supervised": 0.1}, "teacher": "bore_depth"}),
+        ("distill", "svr", {"teacher": "bore_depth"}),
+        ("semi_smd", "semi_smd", {"teacher": "bore_depth"}),
+    ],
+)
+def test_a_few_steps_reduce_the_recipe_loss_on_a_fixed_batch(
+    bag, data, teacher_weights, recipe, model, extra
+):
     cfg = config(bag, model=model, recipe=recipe, teacher_weights=teacher_weights, **extra)
     cfg.validate()
     torch.manual_seed(0)
@@ -69,9 +91,11 @@ def test_a_few_steps_reduce_the_recipe_loss_on_a_fixed_batch(bag, data, teacher_
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
     with torch.no_grad():
         before, parts = r.loss(batch)
-    expected = {"self_supervised": {"photo", "smooth", "silog", "semantic"},
-                "distill": {"silog", "kl", "cross", "relational"},
-                "semi_smd": {"spatial", "temporal", "lidar", "curvature", "smooth"}}[recipe]
+    expected = {
+        "self_supervised": {"photo", "smooth", "silog", "semantic"},
+        "distill": {"silog", "kl", "cross", "relational"},
+        "semi_smd": {"spatial", "temporal", "lidar", "curvature", "smooth"},
+    }[recipe]
     assert set(parts) == expected and all(np.isfinite(v) for v in parts.values()), parts
     for _ in range(5):
         loss, _ = r.loss(batch)
@@ -92,20 +116,31 @@ def test_self_supervised_checkpoint_has_the_pose_net_and_resumes_exactly(bag, tm
     a = torch.load(f"{straight.out_dir}/last.ckpt", weights_only=True)
     b = torch.load(f"{resumed.out_dir}/last.ckpt", weights_only=True)
     sa, sb = a["state_dict"], b["state_dict"]
-    assert {k[len("pose_net."):] for k in sa if k.startswith("pose_net.")} == set(pose_net_state_shapes())
+    assert {k[len("pose_net.") :] for k in sa if k.startswith("pose_net.")} == set(pose_net_state_shapes())
     assert {k.split(".")[0] for k in sa} == {"depth_net", "pose_net"}
     assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
-    assert len(a["optimizer"]["param_groups"]) == 2                # depth net, PoseNet
-    load_checkpoint(f"{straight.out_dir}/last.ckpt", model_name="bore_depth")          # strict
+    assert len(a["optimizer"]["param_groups"]) == 2  # depth net, PoseNet
+    load_checkpoint(f"{straight.out_dir}/last.ckpt", model_name="bore_depth")  # strict
     weights = torch.load(f"{straight.out_dir}/weights.pt", weights_only=True)["state_dict"]
     assert all(k.startswith("depth_net.") for k in weights)
     load_checkpoint(f"{straight.out_dir}/weights.pt", model_name="bore_depth")
 
 
 def test_semi_smd_run_writes_a_card_from_whole_rigs(bag, tmp_path):
-    res = train(config(bag, tmp_path / "s", model="semi_smd", recipe="semi_smd", steps=1, batch=6,
-                       val=[bag], loss={"lidar_row_step": 8}), progress=False)
-    assert res.card["views"] == 18                                   # 3 sets x 6 cameras
+    res = train(
+        config(
+            bag,
+            tmp_path / "s",
+            model="semi_smd",
+            recipe="semi_smd",
+            steps=1,
+            batch=6,
+            val=[bag],
+            loss={"lidar_row_step": 8},
+        ),
+        progress=False,
+    )
+    assert res.card["views"] == 18  # 3 sets x 6 cameras
     assert np.isfinite(res.card["metric"]["abs_rel"])
     load_checkpoint(f"{res.out_dir}/weights.pt", model_name="semi_smd")
 

@@ -3,6 +3,7 @@
 The bags are real rosbag2 files written in the recording layout of ``sim.rig`` from the analytic ray
 caster; the model is the real network exported to ONNX and run by ONNX Runtime at a tiny input.
 """
+
 import json
 import math
 
@@ -10,30 +11,36 @@ import numpy as np
 import pytest
 
 from bore_depth_ros.bag.messages import BAG, TYPESTORE
-from bore_depth_ros.core import messages as msgs
-from bore_depth_ros.bag.reader import (FrameSync, cdr_header_stamp_ns, discover_cameras, open_bag,
-                                       read_tf)
+from bore_depth_ros.bag.reader import FrameSync, cdr_header_stamp_ns, discover_cameras, open_bag, read_tf
 from bore_depth_ros.bag.writer import BagWriter
-from bore_depth_ros.engine import DepthEngine, EngineConfig
-from bore_depth_ros.core.pointcloud import backproject, pack_points
-from bore_depth_ros.core.tf_buffer import (EXTRAPOLATION, NOT_CONNECTED, UNKNOWN_FRAME, TfBuffer,
-                                           TfLookupError)
-from bore_depth_ros.core.transforms import Transform, rotation_z
-from bore_depth_ros.replay import EvalConfig, compare_frame, evaluate
+from bore_depth_ros.core import messages as msgs
 from bore_depth_ros.core.messages import VIEW_CONFIDENCE
-from bore_depth_ros.replay.ground_truth import (lidar_gt_depth, project_points,
-                                            remove_occluded)
+from bore_depth_ros.core.pointcloud import backproject, pack_points
+from bore_depth_ros.core.tf_buffer import EXTRAPOLATION, NOT_CONNECTED, UNKNOWN_FRAME, TfBuffer, TfLookupError
+from bore_depth_ros.core.transforms import Transform, rotation_z
+from bore_depth_ros.engine import DepthEngine, EngineConfig
+from bore_depth_ros.replay import EvalConfig, compare_frame, evaluate
+from bore_depth_ros.replay.ground_truth import lidar_gt_depth, project_points, remove_occluded
 from bore_depth_ros.sim.procedural import Scene, render
-from bore_depth_ros.sim.rig import (BASE_FRAME, LIDAR_FRAME, LIDAR_POSITION, LIDAR_TOPIC, ODOM_FRAME,
-                                    CameraSpec, camera_topics)
+from bore_depth_ros.sim.rig import (
+    BASE_FRAME,
+    LIDAR_FRAME,
+    LIDAR_POSITION,
+    LIDAR_TOPIC,
+    ODOM_FRAME,
+    CameraSpec,
+    camera_topics,
+)
 
 W, H = 96, 64
 T0 = 100_000_000_000
 DT = 100_000_000
 N_FRAMES = 3
-LIDAR_DELAY = 20_000_000        # the cloud is stamped 20 ms after the images
-CAMERAS = (CameraSpec("front", 0.0, 70.0, position=(1.6, 0.0, 1.5)),
-           CameraSpec("left", 60.0, 70.0, position=(1.5, 0.5, 1.5)))
+LIDAR_DELAY = 20_000_000  # the cloud is stamped 20 ms after the images
+CAMERAS = (
+    CameraSpec("front", 0.0, 70.0, position=(1.6, 0.0, 1.5)),
+    CameraSpec("left", 60.0, 70.0, position=(1.5, 0.5, 1.5)),
+)
 BASE_FROM_LIDAR = Transform(rotation_z(0.1), np.asarray(LIDAR_POSITION, np.float64))
 
 
@@ -66,18 +73,28 @@ def write_test_bag(path, storage="mcap"):
     """Two cameras, 3 synchronised frames, one leading image without camera_info, TF, LiDAR, clock."""
     scene = Scene.street(seed=0)
     with BagWriter(path, storage) as bag:
-        static = [BAG.transform_stamped(BAG.header(T0 - 3 * DT, BASE_FRAME), c.optical_frame, c.base_from_optical())
-                  for c in CAMERAS]
-        static.append(BAG.transform_stamped(BAG.header(T0 - 3 * DT, BASE_FRAME), LIDAR_FRAME, BASE_FROM_LIDAR))
+        static = [
+            BAG.transform_stamped(BAG.header(T0 - 3 * DT, BASE_FRAME), c.optical_frame, c.base_from_optical())
+            for c in CAMERAS
+        ]
+        static.append(
+            BAG.transform_stamped(BAG.header(T0 - 3 * DT, BASE_FRAME), LIDAR_FRAME, BASE_FROM_LIDAR)
+        )
         bag.write("/tf_static", BAG.tf_message(static), T0 - 3 * DT)
         for t in range(T0 - 2 * DT, T0 + (N_FRAMES + 1) * DT, DT // 2):
-            bag.write("/tf", BAG.tf_message([BAG.transform_stamped(BAG.header(t, ODOM_FRAME), BASE_FRAME, base_pose(t))]),
-                      t + 1_000_000)
+            bag.write(
+                "/tf",
+                BAG.tf_message([BAG.transform_stamped(BAG.header(t, ODOM_FRAME), BASE_FRAME, base_pose(t))]),
+                t + 1_000_000,
+            )
         # an image before any camera_info: released by the first camera_info (the node's pairing
         # policy), then dropped for want of ground truth of its stamp
         rgb, _, _ = render_camera(scene, CAMERAS[0], T0 - DT)
-        bag.write(camera_topics("front")["image"], BAG.image(BAG.header(T0 - DT, CAMERAS[0].optical_frame), rgb, "rgb8"),
-                  T0 - DT + 5_000_000)
+        bag.write(
+            camera_topics("front")["image"],
+            BAG.image(BAG.header(T0 - DT, CAMERAS[0].optical_frame), rgb, "rgb8"),
+            T0 - DT + 5_000_000,
+        )
         truth = {}
         for i in range(N_FRAMES):
             t = T0 + i * DT
@@ -87,14 +104,22 @@ def write_test_bag(path, storage="mcap"):
                 rgb, depth, intr = render_camera(scene, cam, t)
                 topics = camera_topics(cam.name)
                 log_t = t + 5_000_000
-                bag.write(topics["camera_info"], BAG.camera_info(BAG.header(t, cam.optical_frame), intr), log_t)
+                bag.write(
+                    topics["camera_info"], BAG.camera_info(BAG.header(t, cam.optical_frame), intr), log_t
+                )
                 bag.write(topics["image"], BAG.image(BAG.header(t, cam.optical_frame), rgb, "rgb8"), log_t)
-                bag.write(topics["depth_gt"], BAG.image(BAG.header(t, cam.optical_frame), depth, "32FC1"), log_t)
+                bag.write(
+                    topics["depth_gt"], BAG.image(BAG.header(t, cam.optical_frame), depth, "32FC1"), log_t
+                )
                 views.append((cam, depth, intr, t))
                 truth[(cam.name, t)] = depth
             t_cloud = t + LIDAR_DELAY
             xyz = lidar_points(views, t_cloud)
-            bag.write(LIDAR_TOPIC, BAG.pointcloud(BAG.header(t_cloud, LIDAR_FRAME), pack_points(xyz[None])), t_cloud + 2_000_000)
+            bag.write(
+                LIDAR_TOPIC,
+                BAG.pointcloud(BAG.header(t_cloud, LIDAR_FRAME), pack_points(xyz[None])),
+                t_cloud + 2_000_000,
+            )
     return truth
 
 
@@ -109,8 +134,9 @@ def bag_path(tmp_path_factory):
 def engine(structured_weights):
     # fixed test weights (conftest) rather than the shipped defaults, so the pipeline checks below
     # do not change when the embedded weights are retrained
-    return DepthEngine(EngineConfig(weights=structured_weights, input_height=64, input_width=96,
-                                    backend="onnxruntime"))
+    return DepthEngine(
+        EngineConfig(weights=structured_weights, input_height=64, input_width=96, backend="onnxruntime")
+    )
 
 
 def read_bag(path):
@@ -134,10 +160,14 @@ def test_tf_chain_and_inverse_lookups():
     np.testing.assert_allclose(got.matrix(), want.matrix(), atol=1e-12)
     # sibling frames: through the common parent, and the reverse lookup is the inverse
     cam_from_lidar = tf.lookup(cam.optical_frame, "lidar_link", T0)
-    np.testing.assert_allclose(cam_from_lidar.matrix(),
-                               (cam.base_from_optical().inverse() @ BASE_FROM_LIDAR).matrix(), atol=1e-12)
-    np.testing.assert_allclose(tf.lookup("lidar_link", cam.optical_frame, T0).matrix(),
-                               np.linalg.inv(cam_from_lidar.matrix()), atol=1e-12)
+    np.testing.assert_allclose(
+        cam_from_lidar.matrix(), (cam.base_from_optical().inverse() @ BASE_FROM_LIDAR).matrix(), atol=1e-12
+    )
+    np.testing.assert_allclose(
+        tf.lookup("lidar_link", cam.optical_frame, T0).matrix(),
+        np.linalg.inv(cam_from_lidar.matrix()),
+        atol=1e-12,
+    )
     # static edges answer at any time; leading slashes name the same frame
     assert tf.lookup("/base_link", "lidar_link", 123) is not None
     np.testing.assert_allclose(tf.lookup("odom", "odom", 5).matrix(), np.eye(4))
@@ -166,10 +196,12 @@ def test_tf_missing_transforms_return_none_with_a_reason():
     tf.set_transform("odom", "base_link", 2_000, Transform.identity())
     tf.set_transform("map", "other", 0, Transform.identity(), static=True)
     assert tf.lookup("odom", "camera", 1_500) is None
-    for target, source, t, reason in [("odom", "camera", 1_500, UNKNOWN_FRAME),
-                                      ("odom", "base_link", 2_500, EXTRAPOLATION),
-                                      ("odom", "base_link", 500, EXTRAPOLATION),
-                                      ("base_link", "other", 1_500, NOT_CONNECTED)]:
+    for target, source, t, reason in [
+        ("odom", "camera", 1_500, UNKNOWN_FRAME),
+        ("odom", "base_link", 2_500, EXTRAPOLATION),
+        ("odom", "base_link", 500, EXTRAPOLATION),
+        ("base_link", "other", 1_500, NOT_CONNECTED),
+    ]:
         got, err = tf.resolve(target, source, t)
         assert got is None and isinstance(err, TfLookupError) and err.reason == reason, (target, source, t)
         assert source in err.detail or target in err.detail or "time" in err.detail
@@ -197,7 +229,8 @@ def test_discovery_sync_and_drops(bag_path):
         # the leading image has no camera_info of its own; replay pairs as the node does (one
         # policy, core.pairing): the stream's first camera_info releases it, as a fallback
         assert [(f.camera.name, f.stamp_ns) for f in frames] == [("cameras_front", T0 - DT)] + [
-            (c, T0 + i * DT) for i in range(N_FRAMES) for c in ("cameras_front", "cameras_left")]
+            (c, T0 + i * DT) for i in range(N_FRAMES) for c in ("cameras_front", "cameras_left")
+        ]
         assert not frames[0].info_exact and frames[0].depth_gt is None
         assert all(f.info_exact and f.depth_gt is not None for f in frames[1:])
         assert sync.drops_by_reason() == {}
@@ -219,7 +252,7 @@ def test_perfect_prediction_scores_perfectly():
     cam = CAMERAS[0]
     _, gt, _ = render_camera(Scene.street(seed=0), cam, T0)
     assert np.isinf(gt).any() and np.isfinite(gt).any()
-    pred = np.where(np.isfinite(gt), gt, np.nan).astype(np.float32)   # published depth: NaN for sky
+    pred = np.where(np.isfinite(gt), gt, np.nan).astype(np.float32)  # published depth: NaN for sky
     cmp = compare_frame(pred, gt, min_depth=0.1, max_depth=80.0)
     for m in (cmp.metric, cmp.median):
         assert m["abs_rel"] == pytest.approx(0.0, abs=1e-7) and m["rmse"] == pytest.approx(0.0, abs=1e-5)
@@ -231,7 +264,9 @@ def test_perfect_prediction_scores_perfectly():
     assert cmp.bin_pixels.sum() == cmp.metric["n_valid"] and np.all(cmp.bin_abs_rel_sum == 0)
     # a prediction twice too far: metric AbsRel 1, median-scaled perfect, boundaries unchanged
     cmp2 = compare_frame(pred * 2, gt, min_depth=0.1, max_depth=1e3)
-    assert cmp2.metric["abs_rel"] == pytest.approx(1.0) and cmp2.median["abs_rel"] == pytest.approx(0.0, abs=1e-6)
+    assert cmp2.metric["abs_rel"] == pytest.approx(1.0) and cmp2.median["abs_rel"] == pytest.approx(
+        0.0, abs=1e-6
+    )
     assert cmp2.boundary["f1"] == 1.0
 
 
@@ -254,7 +289,9 @@ def test_lidar_projection_reproduces_ground_truth_depth():
     assert hit.sum() == finite_gt.sum()
     np.testing.assert_allclose(depth[hit], gt[hit], rtol=1e-4)
     # without motion compensation the same points land elsewhere
-    naive = project_points((tf.lookup(cam.optical_frame, LIDAR_FRAME, t_img)).apply(xyz.astype(np.float64)), intr)
+    naive = project_points(
+        (tf.lookup(cam.optical_frame, LIDAR_FRAME, t_img)).apply(xyz.astype(np.float64)), intr
+    )
     both = np.isfinite(naive) & finite_gt
     assert np.nanmax(np.abs(naive[both] - gt[both]) / gt[both]) > 1e-2
     with pytest.raises(TfLookupError):
@@ -263,10 +300,10 @@ def test_lidar_projection_reproduces_ground_truth_depth():
 
 def test_occlusion_filter_drops_points_seen_through_nearer_objects():
     d = np.full((9, 12), np.nan, np.float32)
-    d[4, 2] = 5.0                     # a point on a near object
-    d[4, 5] = 20.0                    # background 3 px away: hidden behind it from the camera
-    d[4, 5 + 5] = 20.0                # background 8 px away: kept
-    d[5, 2] = 5.3                     # same surface within the tolerance: kept
+    d[4, 2] = 5.0  # a point on a near object
+    d[4, 5] = 20.0  # background 3 px away: hidden behind it from the camera
+    d[4, 5 + 5] = 20.0  # background 8 px away: kept
+    d[5, 2] = 5.3  # same surface within the tolerance: kept
     out = remove_occluded(d, window=4, tolerance=0.1)
     assert np.isnan(out[4, 5]) and out[4, 10] == 20.0 and out[4, 2] == 5.0 and out[5, 2] == np.float32(5.3)
     assert np.isfinite(out).sum() == 3
@@ -280,9 +317,17 @@ CONF_THRESHOLD = 0.5
 
 def test_evaluate_with_depth_ground_truth_and_output_bag(bag_path, engine, tmp_path):
     out_bag = tmp_path / "out_bag"
-    cfg = EvalConfig(bag=str(bag_path), input_height=64, input_width=96, scale_mode="ground_plane",
-                     confidence_threshold=CONF_THRESHOLD, output_bag=str(out_bag), report_dir=str(tmp_path / "report"),
-                     points_decimation=4, panels_per_camera=2)
+    cfg = EvalConfig(
+        bag=str(bag_path),
+        input_height=64,
+        input_width=96,
+        scale_mode="ground_plane",
+        confidence_threshold=CONF_THRESHOLD,
+        output_bag=str(out_bag),
+        report_dir=str(tmp_path / "report"),
+        points_decimation=4,
+        panels_per_camera=2,
+    )
     res = evaluate(cfg, progress=False, engine=engine)
     assert res.frames["evaluated"] == 2 * N_FRAMES and res.frames["images_read"] == 2 * N_FRAMES + 1
     # the leading image is paired as the node pairs it, then has no ground truth of its stamp
@@ -290,12 +335,13 @@ def test_evaluate_with_depth_ground_truth_and_output_bag(bag_path, engine, tmp_p
     assert res.cameras[0].drops == {"gt_depth_missing": 1} and res.cameras[1].drops == {}
     for c in res.cameras:
         assert c.frames == N_FRAMES and c.gt_source == f"depth:{c.namespace}/depth_gt/image"
-        assert c.camera_height == pytest.approx(1.5)           # from TF: optical origin z in base_link
+        assert c.camera_height == pytest.approx(1.5)  # from TF: optical origin z in base_link
         assert math.isfinite(c.metric["abs_rel"]) and math.isfinite(c.median["abs_rel"])
         assert 0 <= c.boundary["f1"] <= 1 and c.boundary["n_gt"] > 0
         assert len(c.distance_bins) == 5 and len(c.panels) == 2
     assert res.overall["metric"]["abs_rel"] == pytest.approx(
-        np.mean([c.metric["abs_rel"] for c in res.cameras]))
+        np.mean([c.metric["abs_rel"] for c in res.cameras])
+    )
     assert res.timing["frames_per_second"] > 0 and res.timing["inference_ms"] > 0
     report = tmp_path / "report"
     for name in ("report.md", "report.html", "metrics.json", "error_vs_distance.png"):
@@ -318,13 +364,16 @@ def test_evaluate_with_depth_ground_truth_and_output_bag(bag_path, engine, tmp_p
         for (_, d, _), (_, c, _) in zip(depth_msgs, conf_msgs):
             assert (d.width, d.height, d.encoding) == (W, H, "32FC1")
             depth, conf = msgs.image_array(d), msgs.image_array(c)
-            assert np.array_equal(np.isnan(depth), conf < CONF_THRESHOLD)   # NaN exactly where invalid
+            assert np.array_equal(np.isnan(depth), conf < CONF_THRESHOLD)  # NaN exactly where invalid
             assert np.all(depth[np.isfinite(depth)] > 0)
             invalid_fractions.append(np.isnan(depth).mean())
         info = topics[f"{ns}/depth/camera_info"][0][1]
         assert (info.width, info.height) == (W, H) and info.header.frame_id.endswith("_optical_frame")
         cloud = topics[f"{ns}/points"][0][1]
-        assert (cloud.height, cloud.width) == (H // 4, W // 4) and cloud.header.frame_id == info.header.frame_id
+        assert (cloud.height, cloud.width) == (
+            H // 4,
+            W // 4,
+        ) and cloud.header.frame_id == info.header.frame_id
         assert [f.name for f in cloud.fields] == ["x", "y", "z", "rgb"]
         xyz = msgs.cloud_fields(cloud).reshape(H // 4, W // 4, 3)
         np.testing.assert_allclose(xyz[..., 2], msgs.image_array(depth_msgs[0][1])[::4, ::4])
@@ -339,9 +388,18 @@ def test_evaluate_with_depth_ground_truth_and_output_bag(bag_path, engine, tmp_p
 
 
 def test_evaluate_with_lidar_ground_truth(bag_path, engine, tmp_path):
-    cfg = EvalConfig(bag=str(bag_path), gt="lidar", input_height=64, input_width=96, scale_mode="median",
-                     report_dir=str(tmp_path / "report"), output_bag=str(tmp_path / "out_sqlite"),
-                     storage="sqlite3", panels_per_camera=1, max_frames=4)
+    cfg = EvalConfig(
+        bag=str(bag_path),
+        gt="lidar",
+        input_height=64,
+        input_width=96,
+        scale_mode="median",
+        report_dir=str(tmp_path / "report"),
+        output_bag=str(tmp_path / "out_sqlite"),
+        storage="sqlite3",
+        panels_per_camera=1,
+        max_frames=4,
+    )
     res = evaluate(cfg, progress=False, engine=engine)
     assert res.frames["evaluated"] == 4 and res.drops == {"lidar_cloud_missing": 1}
     assert any("motion-compensated" in n for n in res.notes)

@@ -1,5 +1,6 @@
 """Replay rejects, and counts by reason, exactly what the mono node rejects on the same broken
 frames: both run the one input check and camera_info pairing of the per-frame path."""
+
 from __future__ import annotations
 
 import collections
@@ -7,8 +8,6 @@ import collections
 import numpy as np
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSHistoryPolicy, QoSProfile, QoSReliabilityPolicy
-
-from harness import NodeProcess, entry_point, make_test_image, spin_until, write_params
 
 from bore_depth_ros.bag.messages import BAG, TYPESTORE
 from bore_depth_ros.bag.reader import open_bag
@@ -18,14 +17,16 @@ from bore_depth_ros.core.camera import Intrinsics
 from bore_depth_ros.replay import EvalConfig, evaluate
 from bore_depth_ros.ros.conversions import from_cdr
 from bore_depth_ros.testing.probe import DepthProbe
+from harness import NodeProcess, entry_point, make_test_image, spin_until, write_params
 
 NS = "/parity"
 W, H = 80, 60
 FRAME = "parity_optical_frame"
 INTR = Intrinsics(70.0, 70.0, 39.5, 29.5, W, H)
 T0 = 1_000_000_000_000
-RELIABLE = QoSProfile(history=QoSHistoryPolicy.KEEP_LAST, depth=1000,
-                      reliability=QoSReliabilityPolicy.RELIABLE)
+RELIABLE = QoSProfile(
+    history=QoSHistoryPolicy.KEEP_LAST, depth=1000, reliability=QoSReliabilityPolicy.RELIABLE
+)
 RGB = make_test_image(H, W, seed=4)
 DEPTH = np.full((H, W), 7.5, np.float32)
 
@@ -33,8 +34,16 @@ DEPTH = np.full((H, W), 7.5, np.float32)
 def _image(header, width=W, height=H, step=W * 3, encoding="rgb8", size=None):
     size = step * height if size is None else size
     data = np.resize(RGB.reshape(-1), max(size, 0)).astype(np.uint8)
-    return BAG.new(msgs.IMAGE, header=header, height=height, width=width, encoding=encoding,
-                   is_bigendian=0, step=step, data=data)
+    return BAG.new(
+        msgs.IMAGE,
+        header=header,
+        height=height,
+        width=width,
+        encoding=encoding,
+        is_bigendian=0,
+        step=step,
+        data=data,
+    )
 
 
 # (what is wrong, image, camera_info) per frame; None = a good one
@@ -52,7 +61,7 @@ CASES = [
     ("camera_info_size_mismatch", {}, Intrinsics(70.0, 70.0, 39.5, 59.5, W, 2 * H)),
     ("camera_info_invalid", {}, Intrinsics(0.0, 70.0, 39.5, 29.5, W, H)),
     ("valid", {}, None),
-    ("valid", {}, INTR.scaled_to(2 * W, 2 * H)),   # camera_info of a binned/resized driver
+    ("valid", {}, INTR.scaled_to(2 * W, 2 * H)),  # camera_info of a binned/resized driver
 ]
 RESIZED = len(CASES) - 1
 
@@ -73,36 +82,53 @@ def write_bag(path):
     return out
 
 
-def test_replay_and_node_reject_the_same_frames_for_the_same_reasons(ros, tmp_path,
-                                                                    structured_weights):
+def test_replay_and_node_reject_the_same_frames_for_the_same_reasons(ros, tmp_path, structured_weights):
     frames = write_bag(tmp_path / "broken")
     expected = collections.Counter(reason for reason, _, _ in CASES if reason != "valid")
-    common = dict(weights=structured_weights, backend="onnxruntime", input_height=64,
-                  input_width=96, max_input_pixels=W * H)
+    common = dict(
+        weights=structured_weights,
+        backend="onnxruntime",
+        input_height=64,
+        input_width=96,
+        max_input_pixels=W * H,
+    )
 
-    res = evaluate(EvalConfig(bag=str(tmp_path / "broken"), report_dir=str(tmp_path / "report"),
-                              output_bag=str(tmp_path / "out"), panels_per_camera=0, **common),
-                   progress=False)
+    res = evaluate(
+        EvalConfig(
+            bag=str(tmp_path / "broken"),
+            report_dir=str(tmp_path / "report"),
+            output_bag=str(tmp_path / "out"),
+            panels_per_camera=0,
+            **common,
+        ),
+        progress=False,
+    )
     assert res.frames["evaluated"] == sum(reason == "valid" for reason, _, _ in CASES)
     assert res.drops == dict(expected)
 
-    inputs = {f"{NS}/{t}": {"subscription": {"reliability": "reliable", "depth": 1000}}
-              for t in ("image", "camera_info")}
-    pfile = write_params(tmp_path / "params.yaml", dict(diagnostics_period=0.2,
-                                                        qos_overrides=inputs, **common))
-    node = NodeProcess([entry_point("bore-depth-mono-node"), "--ros-args", "--params-file",
-                        str(pfile), "-r", f"__ns:={NS}"], tmp_path / "node.log")
+    inputs = {
+        f"{NS}/{t}": {"subscription": {"reliability": "reliable", "depth": 1000}}
+        for t in ("image", "camera_info")
+    }
+    pfile = write_params(
+        tmp_path / "params.yaml", dict(diagnostics_period=0.2, qos_overrides=inputs, **common)
+    )
+    node = NodeProcess(
+        [entry_point("bore-depth-mono-node"), "--ros-args", "--params-file", str(pfile), "-r", f"__ns:={NS}"],
+        tmp_path / "node.log",
+    )
     probe = None
     try:
         assert node.wait_for_output("ready:", 120), node.output()
-        probe = DepthProbe(NS, name="parity_client", input_qos=RELIABLE)   # exact counts
+        probe = DepthProbe(NS, name="parity_client", input_qos=RELIABLE)  # exact counts
         ex = SingleThreadedExecutor()
         ex.add_node(probe)
         assert spin_until(ex, probe.connected, 30)
-        for info, img in frames:       # the bag's own messages, as a player would send them
-            probe.publish(from_cdr(TYPESTORE.serialize_cdr(img, msgs.IMAGE), msgs.IMAGE),
-                          from_cdr(TYPESTORE.serialize_cdr(info, msgs.CAMERA_INFO),
-                                   msgs.CAMERA_INFO))
+        for info, img in frames:  # the bag's own messages, as a player would send them
+            probe.publish(
+                from_cdr(TYPESTORE.serialize_cdr(img, msgs.IMAGE), msgs.IMAGE),
+                from_cdr(TYPESTORE.serialize_cdr(info, msgs.CAMERA_INFO), msgs.CAMERA_INFO),
+            )
             ex.spin_once(timeout_sec=0.05)
 
         def values():
@@ -110,12 +136,15 @@ def test_replay_and_node_reject_the_same_frames_for_the_same_reasons(ros, tmp_pa
 
         def settled():
             v = values()
-            return (v.get("frames_in") == str(len(CASES)) and v.get("unaccounted") == "0"
-                    and v.get("in_worker") == "0")
+            return (
+                v.get("frames_in") == str(len(CASES))
+                and v.get("unaccounted") == "0"
+                and v.get("in_worker") == "0"
+            )
 
         assert spin_until(ex, settled, 60), values()
         v = values()
-        rejected = {k[len("rejected."):]: int(n) for k, n in v.items() if k.startswith("rejected.")}
+        rejected = {k[len("rejected.") :]: int(n) for k, n in v.items() if k.startswith("rejected.")}
         assert rejected == res.drops, (rejected, res.drops, node.output()[-2000:])
         assert int(v["frames_out"]) + int(v["skipped_total"]) == res.frames["evaluated"]
         # intrinsics fitted to the image the same way on the node's and the replay's path
@@ -123,9 +152,12 @@ def test_replay_and_node_reject_the_same_frames_for_the_same_reasons(ros, tmp_pa
         assert spin_until(ex, lambda: probe.complete(BAG.time(t)), 30)
         node_info = probe.received[(t // 10**9, t % 10**9)]["depth/camera_info"]
         with open_bag(tmp_path / "out") as reader:
-            replay_info = next(reader.deserialize(raw, c.msgtype) for c, _, raw in reader.messages()
-                               if c.topic.endswith("depth/camera_info")
-                               and msgs.stamp_ns(reader.deserialize(raw, c.msgtype).header) == t)
+            replay_info = next(
+                reader.deserialize(raw, c.msgtype)
+                for c, _, raw in reader.messages()
+                if c.topic.endswith("depth/camera_info")
+                and msgs.stamp_ns(reader.deserialize(raw, c.msgtype).header) == t
+            )
         fitted = msgs.intrinsics(frames[RESIZED][0], W, H)
         assert fitted == INTR
         assert msgs.intrinsics(node_info) == msgs.intrinsics(replay_info) == fitted

@@ -7,6 +7,7 @@ packages inside a package). The ROS underlay is the venv's Jazzy wheels (AMENT_P
 CMAKE_PREFIX_PATH = the venv); ros2cli and launch_ros are not on PyPI, so the installed executable
 is started directly with install/setup.bash sourced, as ``ros2 run`` would.
 """
+
 from __future__ import annotations
 
 import os
@@ -32,22 +33,37 @@ PACKAGES = {"bore_depth_ros", "bore_depth_ros_msgs"}
 EXECUTABLES = ("mono_node", "surround_node", "container", "bore-depth")
 H, W = 48, 64
 FRAME = "robot_cam_optical_frame"
-SKIP_DIRS = {".git", ".venv", ".cache", "build", "install", "log", "__pycache__", ".pytest_cache",
-             ".hypothesis", "demo_output", "soak_output"}
+SKIP_DIRS = {
+    ".git",
+    ".venv",
+    ".cache",
+    "build",
+    "install",
+    "log",
+    "__pycache__",
+    ".pytest_cache",
+    ".hypothesis",
+    "demo_output",
+    "soak_output",
+}
 
 
 def _copy_repository(dst: Path) -> None:
     """What a clone would hold: git's tracked and untracked-but-not-ignored files."""
     try:
-        out = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                             cwd=REPO, check=True, capture_output=True).stdout
+        out = subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=REPO,
+            check=True,
+            capture_output=True,
+        ).stdout
         files = [f for f in out.decode().split("\0") if f]
-    except (OSError, subprocess.CalledProcessError):   # not a git checkout: copy the tree
+    except (OSError, subprocess.CalledProcessError):  # not a git checkout: copy the tree
         shutil.copytree(REPO, dst, ignore=lambda _d, names: [n for n in names if n in SKIP_DIRS])
         return
     for rel in files:
         src = REPO / rel
-        if src.is_file():          # files deleted in the working tree are still in the index
+        if src.is_file():  # files deleted in the working tree are still in the index
             (dst / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dst / rel)
 
@@ -58,28 +74,37 @@ def _env(tmp: Path) -> dict[str, str]:
     env["PATH"] = os.path.join(venv, "bin") + os.pathsep + env.get("PATH", "")
     env["AMENT_PREFIX_PATH"] = venv
     env["CMAKE_PREFIX_PATH"] = venv
-    env["COLCON_HOME"] = str(tmp / "colcon_home")     # no user defaults / metadata
+    env["COLCON_HOME"] = str(tmp / "colcon_home")  # no user defaults / metadata
     env.pop("COLCON_PREFIX_PATH", None)
     return env
 
 
 def _colcon(ws: Path, env: dict[str, str], *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "colcon", *args], cwd=ws, env=env, text=True,
-                          capture_output=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "colcon", *args],
+        cwd=ws,
+        env=env,
+        text=True,
+        capture_output=True,
+        timeout=timeout,
+    )
 
 
 def _sourced(ws: Path, command: str) -> str:
     """A bash script: the venv active (the robot's Python environment, and the ROS underlay here),
     install/setup.bash sourced, then ``command``."""
     venv = sys.prefix
-    return (f"export PATH={shlex.quote(os.path.join(venv, 'bin'))}:\"$PATH\" "
-            f"AMENT_PREFIX_PATH={shlex.quote(venv)}; "
-            f"source {shlex.quote(str(ws / 'install' / 'setup.bash'))} && {command}")
+    return (
+        f'export PATH={shlex.quote(os.path.join(venv, "bin"))}:"$PATH" '
+        f"AMENT_PREFIX_PATH={shlex.quote(venv)}; "
+        f"source {shlex.quote(str(ws / 'install' / 'setup.bash'))} && {command}"
+    )
 
 
 def _in_install(ws: Path, env: dict[str, str], command: str, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", "-c", _sourced(ws, command)], cwd=ws, env=env, text=True,
-                          capture_output=True, **kw)
+    return subprocess.run(
+        ["bash", "-c", _sourced(ws, command)], cwd=ws, env=env, text=True, capture_output=True, **kw
+    )
 
 
 @pytest.fixture(scope="module")
@@ -97,8 +122,16 @@ def workspace(tmp_path_factory):
     assert set(listed.stdout.split()) == PACKAGES, listed.stdout
 
     t0 = time.monotonic()
-    build = _colcon(ws, env, "build", "--event-handlers", "console_cohesion+",
-                    "--cmake-args", f"-DPython3_EXECUTABLE={sys.executable}", "-DBUILD_TESTING=OFF")
+    build = _colcon(
+        ws,
+        env,
+        "build",
+        "--event-handlers",
+        "console_cohesion+",
+        "--cmake-args",
+        f"-DPython3_EXECUTABLE={sys.executable}",
+        "-DBUILD_TESTING=OFF",
+    )
     seconds = time.monotonic() - t0
     assert build.returncode == 0, (build.stdout + build.stderr)[-6000:]
     print(f"\ncolcon build of {sorted(PACKAGES)}: {seconds:.1f} s")
@@ -112,8 +145,14 @@ def test_colcon_installs_the_ros_layout(workspace):
     assert (share / "bore_depth_ros" / "package.xml").is_file()
     for launch in (REPO / "launch").glob("*.launch.py"):
         assert (share / "bore_depth_ros" / "launch" / launch.name).is_file(), launch.name
-    for cfg in ("mono.yaml", "surround.yaml", "six_mono.yaml", "fastdds_profile.xml", "mono.rviz",
-                "surround.rviz"):
+    for cfg in (
+        "mono.yaml",
+        "surround.yaml",
+        "six_mono.yaml",
+        "fastdds_profile.xml",
+        "mono.rviz",
+        "surround.rviz",
+    ):
         assert (share / "bore_depth_ros" / "config" / cfg).is_file(), cfg
     lib = ws / "install" / "bore_depth_ros" / "lib" / "bore_depth_ros"
     for exe in EXECUTABLES:
@@ -132,15 +171,20 @@ def test_installed_packages_are_imported_from_the_install_space(workspace):
     ws, env = workspace
     # the interpreter of the installed executables (their shebang: python3 from PATH), as ros2 run
     # would start it
-    shebang = (ws / "install" / "bore_depth_ros" / "lib" / "bore_depth_ros" / "mono_node").read_text() \
+    shebang = (
+        (ws / "install" / "bore_depth_ros" / "lib" / "bore_depth_ros" / "mono_node")
+        .read_text()
         .splitlines()[0]
+    )
     assert shebang == "#!/usr/bin/env python3", shebang
     python = shebang[2:]
-    code = ("import bore_depth_ros, bore_depth_ros_msgs.msg, importlib.metadata as m;"
-            "from ament_index_python.packages import get_package_share_directory as s;"
-            "print(bore_depth_ros.__file__); print(bore_depth_ros_msgs.msg.__file__);"
-            "print(m.distribution('bore_depth_ros').locate_file(''));"
-            "print(s('bore_depth_ros')); print(s('bore_depth_ros_msgs'))")
+    code = (
+        "import bore_depth_ros, bore_depth_ros_msgs.msg, importlib.metadata as m;"
+        "from ament_index_python.packages import get_package_share_directory as s;"
+        "print(bore_depth_ros.__file__); print(bore_depth_ros_msgs.msg.__file__);"
+        "print(m.distribution('bore_depth_ros').locate_file(''));"
+        "print(s('bore_depth_ros')); print(s('bore_depth_ros_msgs'))"
+    )
     out = _in_install(ws, env, f"{python} -c {shlex.quote(code)}", timeout=120)
     assert out.returncode == 0, out.stderr
     paths = out.stdout.split()
@@ -152,11 +196,14 @@ def test_installed_packages_are_imported_from_the_install_space(workspace):
 def test_installed_mono_node_publishes_depth(workspace, ros, tmp_path):
     ws, env = workspace
     ns = "/robot_build"
-    params = write_params(tmp_path / "mono.yaml", dict(backend="torch", input_height=64, input_width=96,
-                                                       publish_points=False, diagnostics_period=0.5))
+    params = write_params(
+        tmp_path / "mono.yaml",
+        dict(backend="torch", input_height=64, input_width=96, publish_points=False, diagnostics_period=0.5),
+    )
     exe = ws / "install" / "bore_depth_ros" / "lib" / "bore_depth_ros" / "mono_node"
-    command = _sourced(ws, f"exec {shlex.quote(str(exe))} --ros-args --params-file {shlex.quote(str(params))} "
-                           f"-r __ns:={ns}")
+    command = _sourced(
+        ws, f"exec {shlex.quote(str(exe))} --ros-args --params-file {shlex.quote(str(params))} -r __ns:={ns}"
+    )
     node = NodeProcess(["bash", "-c", command], tmp_path / "mono_node.log")
     client = DepthProbe(ns, name="robot_build_client", outputs={"depth/image": Image})
     ex = SingleThreadedExecutor()
@@ -170,7 +217,7 @@ def test_installed_mono_node_publishes_depth(workspace, ros, tmp_path):
         data, step = encode_image(make_test_image(H, W), "rgb8")
         stamp = Time(sec=7, nanosec=250_000_000)
         deadline = time.monotonic() + 60
-        while not client.complete(stamp):          # inputs are best effort: publish again if lost
+        while not client.complete(stamp):  # inputs are best effort: publish again if lost
             assert time.monotonic() < deadline, node.output()[-3000:]
             client.pub_info.publish(camera_info(W, H, FRAME, 60.0, 60.0, 31.5, 23.5, stamp))
             client.pub_image.publish(image_msg(data, W, H, step, "rgb8", FRAME, stamp))

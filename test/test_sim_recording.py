@@ -2,6 +2,7 @@
 
 Real pybullet, real bag files, read back with rosbags and rclpy (no mocks).
 """
+
 from collections import defaultdict
 from dataclasses import fields, is_dataclass
 
@@ -17,8 +18,14 @@ from bore_depth_ros.core.pointcloud import backproject
 from bore_depth_ros.core.transforms import OPTICAL_IN_BODY, Transform, rotation_y, rotation_z
 from bore_depth_ros.sim.pybullet_scene import VEHICLE, PybulletWorld
 from bore_depth_ros.sim.recording import RecordingConfig, ego_pose, record
-from bore_depth_ros.sim.rig import (LIDAR_POSITION, MONO_RIG, RING_ORDER, SURROUND_RIG, camera_topics,
-                                    optical_frame)
+from bore_depth_ros.sim.rig import (
+    LIDAR_POSITION,
+    MONO_RIG,
+    RING_ORDER,
+    SURROUND_RIG,
+    camera_topics,
+    optical_frame,
+)
 
 SMALL = dict(frames=2, width=96, height=64)
 
@@ -52,6 +59,7 @@ def mono_sqlite_bag(tmp_path_factory):
 
 # --- rendering conventions ---------------------------------------------------------------------
 
+
 def _box_signed_distance(points_box, half):
     q = np.abs(points_box) - half
     outside = np.linalg.norm(np.maximum(q, 0.0), axis=-1)
@@ -60,7 +68,7 @@ def _box_signed_distance(points_box, half):
 
 def _ray_box_depth(world_from_optical, intr, box_from_world, half):
     """Analytic optical-z depth of each pixel's ray against a box (inf: miss)."""
-    v, u = np.mgrid[0:intr.height, 0:intr.width].astype(np.float64)
+    v, u = np.mgrid[0 : intr.height, 0 : intr.width].astype(np.float64)
     rays = np.stack([(u - intr.cx) / intr.fx, (v - intr.cy) / intr.fy, np.ones_like(u)], -1)
     d = rays @ (box_from_world.rotation @ world_from_optical.rotation).T
     o = box_from_world.apply(world_from_optical.translation)
@@ -68,19 +76,24 @@ def _ray_box_depth(world_from_optical, intr, box_from_world, half):
         t1, t2 = (-half - o) / d, (half - o) / d
     t_near = np.minimum(t1, t2).max(-1)
     t_far = np.maximum(t1, t2).min(-1)
-    return np.where((t_near <= t_far) & (t_near > 0), t_near, np.inf)   # z = t for rays with z = 1
+    return np.where((t_near <= t_far) & (t_near > 0), t_near, np.inf)  # z = t for rays with z = 1
 
 
-@pytest.mark.parametrize("intr", [
-    Intrinsics(fx=55.0, fy=55.0, cx=31.5, cy=23.5, width=64, height=48),     # centred (rig style)
-    Intrinsics(fx=48.0, fy=53.0, cx=36.2, cy=20.7, width=64, height=48),     # off-centre, fx != fy
-])
+@pytest.mark.parametrize(
+    "intr",
+    [
+        Intrinsics(fx=55.0, fy=55.0, cx=31.5, cy=23.5, width=64, height=48),  # centred (rig style)
+        Intrinsics(fx=48.0, fy=53.0, cx=36.2, cy=20.7, width=64, height=48),  # off-centre, fx != fy
+    ],
+)
 def test_rendered_depth_backprojects_onto_the_box_faces(intr):
     centre, half, yaw = np.array([6.0, 1.0, 1.2]), np.array([1.0, 0.7, 1.2]), np.deg2rad(30.0)
     world_from_box = Transform(rotation_z(yaw), centre)
-    cam = Transform(rotation_z(np.deg2rad(15.0)) @ rotation_y(np.deg2rad(12.0)) @ OPTICAL_IN_BODY,
-                    np.array([0.0, -0.5, 2.6]))
-    with PybulletWorld(None) as world:                       # empty world: nothing but the box
+    cam = Transform(
+        rotation_z(np.deg2rad(15.0)) @ rotation_y(np.deg2rad(12.0)) @ OPTICAL_IN_BODY,
+        np.array([0.0, -0.5, 2.6]),
+    )
+    with PybulletWorld(None) as world:  # empty world: nothing but the box
         world.add_box(centre, half, yaw, semantic=VEHICLE)
         rgb, depth, labels = world.render_camera(cam, intr)
     assert rgb.shape == (48, 64, 3) and rgb.dtype == np.uint8
@@ -107,25 +120,27 @@ def test_lidar_points_lie_on_the_ground_and_boxes():
         pts, intensity = world.lidar_scan(lidar, channels=8, azimuth_steps=90)
     assert pts.dtype == np.float32 and pts.shape[1] == 3 and len(pts) == len(intensity)
     assert 0 < len(pts) < 8 * 90 and (intensity > 0).all()
-    box = Transform(rotation_z(0.0), np.array([10.0, 0.0, 1.0])).inverse().apply(
-        lidar.apply(pts.astype(np.float64)))
+    box = (
+        Transform(rotation_z(0.0), np.array([10.0, 0.0, 1.0]))
+        .inverse()
+        .apply(lidar.apply(pts.astype(np.float64)))
+    )
     assert np.abs(_box_signed_distance(box, np.ones(3))).max() < 1e-3
 
 
 # --- geometry oracle: overlapping cameras describe the same surfaces ---------------------------
 
+
 def _frame_data(bag, frame):
     """depth, intrinsics per camera and odom <- base_link of one frame; base <- optical from /tf_static."""
-    static = {ts.child_frame_id: msgs.transform(ts)
-              for ts in decode(bag["/tf_static"][0]).transforms}
+    static = {ts.child_frame_id: msgs.transform(ts) for ts in decode(bag["/tf_static"][0]).transforms}
     cams = {}
     for cam in SURROUND_RIG:
         top = camera_topics(cam.name)
         img = decode(bag[top["depth_gt"]][frame])
         info = decode(bag[top["camera_info"]][frame])
         assert img.header.frame_id == info.header.frame_id == optical_frame(cam.name)
-        cams[cam.name] = (msgs.image_array(img), msgs.intrinsics(info),
-                          static[img.header.frame_id])
+        cams[cam.name] = (msgs.image_array(img), msgs.intrinsics(info), static[img.header.frame_id])
     odom = msgs.transform(decode(bag["/tf"][frame]).transforms[0])
     return cams, odom
 
@@ -142,8 +157,9 @@ def _compare_views(depth_a, intr_a, depth_b, intr_b, b_from_a):
     u0 = np.minimum(np.floor(u).astype(int), intr_b.width - 2)
     v0 = np.minimum(np.floor(v).astype(int), intr_b.height - 2)
     fu, fv = u - u0, v - v0
-    corners = np.stack([depth_b[v0, u0], depth_b[v0, u0 + 1], depth_b[v0 + 1, u0],
-                        depth_b[v0 + 1, u0 + 1]], -1).astype(np.float64)
+    corners = np.stack(
+        [depth_b[v0, u0], depth_b[v0, u0 + 1], depth_b[v0 + 1, u0], depth_b[v0 + 1, u0 + 1]], -1
+    ).astype(np.float64)
     # inverse depth is affine in the pixel coordinates on a plane: interpolate it, away from edges
     smooth = np.isfinite(corners).all(-1)
     smooth[smooth] &= corners[smooth].max(-1) < 1.03 * corners[smooth].min(-1)
@@ -151,7 +167,7 @@ def _compare_views(depth_a, intr_a, depth_b, intr_b, b_from_a):
     w = np.stack([(1 - fu) * (1 - fv), fu * (1 - fv), (1 - fu) * fv, fu * fv], -1)[smooth]
     z_b = 1.0 / (inv * w).sum(-1)
     diff = z[smooth] - z_b
-    visible = diff < 0.3           # B sees something clearly closer: A's point is occluded in B
+    visible = diff < 0.3  # B sees something clearly closer: A's point is occluded in B
     return np.abs(diff[visible]), int(smooth.sum())
 
 
@@ -160,17 +176,19 @@ def test_ring_neighbours_see_the_same_surfaces(surround_bag, frame):
     _, _, bag = surround_bag
     cams, _ = _frame_data(bag, frame)
     total = 0
-    for i, a in enumerate(RING_ORDER):                      # all six pairs, two with the back camera
+    for i, a in enumerate(RING_ORDER):  # all six pairs, two with the back camera
         b = RING_ORDER[(i + 1) % len(RING_ORDER)]
         depth_a, intr_a, base_from_a = cams[a]
         depth_b, intr_b, base_from_b = cams[b]
-        err, candidates = _compare_views(depth_a, intr_a, depth_b, intr_b,
-                                         base_from_b.inverse() @ base_from_a)
+        err, candidates = _compare_views(
+            depth_a, intr_a, depth_b, intr_b, base_from_b.inverse() @ base_from_a
+        )
         # how much the neighbours share depends on the scene (a parked van next to the rig...)
         assert len(err) >= 100, f"{a}/{b}: only {len(err)} overlapping pixels"
         assert len(err) >= 0.6 * candidates, f"{a}/{b}: {candidates - len(err)} of {candidates} occluded"
-        assert np.median(err) < 0.02 and np.percentile(err, 95) < 0.10, \
+        assert np.median(err) < 0.02 and np.percentile(err, 95) < 0.10, (
             f"{a}/{b}: median {np.median(err):.3f} m, p95 {np.percentile(err, 95):.3f} m"
+        )
         total += len(err)
     assert total >= 1500
 
@@ -191,6 +209,7 @@ def test_consecutive_frames_agree_through_odom(surround_bag):
 
 
 # --- bag contents ------------------------------------------------------------------------------
+
 
 def test_surround_topics_stamps_and_static_transforms(surround_bag):
     _, summary, bag = surround_bag
@@ -225,7 +244,7 @@ def test_surround_topics_stamps_and_static_transforms(surround_bag):
         depth = msgs.image_array(decode(bag[top["depth_gt"]][0]))
         labels = msgs.image_array(decode(bag[top["semantic"]][0]))
         assert depth.dtype == np.float32 and labels.dtype == np.uint8
-        np.testing.assert_array_equal(np.isposinf(depth), labels == 0)    # sky <-> +inf
+        np.testing.assert_array_equal(np.isposinf(depth), labels == 0)  # sky <-> +inf
         assert np.isfinite(depth).mean() > 0.3, cam.name
     static = {ts.child_frame_id: ts for ts in decode(bag["/tf_static"][0]).transforms}
     assert set(static) == {optical_frame(c.name) for c in SURROUND_RIG} | {"lidar_link"}
@@ -238,8 +257,9 @@ def test_surround_topics_stamps_and_static_transforms(surround_bag):
     for i, entry in enumerate(bag["/tf"]):
         (ts,) = decode(entry).transforms
         assert (ts.header.frame_id, ts.child_frame_id) == ("odom", "base_link")
-        np.testing.assert_allclose(msgs.transform(ts).matrix(),
-                                   ego_pose(i * 0.1, RecordingConfig()).matrix(), atol=1e-9)
+        np.testing.assert_allclose(
+            msgs.transform(ts).matrix(), ego_pose(i * 0.1, RecordingConfig()).matrix(), atol=1e-9
+        )
 
 
 def test_lidar_cloud_layout(surround_bag):
@@ -247,7 +267,11 @@ def test_lidar_cloud_layout(surround_bag):
     cloud = decode(bag["/lidar/points"][0])
     assert cloud.header.frame_id == "lidar_link" and cloud.height == 1 and cloud.point_step == 16
     assert [(f.name, f.offset, f.datatype, f.count) for f in cloud.fields] == [
-        ("x", 0, 7, 1), ("y", 4, 7, 1), ("z", 8, 7, 1), ("intensity", 12, 7, 1)]
+        ("x", 0, 7, 1),
+        ("y", 4, 7, 1),
+        ("z", 8, 7, 1),
+        ("intensity", 12, 7, 1),
+    ]
     xyzi = msgs.cloud_fields(cloud, ("x", "y", "z", "intensity"))
     assert len(xyzi) == cloud.width > 10_000 and np.isfinite(xyzi).all()
     assert (np.linalg.norm(xyzi[:, :3], axis=1) <= 100.0 + 1e-3).all()
@@ -260,6 +284,7 @@ def test_lidar_cloud_layout(surround_bag):
 
 
 # --- decoding with rclpy -----------------------------------------------------------------------
+
 
 def _assert_same(rb, rc, where):
     if is_dataclass(rb):
@@ -286,8 +311,13 @@ def test_every_topic_decodes_with_rclpy_to_the_same_values(surround_bag):
     from sensor_msgs.msg import CameraInfo, Image, PointCloud2
     from tf2_msgs.msg import TFMessage
 
-    rclpy_types = {msgs.IMAGE: Image, msgs.CAMERA_INFO: CameraInfo, msgs.POINTCLOUD2: PointCloud2,
-                   msgs.TF_MESSAGE: TFMessage, msgs.CLOCK: Clock}
+    rclpy_types = {
+        msgs.IMAGE: Image,
+        msgs.CAMERA_INFO: CameraInfo,
+        msgs.POINTCLOUD2: PointCloud2,
+        msgs.TF_MESSAGE: TFMessage,
+        msgs.CLOCK: Clock,
+    }
     _, _, bag = surround_bag
     seen = set()
     for topic, entries in bag.items():
@@ -299,6 +329,7 @@ def test_every_topic_decodes_with_rclpy_to_the_same_values(surround_bag):
 
 
 # --- metadata and storage ----------------------------------------------------------------------
+
 
 def _metadata(path):
     info = yaml.safe_load((path / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
@@ -324,17 +355,20 @@ def test_mono_rig_in_sqlite3(mono_sqlite_bag):
     info, _ = _metadata(path)
     assert info["storage_identifier"] == "sqlite3" and list(path.glob("*.db3"))
     assert not list(path.glob("*.mcap"))
-    assert set(bag) == set(camera_topics("front").values()) | {"/tf_static", "/tf", "/clock",
-                                                               "/lidar/points"}
+    assert set(bag) == set(camera_topics("front").values()) | {"/tf_static", "/tf", "/clock", "/lidar/points"}
     assert summary.cameras == ("front",)
     static = {ts.child_frame_id: ts for ts in decode(bag["/tf_static"][0]).transforms}
     assert set(static) == {optical_frame("front"), "lidar_link"}
-    np.testing.assert_allclose(msgs.transform(static[optical_frame("front")]).matrix(),
-                               MONO_RIG[0].base_from_optical().matrix(), atol=1e-12)
+    np.testing.assert_allclose(
+        msgs.transform(static[optical_frame("front")]).matrix(),
+        MONO_RIG[0].base_from_optical().matrix(),
+        atol=1e-12,
+    )
     assert decode(bag["/cameras/front/image"][0]).header.frame_id == optical_frame("front")
 
 
 # --- determinism -------------------------------------------------------------------------------
+
 
 def test_same_config_gives_identical_messages(surround_bag, tmp_path):
     _, _, bag = surround_bag
@@ -350,8 +384,11 @@ def test_same_config_gives_identical_messages(surround_bag, tmp_path):
 
 def test_other_seed_gives_another_scene(mono_sqlite_bag, tmp_path):
     _, _, bag = mono_sqlite_bag
-    other = read_bag(record(tmp_path / "seed1", RecordingConfig(rig="mono", seed=1, lidar=False, **SMALL),
-                            progress=False).path)
+    other = read_bag(
+        record(
+            tmp_path / "seed1", RecordingConfig(rig="mono", seed=1, lidar=False, **SMALL), progress=False
+        ).path
+    )
     for key in ("image", "depth_gt"):
         topic = camera_topics("front")[key]
         a = msgs.image_array(decode(bag[topic][0]))
@@ -374,7 +411,8 @@ def test_camera_jitter_stamps_each_camera_and_its_pose(tmp_path):
             t = msgs.stamp_ns(img.header)
             assert 0 <= t - (start + frame * 100_000_000) <= 8_000_000
             # /tf has the ego pose at every image stamp
-            np.testing.assert_allclose(msgs.transform(tf_stamps[t]).matrix(),
-                                       ego_pose((t - start) / 1e9, config).matrix(), atol=1e-9)
+            np.testing.assert_allclose(
+                msgs.transform(tf_stamps[t]).matrix(), ego_pose((t - start) / 1e9, config).matrix(), atol=1e-9
+            )
             stamps.append(t)
         assert len(set(stamps)) > 1

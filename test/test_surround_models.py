@@ -1,5 +1,6 @@
 """Surround models (`svr`, `semi_smd`: our designs after the SVR and Semi-SMD papers), their registry
 entries and the viewing-ray geometry. CPU, one thread, six views at 64x96."""
+
 from __future__ import annotations
 
 import subprocess
@@ -16,11 +17,11 @@ from bore_depth_ros.models import ModelInfo, create_model, get_model_info, list_
 from bore_depth_ros.sim.rig import RING_ORDER, SURROUND_RIG, CameraSpec
 
 N, H, W = 6, 64, 96
-BATCH_TOL = 1e-5   # batched vs per-view: max abs diff relative to the depth magnitude
-ONNX_TOL = 1e-3    # ORT vs torch: max elementwise relative error (depth), max abs error (confidence)
+BATCH_TOL = 1e-5  # batched vs per-view: max abs diff relative to the depth magnitude
+ONNX_TOL = 1e-3  # ORT vs torch: max elementwise relative error (depth), max abs error (confidence)
 
 
-pytestmark = pytest.mark.usefixtures("torch_one_thread")   # conftest: 1 thread, restored
+pytestmark = pytest.mark.usefixtures("torch_one_thread")  # conftest: 1 thread, restored
 
 
 def sharpen(model: torch.nn.Module) -> torch.nn.Module:
@@ -57,8 +58,12 @@ def rig_geometry(height: int = H, width: int = W) -> dict[str, torch.Tensor]:
     specs = {c.name: c for c in SURROUND_RIG}
     cams = [specs[n] for n in RING_ORDER]
     info = get_model_info("semi_smd")
-    geo = rig_inputs([c.intrinsics(640, 384) for c in cams], [c.base_from_optical() for c in cams],
-                     (height, width), info.canonical_focal)
+    geo = rig_inputs(
+        [c.intrinsics(640, 384) for c in cams],
+        [c.base_from_optical() for c in cams],
+        (height, width),
+        info.canonical_focal,
+    )
     return {k: torch.from_numpy(v) for k, v in geo.items()}
 
 
@@ -79,6 +84,7 @@ def run(model, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Ten
 
 # --- registry ----------------------------------------------------------------------------------------
 
+
 def test_registry_entries():
     assert {"bore_depth", "svr", "semi_smd"} <= set(list_models())
     bore = get_model_info("bore_depth")
@@ -86,7 +92,11 @@ def test_registry_entries():
     assert bore.input_shapes(2, 64, 96) == {"image": (2, 3, 64, 96)}
 
     svr = get_model_info("svr")
-    assert isinstance(svr, ModelInfo) and "SVR-style" in svr.description and "not the official" in svr.description
+    assert (
+        isinstance(svr, ModelInfo)
+        and "SVR-style" in svr.description
+        and "not the official" in svr.description
+    )
     assert svr.input_names == ("image", "focal") and svr.output_names == ("depth", "confidence")
     assert svr.metric and svr.num_cameras == 0 and not svr.needs_previous_frame
     assert svr.canonical_focal == 250.0 and (svr.min_depth, svr.max_depth) == (0.5, 200.0)
@@ -100,8 +110,13 @@ def test_registry_entries():
     assert smd.input_names == ("image", "prev_image", "rays", "origins", "focal")
     assert smd.output_names == ("depth", "confidence") and smd.metric
     assert smd.num_cameras == 6 and smd.needs_previous_frame and smd.ray_stride == 32
-    assert smd.input_shapes(12, 64, 96) == {"image": (12, 3, 64, 96), "prev_image": (12, 3, 64, 96),
-                                            "rays": (12, 3, 2, 3), "origins": (12, 3), "focal": (12, 1)}
+    assert smd.input_shapes(12, 64, 96) == {
+        "image": (12, 3, 64, 96),
+        "prev_image": (12, 3, 64, 96),
+        "rays": (12, 3, 2, 3),
+        "origins": (12, 3),
+        "focal": (12, 1),
+    }
     with pytest.raises(ValueError, match="whole rigs of 6"):
         smd.input_shapes(5, 64, 96)
     with pytest.raises(ValueError, match="width 100"):
@@ -111,12 +126,15 @@ def test_registry_entries():
 
 
 def test_registry_imports_no_torch():
-    code = ("import sys; from bore_depth_ros.models import get_model_info; "
-            "get_model_info('semi_smd').input_shapes(6, 64, 96); assert 'torch' not in sys.modules")
+    code = (
+        "import sys; from bore_depth_ros.models import get_model_info; "
+        "get_model_info('semi_smd').input_shapes(6, 64, 96); assert 'torch' not in sys.modules"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
 # --- outputs -----------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", ["svr", "semi_smd"])
 def test_output_shapes_and_ranges(name, request):
@@ -128,7 +146,9 @@ def test_output_shapes_and_ranges(name, request):
     assert depth.shape == conf.shape == (N, 1, H, W) and depth.dtype == conf.dtype == torch.float32
     assert torch.isfinite(depth).all() and torch.isfinite(conf).all()
     f = inputs["focal"].reshape(N, 1, 1, 1)
-    assert (depth >= info.min_depth * f * (1 - 1e-5)).all() and (depth <= info.max_depth * f * (1 + 1e-5)).all()
+    assert (depth >= info.min_depth * f * (1 - 1e-5)).all() and (
+        depth <= info.max_depth * f * (1 + 1e-5)
+    ).all()
     assert conf.min() >= 0 and conf.max() <= 1
     assert depth.std() > 1e-3, "the sharpened model should not predict a constant"
 
@@ -138,7 +158,7 @@ def test_batched_equals_per_view(name, svr):
     model = svr if name == "svr" else build(name)
     inputs = inputs_for(name)
     batched = run(model, inputs)
-    per_view = [run(model, {k: v[i:i + 1] for k, v in inputs.items()}) for i in range(N)]
+    per_view = [run(model, {k: v[i : i + 1] for k, v in inputs.items()}) for i in range(N)]
     outs = batched if isinstance(batched, tuple) else (batched,)
     for j, out in enumerate(outs):
         single = torch.cat([p[j] if isinstance(p, tuple) else p for p in per_view])
@@ -155,7 +175,7 @@ def _view_change(model, inputs, name: str, view: int, seed: int = 99) -> torch.T
     else:
         changed[name][view] = images(seed, n=1)[0]
     depth, _ = run(model, changed)
-    return ((depth - base).abs().amax(dim=(1, 2, 3)) / base.abs().amax(dim=(1, 2, 3)))
+    return (depth - base).abs().amax(dim=(1, 2, 3)) / base.abs().amax(dim=(1, 2, 3))
 
 
 ZERO = 1e-7  # "no influence": views beyond the attention's ring reach come out bit-identical in practice
@@ -170,9 +190,9 @@ def test_semi_smd_fuses_ring_neighbours_only(semi_smd):
     """
     inputs = inputs_for("semi_smd")
     change = _view_change(semi_smd, inputs, "rays", 1)
-    assert change[0] > SOME and change[2] > SOME, change         # ring neighbours of view 1
-    assert change[4] < ZERO, change                              # ring distance 3 from view 1
-    assert _view_change(semi_smd, inputs, "rays", 5)[0] > SOME   # the ring wraps: view 5 is next to view 0
+    assert change[0] > SOME and change[2] > SOME, change  # ring neighbours of view 1
+    assert change[4] < ZERO, change  # ring distance 3 from view 1
+    assert _view_change(semi_smd, inputs, "rays", 5)[0] > SOME  # the ring wraps: view 5 is next to view 0
     assert _view_change(semi_smd, inputs, "image", 3)[0] < ZERO  # opposite view: no influence
 
 
@@ -182,9 +202,9 @@ def test_semi_smd_image_fusion_is_ring_local(num_blocks):
     inputs = inputs_for("semi_smd")
     change = _view_change(model, inputs, "image", 1)
     assert change[0] > SOME and change[2] > SOME, change
-    beyond = [3, 4, 5] if num_blocks == 1 else [4]               # ring distance > num_blocks from view 1
+    beyond = [3, 4, 5] if num_blocks == 1 else [4]  # ring distance > num_blocks from view 1
     assert all(change[v] < ZERO for v in beyond), change
-    change = _view_change(model, inputs, "prev_image", 0)        # temporal attention, same camera
+    change = _view_change(model, inputs, "prev_image", 0)  # temporal attention, same camera
     assert change[0] > SOME, change
     assert all(change[v] < ZERO for v in ([1, 2, 3, 4, 5] if num_blocks == 1 else [2, 3, 4])), change
 
@@ -243,13 +263,16 @@ def test_svr_resnet18_half_resolution():
 
 # --- viewing rays --------------------------------------------------------------------------------------
 
+
 def test_viewing_rays_hand_computation():
     k = Intrinsics(fx=100.0, fy=100.0, cx=47.5, cy=47.5, width=96, height=96)
     rays = viewing_rays(k, OPTICAL_IN_BODY, (96, 96), stride=32)
     assert rays.shape == (3, 3, 3) and rays.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(rays, axis=0), 1.0, atol=1e-6)
     # Top-left cell: centre pixel (15.5, 15.5); optical ray (-0.32, -0.32, 1) = forward, left, up in base_link.
-    np.testing.assert_allclose(rays[:, 0, 0], np.array([1.0, 0.32, 0.32]) / np.sqrt(1 + 2 * 0.32 ** 2), atol=1e-6)
+    np.testing.assert_allclose(
+        rays[:, 0, 0], np.array([1.0, 0.32, 0.32]) / np.sqrt(1 + 2 * 0.32**2), atol=1e-6
+    )
     np.testing.assert_allclose(rays[:, 1, 1], [1.0, 0.0, 0.0], atol=1e-6)
     # The same camera described at twice the resolution gives the same rays.
     k2 = Intrinsics(fx=200.0, fy=200.0, cx=95.5, cy=95.5, width=192, height=192)
@@ -282,8 +305,14 @@ def test_rig_inputs():
 
 # --- ONNX --------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name, kw", [("svr", {"backbone": "resnet18", "output_stride": 2}),
-                                      ("semi_smd", {"backbone": "resnet18", "num_blocks": 1})])
+
+@pytest.mark.parametrize(
+    "name, kw",
+    [
+        ("svr", {"backbone": "resnet18", "output_stride": 2}),
+        ("semi_smd", {"backbone": "resnet18", "num_blocks": 1}),
+    ],
+)
 def test_onnx_export_and_ort_parity(name, kw, tmp_path):
     pytest.importorskip("onnxruntime")
     from bore_depth_ros.backends import create_backend, export_onnx
@@ -291,10 +320,17 @@ def test_onnx_export_and_ort_parity(name, kw, tmp_path):
     info = get_model_info(name)
     model = build(name, **kw)
     shapes = info.input_shapes(N, H, W)
-    report = export_onnx(model, tmp_path / f"{name}.onnx", shapes, info.output_names, rtol=ONNX_TOL, atol=ONNX_TOL)
+    report = export_onnx(
+        model, tmp_path / f"{name}.onnx", shapes, info.output_names, rtol=ONNX_TOL, atol=ONNX_TOL
+    )
     assert report.input_shapes == shapes and set(report.max_abs_err) == {"depth", "confidence"}
-    ort = create_backend("onnxruntime", onnx_path=report.path, input_shapes=shapes, output_names=info.output_names,
-                         intra_op_threads=1)
+    ort = create_backend(
+        "onnxruntime",
+        onnx_path=report.path,
+        input_shapes=shapes,
+        output_names=info.output_names,
+        intra_op_threads=1,
+    )
     feed = {k: np.ascontiguousarray(v.numpy()) for k, v in inputs_for(name, seed=5).items()}
     got = ort.infer(feed)
     ref = run(model, {k: torch.from_numpy(v) for k, v in feed.items()})

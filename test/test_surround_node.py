@@ -1,5 +1,6 @@
 """The surround node in its own process over real ROS 2: a six-camera recording played into it,
 per-view and fused outputs, the geometry path with ground truth, and missing TF."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -9,17 +10,16 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSDurabilityPolicy, QoSProfile, QoSReliabilityPolicy
 from sensor_msgs.msg import Image, PointCloud2
 
-from harness import NodeProcess, entry_point, spin_until, write_params
-
 from bore_depth_ros.bag.messages import BAG, TYPESTORE
-from bore_depth_ros.core import messages as msgs
 from bore_depth_ros.bag.reader import FrameSync, discover_cameras, open_bag, read_tf
+from bore_depth_ros.core import messages as msgs
 from bore_depth_ros.core.fusion import fuse_views
-from bore_depth_ros_msgs.msg import RigConfidence
 from bore_depth_ros.ros import conversions as conv
-from bore_depth_ros.testing.probe import DepthProbe
 from bore_depth_ros.sim.recording import RecordingConfig, record
 from bore_depth_ros.sim.rig import RING_ORDER, SURROUND_RIG
+from bore_depth_ros.testing.probe import DepthProbe
+from bore_depth_ros_msgs.msg import RigConfidence
+from harness import NodeProcess, entry_point, spin_until, write_params
 
 W, H = 96, 64
 FRAMES = 3
@@ -29,8 +29,11 @@ RELIABLE = QoSProfile(depth=20, reliability=QoSReliabilityPolicy.RELIABLE)
 @pytest.fixture(scope="module")
 def recording(tmp_path_factory):
     path = tmp_path_factory.mktemp("rig") / "six"
-    record(path, RecordingConfig(rig="surround", frames=FRAMES, width=W, height=H, seed=3,
-                                 rate_hz=2.0), progress=False)
+    record(
+        path,
+        RecordingConfig(rig="surround", frames=FRAMES, width=W, height=H, seed=3, rate_hz=2.0),
+        progress=False,
+    )
     with open_bag(path) as reader:
         cams = discover_cameras(reader)
         frames = list(FrameSync(reader, cams))
@@ -39,13 +42,31 @@ def recording(tmp_path_factory):
 
 
 def start_surround(tmp_path, name: str, **overrides) -> NodeProcess:
-    params = dict(model="svr", backend="onnxruntime", input_height=64, input_width=96,
-                  points_decimation=2, fused_decimation=2, fused_max_range=200.0,
-                  consistency_decimation=2, diagnostics_period=0.2, slop=0.01)
+    params = dict(
+        model="svr",
+        backend="onnxruntime",
+        input_height=64,
+        input_width=96,
+        points_decimation=2,
+        fused_decimation=2,
+        fused_max_range=200.0,
+        consistency_decimation=2,
+        diagnostics_period=0.2,
+        slop=0.01,
+    )
     params.update(overrides)
     pfile = write_params(tmp_path / f"{name}.yaml", params)
-    node = NodeProcess([entry_point("bore-depth-surround-node"), "--ros-args", "--params-file",
-                        str(pfile), "-r", "__ns:=/cameras"], tmp_path / f"{name}.log")
+    node = NodeProcess(
+        [
+            entry_point("bore-depth-surround-node"),
+            "--ros-args",
+            "--params-file",
+            str(pfile),
+            "-r",
+            "__ns:=/cameras",
+        ],
+        tmp_path / f"{name}.log",
+    )
     assert node.wait_for_output("ready:", 180), node.output()
     return node
 
@@ -59,15 +80,25 @@ class RigListener:
         for cam in RING_ORDER:
             for topic, typ in (("depth/image", Image), ("points", PointCloud2)):
                 self.node.create_subscription(
-                    typ, f"/cameras/{cam}/{topic}",
+                    typ,
+                    f"/cameras/{cam}/{topic}",
                     lambda m, c=cam, t=topic: self.views.setdefault(
-                        (c, msgs.stamp_ns(m.header)), {}).__setitem__(t, m), RELIABLE)
-        self.node.create_subscription(PointCloud2, "/cameras/points",
-                                      lambda m: self.fused.__setitem__(msgs.stamp_ns(m.header), m),
-                                      RELIABLE)
-        self.node.create_subscription(RigConfidence, "/cameras/rig_confidence",
-                                      lambda m: self.rig.__setitem__(msgs.stamp_ns(m.header), m),
-                                      RELIABLE)
+                        (c, msgs.stamp_ns(m.header)), {}
+                    ).__setitem__(t, m),
+                    RELIABLE,
+                )
+        self.node.create_subscription(
+            PointCloud2,
+            "/cameras/points",
+            lambda m: self.fused.__setitem__(msgs.stamp_ns(m.header), m),
+            RELIABLE,
+        )
+        self.node.create_subscription(
+            RigConfidence,
+            "/cameras/rig_confidence",
+            lambda m: self.rig.__setitem__(msgs.stamp_ns(m.header), m),
+            RELIABLE,
+        )
         self.ex = SingleThreadedExecutor()
         self.ex.add_node(self.node)
 
@@ -84,25 +115,37 @@ def test_recording_played_into_the_surround_node(ros, tmp_path, recording):
     player = None
     try:
         assert spin_until(listen.ex, lambda: listen.node.count_publishers("/cameras/points") > 0, 30)
-        player = NodeProcess([entry_point("bore-depth"), "play", str(bag), "--rate", "0.25",
-                              "--no-progress", "--wait-for",
-                              *[f"/cameras/{c}/image" for c in RING_ORDER], "/tf_static"],
-                             tmp_path / "player.log")
+        player = NodeProcess(
+            [
+                entry_point("bore-depth"),
+                "play",
+                str(bag),
+                "--rate",
+                "0.25",
+                "--no-progress",
+                "--wait-for",
+                *[f"/cameras/{c}/image" for c in RING_ORDER],
+                "/tf_static",
+            ],
+            tmp_path / "player.log",
+        )
         assert spin_until(listen.ex, lambda: len(listen.rig) == FRAMES, 120), (
-            sorted(listen.rig), stamps, node.output()[-3000:])
-        assert sorted(listen.rig) == stamps            # the rig's stamp is the newest input's
+            sorted(listen.rig),
+            stamps,
+            node.output()[-3000:],
+        )
+        assert sorted(listen.rig) == stamps  # the rig's stamp is the newest input's
         by_key = {(f.camera.namespace.split("/")[-1], f.stamp_ns): f for f in frames}
         for (cam, t), outs in listen.views.items():
             src = by_key[(cam, t)].image
-            for msg in outs.values():              # headers copied from the input image
+            for msg in outs.values():  # headers copied from the input image
                 assert msgs.stamp_ns(msg.header) == t
                 assert msg.header.frame_id == src.header.frame_id
         assert len(listen.views) == FRAMES * 6 and all(len(v) == 2 for v in listen.views.values())
         for t in stamps:
             rig = listen.rig[t]
             assert rig.fused and rig.fusion_status == "ok" and len(rig.views) == 6
-            assert [v.camera_frame for v in rig.views] == [
-                f"camera_{c}_optical_frame" for c in RING_ORDER]
+            assert [v.camera_frame for v in rig.views] == [f"camera_{c}_optical_frame" for c in RING_ORDER]
             assert len(rig.overlaps) == 6 and all(o.n_points > 0 for o in rig.overlaps)
             fused = listen.fused[t]
             assert fused.header.frame_id == "base_link" and fused.height == 1
@@ -113,7 +156,7 @@ def test_recording_played_into_the_surround_node(ros, tmp_path, recording):
             intrs = [msgs.intrinsics(by_key[(c, t)].camera_info) for c in cams]
             tfs = [tf.lookup("base_link", f"camera_{c}_optical_frame", t) for c in cams]
             ref = fuse_views(depths, intrs, tfs, stride=2, min_range=0.3, max_range=200.0)
-            got = msgs.cloud_fields(fused)   # the one cloud reader reads rclpy messages too
+            got = msgs.cloud_fields(fused)  # the one cloud reader reads rclpy messages too
             assert got.shape == ref.xyz.shape
             np.testing.assert_allclose(got, ref.xyz, rtol=1e-5, atol=1e-4)
         player.proc.wait(timeout=60)
@@ -151,44 +194,54 @@ def test_ground_truth_through_the_fusion_path_matches_the_scene(recording):
         intrs.append(msgs.intrinsics(f.camera_info))
         tfs.append(tf.lookup("base_link", f.image.header.frame_id, t0))
         labels.append(sem[(cam, t0)])
-    cloud = fuse_views(depths, intrs, tfs, stride=1, max_range=60.0,
-                       colors=[np.repeat(lb[..., None], 3, -1) for lb in labels])
+    cloud = fuse_views(
+        depths,
+        intrs,
+        tfs,
+        stride=1,
+        max_range=60.0,
+        colors=[np.repeat(lb[..., None], 3, -1) for lb in labels],
+    )
     cls = (cloud.rgb.view(np.uint32) & 255).astype(np.int64)
     ground = cls == 1
     assert ground.sum() > 500 and (~ground).sum() > 500
-    assert np.abs(cloud.xyz[ground, 2]).max() < 0.01          # flat road at z = 0 (cm)
+    assert np.abs(cloud.xyz[ground, 2]).max() < 0.01  # flat road at z = 0 (cm)
     # ray casts from each camera to its points hit the scene exactly there
     world_from_base = ego_pose((t0 - cfg.start_time_ns) / 1e9, cfg)
     with PybulletWorld(scene_for(cfg)) as world:
         errors = []
         start = 0
         for n_pts, tfo in zip(cloud.points_per_view, tfs):
-            pts = world_from_base.apply(cloud.xyz[start:start + n_pts].astype(np.float64))
+            pts = world_from_base.apply(cloud.xyz[start : start + n_pts].astype(np.float64))
             start += n_pts
             origin = world_from_base.apply(tfo.translation[None])[0]
             sel = pts[:: max(1, n_pts // 400)]
             far = origin + (sel - origin) * 1.05
-            hits = p.rayTestBatch([origin.tolist()] * len(sel), far.tolist(),
-                                  physicsClientId=world.client)
+            hits = p.rayTestBatch([origin.tolist()] * len(sel), far.tolist(), physicsClientId=world.client)
             hit_pos = np.array([h[3] for h in hits])
             ok = np.array([h[0] >= 0 for h in hits])
             errors.append(np.linalg.norm(hit_pos[ok] - sel[ok], axis=1))
         err = np.concatenate(errors)
     assert err.size > 1000
-    assert np.median(err) < 0.02 and np.percentile(err, 95) < 0.10, (np.median(err),
-                                                                      np.percentile(err, 95))
+    assert np.median(err) < 0.02 and np.percentile(err, 95) < 0.10, (np.median(err), np.percentile(err, 95))
 
 
 def test_missing_tf_keeps_views_flowing_and_fusion_resumes(ros, tmp_path, recording):
     _, frames, _ = recording
     node = start_surround(tmp_path, "notf")
     listen = RigListener()
-    probes = {c: DepthProbe(f"/cameras/{c}", name=f"probe_{c}",
-                            outputs={"depth/image": Image}) for c in RING_ORDER}
+    probes = {
+        c: DepthProbe(f"/cameras/{c}", name=f"probe_{c}", outputs={"depth/image": Image}) for c in RING_ORDER
+    }
     tf_pub = listen.node.create_publisher(
-        __import__("tf2_msgs.msg", fromlist=["TFMessage"]).TFMessage, "/tf_static",
-        QoSProfile(depth=10, reliability=QoSReliabilityPolicy.RELIABLE,
-                   durability=QoSDurabilityPolicy.TRANSIENT_LOCAL))
+        __import__("tf2_msgs.msg", fromlist=["TFMessage"]).TFMessage,
+        "/tf_static",
+        QoSProfile(
+            depth=10,
+            reliability=QoSReliabilityPolicy.RELIABLE,
+            durability=QoSDurabilityPolicy.TRANSIENT_LOCAL,
+        ),
+    )
     for pr in probes.values():
         listen.ex.add_node(pr)
     by_t: dict[int, list] = {}
@@ -201,8 +254,8 @@ def test_missing_tf_keeps_views_flowing_and_fusion_resumes(ros, tmp_path, record
             cam = f.camera.namespace.split("/")[-1]
             probes[cam].publish(
                 conv.from_cdr(TYPESTORE.serialize_cdr(f.image, msgs.IMAGE), msgs.IMAGE),
-                conv.from_cdr(TYPESTORE.serialize_cdr(f.camera_info, msgs.CAMERA_INFO),
-                              msgs.CAMERA_INFO))
+                conv.from_cdr(TYPESTORE.serialize_cdr(f.camera_info, msgs.CAMERA_INFO), msgs.CAMERA_INFO),
+            )
 
     try:
         assert spin_until(listen.ex, lambda: all(p.connected() for p in probes.values()), 30)
@@ -212,23 +265,34 @@ def test_missing_tf_keeps_views_flowing_and_fusion_resumes(ros, tmp_path, record
         rig = listen.rig[stamps[0]]
         assert not rig.fused and "waiting for TF" in rig.fusion_status
         assert "camera_front_optical_frame" in rig.fusion_status or "base_link" in rig.fusion_status
-        assert spin_until(listen.ex, lambda: all(probes[c].complete(_stamp(stamps[0]))
-                                                 for c in RING_ORDER), 20)
+        assert spin_until(
+            listen.ex, lambda: all(probes[c].complete(_stamp(stamps[0])) for c in RING_ORDER), 20
+        )
         assert stamps[0] not in listen.fused
         assert "fused cloud waits for TF" in node.output()
 
         def diag_warns():
-            return any("waiting for TF" in (p.latest_diagnostic_values("bore_depth_surround: rig")
-                                            .get("fusion_status", "")) for p in probes.values())
+            return any(
+                "waiting for TF"
+                in (p.latest_diagnostic_values("bore_depth_surround: rig").get("fusion_status", ""))
+                for p in probes.values()
+            )
+
         assert spin_until(listen.ex, diag_warns, 20)
         # 2. /tf_static arrives (latched): fusion resumes with the next set
-        transforms = [BAG.transform_stamped(BAG.header(stamps[0], "base_link"), c.optical_frame, c.base_from_optical())
-                      for c in SURROUND_RIG]
-        tf_pub.publish(conv.from_cdr(TYPESTORE.serialize_cdr(BAG.tf_message(transforms),
-                                                               msgs.TF_MESSAGE), msgs.TF_MESSAGE))
+        transforms = [
+            BAG.transform_stamped(BAG.header(stamps[0], "base_link"), c.optical_frame, c.base_from_optical())
+            for c in SURROUND_RIG
+        ]
+        tf_pub.publish(
+            conv.from_cdr(
+                TYPESTORE.serialize_cdr(BAG.tf_message(transforms), msgs.TF_MESSAGE), msgs.TF_MESSAGE
+            )
+        )
         publish_set(stamps[1])
-        assert spin_until(listen.ex, lambda: stamps[1] in listen.fused and stamps[1] in listen.rig,
-                          120), node.output()[-2000:]
+        assert spin_until(listen.ex, lambda: stamps[1] in listen.fused and stamps[1] in listen.rig, 120), (
+            node.output()[-2000:]
+        )
         assert listen.rig[stamps[1]].fused and listen.rig[stamps[1]].fusion_status == "ok"
         assert "fused cloud resumed" in node.output()
     finally:

@@ -1,4 +1,5 @@
 """The N-stream approximate-time synchroniser: expected groups and drop counts."""
+
 import numpy as np
 import pytest
 
@@ -67,23 +68,23 @@ def test_reordered_arrivals_within_the_queue_are_grouped():
 def test_late_duplicate_and_overflow_are_counted_by_reason():
     sync = ApproximateSynchronizer(2, slop_ns=10 * MS, queue_size=3)
     feed(sync, [(0, 0), (1, 0), (0, PERIOD), (1, PERIOD)])
-    ev = sync.add(0, PERIOD // 2, "late")                 # older than the last group
+    ev = sync.add(0, PERIOD // 2, "late")  # older than the last group
     assert ev.drops == [(0, PERIOD // 2, "late")] and not ev.groups
     sync.add(0, 2 * PERIOD, "a")
-    ev = sync.add(0, 2 * PERIOD, "b")                     # same stamp twice: newer replaces
+    ev = sync.add(0, 2 * PERIOD, "b")  # same stamp twice: newer replaces
     assert ev.drops == [(0, 2 * PERIOD, "duplicate")]
-    for f in (3, 4, 5):                                   # stream 1 silent: queue of 3 overflows
+    for f in (3, 4, 5):  # stream 1 silent: queue of 3 overflows
         sync.add(0, f * PERIOD, f)
     assert sync.drops.as_dict() == {"late": 1, "duplicate": 1, "queue_overflow": 1}
     g = sync.add(1, 5 * PERIOD, "x").groups
     assert len(g) == 1 and g[0].items == [5, "x"]
-    assert sync.drops.counts["unmatched"] == 2            # frames 3 and 4 of stream 0
+    assert sync.drops.counts["unmatched"] == 2  # frames 3 and 4 of stream 0
 
 
 def test_stamps_jumping_back_reset_the_synchroniser():
     sync = ApproximateSynchronizer(2, slop_ns=10 * MS)
     feed(sync, [(0, 100 * PERIOD), (1, 100 * PERIOD), (0, 101 * PERIOD)])
-    ev = sync.add(1, 0, "restart")                        # the bag started over
+    ev = sync.add(1, 0, "restart")  # the bag started over
     assert ev.reset and sync.resets == 1
     assert ev.drops == [(0, 101 * PERIOD, "reset")]
     groups = feed(sync, [(0, 0)])
@@ -94,7 +95,9 @@ def test_same_arrivals_give_the_same_groups():
     rng = np.random.default_rng(3)
     arrivals = frames(30, 4, rng.uniform(-6 * MS, 6 * MS, size=(30, 4)), skip={(1, 5), (3, 9)})
     order = rng.permutation(len(arrivals))
-    arrivals = [arrivals[i] for i in sorted(order[:], key=lambda i: arrivals[i][1] + rng.integers(0, 30 * MS))]
+    arrivals = [
+        arrivals[i] for i in sorted(order[:], key=lambda i: arrivals[i][1] + rng.integers(0, 30 * MS))
+    ]
     a = ApproximateSynchronizer(4, 10 * MS)
     b = ApproximateSynchronizer(4, 10 * MS)
     ga, gb = feed(a, arrivals), feed(b, arrivals)

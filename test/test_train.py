@@ -1,5 +1,6 @@
 """Training on the project's own recordings: losses go down, checkpoints resume exactly, trained
 weights load strictly and carry their input size."""
+
 import numpy as np
 import pytest
 import torch
@@ -7,9 +8,9 @@ import torch
 from bore_depth_ros.engine import DepthEngine, EngineConfig
 from bore_depth_ros.models import create_model, get_model_info, load_checkpoint
 from bore_depth_ros.sim.recording import RecordingConfig, record
-from bore_depth_ros.train.dataset import RigDataset
 from bore_depth_ros.train.batches import model_forward, sample_views
 from bore_depth_ros.train.config import TrainConfig
+from bore_depth_ros.train.dataset import RigDataset
 from bore_depth_ros.train.recipes.supervised import supervised_loss as recipe_loss
 from bore_depth_ros.train.trainer import train
 
@@ -17,18 +18,35 @@ from bore_depth_ros.train.trainer import train
 @pytest.fixture(scope="module")
 def bag(tmp_path_factory):
     path = tmp_path_factory.mktemp("train") / "rec"
-    record(path, RecordingConfig(rig="surround", frames=3, width=96, height=64, lidar=False,
-                                 seed=7), progress=False)
+    record(
+        path,
+        RecordingConfig(rig="surround", frames=3, width=96, height=64, lidar=False, seed=7),
+        progress=False,
+    )
     return str(path)
 
 
-pytestmark = pytest.mark.usefixtures("torch_one_thread")   # conftest: 1 thread, restored
+pytestmark = pytest.mark.usefixtures("torch_one_thread")  # conftest: 1 thread, restored
 
 
 def config(bag, out, **kw):
-    base = dict(model="bore_depth", recipe="supervised_relative", train=[bag], out_dir=str(out),
-                input_height=64, input_width=96, batch=2, steps=4, lr=1e-3, lr_final=1e-3,
-                threads=1, log_every=1000, checkpoint_every=1, save_fp16=False, augment={})
+    base = dict(
+        model="bore_depth",
+        recipe="supervised_relative",
+        train=[bag],
+        out_dir=str(out),
+        input_height=64,
+        input_width=96,
+        batch=2,
+        steps=4,
+        lr=1e-3,
+        lr_final=1e-3,
+        threads=1,
+        log_every=1000,
+        checkpoint_every=1,
+        save_fp16=False,
+        augment={},
+    )
     base.update(kw)
     return TrainConfig(**base)
 
@@ -36,21 +54,20 @@ def config(bag, out, **kw):
 def fixed_batch_loss(cfg, model):
     info = get_model_info(cfg.model)
     data = RigDataset(cfg.train)
-    batch = sample_views(data, 6, np.random.default_rng(123), (cfg.input_height, cfg.input_width),
-                         info, None)
+    batch = sample_views(data, 6, np.random.default_rng(123), (cfg.input_height, cfg.input_width), info, None)
     with torch.no_grad():
         depth, _ = model_forward(model.eval(), info, batch, torch)
         return float(recipe_loss(cfg, info, depth, batch, torch)[0])
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model,recipe", [("bore_depth", "supervised_relative"),
-                                          ("svr", "supervised_metric")])
+@pytest.mark.parametrize(
+    "model,recipe", [("bore_depth", "supervised_relative"), ("svr", "supervised_metric")]
+)
 def test_a_few_steps_reduce_the_loss_on_a_fixed_batch(bag, tmp_path, model, recipe):
-    cfg = config(bag, tmp_path / "run", model=model, recipe=recipe, steps=10, lr=2e-3,
-                 lr_final=2e-3, batch=3)
+    cfg = config(bag, tmp_path / "run", model=model, recipe=recipe, steps=10, lr=2e-3, lr_final=2e-3, batch=3)
     torch.manual_seed(cfg.seed)
-    before = fixed_batch_loss(cfg, create_model(model))      # train() starts from this init
+    before = fixed_batch_loss(cfg, create_model(model))  # train() starts from this init
     res = train(cfg, progress=False)
     after = fixed_batch_loss(cfg, load_checkpoint(f"{res.out_dir}/weights.pt", model_name=model))
     assert after < before, (before, after)
@@ -74,7 +91,7 @@ def test_trained_weights_load_strictly_and_carry_their_input_size(bag, tmp_path)
     sd = torch.load(path, weights_only=True)["state_dict"]
     assert all(k.startswith("depth_net.") for k in sd)
     assert all(v.dtype == torch.float16 for v in sd.values() if v.is_floating_point())
-    load_checkpoint(path, model_name="bore_depth")             # strict
+    load_checkpoint(path, model_name="bore_depth")  # strict
     # also loadable from the resumable training checkpoint
     load_checkpoint(f"{res.out_dir}/last.ckpt", model_name="bore_depth")
     engine = DepthEngine(EngineConfig(weights=path, backend="torch"))

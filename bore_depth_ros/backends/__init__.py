@@ -10,6 +10,7 @@ TensorRT engines are cached by :class:`EngineCache` under an :class:`EngineKey` 
 version, GPU, compute capability, precision, input shapes, batch) and self-checked against ONNX Runtime
 on their first build (:func:`self_check`, :class:`EngineSelfCheckFailed`).
 """
+
 from __future__ import annotations
 
 import os
@@ -26,13 +27,37 @@ from .selfcheck import TOLERANCES, EngineSelfCheckFailed, SelfCheckReport, Toler
 if TYPE_CHECKING:
     from torch import nn
 
-__all__ = ["Backend", "BackendUnavailable", "BACKENDS", "create_backend", "export_onnx", "ensure_onnx",
-           "ExportMismatch", "ExportReport", "seeded_inputs", "EngineCache", "EngineKey", "TargetInfo", "make_key",
-           "EngineSelfCheckFailed", "SelfCheckReport", "Tolerance", "TOLERANCES", "self_check"]
+__all__ = [
+    "Backend",
+    "BackendUnavailable",
+    "BACKENDS",
+    "create_backend",
+    "export_onnx",
+    "ensure_onnx",
+    "ExportMismatch",
+    "ExportReport",
+    "seeded_inputs",
+    "EngineCache",
+    "EngineKey",
+    "TargetInfo",
+    "make_key",
+    "EngineSelfCheckFailed",
+    "SelfCheckReport",
+    "Tolerance",
+    "TOLERANCES",
+    "self_check",
+]
 
 
-def _onnx_file(backend: str, model: nn.Module | None, model_name: str | None, onnx_path: str | os.PathLike | None,
-               input_shape: InputShapes, output_names: Sequence[str], cache_dir: str | os.PathLike | None) -> Path:
+def _onnx_file(
+    backend: str,
+    model: nn.Module | None,
+    model_name: str | None,
+    onnx_path: str | os.PathLike | None,
+    input_shape: InputShapes,
+    output_names: Sequence[str],
+    cache_dir: str | os.PathLike | None,
+) -> Path:
     if onnx_path is not None:
         return Path(onnx_path)
     if model is None:
@@ -40,11 +65,20 @@ def _onnx_file(backend: str, model: nn.Module | None, model_name: str | None, on
     return ensure_onnx(model, model_name or type(model).__name__, input_shape, output_names, cache_dir)
 
 
-def create_backend(name: str, *, model: nn.Module | None = None, model_name: str | None = None,
-                   onnx_path: str | os.PathLike | None = None, input_shape: InputShapes | None = None,
-                   input_shapes: Mapping[str, Sequence[int]] | None = None,
-                   output_names: Sequence[str], device: str = "cpu", precision: str = "fp32",
-                   cache_dir: str | os.PathLike | None = None, **kw: Any) -> Backend:
+def create_backend(
+    name: str,
+    *,
+    model: nn.Module | None = None,
+    model_name: str | None = None,
+    onnx_path: str | os.PathLike | None = None,
+    input_shape: InputShapes | None = None,
+    input_shapes: Mapping[str, Sequence[int]] | None = None,
+    output_names: Sequence[str],
+    device: str = "cpu",
+    precision: str = "fp32",
+    cache_dir: str | os.PathLike | None = None,
+    **kw: Any,
+) -> Backend:
     """Build backend ``name`` (one of :data:`BACKENDS`); ``kw`` goes to the backend's constructor.
 
     Give exactly one of ``input_shape`` (one (N, 3, H, W) shape: single-input models) and
@@ -64,7 +98,9 @@ def create_backend(name: str, *, model: nn.Module | None = None, model_name: str
         raise ValueError("give exactly one of input_shape= (single input) and input_shapes= (named inputs)")
     if input_shapes is not None:
         if not isinstance(input_shapes, Mapping):
-            raise ValueError(f"input_shapes must be a mapping name -> shape, got {type(input_shapes).__name__}")
+            raise ValueError(
+                f"input_shapes must be a mapping name -> shape, got {type(input_shapes).__name__}"
+            )
         input_shape = dict(input_shapes)
     if name == "torch":
         if model is None:
@@ -77,8 +113,10 @@ def create_backend(name: str, *, model: nn.Module | None = None, model_name: str
         from .onnxruntime_backend import OnnxRuntimeBackend, resolve_providers
 
         if precision != "fp32" and not (precision == "fp16" and device.startswith("tensorrt")):
-            raise ValueError(f"backend 'onnxruntime' runs the exported fp32 graph; precision '{precision}' is "
-                             "available with the torch (CUDA) and tensorrt backends, or with device='tensorrt'")
+            raise ValueError(
+                f"backend 'onnxruntime' runs the exported fp32 graph; precision '{precision}' is "
+                "available with the torch (CUDA) and tensorrt backends, or with device='tensorrt'"
+            )
         resolve_providers(device, kw.get("providers"), precision, kw.get("engine_cache_dir"))
         path = _onnx_file(name, model, model_name, onnx_path, input_shape, output_names, cache_dir)
         return OnnxRuntimeBackend(path, input_shape, output_names, device=device, precision=precision, **kw)

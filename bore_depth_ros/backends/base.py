@@ -4,6 +4,7 @@ A deployment has static input shapes: either one ``(N, 3, H, W)`` shape (single-
 BoRe-Depth; ``infer`` takes the array) or a mapping ``{input name: shape}`` in the model's forward
 argument order (multi-input models such as ``svr`` and ``semi_smd``; ``infer`` takes a dict).
 """
+
 from __future__ import annotations
 
 import abc
@@ -31,8 +32,9 @@ def shape_str(shape: Sequence[int]) -> str:
 def validate_input_shape(input_shape: Sequence[int]) -> tuple[int, int, int, int]:
     """Return ``input_shape`` as a tuple of 4 positive ints (N, 3, H, W) or raise ValueError."""
     shape = tuple(input_shape)
-    if len(shape) != 4 or not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d > 0
-                                  for d in shape):
+    if len(shape) != 4 or not all(
+        isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d > 0 for d in shape
+    ):
         raise ValueError(f"input_shape must be 4 positive ints (N, 3, H, W), got {input_shape!r}")
     if shape[1] != 3:
         raise ValueError(f"input_shape must have 3 channels (N, 3, H, W), got {input_shape!r}")
@@ -104,15 +106,21 @@ class Backend(abc.ABC):
 
     def _check_array(self, array: object, shape: tuple[int, ...], label: str) -> np.ndarray:
         if not isinstance(array, np.ndarray):
-            raise ValueError(f"backend '{self.name}' expects a numpy array{label}, got {type(array).__name__}")
+            raise ValueError(
+                f"backend '{self.name}' expects a numpy array{label}, got {type(array).__name__}"
+            )
         if array.dtype != np.float32:
             raise ValueError(f"backend '{self.name}' expects float32 input{label}, got {array.dtype}")
         if array.shape != shape:
             hint = " (N,3,H,W)" if not label else ""
-            raise ValueError(f"backend '{self.name}' expects input{label} of shape {shape_str(shape)}{hint}, "
-                             f"got {shape_str(array.shape) or '()'}")
+            raise ValueError(
+                f"backend '{self.name}' expects input{label} of shape {shape_str(shape)}{hint}, "
+                f"got {shape_str(array.shape) or '()'}"
+            )
         if not array.flags.c_contiguous:
-            raise ValueError(f"backend '{self.name}' expects a C-contiguous array{label}: use np.ascontiguousarray")
+            raise ValueError(
+                f"backend '{self.name}' expects a C-contiguous array{label}: use np.ascontiguousarray"
+            )
         return array
 
     def check_input(self, batch: np.ndarray) -> np.ndarray:
@@ -127,14 +135,18 @@ class Backend(abc.ABC):
         """
         if not isinstance(inputs, Mapping):
             if len(self.input_names) != 1:
-                raise ValueError(f"backend '{self.name}' runs a model with inputs {list(self.input_names)}: "
-                                 f"pass a dict name -> array, got {type(inputs).__name__}")
+                raise ValueError(
+                    f"backend '{self.name}' runs a model with inputs {list(self.input_names)}: "
+                    f"pass a dict name -> array, got {type(inputs).__name__}"
+                )
             return {self.input_names[0]: self.check_input(inputs)}
         missing = [n for n in self.input_names if n not in inputs]
         extra = [n for n in inputs if n not in self.input_shapes]
         if missing or extra:
-            raise ValueError(f"backend '{self.name}' expects inputs {list(self.input_names)}; "
-                             f"missing {missing}, unexpected {extra}")
+            raise ValueError(
+                f"backend '{self.name}' expects inputs {list(self.input_names)}; "
+                f"missing {missing}, unexpected {extra}"
+            )
         label = (lambda n: "") if not self.named_inputs else (lambda n: f" '{n}'")
         return {n: self._check_array(inputs[n], self.input_shapes[n], label(n)) for n in self.input_names}
 

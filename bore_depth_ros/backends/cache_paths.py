@@ -1,5 +1,6 @@
 """Where exported ONNX files and TensorRT engines are cached (``$BORE_DEPTH_CACHE``); pure Python, no imports
 of the rest of the package, so the exporter, the engine cache and the backends all read the same places."""
+
 from __future__ import annotations
 
 import os

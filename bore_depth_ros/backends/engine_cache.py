@@ -7,6 +7,7 @@ build time, self-check report); both are written atomically, the sidecar last. A
 the sidecar's key equals the wanted key and the engine file matches the recorded size and hash;
 anything else is a miss whose reason is logged.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -104,8 +105,11 @@ class EngineKey:
     def differences(self, other: EngineKey) -> list[str]:
         """``["trt_version: 10.3.0 != 10.7.0", ...]`` for every field that differs."""
         a, b = self.to_dict(), other.to_dict()
-        return [f"{f.name}: {a[f.name]} != {b[f.name]}" for f in dataclasses.fields(self)
-                if getattr(self, f.name) != getattr(other, f.name)]  # tuples: input order counts
+        return [
+            f"{f.name}: {a[f.name]} != {b[f.name]}"
+            for f in dataclasses.fields(self)
+            if getattr(self, f.name) != getattr(other, f.name)
+        ]  # tuples: input order counts
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -117,13 +121,24 @@ def file_sha256(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-def make_key(onnx_path: str | os.PathLike, target: TargetInfo, precision: str,
-             input_shapes: Mapping[str, Sequence[int]], batch: int | None = None) -> EngineKey:
+def make_key(
+    onnx_path: str | os.PathLike,
+    target: TargetInfo,
+    precision: str,
+    input_shapes: Mapping[str, Sequence[int]],
+    batch: int | None = None,
+) -> EngineKey:
     """The key of an engine built from ``onnx_path`` on ``target`` (batch defaults to the first input's N)."""
     shapes = _freeze_shapes(input_shapes)
-    return EngineKey(onnx_sha256=file_sha256(onnx_path), trt_version=target.trt_version, gpu_name=target.gpu_name,
-                     compute_capability=target.compute_capability, precision=precision, input_shapes=shapes,
-                     batch=int(shapes[0][1][0]) if batch is None else batch)
+    return EngineKey(
+        onnx_sha256=file_sha256(onnx_path),
+        trt_version=target.trt_version,
+        gpu_name=target.gpu_name,
+        compute_capability=target.compute_capability,
+        precision=precision,
+        input_shapes=shapes,
+        batch=int(shapes[0][1][0]) if batch is None else batch,
+    )
 
 
 def atomic_write(path: Path, data: bytes) -> None:
@@ -182,7 +197,10 @@ class EngineCache:
         except (OSError, ValueError, KeyError, TypeError) as e:
             return None, f"sidecar {path.name} is unreadable ({type(e).__name__}: {e})"
         if cached != key:
-            return None, f"sidecar {path.name} describes a different engine ({'; '.join(cached.differences(key))})"
+            return (
+                None,
+                f"sidecar {path.name} describes a different engine ({'; '.join(cached.differences(key))})",
+            )
         return meta, ""
 
     def _verify(self, key: EngineKey, force_rebuild: bool, read: bool) -> tuple[CacheLookup, bytes | None]:
@@ -197,12 +215,17 @@ class EngineCache:
         data = path.read_bytes() if read else None
         size = len(data) if data is not None else path.stat().st_size
         if size != meta.get("engine_bytes"):
-            return CacheLookup(False, path, f"engine file {path.name} has {size} bytes, sidecar says "
-                                            f"{meta.get('engine_bytes')} (truncated or replaced)"), None
+            return CacheLookup(
+                False,
+                path,
+                f"engine file {path.name} has {size} bytes, sidecar says "
+                f"{meta.get('engine_bytes')} (truncated or replaced)",
+            ), None
         digest = hashlib.sha256(data).hexdigest() if data is not None else file_sha256(path)
         if digest != meta.get("engine_sha256"):
-            return CacheLookup(False, path, f"engine file {path.name} does not match its recorded SHA-256 "
-                                            "(corrupt)"), None
+            return CacheLookup(
+                False, path, f"engine file {path.name} does not match its recorded SHA-256 (corrupt)"
+            ), None
         return CacheLookup(True, path, "cached engine matches the key"), data
 
     def check(self, key: EngineKey, force_rebuild: bool = False) -> CacheLookup:
@@ -228,15 +251,28 @@ class EngineCache:
         else:
             log.info("TensorRT engine cache miss for %s: %s", result.path.name, result.reason)
 
-    def store(self, key: EngineKey, engine: bytes, *, build_seconds: float | None = None,
-              self_check: Mapping[str, Any] | None = None) -> Path:
+    def store(
+        self,
+        key: EngineKey,
+        engine: bytes,
+        *,
+        build_seconds: float | None = None,
+        self_check: Mapping[str, Any] | None = None,
+    ) -> Path:
         """Write the engine, then its sidecar (both atomically); returns the engine path."""
         path = self.engine_path(key)
         atomic_write(path, engine)
-        meta = {"format": CACHE_FORMAT, "digest": key.digest(), "key": key.to_dict(), "engine_file": path.name,
-                "engine_bytes": len(engine), "engine_sha256": hashlib.sha256(engine).hexdigest(),
-                "built_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                "build_seconds": build_seconds, "self_check": dict(self_check) if self_check is not None else None}
+        meta = {
+            "format": CACHE_FORMAT,
+            "digest": key.digest(),
+            "key": key.to_dict(),
+            "engine_file": path.name,
+            "engine_bytes": len(engine),
+            "engine_sha256": hashlib.sha256(engine).hexdigest(),
+            "built_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "build_seconds": build_seconds,
+            "self_check": dict(self_check) if self_check is not None else None,
+        }
         atomic_write(self.sidecar_path(key), (json.dumps(meta, indent=2) + "\n").encode())
         log.info("cached TensorRT engine %s (%.1f MB)", path, len(engine) / 1e6)
         return path

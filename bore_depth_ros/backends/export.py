@@ -4,6 +4,7 @@ Exports use the TorchScript-based exporter (``torch.onnx.export(..., dynamo=Fals
 based one needs the ``onnxscript`` package. Shapes are static (one deployment = one input shape, or one
 shape per named input for multi-input models: pass ``{name: shape}`` in forward-argument order).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -43,8 +44,9 @@ _REL_FLOOR = 1e-6
 class ExportMismatch(RuntimeError):
     """The exported graph's outputs differ from PyTorch's beyond tolerance; nothing was written."""
 
-    def __init__(self, message: str, max_abs_err: dict[str, float], max_rel_err: dict[str, float],
-                 detail: str = "") -> None:
+    def __init__(
+        self, message: str, max_abs_err: dict[str, float], max_rel_err: dict[str, float], detail: str = ""
+    ) -> None:
         super().__init__(message)
         self.max_abs_err = max_abs_err
         self.max_rel_err = max_rel_err
@@ -56,7 +58,7 @@ class ExportReport:
     """Outcome of :func:`export_onnx`; errors are ONNX Runtime vs PyTorch on the seeded check input."""
 
     path: Path
-    input_shape: tuple[int, ...]            # the first input's shape
+    input_shape: tuple[int, ...]  # the first input's shape
     output_names: tuple[str, ...]
     max_abs_err: dict[str, float]
     max_rel_err: dict[str, float]
@@ -102,8 +104,9 @@ def _eval_mode(model: nn.Module):
         model.train(was_training)
 
 
-def _torch_outputs(model: nn.Module, inputs: dict[str, np.ndarray],
-                   output_names: tuple[str, ...]) -> dict[str, np.ndarray]:
+def _torch_outputs(
+    model: nn.Module, inputs: dict[str, np.ndarray], output_names: tuple[str, ...]
+) -> dict[str, np.ndarray]:
     import torch
 
     from .torch_backend import outputs_to_dict
@@ -114,9 +117,15 @@ def _torch_outputs(model: nn.Module, inputs: dict[str, np.ndarray],
         return {n: t.detach().float().cpu().numpy() for n, t in outputs_to_dict(out, output_names).items()}
 
 
-def check_onnx_parity(model: nn.Module, onnx_path: str | os.PathLike, input_shape: InputShapes,
-                      output_names: Sequence[str], rtol: float = 1e-3, atol: float = 1e-4,
-                      seed: int = 0) -> tuple[dict[str, float], dict[str, float]]:
+def check_onnx_parity(
+    model: nn.Module,
+    onnx_path: str | os.PathLike,
+    input_shape: InputShapes,
+    output_names: Sequence[str],
+    rtol: float = 1e-3,
+    atol: float = 1e-4,
+    seed: int = 0,
+) -> tuple[dict[str, float], dict[str, float]]:
     """Compare ONNX Runtime (CPU) on ``onnx_path`` with ``model`` on seeded inputs (:func:`seeded_inputs`).
 
     ``input_shape``: one shape (the graph's single input) or ``{name: shape}`` (every graph input, by
@@ -137,7 +146,9 @@ def check_onnx_parity(model: nn.Module, onnx_path: str | os.PathLike, input_shap
     graph_inputs = [i.name for i in session.get_inputs()]
     if not isinstance(input_shape, Mapping):
         if len(graph_inputs) != 1:
-            raise ValueError(f"{os.fspath(onnx_path)} has inputs {graph_inputs}; pass one shape per input name")
+            raise ValueError(
+                f"{os.fspath(onnx_path)} has inputs {graph_inputs}; pass one shape per input name"
+            )
         feed = {graph_inputs[0]: inputs["image"]}
     elif sorted(graph_inputs) != sorted(inputs):
         raise ValueError(f"{os.fspath(onnx_path)} has inputs {graph_inputs}, expected {list(inputs)}")
@@ -161,33 +172,55 @@ def check_onnx_parity(model: nn.Module, onnx_path: str | os.PathLike, input_shap
             failures.append(f"{n}: max abs err {abs_err[n]:.3g}, max rel err {rel_err[n]:.3g}")
     if failures:
         detail = f"beyond rtol={rtol:g}, atol={atol:g}: " + "; ".join(failures)
-        raise ExportMismatch(f"ONNX Runtime on {os.fspath(onnx_path)} disagrees with PyTorch {detail}",
-                             abs_err, rel_err, detail)
+        raise ExportMismatch(
+            f"ONNX Runtime on {os.fspath(onnx_path)} disagrees with PyTorch {detail}",
+            abs_err,
+            rel_err,
+            detail,
+        )
     return abs_err, rel_err
 
 
-def _torch_onnx_export(model: nn.Module, examples: tuple, path: str, input_names: Sequence[str],
-                       output_names: tuple[str, ...], opset: int) -> None:
+def _torch_onnx_export(
+    model: nn.Module,
+    examples: tuple,
+    path: str,
+    input_names: Sequence[str],
+    output_names: tuple[str, ...],
+    opset: int,
+) -> None:
     import torch
 
-    kwargs = dict(input_names=list(input_names), output_names=list(output_names), opset_version=opset,
-                  do_constant_folding=True)
+    kwargs = dict(
+        input_names=list(input_names),
+        output_names=list(output_names),
+        opset_version=opset,
+        do_constant_folding=True,
+    )
     # torch < 2.5 has no `dynamo` argument and always uses the TorchScript exporter.
     if "dynamo" in inspect.signature(torch.onnx.export).parameters:
         kwargs["dynamo"] = False
     with warnings.catch_warnings():
         # The exporter's own deprecation notices and its note about un-foldable strided slices are noise
         # for users: whatever it produces is parity-checked afterwards.
-        warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*",
-                                category=DeprecationWarning)
+        warnings.filterwarnings(
+            "ignore", message=".*legacy TorchScript-based ONNX export.*", category=DeprecationWarning
+        )
         warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx")
         warnings.filterwarnings("ignore", message="Constant folding - Only steps=1", category=UserWarning)
         torch.onnx.export(model, examples, path, **kwargs)
 
 
-def export_onnx(model: nn.Module, path: str | os.PathLike, input_shape: InputShapes,
-                output_names: Sequence[str], opset: int = DEFAULT_OPSET, check: bool = True,
-                rtol: float = 1e-3, atol: float = 1e-4) -> ExportReport:
+def export_onnx(
+    model: nn.Module,
+    path: str | os.PathLike,
+    input_shape: InputShapes,
+    output_names: Sequence[str],
+    opset: int = DEFAULT_OPSET,
+    check: bool = True,
+    rtol: float = 1e-3,
+    atol: float = 1e-4,
+) -> ExportReport:
     """Export ``model`` to ONNX at ``path`` (static shapes), refusing a graph that disagrees.
 
     ``input_shape``: one (N, 3, H, W) shape (graph input ``"image"``) or ``{name: shape}`` in the
@@ -223,16 +256,27 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, input_shape: InputSha
             try:
                 abs_err, rel_err = check_onnx_parity(model, tmp, input_shape, names, rtol=rtol, atol=atol)
             except ExportMismatch as e:
-                raise ExportMismatch(f"refusing to export {path}: ONNX Runtime disagrees with PyTorch {e.detail}",
-                                     e.max_abs_err, e.max_rel_err, e.detail) from None
+                raise ExportMismatch(
+                    f"refusing to export {path}: ONNX Runtime disagrees with PyTorch {e.detail}",
+                    e.max_abs_err,
+                    e.max_rel_err,
+                    e.detail,
+                ) from None
         os.chmod(tmp, 0o644)  # mkstemp creates 0600; the cache may be shared with other users' nodes
         os.replace(tmp, path)
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-    report = ExportReport(path=path, input_shape=shape, output_names=names, max_abs_err=abs_err,
-                          max_rel_err=rel_err, opset=opset, seconds=time.perf_counter() - t0,
-                          input_shapes=shapes)
+    report = ExportReport(
+        path=path,
+        input_shape=shape,
+        output_names=names,
+        max_abs_err=abs_err,
+        max_rel_err=rel_err,
+        opset=opset,
+        seconds=time.perf_counter() - t0,
+        input_shapes=shapes,
+    )
     log.info("exported %s (%s) in %.1f s, max abs err %s", path, shapes_str(shapes), report.seconds, abs_err)
     return report
 
@@ -243,8 +287,10 @@ def _check_graph_inputs(onnx_file: str, path: Path, input_names: Sequence[str]) 
 
     graph_inputs = [i.name for i in onnx.load(onnx_file, load_external_data=False).graph.input]
     if graph_inputs != list(input_names):
-        raise ValueError(f"refusing to export {path}: graph inputs {graph_inputs} differ from {list(input_names)} "
-                         "(an input the model does not use is removed by the exporter)")
+        raise ValueError(
+            f"refusing to export {path}: graph inputs {graph_inputs} differ from {list(input_names)} "
+            "(an input the model does not use is removed by the exporter)"
+        )
 
 
 def _weights_hash(model: nn.Module) -> hashlib._Hash:
@@ -260,9 +306,15 @@ def _weights_hash(model: nn.Module) -> hashlib._Hash:
     return h
 
 
-def onnx_cache_path(model: nn.Module, model_name: str, input_shape: InputShapes,
-                    cache_dir: str | os.PathLike | None = None, *, opset: int = DEFAULT_OPSET,
-                    output_names: Sequence[str] = ("depth",)) -> Path:
+def onnx_cache_path(
+    model: nn.Module,
+    model_name: str,
+    input_shape: InputShapes,
+    cache_dir: str | os.PathLike | None = None,
+    *,
+    opset: int = DEFAULT_OPSET,
+    output_names: Sequence[str] = ("depth",),
+) -> Path:
     """Deterministic cache file for ``model`` exported at ``input_shape`` (the file :func:`ensure_onnx` uses).
 
     The name carries a SHA-256 of the weights (names, dtypes, shapes, bytes), the model name, input
@@ -283,8 +335,15 @@ def onnx_cache_path(model: nn.Module, model_name: str, input_shape: InputShapes,
     return directory / f"{safe_name}_{shape_str(shape)}_opset{opset}_{h.hexdigest()[:20]}.onnx"
 
 
-def ensure_onnx(model: nn.Module, model_name: str, input_shape: InputShapes, output_names: Sequence[str],
-                cache_dir: str | os.PathLike | None = None, *, opset: int = DEFAULT_OPSET) -> Path:
+def ensure_onnx(
+    model: nn.Module,
+    model_name: str,
+    input_shape: InputShapes,
+    output_names: Sequence[str],
+    cache_dir: str | os.PathLike | None = None,
+    *,
+    opset: int = DEFAULT_OPSET,
+) -> Path:
     """Return the cached ONNX file for ``model`` at ``input_shape``, exporting (with parity check) if absent."""
     path = onnx_cache_path(model, model_name, input_shape, cache_dir, opset=opset, output_names=output_names)
     if path.is_file():

@@ -7,6 +7,7 @@ and the session is self-checked against ONNX Runtime CPU at start (:mod:`.selfch
 no onnxruntime-gpu and no GPU on the development machine; only the option building and the CPU
 self-check path are tested.
 """
+
 from __future__ import annotations
 
 import logging
@@ -17,21 +18,24 @@ from typing import Any
 
 import numpy as np
 
-from .base import Backend, BackendUnavailable, InputShapes, Inputs, shape_str, shapes_str
+from .base import Backend, BackendUnavailable, Inputs, InputShapes, shape_str, shapes_str
 from .cache_paths import default_engine_dir
 from .runtimes import import_onnxruntime, tensorrt_version
 
 log = logging.getLogger(__name__)
 
-_GPU_HINT = "pip install onnxruntime-gpu (in place of onnxruntime; on Jetson use the JetPack onnxruntime-gpu wheel)"
+_GPU_HINT = (
+    "pip install onnxruntime-gpu (in place of onnxruntime; on Jetson use the JetPack onnxruntime-gpu wheel)"
+)
 
 
 def _provider_name(p: str | tuple[str, dict[str, Any]]) -> str:
     return p if isinstance(p, str) else p[0]
 
 
-def tensorrt_provider_options(device_id: int | None = None, precision: str = "fp32",
-                              engine_cache_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+def tensorrt_provider_options(
+    device_id: int | None = None, precision: str = "fp32", engine_cache_dir: str | os.PathLike | None = None
+) -> dict[str, Any]:
     """Options of ORT's TensorrtExecutionProvider: on-disk engine and timing caches, fp16 if asked.
 
     ORT names cached engines by graph hash and GPU compute capability only, so the directory carries the
@@ -43,16 +47,24 @@ def tensorrt_provider_options(device_id: int | None = None, precision: str = "fp
     ort = import_onnxruntime()
     root = Path(engine_cache_dir).expanduser() if engine_cache_dir is not None else default_engine_dir()
     path = root / "ort_trt" / f"ort{ort.__version__}_trt{tensorrt_version()}"
-    opts: dict[str, Any] = {"trt_engine_cache_enable": True, "trt_engine_cache_path": os.fspath(path),
-                            "trt_timing_cache_enable": True, "trt_timing_cache_path": os.fspath(path),
-                            "trt_fp16_enable": precision == "fp16"}
+    opts: dict[str, Any] = {
+        "trt_engine_cache_enable": True,
+        "trt_engine_cache_path": os.fspath(path),
+        "trt_timing_cache_enable": True,
+        "trt_timing_cache_path": os.fspath(path),
+        "trt_fp16_enable": precision == "fp16",
+    }
     if device_id is not None:
         opts["device_id"] = int(device_id)
     return opts
 
 
-def resolve_providers(device: str = "cpu", providers: Sequence[Any] | None = None, precision: str = "fp32",
-                      engine_cache_dir: str | os.PathLike | None = None) -> list[Any]:
+def resolve_providers(
+    device: str = "cpu",
+    providers: Sequence[Any] | None = None,
+    precision: str = "fp32",
+    engine_cache_dir: str | os.PathLike | None = None,
+) -> list[Any]:
     """Execution providers for ``device`` ("cpu", "cuda[:N]", "tensorrt[:N]") or the explicit ``providers``.
 
     "tensorrt[:N]" gets :func:`tensorrt_provider_options` (``precision``, ``engine_cache_dir``).
@@ -63,6 +75,7 @@ def resolve_providers(device: str = "cpu", providers: Sequence[Any] | None = Non
         kind, _, index = device.partition(":")
         if index and not index.isdigit():
             raise ValueError(f"invalid device '{device}'")
+
         def gpu(provider: str) -> Any:
             return (provider, {"device_id": int(index)}) if index else provider
 
@@ -72,22 +85,30 @@ def resolve_providers(device: str = "cpu", providers: Sequence[Any] | None = Non
             providers = [gpu("CUDAExecutionProvider"), "CPUExecutionProvider"]
         elif kind == "tensorrt":
             trt_opts = tensorrt_provider_options(int(index) if index else None, precision, engine_cache_dir)
-            providers = [("TensorrtExecutionProvider", trt_opts), gpu("CUDAExecutionProvider"),
-                         "CPUExecutionProvider"]
+            providers = [
+                ("TensorrtExecutionProvider", trt_opts),
+                gpu("CUDAExecutionProvider"),
+                "CPUExecutionProvider",
+            ]
         else:
-            raise ValueError(f"backend 'onnxruntime' supports devices 'cpu', 'cuda[:N]' and 'tensorrt[:N]', "
-                             f"got '{device}'")
+            raise ValueError(
+                f"backend 'onnxruntime' supports devices 'cpu', 'cuda[:N]' and 'tensorrt[:N]', got '{device}'"
+            )
     providers = list(providers)
     if not providers:
         raise ValueError("providers must not be empty")
     available = ort.get_available_providers()
     missing = [_provider_name(p) for p in providers if _provider_name(p) not in available]
     if missing:
-        hint = _GPU_HINT if any(m in ("CUDAExecutionProvider", "TensorrtExecutionProvider") for m in missing) \
+        hint = (
+            _GPU_HINT
+            if any(m in ("CUDAExecutionProvider", "TensorrtExecutionProvider") for m in missing)
             else "install an onnxruntime build that has it"
+        )
         raise BackendUnavailable(
             f"backend 'onnxruntime' on device '{device}' needs {', '.join(missing)}, which onnxruntime "
-            f"{ort.__version__} here lacks (available: {', '.join(available)}): {hint}")
+            f"{ort.__version__} here lacks (available: {', '.join(available)}): {hint}"
+        )
     return providers
 
 
@@ -102,17 +123,27 @@ class OnnxRuntimeBackend(Backend):
 
     name = "onnxruntime"
 
-    def __init__(self, onnx_path: str | os.PathLike, input_shape: InputShapes, output_names: Sequence[str],
-                 providers: Sequence[Any] | None = None, intra_op_threads: int = 0, device: str = "cpu",
-                 precision: str = "fp32", engine_cache_dir: str | os.PathLike | None = None,
-                 self_check: bool | None = None) -> None:
+    def __init__(
+        self,
+        onnx_path: str | os.PathLike,
+        input_shape: InputShapes,
+        output_names: Sequence[str],
+        providers: Sequence[Any] | None = None,
+        intra_op_threads: int = 0,
+        device: str = "cpu",
+        precision: str = "fp32",
+        engine_cache_dir: str | os.PathLike | None = None,
+        self_check: bool | None = None,
+    ) -> None:
         super().__init__(input_shape, output_names)
         ort = import_onnxruntime()
         self.onnx_path = Path(onnx_path)
         self.device = device
         if precision != "fp32" and not device.startswith("tensorrt"):
-            raise ValueError(f"backend 'onnxruntime' runs the exported fp32 graph on '{device}'; precision "
-                             f"'{precision}' needs device='tensorrt' (the TensorRT execution provider)")
+            raise ValueError(
+                f"backend 'onnxruntime' runs the exported fp32 graph on '{device}'; precision "
+                f"'{precision}' needs device='tensorrt' (the TensorRT execution provider)"
+            )
         self.precision = precision
         requested = resolve_providers(device, providers, precision, engine_cache_dir)
         if not self.onnx_path.is_file():
@@ -128,29 +159,40 @@ class OnnxRuntimeBackend(Backend):
             raise BackendUnavailable(
                 f"backend 'onnxruntime': {_provider_name(requested[0])} is installed but failed to load "
                 f"(active: {', '.join(active)}); check the CUDA/cuDNN libraries onnxruntime-gpu "
-                f"{ort.__version__} needs")
+                f"{ort.__version__} needs"
+            )
 
         inputs = {i.name: i for i in self.session.get_inputs()}
         if not self.named_inputs:
             if len(inputs) != 1:
-                raise ValueError(f"{self.onnx_path} has {len(inputs)} inputs {list(inputs)}; expected one image "
-                                 "input (pass input_shapes={name: shape} for a multi-input model)")
+                raise ValueError(
+                    f"{self.onnx_path} has {len(inputs)} inputs {list(inputs)}; expected one image "
+                    "input (pass input_shapes={name: shape} for a multi-input model)"
+                )
             self._feed_names = {self.input_names[0]: next(iter(inputs))}
         else:
             if sorted(inputs) != sorted(self.input_names):
-                raise ValueError(f"{self.onnx_path} has inputs {list(inputs)}, but the backend was configured for "
-                                 f"{list(self.input_names)}")
+                raise ValueError(
+                    f"{self.onnx_path} has inputs {list(inputs)}, but the backend was configured for "
+                    f"{list(self.input_names)}"
+                )
             self._feed_names = {n: n for n in self.input_names}
         for name, graph_name in self._feed_names.items():
             node, want = inputs[graph_name], self.input_shapes[name]
             model_shape = tuple(node.shape)
             # Symbolic (dynamic) dimensions accept any size, so they match the deployment's.
-            if len(model_shape) != len(want) or any(isinstance(d, int) and d != w for d, w in zip(model_shape, want)):
-                raise ValueError(f"{self.onnx_path} expects input '{graph_name}' of shape "
-                                 f"{shape_str(model_shape)}, but the backend was configured for "
-                                 f"{shape_str(want)}; re-export the model at that shape")
+            if len(model_shape) != len(want) or any(
+                isinstance(d, int) and d != w for d, w in zip(model_shape, want)
+            ):
+                raise ValueError(
+                    f"{self.onnx_path} expects input '{graph_name}' of shape "
+                    f"{shape_str(model_shape)}, but the backend was configured for "
+                    f"{shape_str(want)}; re-export the model at that shape"
+                )
             if node.type != "tensor(float)":
-                raise ValueError(f"{self.onnx_path} input '{graph_name}' is {node.type}; expected tensor(float)")
+                raise ValueError(
+                    f"{self.onnx_path} input '{graph_name}' is {node.type}; expected tensor(float)"
+                )
         self.input_name = self._feed_names[self.input_names[0]]
         graph_outputs = [o.name for o in self.session.get_outputs()]
         missing = [n for n in self.output_names if n not in graph_outputs]
@@ -166,13 +208,18 @@ class OnnxRuntimeBackend(Backend):
     def _self_check(self, provider: str) -> None:
         from .selfcheck import refuse, verify_backend
 
-        report = verify_backend(self.infer, self.onnx_path, self.input_shapes, self.output_names, self.precision)
+        report = verify_backend(
+            self.infer, self.onnx_path, self.input_shapes, self.output_names, self.precision
+        )
         self.self_check_report = report
         log.info("%s: %s", provider, report.summary())
         if not report.passed:
             self.close()
-            refuse(report, trt_version=tensorrt_version() if provider == "TensorrtExecutionProvider" else "",
-                   subject=f"ONNX Runtime {provider} session for {self.onnx_path}")
+            refuse(
+                report,
+                trt_version=tensorrt_version() if provider == "TensorrtExecutionProvider" else "",
+                subject=f"ONNX Runtime {provider} session for {self.onnx_path}",
+            )
 
     def infer(self, inputs: Inputs) -> dict[str, np.ndarray]:
         """Run the session on an array or a dict of arrays; the returned arrays are fresh."""
@@ -191,7 +238,9 @@ class OnnxRuntimeBackend(Backend):
             "precision": self.precision,
             "providers": ",".join(self.session.get_providers()) if self.session is not None else "(closed)",
             "onnx_path": os.fspath(self.onnx_path),
-            "input_shape": shapes_str(self.input_shapes) if self.named_inputs else shape_str(self.input_shape),
+            "input_shape": shapes_str(self.input_shapes)
+            if self.named_inputs
+            else shape_str(self.input_shape),
             "outputs": ",".join(self.output_names),
             "onnxruntime": onnxruntime.__version__,
         }

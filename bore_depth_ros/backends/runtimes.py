@@ -3,12 +3,15 @@
 No module of the package imports these runtimes at import time; every backend, the exporter and the
 self-check go through :func:`import_onnxruntime` / :func:`import_tensorrt`.
 """
+
 from __future__ import annotations
 
 from .base import BackendUnavailable
 
-TENSORRT_UNAVAILABLE = ("backend 'tensorrt' needs NVIDIA TensorRT (JetPack ships it; pip install tensorrt on x86 "
-                        "with CUDA) and a CUDA GPU")
+TENSORRT_UNAVAILABLE = (
+    "backend 'tensorrt' needs NVIDIA TensorRT (JetPack ships it; pip install tensorrt on x86 "
+    "with CUDA) and a CUDA GPU"
+)
 
 
 def import_onnxruntime():
@@ -16,8 +19,10 @@ def import_onnxruntime():
     try:
         import onnxruntime
     except ImportError as e:
-        raise BackendUnavailable("backend 'onnxruntime' needs the onnxruntime package: pip install onnxruntime "
-                                 "(or onnxruntime-gpu)") from e
+        raise BackendUnavailable(
+            "backend 'onnxruntime' needs the onnxruntime package: pip install onnxruntime "
+            "(or onnxruntime-gpu)"
+        ) from e
     return onnxruntime
 
 
@@ -30,10 +35,14 @@ def import_tensorrt():
     try:
         import torch
     except ImportError as e:
-        raise BackendUnavailable(f"{TENSORRT_UNAVAILABLE}; its buffers also need a CUDA build of torch") from e
+        raise BackendUnavailable(
+            f"{TENSORRT_UNAVAILABLE}; its buffers also need a CUDA build of torch"
+        ) from e
     if not torch.cuda.is_available():
-        raise BackendUnavailable(f"{TENSORRT_UNAVAILABLE} (tensorrt {tensorrt.__version__} is installed but torch "
-                                 "sees no CUDA device)")
+        raise BackendUnavailable(
+            f"{TENSORRT_UNAVAILABLE} (tensorrt {tensorrt.__version__} is installed but torch "
+            "sees no CUDA device)"
+        )
     return tensorrt
 
 

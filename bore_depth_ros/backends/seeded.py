@@ -1,4 +1,5 @@
 """Deterministic model inputs for export, parity checks, self-checks and benchmarks (numpy only)."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence

@@ -27,6 +27,7 @@ fp16       5e-3    5e-2     1e-2       1e-2          2e-3
 fp32 engines are built without TF32, so they agree with ONNX Runtime to about 1e-6; fp16 rounding
 alone gives AbsRel of a few 1e-4 on the registered models.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -36,7 +37,7 @@ from typing import Any, NoReturn, Union
 
 import numpy as np
 
-from .base import InputShapes, Inputs, validate_input_shapes, validate_output_names
+from .base import Inputs, InputShapes, validate_input_shapes, validate_output_names
 from .runtimes import import_onnxruntime
 from .seeded import seeded_inputs
 
@@ -49,8 +50,11 @@ Frames = Union[Outputs, Sequence[Outputs]]
 
 # (TensorRT version prefix, what is known): shown when an engine built with that version is refused.
 KNOWN_NUMERIC_ISSUES: tuple[tuple[str, str], ...] = (
-    ("10.3", "TensorRT 10.3 (JetPack 6.1/6.2) is reported to give frame-varying depth scale and wrong "
-             "depth on Jetson Orin; users report it fixed from TensorRT 10.14 on"),
+    (
+        "10.3",
+        "TensorRT 10.3 (JetPack 6.1/6.2) is reported to give frame-varying depth scale and wrong "
+        "depth on Jetson Orin; users report it fixed from TensorRT 10.14 on",
+    ),
 )
 
 
@@ -58,11 +62,11 @@ KNOWN_NUMERIC_ISSUES: tuple[tuple[str, str], ...] = (
 class Tolerance:
     """Limits of the self-check; an output fails if any measured value exceeds its limit."""
 
-    abs_rel: float       # mean relative error (AbsRel)
-    max_rel: float       # largest relative error of one element
-    pixel_rel: float     # an element is "off" above this relative error ...
+    abs_rel: float  # mean relative error (AbsRel)
+    max_rel: float  # largest relative error of one element
+    pixel_rel: float  # an element is "off" above this relative error ...
     off_fraction: float  # ... and at most this share of elements may be off
-    scale: float         # |median(candidate / reference) - 1| in every frame
+    scale: float  # |median(candidate / reference) - 1| in every frame
 
 
 TOLERANCES: dict[str, Tolerance] = {
@@ -76,7 +80,9 @@ def tolerance_for(precision: str) -> Tolerance:
     try:
         return TOLERANCES[precision]
     except KeyError:
-        raise ValueError(f"no self-check tolerance for precision '{precision}'; known: {sorted(TOLERANCES)}") from None
+        raise ValueError(
+            f"no self-check tolerance for precision '{precision}'; known: {sorted(TOLERANCES)}"
+        ) from None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,18 +124,29 @@ class SelfCheckReport:
 
     def summary(self) -> str:
         """One line: verdict and the worst figures per output."""
-        parts = [f"{o.name} AbsRel {o.abs_rel:.2e}, max rel {o.max_rel:.2e}, off {o.off_fraction:.2%}, "
-                 f"scale err {o.scale_error:.2e}" for o in self.outputs.values()]
+        parts = [
+            f"{o.name} AbsRel {o.abs_rel:.2e}, max rel {o.max_rel:.2e}, off {o.off_fraction:.2%}, "
+            f"scale err {o.scale_error:.2e}"
+            for o in self.outputs.values()
+        ]
         verdict = "passed" if self.passed else "FAILED"
-        return f"self-check {verdict} ({self.precision} tolerance, {self.frames} frames vs {self.reference}): " + \
-            "; ".join(parts)
+        return (
+            f"self-check {verdict} ({self.precision} tolerance, {self.frames} frames vs {self.reference}): "
+            + "; ".join(parts)
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (stored in the engine cache sidecar)."""
-        return {"passed": self.passed, "precision": self.precision, "frames": self.frames,
-                "reference": self.reference, "tolerance": dataclasses.asdict(self.tolerance),
-                "outputs": {n: {**dataclasses.asdict(o), "scale_error": o.scale_error}
-                            for n, o in self.outputs.items()}}
+        return {
+            "passed": self.passed,
+            "precision": self.precision,
+            "frames": self.frames,
+            "reference": self.reference,
+            "tolerance": dataclasses.asdict(self.tolerance),
+            "outputs": {
+                n: {**dataclasses.asdict(o), "scale_error": o.scale_error} for n, o in self.outputs.items()
+            },
+        }
 
 
 class EngineSelfCheckFailed(RuntimeError):
@@ -144,8 +161,9 @@ def _frames(x: Frames) -> list[Outputs]:
     return [x] if isinstance(x, Mapping) else list(x)
 
 
-def _check_output(name: str, cands: list[np.ndarray], refs: list[np.ndarray], tol: Tolerance,
-                  value_range: float | None) -> OutputCheck:
+def _check_output(
+    name: str, cands: list[np.ndarray], refs: list[np.ndarray], tol: Tolerance, value_range: float | None
+) -> OutputCheck:
     failures: list[str] = []
     abs_errs, rel_errs, scales = [], [], []
     nonfinite = 0
@@ -182,16 +200,24 @@ def _check_output(name: str, cands: list[np.ndarray], refs: list[np.ndarray], to
     if max_rel > tol.max_rel:
         failures.append(f"max relative error {max_rel:.3g} > {tol.max_rel:g}")
     if off > tol.off_fraction:
-        failures.append(f"{off:.2%} of values off by more than {tol.pixel_rel:.2%} > {tol.off_fraction:.2%} allowed")
+        failures.append(
+            f"{off:.2%} of values off by more than {tol.pixel_rel:.2%} > {tol.off_fraction:.2%} allowed"
+        )
     if check.scale_error > tol.scale:
-        failures.append(f"scale vs reference off by {check.scale_error:.3g} > {tol.scale:g} "
-                        f"(per-frame scales {', '.join(f'{s:.4f}' for s in scales)})")
+        failures.append(
+            f"scale vs reference off by {check.scale_error:.3g} > {tol.scale:g} "
+            f"(per-frame scales {', '.join(f'{s:.4f}' for s in scales)})"
+        )
     return dataclasses.replace(check, failures=tuple(failures))
 
 
-def self_check(candidate_outputs: Frames, reference_outputs: Frames, tolerance: Tolerance | str = "fp32",
-               output_names: Sequence[str] | None = None,
-               value_ranges: Mapping[str, float] | None = None) -> SelfCheckReport:
+def self_check(
+    candidate_outputs: Frames,
+    reference_outputs: Frames,
+    tolerance: Tolerance | str = "fp32",
+    output_names: Sequence[str] | None = None,
+    value_ranges: Mapping[str, float] | None = None,
+) -> SelfCheckReport:
     """Compare candidate and reference outputs (one ``{name: array}`` or one per frame) under ``tolerance``.
 
     ``tolerance``: a :class:`Tolerance` or a precision name from :data:`TOLERANCES`. ``output_names``
@@ -201,14 +227,18 @@ def self_check(candidate_outputs: Frames, reference_outputs: Frames, tolerance: 
     ranges = VALUE_RANGES if value_ranges is None else value_ranges
     cands, refs = _frames(candidate_outputs), _frames(reference_outputs)
     if len(cands) != len(refs) or not refs:
-        raise ValueError(f"got {len(cands)} candidate and {len(refs)} reference frames; need the same number >= 1")
+        raise ValueError(
+            f"got {len(cands)} candidate and {len(refs)} reference frames; need the same number >= 1"
+        )
     precision = tolerance if isinstance(tolerance, str) else "custom"
     tol = tolerance_for(tolerance) if isinstance(tolerance, str) else tolerance
     names = validate_output_names(output_names if output_names is not None else tuple(refs[0]))
     outputs = {}
     for n in names:
         if any(n not in c for c in cands):
-            outputs[n] = OutputCheck(n, np.inf, np.inf, np.inf, 1.0, (), 0, ("missing from the candidate's outputs",))
+            outputs[n] = OutputCheck(
+                n, np.inf, np.inf, np.inf, 1.0, (), 0, ("missing from the candidate's outputs",)
+            )
             continue
         outputs[n] = _check_output(n, [c[n] for c in cands], [r[n] for r in refs], tol, ranges.get(n))
     return SelfCheckReport(precision=precision, tolerance=tol, frames=len(refs), outputs=outputs)
@@ -219,29 +249,40 @@ def known_issue_hint(trt_version: str) -> str:
     for prefix, text in KNOWN_NUMERIC_ISSUES:
         if trt_version == prefix or trt_version.startswith(prefix + "."):
             return text + "; upgrade TensorRT, or use precision fp32 or backend onnxruntime meanwhile"
-    return ("if this TensorRT version is known to miscompute on your device (e.g. TensorRT 10.3 on JetPack 6.x), "
-            "upgrade TensorRT; otherwise try precision fp32 or backend onnxruntime")
+    return (
+        "if this TensorRT version is known to miscompute on your device (e.g. TensorRT 10.3 on JetPack 6.x), "
+        "upgrade TensorRT; otherwise try precision fp32 or backend onnxruntime"
+    )
 
 
 def refuse(report: SelfCheckReport, *, trt_version: str = "", subject: str = "TensorRT engine") -> NoReturn:
     """Raise :class:`EngineSelfCheckFailed` describing ``report``: outputs, errors, tolerances, version hint."""
     version = f"TensorRT {trt_version}" if trt_version else "this TensorRT"
-    msg = (f"refusing the {subject}: it disagrees with the {report.reference} reference on fixed inputs "
-           f"({report.frames} frames, {report.precision} tolerance) with {version}: "
-           + ("; ".join(f"output '{o.name}': {', '.join(o.failures)}" for o in report.outputs.values() if o.failures)
-              or "(no failure recorded)")
-           + f". {known_issue_hint(trt_version)}. The engine was not cached "
-           "(tolerances: docs/jetson.md, section 'The numeric self-check').")
+    msg = (
+        f"refusing the {subject}: it disagrees with the {report.reference} reference on fixed inputs "
+        f"({report.frames} frames, {report.precision} tolerance) with {version}: "
+        + (
+            "; ".join(
+                f"output '{o.name}': {', '.join(o.failures)}" for o in report.outputs.values() if o.failures
+            )
+            or "(no failure recorded)"
+        )
+        + f". {known_issue_hint(trt_version)}. The engine was not cached "
+        "(tolerances: docs/jetson.md, section 'The numeric self-check')."
+    )
     raise EngineSelfCheckFailed(msg, report)
 
 
-def check_inputs(input_shapes: InputShapes, seeds: Sequence[int] = CHECK_SEEDS) -> list[dict[str, np.ndarray]]:
+def check_inputs(
+    input_shapes: InputShapes, seeds: Sequence[int] = CHECK_SEEDS
+) -> list[dict[str, np.ndarray]]:
     """One seeded input set per seed (:func:`~bore_depth_ros.backends.seeded.seeded_inputs`)."""
     return [seeded_inputs(input_shapes, s) for s in seeds]
 
 
-def onnxruntime_reference(onnx_path: str | os.PathLike, inputs: Sequence[Mapping[str, np.ndarray]],
-                          output_names: Sequence[str]) -> list[dict[str, np.ndarray]]:
+def onnxruntime_reference(
+    onnx_path: str | os.PathLike, inputs: Sequence[Mapping[str, np.ndarray]], output_names: Sequence[str]
+) -> list[dict[str, np.ndarray]]:
     """ONNX Runtime CPU outputs for each input set (a single-input graph takes the one array by position)."""
     ort = import_onnxruntime()
     opts = ort.SessionOptions()
@@ -251,14 +292,21 @@ def onnxruntime_reference(onnx_path: str | os.PathLike, inputs: Sequence[Mapping
     names = list(validate_output_names(output_names))
     out = []
     for x in inputs:
-        feed = {graph_inputs[0]: next(iter(x.values()))} if len(graph_inputs) == 1 and len(x) == 1 else dict(x)
+        feed = (
+            {graph_inputs[0]: next(iter(x.values()))} if len(graph_inputs) == 1 and len(x) == 1 else dict(x)
+        )
         out.append({n: np.asarray(v, np.float32) for n, v in zip(names, session.run(names, feed))})
     return out
 
 
-def verify_backend(infer: Callable[[Inputs], Mapping[str, np.ndarray]], onnx_path: str | os.PathLike,
-                   input_shapes: InputShapes, output_names: Sequence[str], tolerance: Tolerance | str = "fp32",
-                   seeds: Sequence[int] = CHECK_SEEDS) -> SelfCheckReport:
+def verify_backend(
+    infer: Callable[[Inputs], Mapping[str, np.ndarray]],
+    onnx_path: str | os.PathLike,
+    input_shapes: InputShapes,
+    output_names: Sequence[str],
+    tolerance: Tolerance | str = "fp32",
+    seeds: Sequence[int] = CHECK_SEEDS,
+) -> SelfCheckReport:
     """Run ``infer`` (e.g. ``backend.infer``) and ONNX Runtime CPU on ``onnx_path`` on the seeded inputs; compare.
 
     ``infer`` receives ``{name: array}`` keyed by the names of ``input_shapes`` (``"image"`` for one shape).

@@ -10,6 +10,7 @@ TensorRT calls are confined to :func:`probe_target`, :func:`build_engine`, :func
 :func:`execute` and the tensor binding in :class:`TensorRTBackend`; they must be validated on a Jetson.
 The cache, the key, the self-check and the "not installed" path are tested on CPU.
 """
+
 from __future__ import annotations
 
 import logging
@@ -21,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import Backend, BackendUnavailable, InputShapes, Inputs, shape_str, shapes_str
+from .base import Backend, BackendUnavailable, Inputs, InputShapes, shape_str, shapes_str
 from .engine_cache import EngineCache, EngineKey, TargetInfo, atomic_write, make_key
 from .runtimes import import_onnxruntime, import_tensorrt
 from .selfcheck import SelfCheckReport, Tolerance, refuse, verify_backend
@@ -37,16 +38,21 @@ def probe_target(device: str = "cuda") -> TargetInfo:
     import torch
 
     dev = torch.device(device)
-    props = torch.cuda.get_device_properties(dev.index if dev.index is not None else torch.cuda.current_device())
-    return TargetInfo(trt_version=trt.__version__, gpu_name=props.name,
-                      compute_capability=f"{props.major}.{props.minor}")
+    props = torch.cuda.get_device_properties(
+        dev.index if dev.index is not None else torch.cuda.current_device()
+    )
+    return TargetInfo(
+        trt_version=trt.__version__, gpu_name=props.name, compute_capability=f"{props.major}.{props.minor}"
+    )
 
 
 def _logger(trt):
     return trt.Logger(trt.Logger.WARNING)
 
 
-def build_engine(onnx_path: str | os.PathLike, precision: str = "fp32", workspace_bytes: int = 1 << 30) -> bytes:
+def build_engine(
+    onnx_path: str | os.PathLike, precision: str = "fp32", workspace_bytes: int = 1 << 30
+) -> bytes:
     """Parse ``onnx_path`` and return a serialized engine for this GPU.
 
     "fp32" disables TF32 (TensorRT enables it by default on Ampere/Orin), so the engine matches the fp32
@@ -83,8 +89,10 @@ def load_engine(engine: bytes) -> tuple[Any, Any]:
     runtime = trt.Runtime(_logger(trt))
     cuda_engine = runtime.deserialize_cuda_engine(engine)
     if cuda_engine is None:
-        raise RuntimeError("TensorRT could not deserialize the engine: engines only load with the TensorRT "
-                           "version and GPU that built them; rebuild it from the ONNX file (force_rebuild)")
+        raise RuntimeError(
+            "TensorRT could not deserialize the engine: engines only load with the TensorRT "
+            "version and GPU that built them; rebuild it from the ONNX file (force_rebuild)"
+        )
     return runtime, cuda_engine
 
 
@@ -105,11 +113,20 @@ class TensorRTBackend(Backend):
 
     name = "tensorrt"
 
-    def __init__(self, onnx_path: str | os.PathLike | None, input_shape: InputShapes,
-                 output_names: Sequence[str], engine_path: str | os.PathLike | None = None,
-                 device: str = "cuda", precision: str = "fp32", force_rebuild: bool = False,
-                 engine_cache_dir: str | os.PathLike | None = None, workspace_bytes: int = 1 << 30,
-                 self_check: bool = True, tolerance: Tolerance | None = None) -> None:
+    def __init__(
+        self,
+        onnx_path: str | os.PathLike | None,
+        input_shape: InputShapes,
+        output_names: Sequence[str],
+        engine_path: str | os.PathLike | None = None,
+        device: str = "cuda",
+        precision: str = "fp32",
+        force_rebuild: bool = False,
+        engine_cache_dir: str | os.PathLike | None = None,
+        workspace_bytes: int = 1 << 30,
+        self_check: bool = True,
+        tolerance: Tolerance | None = None,
+    ) -> None:
         super().__init__(input_shape, output_names)
         trt = import_tensorrt()
         import torch
@@ -163,7 +180,9 @@ class TensorRTBackend(Backend):
             return False
         return True
 
-    def _build_checked(self, trt, torch, workspace_bytes: int, self_check: bool, tol: Tolerance | str) -> bytes:
+    def _build_checked(
+        self, trt, torch, workspace_bytes: int, self_check: bool, tol: Tolerance | str
+    ) -> bytes:
         """Build from ONNX, load, and (if ``self_check``) refuse an engine that disagrees with ONNX Runtime."""
         if self.onnx_path is None:
             raise FileNotFoundError(f"engine {self.engine_path} does not exist and no onnx_path was given")
@@ -171,11 +190,18 @@ class TensorRTBackend(Backend):
             try:
                 import_onnxruntime()  # the reference; fail before a build of several minutes
             except BackendUnavailable as e:
-                raise BackendUnavailable(f"the TensorRT self-check compares with ONNX Runtime on CPU: {e}; "
-                                         "or pass self_check=False (not recommended)") from e
-        log.info("building TensorRT %s engine from %s on %s (sm %s, TensorRT %s); this takes minutes once",
-                 self.precision, self.onnx_path, self.target.gpu_name, self.target.compute_capability,
-                 self.target.trt_version)
+                raise BackendUnavailable(
+                    f"the TensorRT self-check compares with ONNX Runtime on CPU: {e}; "
+                    "or pass self_check=False (not recommended)"
+                ) from e
+        log.info(
+            "building TensorRT %s engine from %s on %s (sm %s, TensorRT %s); this takes minutes once",
+            self.precision,
+            self.onnx_path,
+            self.target.gpu_name,
+            self.target.compute_capability,
+            self.target.trt_version,
+        )
         t0 = time.perf_counter()
         data = build_engine(self.onnx_path, self.precision, workspace_bytes)
         self.build_seconds = time.perf_counter() - t0
@@ -187,8 +213,11 @@ class TensorRTBackend(Backend):
             log.info("%s", report.summary())
             if not report.passed:
                 self.close()
-                refuse(report, trt_version=self.target.trt_version,
-                       subject=f"TensorRT {self.precision} engine built from {self.onnx_path}")
+                refuse(
+                    report,
+                    trt_version=self.target.trt_version,
+                    subject=f"TensorRT {self.precision} engine built from {self.onnx_path}",
+                )
         return data
 
     def _start(self, trt, torch, data: bytes) -> None:
@@ -202,30 +231,46 @@ class TensorRTBackend(Backend):
 
         Returns (backend input name -> engine input name, input tensors by backend name, output tensors).
         """
-        pairs = {"FLOAT": torch.float32, "HALF": torch.float16, "BF16": torch.bfloat16, "INT8": torch.int8,
-                 "UINT8": torch.uint8, "INT32": torch.int32, "INT64": torch.int64, "BOOL": torch.bool}
+        pairs = {
+            "FLOAT": torch.float32,
+            "HALF": torch.float16,
+            "BF16": torch.bfloat16,
+            "INT8": torch.int8,
+            "UINT8": torch.uint8,
+            "INT32": torch.int32,
+            "INT64": torch.int64,
+            "BOOL": torch.bool,
+        }
         dtypes = {getattr(trt.DataType, k): v for k, v in pairs.items() if hasattr(trt.DataType, k)}
         names = [self._engine.get_tensor_name(i) for i in range(self._engine.num_io_tensors)]
         inputs = [n for n in names if self._engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         if not self.named_inputs:
             if len(inputs) != 1:
-                raise ValueError(f"engine {self.engine_path} has inputs {inputs}; expected one image input "
-                                 "(pass input_shapes={name: shape} for a multi-input model)")
+                raise ValueError(
+                    f"engine {self.engine_path} has inputs {inputs}; expected one image input "
+                    "(pass input_shapes={name: shape} for a multi-input model)"
+                )
             feed = {self.input_names[0]: inputs[0]}
         else:
             if sorted(inputs) != sorted(self.input_names):
-                raise ValueError(f"engine {self.engine_path} has inputs {inputs}, but the backend was configured "
-                                 f"for {list(self.input_names)}")
+                raise ValueError(
+                    f"engine {self.engine_path} has inputs {inputs}, but the backend was configured "
+                    f"for {list(self.input_names)}"
+                )
             feed = {n: n for n in self.input_names}
         for name, engine_name in feed.items():
             want = self.input_shapes[name]
             engine_shape = tuple(self._engine.get_tensor_shape(engine_name))
             if len(engine_shape) != len(want) or any(d != -1 and d != w for d, w in zip(engine_shape, want)):
-                raise ValueError(f"engine {self.engine_path} expects input '{engine_name}' of shape "
-                                 f"{shape_str(engine_shape)}, but the backend was configured for {shape_str(want)}")
+                raise ValueError(
+                    f"engine {self.engine_path} expects input '{engine_name}' of shape "
+                    f"{shape_str(engine_shape)}, but the backend was configured for {shape_str(want)}"
+                )
             if self._engine.get_tensor_dtype(engine_name) != trt.DataType.FLOAT:
-                raise ValueError(f"engine {self.engine_path} input '{engine_name}' is "
-                                 f"{self._engine.get_tensor_dtype(engine_name)}; expected float32")
+                raise ValueError(
+                    f"engine {self.engine_path} input '{engine_name}' is "
+                    f"{self._engine.get_tensor_dtype(engine_name)}; expected float32"
+                )
             self._context.set_input_shape(engine_name, want)
         missing = [n for n in self.output_names if n not in names]
         if missing:
@@ -234,10 +279,17 @@ class TensorRTBackend(Backend):
         tensors: dict[str, Any] = {}
         for n in names:
             shape = tuple(self._context.get_tensor_shape(n))
-            tensors[n] = torch.empty(shape, dtype=dtypes[self._engine.get_tensor_dtype(n)], device=self.device)
+            tensors[n] = torch.empty(
+                shape, dtype=dtypes[self._engine.get_tensor_dtype(n)], device=self.device
+            )
             self._context.set_tensor_address(n, tensors[n].data_ptr())
-            log.info("TensorRT binding %s %s %s %s", self._engine.get_tensor_mode(n).name, n, shape_str(shape),
-                     self._engine.get_tensor_dtype(n).name)
+            log.info(
+                "TensorRT binding %s %s %s %s",
+                self._engine.get_tensor_mode(n).name,
+                n,
+                shape_str(shape),
+                self._engine.get_tensor_dtype(n).name,
+            )
         input_tensors = {name: tensors.pop(engine_name) for name, engine_name in feed.items()}
         return feed, input_tensors, tensors
 
@@ -263,7 +315,9 @@ class TensorRTBackend(Backend):
             "device": str(self.device),
             "precision": self.precision,
             "engine_path": os.fspath(self.engine_path),
-            "input_shape": shapes_str(self.input_shapes) if self.named_inputs else shape_str(self.input_shape),
+            "input_shape": shapes_str(self.input_shapes)
+            if self.named_inputs
+            else shape_str(self.input_shape),
             "outputs": ",".join(self.output_names),
             "tensorrt": self.target.trt_version,
             "gpu": f"{self.target.gpu_name} (sm {self.target.compute_capability})",
@@ -281,4 +335,3 @@ class TensorRTBackend(Backend):
         self._runtime = None
         self._inputs = {}
         self._outputs = {}
-

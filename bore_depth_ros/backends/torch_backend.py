@@ -1,4 +1,5 @@
 """PyTorch eager backend (CPU or CUDA, optional fp16 autocast on CUDA)."""
+
 from __future__ import annotations
 
 import warnings
@@ -9,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .base import Backend, BackendUnavailable, InputShapes, Inputs, shape_str, shapes_str
+from .base import Backend, BackendUnavailable, Inputs, InputShapes, shape_str, shapes_str
 
 PRECISIONS = ("fp32", "fp16")
 
@@ -28,9 +29,13 @@ def outputs_to_dict(outputs: Any, output_names: Sequence[str]) -> dict[str, torc
         return {n: outputs[n] for n in names}
     if isinstance(outputs, (tuple, list)):
         if len(outputs) != len(names):
-            raise ValueError(f"model returned {len(outputs)} outputs but {len(names)} names were given: {names}")
+            raise ValueError(
+                f"model returned {len(outputs)} outputs but {len(names)} names were given: {names}"
+            )
         return dict(zip(names, outputs))
-    raise TypeError(f"model returned {type(outputs).__name__}; expected a tensor, tuple/list or dict of tensors")
+    raise TypeError(
+        f"model returned {type(outputs).__name__}; expected a tensor, tuple/list or dict of tensors"
+    )
 
 
 def numpy_to_tensor(array: np.ndarray) -> torch.Tensor:
@@ -51,10 +56,12 @@ def resolve_device(device: str) -> torch.device:
         if not torch.cuda.is_available():
             raise BackendUnavailable(
                 f"backend 'torch' on device '{device}' needs a CUDA GPU and a CUDA build of torch "
-                f"(this torch {torch.__version__} sees none): use device='cpu' or install a CUDA torch")
+                f"(this torch {torch.__version__} sees none): use device='cpu' or install a CUDA torch"
+            )
         if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise BackendUnavailable(f"device '{device}' requested but only {torch.cuda.device_count()} CUDA "
-                                     "device(s) are visible")
+            raise BackendUnavailable(
+                f"device '{device}' requested but only {torch.cuda.device_count()} CUDA device(s) are visible"
+            )
     elif dev.type != "cpu":
         raise ValueError(f"backend 'torch' supports devices 'cpu' and 'cuda[:N]', got '{device}'")
     return dev
@@ -68,14 +75,22 @@ class TorchBackend(Backend):
 
     name = "torch"
 
-    def __init__(self, model: nn.Module, input_shape: InputShapes, output_names: Sequence[str],
-                 device: str = "cpu", precision: str = "fp32") -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        input_shape: InputShapes,
+        output_names: Sequence[str],
+        device: str = "cpu",
+        precision: str = "fp32",
+    ) -> None:
         super().__init__(input_shape, output_names)
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got '{precision}'")
         self.device = resolve_device(device)
         if precision == "fp16" and self.device.type != "cuda":
-            raise ValueError("precision 'fp16' (autocast) is only supported on CUDA devices; use 'fp32' on CPU")
+            raise ValueError(
+                "precision 'fp16' (autocast) is only supported on CUDA devices; use 'fp32' on CPU"
+            )
         self.precision = precision
         self.model: nn.Module | None = model.eval().to(self.device)
 
@@ -99,7 +114,9 @@ class TorchBackend(Backend):
             "device": str(self.device),
             "precision": self.precision,
             "model": type(self.model).__name__ if self.model is not None else "(closed)",
-            "input_shape": shapes_str(self.input_shapes) if self.named_inputs else shape_str(self.input_shape),
+            "input_shape": shapes_str(self.input_shapes)
+            if self.named_inputs
+            else shape_str(self.input_shape),
             "outputs": ",".join(self.output_names),
             "torch": torch.__version__,
         }

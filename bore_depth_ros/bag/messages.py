@@ -1,6 +1,7 @@
 """rosbags side of the message layer (:mod:`bore_depth_ros.core.messages`): ``BAG`` builds
 rosbags messages (Jazzy typestore) with the one set of encoders, so the bag tools need no running
 ROS 2. Their CDR is the wire format rclpy uses, in both directions."""
+
 from __future__ import annotations
 
 import os
@@ -32,7 +33,7 @@ BAG = factory()
 
 
 def _find_msg_file(name: str = "ViewConfidence.msg") -> Path:
-    here = Path(__file__).resolve().parents[2] / "bore_depth_ros_msgs" / "msg" / name   # source checkout
+    here = Path(__file__).resolve().parents[2] / "bore_depth_ros_msgs" / "msg" / name  # source checkout
     candidates = [here]
     for prefix in filter(None, os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep)):
         candidates.append(Path(prefix) / "share" / "bore_depth_ros_msgs" / "msg" / name)
@@ -45,6 +46,6 @@ def _find_msg_file(name: str = "ViewConfidence.msg") -> Path:
 
 def view_confidence_typestore():
     """A copy of the Jazzy typestore with bore_depth_ros_msgs/msg/ViewConfidence registered."""
-    store = get_typestore(Stores.ROS2_JAZZY)   # a new instance: the shared TYPESTORE stays as is
+    store = get_typestore(Stores.ROS2_JAZZY)  # a new instance: the shared TYPESTORE stays as is
     store.register(get_types_from_msg(_find_msg_file().read_text(), VIEW_CONFIDENCE))
     return store

@@ -8,22 +8,22 @@ camera streams; ``FrameSync`` streams the bag once, in log-time order, and yield
 feeding /tf and /tf_static into a :class:`~bore_depth_ros.core.tf_buffer.TfBuffer` on the way and
 counting every message it cannot use, by reason.
 """
+
 from __future__ import annotations
 
 import collections
 import heapq
 import struct
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
 
 from rosbags.highlevel import AnyReader
 
 from ..core.errors import CAMERA_INFO_MISSING
 from ..core.images import SUPPORTED_ENCODINGS
-from ..core.messages import (CAMERA_INFO, DEPTH_ENCODINGS, IMAGE, POINTCLOUD2, TF_MESSAGE,
-                             stamp_ns, transform)
+from ..core.messages import CAMERA_INFO, DEPTH_ENCODINGS, IMAGE, POINTCLOUD2, TF_MESSAGE, stamp_ns, transform
 from ..core.pairing import InfoPairer
 from ..core.tf_buffer import TfBuffer
 from .messages import TYPESTORE
@@ -111,8 +111,11 @@ def _find_depth_gt(reader: AnyReader, namespace: str, images: list[str]) -> str 
     return None
 
 
-def discover_cameras(reader: AnyReader, image_topics: Iterable[str] | None = None,
-                     gt_topics: Iterable[str | None] | None = None) -> list[CameraStreams]:
+def discover_cameras(
+    reader: AnyReader,
+    image_topics: Iterable[str] | None = None,
+    gt_topics: Iterable[str | None] | None = None,
+) -> list[CameraStreams]:
     """Camera streams of a bag.
 
     Auto mode (``image_topics`` None): every Image topic whose first message has a colour/mono
@@ -145,8 +148,9 @@ def discover_cameras(reader: AnyReader, image_topics: Iterable[str] | None = Non
         encoding = first.encoding if first is not None else ""
         if encoding not in COLOR_ENCODINGS:
             if explicit:
-                raise ValueError(f"{topic} has encoding '{encoding}'; cameras need one of "
-                                 f"{', '.join(COLOR_ENCODINGS)}")
+                raise ValueError(
+                    f"{topic} has encoding '{encoding}'; cameras need one of {', '.join(COLOR_ENCODINGS)}"
+                )
             continue
         if gt is not None and gt not in by_topic:
             raise ValueError(f"ground-truth topic {gt} is not in the bag")
@@ -154,24 +158,27 @@ def discover_cameras(reader: AnyReader, image_topics: Iterable[str] | None = Non
     names = [c.namespace for c in cams]
     if len(set(names)) != len(names):
         dup = sorted({n for n in names if names.count(n) > 1})
-        raise ValueError(f"several image topics share a namespace ({', '.join(dup)}); choose "
-                         "one per camera with --camera")
+        raise ValueError(
+            f"several image topics share a namespace ({', '.join(dup)}); choose one per camera with --camera"
+        )
     return cams
 
 
 def add_tf_message(buffer: TfBuffer, msg, static: bool) -> int:
     """Store every transform of a tf2_msgs/TFMessage in ``buffer``; returns how many."""
     for ts in msg.transforms:
-        buffer.set_transform(ts.header.frame_id, ts.child_frame_id, stamp_ns(ts.header),
-                             transform(ts), static=static)
+        buffer.set_transform(
+            ts.header.frame_id, ts.child_frame_id, stamp_ns(ts.header), transform(ts), static=static
+        )
     return len(msg.transforms)
 
 
 def read_tf(reader: AnyReader, buffer: TfBuffer | None = None) -> TfBuffer:
     """All of /tf_static and /tf of a bag in one buffer (no cache limit unless ``buffer`` has one)."""
     buffer = buffer if buffer is not None else TfBuffer(cache_time_ns=None)
-    conns = [c for c in reader.connections
-             if c.topic in (TF_TOPIC, TF_STATIC_TOPIC) and c.msgtype == TF_MESSAGE]
+    conns = [
+        c for c in reader.connections if c.topic in (TF_TOPIC, TF_STATIC_TOPIC) and c.msgtype == TF_MESSAGE
+    ]
     for conn, _, raw in reader.messages(connections=conns):
         add_tf_message(buffer, reader.deserialize(raw, conn.msgtype), conn.topic == TF_STATIC_TOPIC)
     return buffer
@@ -186,20 +193,20 @@ class CameraFrame:
     log_ns: int
     image: object
     camera_info: object
-    info_exact: bool            # False: the image fell back to the newest camera_info
+    info_exact: bool  # False: the image fell back to the newest camera_info
     depth_gt: object | None
 
 
-_UNPAIRED = object()   # an image whose camera_info is not decided yet
+_UNPAIRED = object()  # an image whose camera_info is not decided yet
 
 
 @dataclass
 class _Slot:
     first_log: int
-    image: tuple | None = None   # (log_ns, raw, msgtype)
-    info: object = _UNPAIRED     # the camera_info the pairer gave the image (None: none exists)
-    info_seen: bool = False      # a camera_info with this stamp was read
-    gt: tuple | None = None      # (raw, msgtype)
+    image: tuple | None = None  # (log_ns, raw, msgtype)
+    info: object = _UNPAIRED  # the camera_info the pairer gave the image (None: none exists)
+    info_seen: bool = False  # a camera_info with this stamp was read
+    gt: tuple | None = None  # (raw, msgtype)
 
 
 @dataclass
@@ -233,10 +240,16 @@ class FrameSync:
     messages are kept for :meth:`nearest_cloud`.
     """
 
-    def __init__(self, reader: AnyReader, cameras: list[CameraStreams], tf: TfBuffer | None = None,
-                 cloud_topic: str | None = None, extra_topics: Iterable[str] = (),
-                 window_ns: int = 500_000_000,
-                 on_message: Callable[[object, int, bytes], None] | None = None):
+    def __init__(
+        self,
+        reader: AnyReader,
+        cameras: list[CameraStreams],
+        tf: TfBuffer | None = None,
+        cloud_topic: str | None = None,
+        extra_topics: Iterable[str] = (),
+        window_ns: int = 500_000_000,
+        on_message: Callable[[object, int, bytes], None] | None = None,
+    ):
         self.reader = reader
         self.cameras = cameras
         self.tf = tf if tf is not None else TfBuffer()
@@ -244,7 +257,7 @@ class FrameSync:
         self.window_ns = int(window_ns)
         self.on_message = on_message
         self.drops: collections.Counter[tuple[str, str]] = collections.Counter()
-        self.drop_details: dict[str, str] = {}   # reason -> first example
+        self.drop_details: dict[str, str] = {}  # reason -> first example
         self.messages_read = 0
         self.images_read = 0
         self._states = [_CameraState(c, i) for i, c in enumerate(cameras)]
@@ -315,8 +328,11 @@ class FrameSync:
         try:
             stamp = cdr_header_stamp_ns(raw)
         except (struct.error, IndexError):
-            self.drop(st.cam.namespace if st else conn.topic, UNDECODABLE,
-                      f"{conn.topic}: no header stamp in a {len(raw)}-byte message")
+            self.drop(
+                st.cam.namespace if st else conn.topic,
+                UNDECODABLE,
+                f"{conn.topic}: no header stamp in a {len(raw)}-byte message",
+            )
             return
         if role == "cloud":
             if conn.msgtype == POINTCLOUD2:
@@ -347,11 +363,18 @@ class FrameSync:
 
     def _finalise(self, before_log_ns: int | None) -> None:
         for st in self._states:
-            if before_log_ns is None:   # end of the bag: images still waiting get the newest
+            if before_log_ns is None:  # end of the bag: images still waiting get the newest
                 self._paired(st, [(t, st.pairer.latest()) for t in st.pairer.drop_waiting()])
-            done = [s for s, slot in st.slots.items() if before_log_ns is None or (
-                slot.image[0] < before_log_ns and slot.info is not _UNPAIRED if slot.image
-                else slot.first_log < before_log_ns)]
+            done = [
+                s
+                for s, slot in st.slots.items()
+                if before_log_ns is None
+                or (
+                    slot.image[0] < before_log_ns and slot.info is not _UNPAIRED
+                    if slot.image
+                    else slot.first_log < before_log_ns
+                )
+            ]
             for stamp in done:
                 slot = st.slots.pop(stamp)
                 ns = st.cam.namespace
@@ -363,10 +386,15 @@ class FrameSync:
                     continue
                 info = slot.info
                 if info is None or info is _UNPAIRED:
-                    self.drop(ns, CAMERA_INFO_MISSING, f"image stamp {stamp}: no {st.cam.camera_info} "
-                                                       "received before the next image")
+                    self.drop(
+                        ns,
+                        CAMERA_INFO_MISSING,
+                        f"image stamp {stamp}: no {st.cam.camera_info} received before the next image",
+                    )
                     if slot.gt is not None:
-                        self.drop(ns, GT_WITHOUT_IMAGE, f"{st.cam.depth_gt} stamp {stamp}: its image was dropped")
+                        self.drop(
+                            ns, GT_WITHOUT_IMAGE, f"{st.cam.depth_gt} stamp {stamp}: its image was dropped"
+                        )
                     continue
                 log_ns, raw, msgtype = slot.image
                 image = self.reader.deserialize(raw, msgtype)

@@ -1,4 +1,5 @@
 """Write rosbag2 files (MCAP by default, sqlite3 on request) with Jazzy types and type hashes."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,11 +15,17 @@ _INFINITE = QosTime(sec=0x7FFFFFFF, nsec=0xFFFFFFFF)
 
 def offered_qos(latched: bool = False, reliable: bool = True) -> Qos:
     """The QoS recorded for a topic; latched topics (/tf_static) are transient local, like robots'."""
-    return Qos(history=QosHistory.KEEP_LAST, depth=1 if latched else 10,
-               reliability=QosReliability.RELIABLE if reliable else QosReliability.BEST_EFFORT,
-               durability=QosDurability.TRANSIENT_LOCAL if latched else QosDurability.VOLATILE,
-               deadline=_INFINITE, lifespan=_INFINITE, liveliness=QosLiveliness.AUTOMATIC,
-               liveliness_lease_duration=_INFINITE, avoid_ros_namespace_conventions=False)
+    return Qos(
+        history=QosHistory.KEEP_LAST,
+        depth=1 if latched else 10,
+        reliability=QosReliability.RELIABLE if reliable else QosReliability.BEST_EFFORT,
+        durability=QosDurability.TRANSIENT_LOCAL if latched else QosDurability.VOLATILE,
+        deadline=_INFINITE,
+        lifespan=_INFINITE,
+        liveliness=QosLiveliness.AUTOMATIC,
+        liveliness_lease_duration=_INFINITE,
+        avoid_ros_namespace_conventions=False,
+    )
 
 
 class BagWriter:
@@ -39,7 +46,7 @@ class BagWriter:
         self.typestore = typestore if typestore is not None else TYPESTORE
         self.counts: dict[str, int] = {}
 
-    def __enter__(self) -> "BagWriter":
+    def __enter__(self) -> BagWriter:
         self._writer.open()
         return self
 
@@ -50,20 +57,20 @@ class BagWriter:
         conn = self._connections.get(topic)
         if conn is None:
             latched = topic == "/tf_static" if latched is None else latched
-            conn = self._writer.add_connection(topic, msg.__msgtype__, typestore=self.typestore,
-                                               offered_qos_profiles=[offered_qos(latched)])
+            conn = self._writer.add_connection(
+                topic, msg.__msgtype__, typestore=self.typestore, offered_qos_profiles=[offered_qos(latched)]
+            )
             self._connections[topic] = conn
-        self._writer.write(conn, int(t_ns),
-                           bytes(self.typestore.serialize_cdr(msg, msg.__msgtype__)))
+        self._writer.write(conn, int(t_ns), bytes(self.typestore.serialize_cdr(msg, msg.__msgtype__)))
         self.counts[topic] = self.counts.get(topic, 0) + 1
 
-    def write_raw(self, topic: str, msgtype: str, data: bytes, t_ns: int,
-                  latched: bool = False) -> None:
+    def write_raw(self, topic: str, msgtype: str, data: bytes, t_ns: int, latched: bool = False) -> None:
         """Write already serialized CDR (copying topics from another bag)."""
         conn = self._connections.get(topic)
         if conn is None:
-            conn = self._writer.add_connection(topic, msgtype, typestore=self.typestore,
-                                               offered_qos_profiles=[offered_qos(latched)])
+            conn = self._writer.add_connection(
+                topic, msgtype, typestore=self.typestore, offered_qos_profiles=[offered_qos(latched)]
+            )
             self._connections[topic] = conn
         self._writer.write(conn, int(t_ns), data)
         self.counts[topic] = self.counts.get(topic, 0) + 1

@@ -9,6 +9,7 @@ difference (activations, workspaces). Each configuration runs in a fresh process
 accumulate; in-process runs report only ``infer_mb``. GPU memory that is not mapped into the
 process (discrete GPUs) is not counted; on Jetson use tegrastats as well.
 """
+
 from __future__ import annotations
 
 import csv
@@ -48,7 +49,7 @@ class BenchRow:
     repeats: int = 0
     p50_ms: float | None = None
     p95_ms: float | None = None
-    fps: float | None = None          # views per second at the p50 latency
+    fps: float | None = None  # views per second at the p50 latency
     load_rss_mb: float | None = None
     peak_rss_mb: float | None = None
     infer_mb: float | None = None
@@ -80,8 +81,12 @@ def _make_backend(spec: Mapping[str, Any]):
     from ..backends import create_backend
 
     shapes = {n: tuple(s) for n, s in spec["input_shapes"].items()}
-    kw = dict(input_shapes=shapes, output_names=tuple(spec["output_names"]), device=spec["device"],
-              precision=spec["precision"])
+    kw = dict(
+        input_shapes=shapes,
+        output_names=tuple(spec["output_names"]),
+        device=spec["device"],
+        precision=spec["precision"],
+    )
     threads = spec.get("threads")
     if spec["backend"] == "torch":
         import torch
@@ -127,11 +132,17 @@ def _run_isolated(spec: Mapping[str, Any], timeout: float) -> dict[str, Any]:
     env = dict(os.environ)
     root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    proc = subprocess.run([sys.executable, "-m", _WORKER_MODULE, "bench-worker"], input=json.dumps(spec),
-                          capture_output=True, text=True, timeout=timeout, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-m", _WORKER_MODULE, "bench-worker"],
+        input=json.dumps(spec),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
     for line in reversed(proc.stdout.splitlines()):
         if line.startswith(_RESULT_MARK):
-            return json.loads(line[len(_RESULT_MARK):])
+            return json.loads(line[len(_RESULT_MARK) :])
     tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
     return {"error": f"worker exited with {proc.returncode}: {tail}"}
 
@@ -148,7 +159,9 @@ def _worker_main() -> int:
 
 def _row(spec: Mapping[str, Any], result: Mapping[str, Any]) -> BenchRow:
     shape = spec["input_shapes"]["image"]
-    row = BenchRow(spec["model"], spec["backend"], spec["device"], spec["precision"], shape[2], shape[3], shape[0])
+    row = BenchRow(
+        spec["model"], spec["backend"], spec["device"], spec["precision"], shape[2], shape[3], shape[0]
+    )
     if "error" in result:
         row.note = result["error"]
         return row
@@ -156,7 +169,7 @@ def _row(spec: Mapping[str, Any], result: Mapping[str, Any]) -> BenchRow:
     row.repeats = int(t.size)
     row.p50_ms, row.p95_ms = (float(v) for v in np.percentile(t, [50, 95]))
     row.fps = row.batch * 1e3 / row.p50_ms
-    mb = (lambda kb: None if kb is None else kb / 1024.0)
+    mb = lambda kb: None if kb is None else kb / 1024.0
     row.peak_rss_mb = mb(result.get("peak_rss_kb"))
     row.load_rss_mb = mb(result.get("load_rss_kb"))
     if row.peak_rss_mb is not None and row.load_rss_mb is not None:
@@ -179,11 +192,21 @@ def _check_runtime(backend: str, device: str) -> None:
         resolve_providers(device)
 
 
-def bench_table(models: Sequence[str] | None = None, backends: Sequence[str] = ("torch", "onnxruntime"),
-                sizes: Sequence[tuple[int, int]] | None = None, batches: Sequence[int] | None = None,
-                repeats: int = DEFAULT_REPEATS, warmup: int = DEFAULT_WARMUP, device: str = "cpu",
-                precision: str = "fp32", isolate: bool = True, cache_dir: str | os.PathLike | None = None,
-                weights: str = "", timeout: float = 3600.0, threads: int | None = None) -> list[BenchRow]:
+def bench_table(
+    models: Sequence[str] | None = None,
+    backends: Sequence[str] = ("torch", "onnxruntime"),
+    sizes: Sequence[tuple[int, int]] | None = None,
+    batches: Sequence[int] | None = None,
+    repeats: int = DEFAULT_REPEATS,
+    warmup: int = DEFAULT_WARMUP,
+    device: str = "cpu",
+    precision: str = "fp32",
+    isolate: bool = True,
+    cache_dir: str | os.PathLike | None = None,
+    weights: str = "",
+    timeout: float = 3600.0,
+    threads: int | None = None,
+) -> list[BenchRow]:
     """Measure every model x backend x size x batch (default size and batch: each model's own).
 
     ``threads``: CPU threads for torch and ONNX Runtime (default: each runtime's own, one per core).
@@ -196,23 +219,35 @@ def bench_table(models: Sequence[str] | None = None, backends: Sequence[str] = (
     from ..models import get_model_info, list_models
 
     rows = []
-    for name in (list(models) if models else list_models()):
+    for name in list(models) if models else list_models():
         info = get_model_info(name)
         torch_model = None
-        for (h, w) in (sizes or [info.default_input_size]):
-            for n in (batches or [default_batch(name)]):
+        for h, w in sizes or [info.default_input_size]:
+            for n in batches or [default_batch(name)]:
                 for backend in backends:
-                    base = {"model": name, "backend": backend, "device": device, "precision": precision,
-                            "output_names": list(info.output_names), "repeats": repeats, "warmup": warmup,
-                            "weights": weights, "input_shapes": {"image": (n, 3, h, w)}, "threads": threads}
+                    base = {
+                        "model": name,
+                        "backend": backend,
+                        "device": device,
+                        "precision": precision,
+                        "output_names": list(info.output_names),
+                        "repeats": repeats,
+                        "warmup": warmup,
+                        "weights": weights,
+                        "input_shapes": {"image": (n, 3, h, w)},
+                        "threads": threads,
+                    }
                     try:
                         base["input_shapes"] = deployment_shapes(name, h, w, n)
                         _check_runtime(backend, device)
                         if backend != "torch":
                             if torch_model is None:
                                 torch_model, _ = load_model(name, weights)
-                            base["onnx_path"] = os.fspath(ensure_onnx(torch_model, name, base["input_shapes"],
-                                                                      info.output_names, cache_dir))
+                            base["onnx_path"] = os.fspath(
+                                ensure_onnx(
+                                    torch_model, name, base["input_shapes"], info.output_names, cache_dir
+                                )
+                            )
                         if isolate:
                             result = _run_isolated(base, timeout)
                             result["isolated"] = True
@@ -224,10 +259,23 @@ def bench_table(models: Sequence[str] | None = None, backends: Sequence[str] = (
     return rows
 
 
-_COLUMNS = (("model", "model"), ("backend", "backend"), ("device", "device"), ("precision", "precision"),
-            ("input", "input HxW"), ("batch", "views"), ("p50_ms", "p50 ms"), ("p95_ms", "p95 ms"),
-            ("fps", "FPS (views/s)"), ("load_rss_mb", "RSS loaded MB"), ("peak_rss_mb", "peak RSS MB"),
-            ("infer_mb", "inference MB"), ("threads", "CPU threads"), ("repeats", "runs"), ("note", "note"))
+_COLUMNS = (
+    ("model", "model"),
+    ("backend", "backend"),
+    ("device", "device"),
+    ("precision", "precision"),
+    ("input", "input HxW"),
+    ("batch", "views"),
+    ("p50_ms", "p50 ms"),
+    ("p95_ms", "p95 ms"),
+    ("fps", "FPS (views/s)"),
+    ("load_rss_mb", "RSS loaded MB"),
+    ("peak_rss_mb", "peak RSS MB"),
+    ("infer_mb", "inference MB"),
+    ("threads", "CPU threads"),
+    ("repeats", "runs"),
+    ("note", "note"),
+)
 
 
 def _cells(row: BenchRow) -> dict[str, str]:
@@ -254,9 +302,12 @@ def environment_line() -> str:
             versions.append(f"{mod} {__import__(mod).__version__}")
         except ImportError:
             pass
-    load = f", 1-min load average {os.getloadavg()[0]:.2f} before the run" if hasattr(os, "getloadavg") else ""
-    return (f"{cpu}, {os.cpu_count()} logical CPUs{load}, Python {platform.python_version()}, "
-            + ", ".join(versions))
+    load = (
+        f", 1-min load average {os.getloadavg()[0]:.2f} before the run" if hasattr(os, "getloadavg") else ""
+    )
+    return f"{cpu}, {os.cpu_count()} logical CPUs{load}, Python {platform.python_version()}, " + ", ".join(
+        versions
+    )
 
 
 def to_markdown(rows: Iterable[BenchRow], caption: str | None = None) -> str:
@@ -265,8 +316,13 @@ def to_markdown(rows: Iterable[BenchRow], caption: str | None = None) -> str:
     keep = [(k, t) for k, t in _COLUMNS if k != "note" or any(r.note for r in rows)]
     lines = [] if caption == "" else [caption or f"Measured on {environment_line()}.", ""]
     lines.append("| " + " | ".join(t for _, t in keep) + " |")
-    lines.append("|" + "|".join("---" if k in ("model", "backend", "device", "precision", "note") else "---:"
-                                for k, _ in keep) + "|")
+    lines.append(
+        "|"
+        + "|".join(
+            "---" if k in ("model", "backend", "device", "precision", "note") else "---:" for k, _ in keep
+        )
+        + "|"
+    )
     for r in rows:
         c = _cells(r)
         lines.append("| " + " | ".join(c[k].replace("|", "/") for k, _ in keep) + " |")

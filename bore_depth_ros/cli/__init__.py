@@ -3,6 +3,7 @@
 Each ``cli/<command>.py`` has ``HELP``, ``add_arguments(parser)`` and ``run(args) -> exit code``;
 argparse stays here, and ``run`` calls the library (importing it only when the command runs).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -15,7 +16,9 @@ COMMANDS = ("demo", "synth", "eval", "play", "train", "export", "prebuild", "ben
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``bore-depth`` parser with every sub-command; ``args.command`` names the chosen one."""
-    parser = argparse.ArgumentParser(prog="bore-depth", description="``bore-depth``: the project's command line.")
+    parser = argparse.ArgumentParser(
+        prog="bore-depth", description="``bore-depth``: the project's command line."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     for name in COMMANDS:
         command = import_module(f".{name}", __name__)

@@ -1,4 +1,5 @@
 """``bore-depth bench``: latency/FPS/memory table per model, backend, size and batch."""
+
 from __future__ import annotations
 
 import argparse
@@ -18,21 +19,48 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--models", nargs="*", default=None, metavar="NAME", help="default: every registered model")
-    p.add_argument("--backends", nargs="+", default=["torch", "onnxruntime"],
-                   choices=["torch", "onnxruntime", "tensorrt"])
-    p.add_argument("--sizes", nargs="*", type=_size, default=None, metavar="HxW",
-                   help="input sizes (default: each model's own)")
-    p.add_argument("--batches", nargs="*", type=int, default=None, metavar="N",
-                   help="views per call (default: 6 for svr and semi_smd, 1 for bore_depth)")
+    p.add_argument(
+        "--models", nargs="*", default=None, metavar="NAME", help="default: every registered model"
+    )
+    p.add_argument(
+        "--backends",
+        nargs="+",
+        default=["torch", "onnxruntime"],
+        choices=["torch", "onnxruntime", "tensorrt"],
+    )
+    p.add_argument(
+        "--sizes",
+        nargs="*",
+        type=_size,
+        default=None,
+        metavar="HxW",
+        help="input sizes (default: each model's own)",
+    )
+    p.add_argument(
+        "--batches",
+        nargs="*",
+        type=int,
+        default=None,
+        metavar="N",
+        help="views per call (default: 6 for svr and semi_smd, 1 for bore_depth)",
+    )
     p.add_argument("--repeats", type=int, default=DEFAULT_REPEATS)
     p.add_argument("--warmup", type=int, default=DEFAULT_WARMUP)
-    p.add_argument("--device", default="cpu", help="cpu | cuda[:N] (torch, tensorrt) | tensorrt[:N] (onnxruntime)")
+    p.add_argument(
+        "--device", default="cpu", help="cpu | cuda[:N] (torch, tensorrt) | tensorrt[:N] (onnxruntime)"
+    )
     p.add_argument("--precision", default="fp32", choices=["fp32", "fp16"])
-    p.add_argument("--threads", type=int, default=None,
-                   help="CPU threads for torch and ONNX Runtime (default: the runtimes' own)")
-    p.add_argument("--in-process", action="store_true",
-                   help="measure in this process (faster; no per-configuration RSS figures)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads for torch and ONNX Runtime (default: the runtimes' own)",
+    )
+    p.add_argument(
+        "--in-process",
+        action="store_true",
+        help="measure in this process (faster; no per-configuration RSS figures)",
+    )
     p.add_argument("--md", default=None, help="write the Markdown table here")
     p.add_argument("--csv", default=None, help="write the CSV here")
 
@@ -42,8 +70,18 @@ def run(args: argparse.Namespace) -> int:
     from ..bench.table import bench_table, environment_line, to_csv, to_markdown
 
     caption = f"Measured on {environment_line()}."
-    rows = bench_table(args.models, args.backends, args.sizes, args.batches, args.repeats, args.warmup,
-                       args.device, args.precision, isolate=not args.in_process, threads=args.threads)
+    rows = bench_table(
+        args.models,
+        args.backends,
+        args.sizes,
+        args.batches,
+        args.repeats,
+        args.warmup,
+        args.device,
+        args.precision,
+        isolate=not args.in_process,
+        threads=args.threads,
+    )
     md = to_markdown(rows, caption)
     print(md, end="")
     for path, text in ((args.md, md), (args.csv, to_csv(rows) if args.csv else "")):

@@ -1,4 +1,5 @@
 """``bore-depth demo``: render a recording, evaluate it, run the live node on it."""
+
 from __future__ import annotations
 
 import argparse

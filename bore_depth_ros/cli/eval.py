@@ -1,4 +1,5 @@
 """``bore-depth eval``: run the depth pipeline on a rosbag2 and compare with ground truth (offline)."""
+
 from __future__ import annotations
 
 import argparse
@@ -16,11 +17,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     d = EvalConfig(bag="")
     a = parser.add_argument
     a("bag", help="rosbag2 directory, .mcap or .db3 file")
-    a("--camera", dest="cameras", action="append", metavar="TOPIC",
-      help="image topic of a camera (repeat for several; default: auto-detect)")
+    a(
+        "--camera",
+        dest="cameras",
+        action="append",
+        metavar="TOPIC",
+        help="image topic of a camera (repeat for several; default: auto-detect)",
+    )
     a("--gt", default=d.gt, choices=GT_MODES, help="ground truth: depth images, LiDAR, or auto")
-    a("--gt-topic", dest="gt_topics", action="append", metavar="TOPIC",
-      help="ground-truth depth topic for each --camera, in the same order")
+    a(
+        "--gt-topic",
+        dest="gt_topics",
+        action="append",
+        metavar="TOPIC",
+        help="ground-truth depth topic for each --camera, in the same order",
+    )
     a("--lidar-topic", default=d.lidar_topic, help="PointCloud2 ground truth (default /lidar/points)")
     a("--model", default=d.model)
     a("--weights", default=d.weights, help="checkpoint or .onnx (default: embedded)")
@@ -28,11 +39,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--device", default=d.device)
     a("--input-height", type=int, default=d.input_height)
     a("--input-width", type=int, default=d.input_width)
-    a("--scale-mode", default=d.scale_mode, choices=SCALE_MODES,
-      help="fixed (--depth-scale), ground_plane (camera height) or median (per-frame GT oracle)")
+    a(
+        "--scale-mode",
+        default=d.scale_mode,
+        choices=SCALE_MODES,
+        help="fixed (--depth-scale), ground_plane (camera height) or median (per-frame GT oracle)",
+    )
     a("--depth-scale", type=float, default=d.depth_scale)
-    a("--camera-height", type=float, default=d.camera_height,
-      help="metres above the ground; 0 = from TF (optical origin z in --base-frame)")
+    a(
+        "--camera-height",
+        type=float,
+        default=d.camera_height,
+        help="metres above the ground; 0 = from TF (optical origin z in --base-frame)",
+    )
     a("--min-depth", type=float, default=d.min_depth)
     a("--max-depth", type=float, default=d.max_depth)
     a("--confidence-threshold", type=float, default=d.confidence_threshold)
@@ -44,12 +63,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--base-frame", default=d.base_frame)
     a("--odom-frame", default=d.odom_frame)
     a("--lidar-max-dt", type=float, default=d.lidar_max_dt, help="seconds")
-    a("--lidar-occlusion-window", type=int, default=d.lidar_occlusion_window,
-      help="drop LiDAR points farther than the nearest one within this many pixels (0 = off)")
-    a("--rig-slop", type=float, default=d.rig_slop,
-      help="seconds; rig models (semi_smd) get synchronized camera sets within this spread")
-    a("--panels", dest="panels_per_camera", type=int, default=d.panels_per_camera,
-      help="picture panels per camera in the report")
+    a(
+        "--lidar-occlusion-window",
+        type=int,
+        default=d.lidar_occlusion_window,
+        help="drop LiDAR points farther than the nearest one within this many pixels (0 = off)",
+    )
+    a(
+        "--rig-slop",
+        type=float,
+        default=d.rig_slop,
+        help="seconds; rig models (semi_smd) get synchronized camera sets within this spread",
+    )
+    a(
+        "--panels",
+        dest="panels_per_camera",
+        type=int,
+        default=d.panels_per_camera,
+        help="picture panels per camera in the report",
+    )
     a("--no-progress", action="store_true")
 
 
@@ -70,19 +102,30 @@ def run(args: argparse.Namespace) -> int:
         print(f"bore-depth eval: {e}", file=sys.stderr)
         return 2
     fmt = lambda v: "nan" if v is None or not math.isfinite(v) else f"{v:.3f}"  # noqa: E731
-    print(f"model {result.engine.get('model')} ({result.engine['weights_source']}), "
-          f"backend {result.engine.get('backend')}")
+    print(
+        f"model {result.engine.get('model')} ({result.engine['weights_source']}), "
+        f"backend {result.engine.get('backend')}"
+    )
     for c in result.cameras + [None]:
-        name, m, md = (c.namespace, c.metric, c.median) if c else \
-            ("overall", result.overall["metric"], result.overall["median"])
-        print(f"{name:<28} metric AbsRel {fmt(m.get('abs_rel'))} RMSE {fmt(m.get('rmse'))} "
-              f"d1 {fmt(m.get('a1'))} | median-scaled AbsRel {fmt(md.get('abs_rel'))} "
-              f"d1 {fmt(md.get('a1'))}")
+        name, m, md = (
+            (c.namespace, c.metric, c.median)
+            if c
+            else ("overall", result.overall["metric"], result.overall["median"])
+        )
+        print(
+            f"{name:<28} metric AbsRel {fmt(m.get('abs_rel'))} RMSE {fmt(m.get('rmse'))} "
+            f"d1 {fmt(m.get('a1'))} | median-scaled AbsRel {fmt(md.get('abs_rel'))} "
+            f"d1 {fmt(md.get('a1'))}"
+        )
     f = result.frames
-    print(f"frames: {f['evaluated']} evaluated of {f['images_read']} images read, {f['dropped']} dropped"
-          + ("".join(f"\n  {k}: {v}" for k, v in result.drops.items())))
-    print(f"{result.timing['frames_per_second']:.2f} frames/s, model {result.timing.get('inference_ms', 0):.1f} "
-          f"ms/frame; report: {result.paths.get('report_html')}")
+    print(
+        f"frames: {f['evaluated']} evaluated of {f['images_read']} images read, {f['dropped']} dropped"
+        + ("".join(f"\n  {k}: {v}" for k, v in result.drops.items()))
+    )
+    print(
+        f"{result.timing['frames_per_second']:.2f} frames/s, model {result.timing.get('inference_ms', 0):.1f} "
+        f"ms/frame; report: {result.paths.get('report_html')}"
+    )
     for note in result.notes:
         print(f"note: {note}")
     return 0 if f["evaluated"] else 1

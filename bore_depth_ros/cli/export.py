@@ -1,4 +1,5 @@
 """``bore-depth export``: export models to ONNX, checked against PyTorch through ONNX Runtime."""
+
 from __future__ import annotations
 
 import argparse
@@ -8,14 +9,24 @@ HELP = "export models to ONNX (checked against PyTorch through ONNX Runtime)"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--models", "--model", nargs="*", default=None, metavar="NAME",
-                   help="models to export (default: every registered model; bore_depth with --output)")
+    p.add_argument(
+        "--models",
+        "--model",
+        nargs="*",
+        default=None,
+        metavar="NAME",
+        help="models to export (default: every registered model; bore_depth with --output)",
+    )
     p.add_argument("--out-dir", default="onnx", help="folder for <model>_<N>x3x<H>x<W>.onnx (default: onnx)")
     p.add_argument("--output", default=None, help="exact output file (one model)")
     p.add_argument("--height", type=int, default=None, help="input height (default: the model's)")
     p.add_argument("--width", type=int, default=None, help="input width (default: the model's)")
-    p.add_argument("--batch", type=int, default=None,
-                   help="views per call, fixed in the graph (default: 6 for svr and semi_smd, 1 for bore_depth)")
+    p.add_argument(
+        "--batch",
+        type=int,
+        default=None,
+        help="views per call, fixed in the graph (default: 6 for svr and semi_smd, 1 for bore_depth)",
+    )
     p.add_argument("--weights", default="", help="checkpoint (one model only; default: embedded/seeded)")
     p.add_argument("--opset", type=int, default=None)
 
@@ -26,17 +37,29 @@ def run(args: argparse.Namespace) -> int:
     from ..deploy.export import export_all
 
     try:
-        results = export_all(args.models, args.out_dir, args.height, args.width, args.batch, args.weights,
-                             args.opset, args.output)
+        results = export_all(
+            args.models,
+            args.out_dir,
+            args.height,
+            args.width,
+            args.batch,
+            args.weights,
+            args.opset,
+            args.output,
+        )
     except (BackendUnavailable, ValueError, KeyError) as e:
         print(f"bore-depth export: {e}", file=sys.stderr)
         return 2
     for r in results:
         shapes = ",".join(f"{n}={shape_str(s)}" for n, s in r.input_shapes.items())
         if r.ok:
-            errs = ", ".join(f"{n} abs {r.report.max_abs_err[n]:.1e} rel {r.report.max_rel_err[n]:.1e}"
-                             for n in r.report.output_names)
-            print(f"{r.model}: {r.path} ({shapes}; weights {r.weights}); ONNX Runtime vs PyTorch max err: {errs}")
+            errs = ", ".join(
+                f"{n} abs {r.report.max_abs_err[n]:.1e} rel {r.report.max_rel_err[n]:.1e}"
+                for n in r.report.output_names
+            )
+            print(
+                f"{r.model}: {r.path} ({shapes}; weights {r.weights}); ONNX Runtime vs PyTorch max err: {errs}"
+            )
         else:
             print(f"{r.model}: NOT written ({shapes}): {r.error}", file=sys.stderr)
     return 0 if all(r.ok for r in results) else 1

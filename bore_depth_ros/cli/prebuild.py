@@ -1,4 +1,5 @@
 """``bore-depth prebuild``: build and cache a TensorRT engine ahead of time (on the target)."""
+
 from __future__ import annotations
 
 import argparse
@@ -31,8 +32,19 @@ def run(args: argparse.Namespace) -> int:
         print("\n".join(lines) if lines else "no cached engines")
         return 0
     try:
-        facts = prebuild(args.model, args.onnx, args.weights, args.height, args.width, args.batch, args.precision,
-                         args.device, None, args.engine_cache_dir, args.force_rebuild)
+        facts = prebuild(
+            args.model,
+            args.onnx,
+            args.weights,
+            args.height,
+            args.width,
+            args.batch,
+            args.precision,
+            args.device,
+            None,
+            args.engine_cache_dir,
+            args.force_rebuild,
+        )
     except (BackendUnavailable, EngineSelfCheckFailed) as e:
         print(f"bore-depth prebuild: {e}", file=sys.stderr)
         return 2 if isinstance(e, BackendUnavailable) else 3

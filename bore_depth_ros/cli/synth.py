@@ -1,4 +1,5 @@
 """``bore-depth synth``: render a synthetic camera-rig recording with ground truth (rosbag2)."""
+
 from __future__ import annotations
 
 import argparse

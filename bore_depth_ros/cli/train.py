@@ -1,4 +1,5 @@
 """``bore-depth train CONFIG.yaml``: train or distil a model on rosbag2 recordings (YAML config)."""
+
 from __future__ import annotations
 
 import argparse
@@ -19,7 +20,7 @@ def run(args: argparse.Namespace) -> int:
     from ..train.trainer import train
 
     cfg = TrainConfig.from_yaml(args.config)
-    for k in ("steps", "out_dir", "max_minutes"):   # a zero / empty option keeps the config's value
+    for k in ("steps", "out_dir", "max_minutes"):  # a zero / empty option keeps the config's value
         v = getattr(args, k, None)
         if v:
             setattr(cfg, k, v)

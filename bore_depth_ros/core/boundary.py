@@ -19,6 +19,7 @@ prediction and ground truth so that a perfect prediction scores perfectly:
 Caveat of the simple detector: a steeply slanted surface (ground near the horizon) also exceeds a
 relative threshold between neighbouring rows; it does so in both maps, so it is matched, not missed.
 """
+
 from __future__ import annotations
 
 import math
@@ -44,7 +45,7 @@ def depth_edges(depth: np.ndarray, threshold: float = 0.05, mask: np.ndarray | N
         a = logd[:-1, :] if axis == 0 else logd[:, :-1]
         b = logd[1:, :] if axis == 0 else logd[:, 1:]
         with np.errstate(invalid="ignore"):
-            jump = np.abs(a - b) > limit   # False where either side is NaN
+            jump = np.abs(a - b) > limit  # False where either side is NaN
         first_nearer = a < b
         if axis == 0:
             edges[:-1, :] |= jump & first_nearer
@@ -68,8 +69,9 @@ def dilate(mask: np.ndarray, radius: float) -> np.ndarray:
             if abs(dy) >= h or abs(dx) >= w:
                 continue
             # out[y, x] |= m[y - dy, x - dx]
-            out[max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] |= \
-                m[max(-dy, 0):h + min(-dy, 0), max(-dx, 0):w + min(-dx, 0)]
+            out[max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] |= m[
+                max(-dy, 0) : h + min(-dy, 0), max(-dx, 0) : w + min(-dx, 0)
+            ]
     return out
 
 
@@ -91,8 +93,8 @@ def _lower_envelope(g2: np.ndarray) -> np.ndarray:
     """
     rows_n, n = g2.shape
     rows = np.arange(rows_n)
-    v = np.zeros((rows_n, n), np.intp)          # columns of the parabolas in the envelope
-    z = np.empty((rows_n, n + 1))               # boundaries between them
+    v = np.zeros((rows_n, n), np.intp)  # columns of the parabolas in the envelope
+    z = np.empty((rows_n, n + 1))  # boundaries between them
     z[:, 0], z[:, 1] = -np.inf, np.inf
     k = np.zeros(rows_n, np.intp)
     for q in range(1, n):
@@ -145,8 +147,14 @@ def _ratio(num: int, den: int) -> float:
     return num / den if den else math.nan
 
 
-def boundary_metrics(pred: np.ndarray, gt: np.ndarray, threshold: float = 0.05, radius: float = 1.0,
-                     max_distance: float = 10.0, mask: np.ndarray | None = None) -> dict[str, float]:
+def boundary_metrics(
+    pred: np.ndarray,
+    gt: np.ndarray,
+    threshold: float = 0.05,
+    radius: float = 1.0,
+    max_distance: float = 10.0,
+    mask: np.ndarray | None = None,
+) -> dict[str, float]:
     """Edge precision/recall/F1 within ``radius`` px and DBE accuracy/completeness (see module doc).
 
     Pairs are only considered where both maps are valid (finite, > 0, inside ``mask``). Returns
@@ -182,6 +190,14 @@ def boundary_metrics(pred: np.ndarray, gt: np.ndarray, threshold: float = 0.05, 
             dbe_comp = float(np.minimum(distance_transform(e_pred)[e_gt], max_distance).mean())
         else:
             dbe_acc = dbe_comp = float(max_distance)
-    return {"precision": precision, "recall": recall, "f1": f1, "dbe_acc": dbe_acc,
-            "dbe_comp": dbe_comp, "n_pred": n_pred, "n_gt": n_gt, "matched_pred": matched_pred,
-            "matched_gt": matched_gt}
+    return {
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "dbe_acc": dbe_acc,
+        "dbe_comp": dbe_comp,
+        "n_pred": n_pred,
+        "n_gt": n_gt,
+        "matched_pred": matched_pred,
+        "matched_gt": matched_gt,
+    }

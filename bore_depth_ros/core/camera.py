@@ -1,9 +1,10 @@
 """Pinhole intrinsics from camera_info arrays, and their exact rescaling (half-pixel centres)."""
+
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -28,7 +29,9 @@ class Intrinsics:
     height: int
 
     @classmethod
-    def from_camera_info(cls, k: Sequence[float], p: Sequence[float] | None, width: int, height: int) -> "Intrinsics":
+    def from_camera_info(
+        cls, k: Sequence[float], p: Sequence[float] | None, width: int, height: int
+    ) -> Intrinsics:
         """Build from row-major K (9) and P (12); P is used when its fx and fy are > 0 (rectified images)."""
         k = [float(v) for v in k] if k is not None else []
         p = [float(v) for v in p] if p is not None else []
@@ -46,7 +49,8 @@ class Intrinsics:
             if not math.isfinite(val) or (name in ("fx", "fy") and val <= 0):
                 ik, ip = where[name]
                 raise InputRejected(
-                    CAMERA_INFO_INVALID, f"{name} is {_num(val)} (K[{ik}]={_num(k[ik])}, P[{ip}]={_num(p[ip])})"
+                    CAMERA_INFO_INVALID,
+                    f"{name} is {_num(val)} (K[{ik}]={_num(k[ik])}, P[{ip}]={_num(p[ip])})",
                 )
         if int(width) <= 0 or int(height) <= 0:
             raise InputRejected(
@@ -54,7 +58,7 @@ class Intrinsics:
             )
         return cls(vals["fx"], vals["fy"], vals["cx"], vals["cy"], int(width), int(height))
 
-    def scaled_to(self, width: int, height: int) -> "Intrinsics":
+    def scaled_to(self, width: int, height: int) -> Intrinsics:
         """Intrinsics of the same camera resampled to ``width`` x ``height`` (pixel centres at +0.5)."""
         width, height = int(width), int(height)
         if width <= 0 or height <= 0 or self.width <= 0 or self.height <= 0:
@@ -114,7 +118,8 @@ def fit_intrinsics_to_image(intr: Intrinsics, width: int, height: int) -> Intrin
         return intr
     if intr.width <= 0 or intr.height <= 0:
         raise InputRejected(
-            CAMERA_INFO_INVALID, f"camera_info size is {intr.width}x{intr.height}; width and height must be > 0"
+            CAMERA_INFO_INVALID,
+            f"camera_info size is {intr.width}x{intr.height}; width and height must be > 0",
         )
     if width <= 0 or height <= 0:
         raise ValueError(f"image size must be positive, got {width}x{height}")

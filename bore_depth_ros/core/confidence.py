@@ -9,13 +9,15 @@ output saturates at the bounds of its output transform. So
 with the gradient taken as the larger of the absolute central differences along rows and columns
 (in log-depth per pixel, so it does not depend on the unknown scale of relative depth).
 """
+
 from __future__ import annotations
 
 import numpy as np
 
 
-def edge_confidence(depth: np.ndarray, edge_sensitivity: float = 8.0,
-                    saturation_bounds: tuple[float, float] | None = None) -> np.ndarray:
+def edge_confidence(
+    depth: np.ndarray, edge_sensitivity: float = 8.0, saturation_bounds: tuple[float, float] | None = None
+) -> np.ndarray:
     """Confidence in [0, 1] for a batch (N,H,W) or single (H,W) depth map at model resolution."""
     d = np.asarray(depth, dtype=np.float32)
     log_d = np.log(np.maximum(d, 1e-6))

@@ -12,7 +12,7 @@ CAMERA_INFO_SIZE_MISMATCH = "camera_info_size_mismatch"
 IMAGE_TOO_LARGE = "image_too_large"
 INVALID_FRAME_ID = "invalid_frame_id"
 
-DEFAULT_MAX_INPUT_PIXELS = 7680 * 4320   # 8K; larger images are rejected as image_too_large
+DEFAULT_MAX_INPUT_PIXELS = 7680 * 4320  # 8K; larger images are rejected as image_too_large
 
 REASONS = (
     UNKNOWN_ENCODING,

@@ -7,11 +7,12 @@ ledger that accounts for every input, and the restart detector.
 camera_info, confidence, points, view summary) with any :class:`~.messages.MessageFactory`, so a
 node publishes and replay writes to a bag exactly the same messages.
 """
+
 from __future__ import annotations
 
-import numpy as np
+from collections.abc import Callable, Sequence
 
-from typing import Callable, Sequence
+import numpy as np
 
 from .camera import Intrinsics
 from .messages import MessageFactory
@@ -19,14 +20,19 @@ from .pointcloud import backproject, pack_points
 from .resize import resize_nearest
 from .stats import ReasonCounter
 
-BACKWARDS_JUMP_NS = 1_000_000_000   # a stamp this far behind the previous one means a restart
+BACKWARDS_JUMP_NS = 1_000_000_000  # a stamp this far behind the previous one means a restart
 VIEW_TOPICS = ("depth/image", "depth/camera_info", "confidence/image", "points", "view_confidence")
 
 
-def infer_views(engine, views: Sequence, images: Sequence[np.ndarray],
-                intrinsics: Sequence[Intrinsics], extrinsics: Sequence | None = None,
-                out_intrinsics: Sequence[Intrinsics] | None = None,
-                before_post: Callable[[int, np.ndarray], None] | None = None):
+def infer_views(
+    engine,
+    views: Sequence,
+    images: Sequence[np.ndarray],
+    intrinsics: Sequence[Intrinsics],
+    extrinsics: Sequence | None = None,
+    out_intrinsics: Sequence[Intrinsics] | None = None,
+    before_post: Callable[[int, np.ndarray], None] | None = None,
+):
     """One batched inference of ``images`` (the engine: any object with the
     :class:`~bore_depth_ros.engine.DepthEngine` ``infer``) and each view's post-processing
     (:class:`~.view.ViewProcessor`) at the output intrinsics (default: the inputs').
@@ -43,17 +49,30 @@ def infer_views(engine, views: Sequence, images: Sequence[np.ndarray],
     return results, eo
 
 
-def view_outputs(factory: MessageFactory, header, info, intr_out: Intrinsics, rgb: np.ndarray,
-                 res, infer_ms: float, model: str, backend: str, decimation: int,
-                 with_points: bool = True, with_rgb: bool = True) -> list[tuple[str, object]]:
+def view_outputs(
+    factory: MessageFactory,
+    header,
+    info,
+    intr_out: Intrinsics,
+    rgb: np.ndarray,
+    res,
+    infer_ms: float,
+    model: str,
+    backend: str,
+    decimation: int,
+    with_points: bool = True,
+    with_rgb: bool = True,
+) -> list[tuple[str, object]]:
     """(topic suffix, message) of one view, all with ``header`` (copied from the input image):
     32FC1 depth in metres (REP 118, NaN invalid), its camera_info scaled to the output size,
     confidence, the organized cloud (every ``decimation``-th pixel, rgb from the input image)
     unless ``with_points`` is False, and the ViewConfidence summary."""
     out_w, out_h = intr_out.width, intr_out.height
-    msgs = [("depth/image", factory.image(header, res.depth, "32FC1")),
-            ("depth/camera_info", factory.scaled_camera_info(header, info, out_w, out_h)),
-            ("confidence/image", factory.image(header, res.confidence, "32FC1"))]
+    msgs = [
+        ("depth/image", factory.image(header, res.depth, "32FC1")),
+        ("depth/camera_info", factory.scaled_camera_info(header, info, out_w, out_h)),
+        ("confidence/image", factory.image(header, res.confidence, "32FC1")),
+    ]
     if with_points:
         xyz = backproject(res.depth, intr_out, stride=decimation)
         colors = None

@@ -1,4 +1,5 @@
 """Multi-view geometry for a camera rig: fused point cloud and cross-view consistency (ROS-free)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -40,29 +41,34 @@ def _target_rays(intr: Intrinsics, stride: int, rotation: bytes) -> np.ndarray:
     return d
 
 
-def fuse_views(depths: list[np.ndarray], intrinsics: list[Intrinsics],
-               target_from_optical: list[Transform], stride: int = 4,
-               min_range: float = 0.0, max_range: float = float("inf"),
-               colors: list[np.ndarray] | None = None) -> FusedCloud:
+def fuse_views(
+    depths: list[np.ndarray],
+    intrinsics: list[Intrinsics],
+    target_from_optical: list[Transform],
+    stride: int = 4,
+    min_range: float = 0.0,
+    max_range: float = float("inf"),
+    colors: list[np.ndarray] | None = None,
+) -> FusedCloud:
     """All views' valid points in one frame (unorganized): pixels every ``stride``, moved into the
     target frame with rays pre-rotated per camera (cached), kept when their distance from the
     target origin lies in [min_range, max_range]; written once into the output buffer."""
     stride = int(stride)
-    sizes = [((d.shape[0] + stride - 1) // stride) * ((d.shape[1] + stride - 1) // stride)
-             for d in depths]
+    sizes = [((d.shape[0] + stride - 1) // stride) * ((d.shape[1] + stride - 1) // stride) for d in depths]
     out = np.empty((sum(sizes), 3 if colors is None else 4), np.float32)
     clip = min_range > 0 or np.isfinite(max_range)
     lo2, hi2 = np.float32(min_range * min_range), np.float32(max_range * max_range)
     n, counts = 0, []
     for i, (depth, intr, tf) in enumerate(zip(depths, intrinsics, target_from_optical)):
         if depth.shape != (intr.height, intr.width):
-            raise ValueError(f"view {i}: depth {depth.shape} does not match intrinsics "
-                             f"{intr.width}x{intr.height}")
+            raise ValueError(
+                f"view {i}: depth {depth.shape} does not match intrinsics {intr.width}x{intr.height}"
+            )
         z = depth[::stride, ::stride].reshape(-1)
         with np.errstate(invalid="ignore"):
             idx = np.flatnonzero(np.isfinite(z) & (z > 0))
         rays = _target_rays(intr, stride, np.ascontiguousarray(tf.rotation, np.float64).tobytes())
-        pts = np.take(rays, idx, axis=0)          # np.take: several times faster than rays[idx]
+        pts = np.take(rays, idx, axis=0)  # np.take: several times faster than rays[idx]
         pts *= np.take(z, idx)[:, None]
         pts += tf.translation.astype(np.float32)
         if clip:
@@ -72,10 +78,10 @@ def fuse_views(depths: list[np.ndarray], intrinsics: list[Intrinsics],
                 sel = np.flatnonzero(keep)
                 pts, idx = np.take(pts, sel, axis=0), np.take(idx, sel)
         k = len(pts)
-        out[n:n + k, :3] = pts
+        out[n : n + k, :3] = pts
         if colors is not None:
             c = np.take(colors[i][::stride, ::stride].reshape(-1, 3), idx, axis=0)
-            out[n:n + k, 3] = rgb_to_float(c[None])[0]
+            out[n : n + k, 3] = rgb_to_float(c[None])[0]
         n += k
         counts.append(k)
     return FusedCloud(out[:n], counts)
@@ -89,8 +95,9 @@ def pack_unorganized(cloud: FusedCloud) -> PackedCloud:
         fields.append(("rgb", 12, FLOAT32, 1))
     pts = np.ascontiguousarray(cloud.points, dtype="<f4")
     step = pts.shape[1] * 4
-    return PackedCloud(fields, step, 1, len(pts), step * len(pts), pts.reshape(-1).view(np.uint8),
-                       is_dense=True)
+    return PackedCloud(
+        fields, step, 1, len(pts), step * len(pts), pts.reshape(-1).view(np.uint8), is_dense=True
+    )
 
 
 @dataclass
@@ -100,8 +107,14 @@ class Overlap:
     median_rel_diff: float
 
 
-def view_consistency(depth_a: np.ndarray, intr_a: Intrinsics, depth_b: np.ndarray,
-                     intr_b: Intrinsics, b_from_a: Transform, stride: int = 4) -> Overlap:
+def view_consistency(
+    depth_a: np.ndarray,
+    intr_a: Intrinsics,
+    depth_b: np.ndarray,
+    intr_b: Intrinsics,
+    b_from_a: Transform,
+    stride: int = 4,
+) -> Overlap:
     """How well view A's depth agrees with view B's where A's points land in B's image."""
     pts = backproject(depth_a, intr_a, stride).reshape(-1, 3)
     pts = pts[np.isfinite(pts[:, 2])]
@@ -120,8 +133,9 @@ def view_consistency(depth_a: np.ndarray, intr_a: Intrinsics, depth_b: np.ndarra
     v0 = np.clip(vf.astype(np.int64), 0, max(intr_b.height - 2, 0))
     du, dv = uf - u0, vf - v0
     u1, v1 = np.minimum(u0 + 1, intr_b.width - 1), np.minimum(v0 + 1, intr_b.height - 1)
-    z_b = ((depth_b[v0, u0] * (1 - du) + depth_b[v0, u1] * du) * (1 - dv)
-           + (depth_b[v1, u0] * (1 - du) + depth_b[v1, u1] * du) * dv)
+    z_b = (depth_b[v0, u0] * (1 - du) + depth_b[v0, u1] * du) * (1 - dv) + (
+        depth_b[v1, u0] * (1 - du) + depth_b[v1, u1] * du
+    ) * dv
     # a NaN/inf neighbour (invalid or sky) makes the sample invalid
     ok = np.isfinite(z_b) & (z_b > 0)
     if not ok.any():

@@ -1,4 +1,5 @@
 """Zero-copy decoding of sensor_msgs/Image buffers into (H, W, 3) uint8 RGB views."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -62,7 +63,9 @@ def check_layout(data, width: int, height: int, step: int, bpp: int, encoding: s
         )
 
 
-def image_to_rgb(data, width: int, height: int, step: int, encoding: str, is_bigendian: int = 0) -> np.ndarray:
+def image_to_rgb(
+    data, width: int, height: int, step: int, encoding: str, is_bigendian: int = 0
+) -> np.ndarray:
     """View an image buffer as a read-only (height, width, 3) uint8 RGB array without copying.
 
     ``data`` is any byte buffer (bytes, bytearray, array.array('B'), memoryview, uint8 ndarray); rows

@@ -10,16 +10,16 @@ image or a camera_info of another resolution means the same thing everywhere.
 Decoders that see live input raise :class:`~bore_depth_ros.core.errors.InputRejected` with a
 stable reason (counted in diagnostics and replay reports alike).
 """
+
 from __future__ import annotations
 
 import array
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from .camera import Intrinsics, fit_intrinsics_to_image, scale_camera_info_arrays
-from .errors import (CAMERA_INFO_INVALID, IMAGE_TOO_LARGE, INVALID_FRAME_ID, UNKNOWN_ENCODING,
-                     InputRejected)
+from .errors import CAMERA_INFO_INVALID, IMAGE_TOO_LARGE, INVALID_FRAME_ID, UNKNOWN_ENCODING, InputRejected
 from .images import check_layout, image_to_rgb
 from .pointcloud import FLOAT32, PackedCloud
 from .transforms import Transform
@@ -33,10 +33,18 @@ CLOCK = "rosgraph_msgs/msg/Clock"
 VIEW_CONFIDENCE = "bore_depth_ros_msgs/msg/ViewConfidence"
 
 # encoding -> (sample dtype, channels): every encoding the package reads or writes as an array
-ARRAY_ENCODINGS = {"rgb8": (np.uint8, 3), "bgr8": (np.uint8, 3), "rgba8": (np.uint8, 4),
-                   "bgra8": (np.uint8, 4), "mono8": (np.uint8, 1), "8UC1": (np.uint8, 1),
-                   "16UC1": (np.uint16, 1), "mono16": (np.uint16, 1), "32FC1": (np.float32, 1)}
-DEPTH_ENCODINGS = ("32FC1", "16UC1")   # REP 118 metres; millimetres (0 = invalid)
+ARRAY_ENCODINGS = {
+    "rgb8": (np.uint8, 3),
+    "bgr8": (np.uint8, 3),
+    "rgba8": (np.uint8, 4),
+    "bgra8": (np.uint8, 4),
+    "mono8": (np.uint8, 1),
+    "8UC1": (np.uint8, 1),
+    "16UC1": (np.uint16, 1),
+    "mono16": (np.uint16, 1),
+    "32FC1": (np.float32, 1),
+}
+DEPTH_ENCODINGS = ("32FC1", "16UC1")  # REP 118 metres; millimetres (0 = invalid)
 
 
 # ------------------------------------------------------------------------------ time
@@ -51,15 +59,16 @@ def image_array(msg) -> np.ndarray:
     padded; big-endian data is read in its byte order. Raises InputRejected."""
     layout = ARRAY_ENCODINGS.get(msg.encoding)
     if layout is None:
-        raise InputRejected(UNKNOWN_ENCODING, f"encoding {msg.encoding!r} is not one of "
-                            f"{', '.join(ARRAY_ENCODINGS)}")
+        raise InputRejected(
+            UNKNOWN_ENCODING, f"encoding {msg.encoding!r} is not one of {', '.join(ARRAY_ENCODINGS)}"
+        )
     dtype, channels = layout
     itemsize = np.dtype(dtype).itemsize
     width, height, step = int(msg.width), int(msg.height), int(msg.step)
     check_layout(msg.data, width, height, step, channels * itemsize, msg.encoding)
     rows = np.frombuffer(msg.data, np.uint8).reshape(height, step)
     order = ">" if msg.is_bigendian and itemsize > 1 else "<"
-    px = rows[:, :width * channels * itemsize].view(np.dtype(dtype).newbyteorder(order))
+    px = rows[:, : width * channels * itemsize].view(np.dtype(dtype).newbyteorder(order))
     return px.reshape(height, width, channels) if channels > 1 else px
 
 
@@ -72,8 +81,9 @@ def depth_metres(msg) -> np.ndarray:
     """(H, W) float32 metres (a new array) of a depth Image: 32FC1 metres, or 16UC1
     millimetres with 0 = invalid (NaN), as depth_image_proc reads them. Raises InputRejected."""
     if msg.encoding not in DEPTH_ENCODINGS:
-        raise InputRejected(UNKNOWN_ENCODING, f"depth must be {' or '.join(DEPTH_ENCODINGS)}, "
-                            f"got {msg.encoding!r}")
+        raise InputRejected(
+            UNKNOWN_ENCODING, f"depth must be {' or '.join(DEPTH_ENCODINGS)}, got {msg.encoding!r}"
+        )
     a = image_array(msg)
     if msg.encoding == "16UC1":
         d = a.astype(np.float32) * np.float32(1e-3)
@@ -87,8 +97,10 @@ def intrinsics(info, width: int | None = None, height: int | None = None) -> Int
     an image of ``width`` x ``height`` when given (rescaled for a pure resolution change,
     InputRejected when the aspect ratio differs)."""
     if int(info.width) == 0 or int(info.height) == 0:
-        raise InputRejected(CAMERA_INFO_INVALID, f"camera_info size is {info.width}x{info.height} "
-                            f"(frame '{info.header.frame_id}')")
+        raise InputRejected(
+            CAMERA_INFO_INVALID,
+            f"camera_info size is {info.width}x{info.height} (frame '{info.header.frame_id}')",
+        )
     intr = Intrinsics.from_camera_info(list(info.k), list(info.p), info.width, info.height)
     if width is None or height is None:
         return intr
@@ -108,26 +120,33 @@ def cloud_fields(msg, names: Sequence[str] = ("x", "y", "z")) -> np.ndarray:
     for n in names:
         f = fields.get(n)
         if f is None or f.datatype != FLOAT32:
-            raise ValueError(f"PointCloud2 needs a float32 field '{n}' (has "
-                             f"{ {k: v.datatype for k, v in fields.items()} })")
+            raise ValueError(
+                f"PointCloud2 needs a float32 field '{n}' (has "
+                f"{ {k: v.datatype for k, v in fields.items()} })"
+            )
     h, w, ps = int(msg.height), int(msg.width), int(msg.point_step)
-    rows = np.frombuffer(msg.data, np.uint8).reshape(h, int(msg.row_step))[:, :w * ps]
+    rows = np.frombuffer(msg.data, np.uint8).reshape(h, int(msg.row_step))[:, : w * ps]
     pts = rows.reshape(h * w, ps)
     dt = np.dtype(">f4" if msg.is_bigendian else "<f4")
-    return np.stack([pts[:, fields[n].offset:fields[n].offset + 4].copy().view(dt)[:, 0]
-                     for n in names], axis=-1).astype(np.float32, copy=False)
+    return np.stack(
+        [pts[:, fields[n].offset : fields[n].offset + 4].copy().view(dt)[:, 0] for n in names], axis=-1
+    ).astype(np.float32, copy=False)
 
 
 def validate_image(msg, max_pixels: int = 0) -> np.ndarray:
     """The nodes' input check, used by replay too: (H, W, 3) RGB view of a usable image message;
     InputRejected names the first problem (frame id, size limit, encoding, layout)."""
     if not msg.header.frame_id.strip():
-        raise InputRejected(INVALID_FRAME_ID, "header.frame_id is empty: outputs would have no "
-                            "frame for TF or rviz (REP 103)")
+        raise InputRejected(
+            INVALID_FRAME_ID, "header.frame_id is empty: outputs would have no frame for TF or rviz (REP 103)"
+        )
     if max_pixels > 0 and int(msg.width) * int(msg.height) > max_pixels:
-        raise InputRejected(IMAGE_TOO_LARGE, f"image is {msg.width}x{msg.height} = "
-                            f"{int(msg.width) * int(msg.height)} pixels > max_input_pixels "
-                            f"{max_pixels}")
+        raise InputRejected(
+            IMAGE_TOO_LARGE,
+            f"image is {msg.width}x{msg.height} = "
+            f"{int(msg.width) * int(msg.height)} pixels > max_input_pixels "
+            f"{max_pixels}",
+        )
     return image_rgb(msg)
 
 
@@ -154,8 +173,9 @@ class MessageFactory:
         return self.resolve(msgtype)(**fields)
 
     def time(self, t_ns: int):
-        return self.new("builtin_interfaces/msg/Time", sec=int(t_ns // 1_000_000_000),
-                        nanosec=int(t_ns % 1_000_000_000))
+        return self.new(
+            "builtin_interfaces/msg/Time", sec=int(t_ns // 1_000_000_000), nanosec=int(t_ns % 1_000_000_000)
+        )
 
     def header(self, t_ns: int, frame_id: str):
         return self.new("std_msgs/msg/Header", stamp=self.time(t_ns), frame_id=frame_id)
@@ -165,49 +185,94 @@ class MessageFactory:
         little-endian, unpadded rows, ``header`` used as given."""
         dtype, channels = ARRAY_ENCODINGS[encoding]
         a = np.ascontiguousarray(values, dtype=dtype)
-        if (a.ndim == 2 and channels != 1) or (a.ndim == 3 and a.shape[2] != channels) \
-                or a.ndim not in (2, 3):
+        if (
+            (a.ndim == 2 and channels != 1)
+            or (a.ndim == 3 and a.shape[2] != channels)
+            or a.ndim not in (2, 3)
+        ):
             raise ValueError(f"array of shape {a.shape} does not fit encoding {encoding}")
         h, w = a.shape[:2]
-        return self.new(IMAGE, header=header, height=h, width=w, encoding=encoding,
-                        is_bigendian=0, step=w * channels * a.dtype.itemsize,
-                        data=self.uint8(a.reshape(-1).view(np.uint8)))
+        return self.new(
+            IMAGE,
+            header=header,
+            height=h,
+            width=w,
+            encoding=encoding,
+            is_bigendian=0,
+            step=w * channels * a.dtype.itemsize,
+            data=self.uint8(a.reshape(-1).view(np.uint8)),
+        )
 
     def camera_info(self, header, intr: Intrinsics, distortion_model: str = "plumb_bob"):
         """camera_info of rectified images with pinhole intrinsics ``intr`` (no distortion)."""
         k = [intr.fx, 0.0, intr.cx, 0.0, intr.fy, intr.cy, 0.0, 0.0, 1.0]
         p = [intr.fx, 0.0, intr.cx, 0.0, 0.0, intr.fy, intr.cy, 0.0, 0.0, 0.0, 1.0, 0.0]
-        return self.new(CAMERA_INFO, header=header, height=intr.height, width=intr.width,
-                        distortion_model=distortion_model, d=self.float64([0.0] * 5),
-                        k=self.float64(k), r=self.float64([1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0]),
-                        p=self.float64(p), binning_x=0, binning_y=0, roi=self._roi(None))
+        return self.new(
+            CAMERA_INFO,
+            header=header,
+            height=intr.height,
+            width=intr.width,
+            distortion_model=distortion_model,
+            d=self.float64([0.0] * 5),
+            k=self.float64(k),
+            r=self.float64([1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0]),
+            p=self.float64(p),
+            binning_x=0,
+            binning_y=0,
+            roi=self._roi(None),
+        )
 
     def scaled_camera_info(self, header, info, width: int, height: int):
         """``info`` rescaled to ``width`` x ``height`` (K and P with the half-pixel convention of
         the depth resize), with ``header`` (the depth image's)."""
-        k, p = scale_camera_info_arrays(list(info.k), list(info.p), info.width, info.height,
-                                        width, height)
-        return self.new(CAMERA_INFO, header=header, height=height, width=width,
-                        distortion_model=info.distortion_model, d=self.float64(list(info.d)),
-                        k=self.float64(k), r=self.float64(list(info.r)), p=self.float64(p),
-                        binning_x=int(info.binning_x), binning_y=int(info.binning_y),
-                        roi=self._roi(info.roi))
+        k, p = scale_camera_info_arrays(list(info.k), list(info.p), info.width, info.height, width, height)
+        return self.new(
+            CAMERA_INFO,
+            header=header,
+            height=height,
+            width=width,
+            distortion_model=info.distortion_model,
+            d=self.float64(list(info.d)),
+            k=self.float64(k),
+            r=self.float64(list(info.r)),
+            p=self.float64(p),
+            binning_x=int(info.binning_x),
+            binning_y=int(info.binning_y),
+            roi=self._roi(info.roi),
+        )
 
     def _roi(self, roi):
-        vals = (0, 0, 0, 0, False) if roi is None else (
-            roi.x_offset, roi.y_offset, roi.height, roi.width, roi.do_rectify)
-        return self.new("sensor_msgs/msg/RegionOfInterest", x_offset=int(vals[0]),
-                        y_offset=int(vals[1]), height=int(vals[2]), width=int(vals[3]),
-                        do_rectify=bool(vals[4]))
+        vals = (
+            (0, 0, 0, 0, False)
+            if roi is None
+            else (roi.x_offset, roi.y_offset, roi.height, roi.width, roi.do_rectify)
+        )
+        return self.new(
+            "sensor_msgs/msg/RegionOfInterest",
+            x_offset=int(vals[0]),
+            y_offset=int(vals[1]),
+            height=int(vals[2]),
+            width=int(vals[3]),
+            do_rectify=bool(vals[4]),
+        )
 
     def pointcloud(self, header, packed: PackedCloud):
         """PointCloud2 of a packed cloud (organized with NaN for invalid points, or dense)."""
-        fields = [self.new(POINT_FIELD, name=n, offset=o, datatype=t, count=c)
-                  for n, o, t, c in packed.fields]
-        return self.new(POINTCLOUD2, header=header, height=packed.height, width=packed.width,
-                        fields=fields, is_bigendian=False, point_step=packed.point_step,
-                        row_step=packed.row_step, data=self.uint8(packed.data),
-                        is_dense=bool(packed.is_dense))
+        fields = [
+            self.new(POINT_FIELD, name=n, offset=o, datatype=t, count=c) for n, o, t, c in packed.fields
+        ]
+        return self.new(
+            POINTCLOUD2,
+            header=header,
+            height=packed.height,
+            width=packed.width,
+            fields=fields,
+            is_bigendian=False,
+            point_step=packed.point_step,
+            row_step=packed.row_step,
+            data=self.uint8(packed.data),
+            is_dense=bool(packed.is_dense),
+        )
 
     def transform_stamped(self, header, child_frame_id: str, tf: Transform):
         """TransformStamped (header.frame_id = parent) of a (parent <- child) Transform."""
@@ -215,10 +280,12 @@ class MessageFactory:
         tx, ty, tz = (float(v) for v in tf.translation)
         vec = self.new("geometry_msgs/msg/Vector3", x=tx, y=ty, z=tz)
         quat = self.new("geometry_msgs/msg/Quaternion", x=x, y=y, z=z, w=w)
-        return self.new("geometry_msgs/msg/TransformStamped", header=header,
-                        child_frame_id=child_frame_id,
-                        transform=self.new("geometry_msgs/msg/Transform", translation=vec,
-                                           rotation=quat))
+        return self.new(
+            "geometry_msgs/msg/TransformStamped",
+            header=header,
+            child_frame_id=child_frame_id,
+            transform=self.new("geometry_msgs/msg/Transform", translation=vec, rotation=quat),
+        )
 
     def tf_message(self, transforms):
         return self.new(TF_MESSAGE, transforms=list(transforms))
@@ -228,9 +295,18 @@ class MessageFactory:
 
     def view_confidence(self, header, res, infer_ms: float, model: str, backend: str):
         """The per-view summary (bore_depth_ros ViewConfidence) of a ViewResult ``res``."""
-        return self.new(VIEW_CONFIDENCE, header=header, camera_frame=header.frame_id, model=model,
-                        backend=backend, mean_confidence=float(res.mean_confidence),
-                        valid_fraction=float(res.valid_fraction),
-                        depth_scale=float(res.scale.scale), scale_source=res.scale.source,
-                        min_depth=float(res.min_depth), median_depth=float(res.median_depth),
-                        max_depth=float(res.max_depth), inference_time_ms=float(infer_ms))
+        return self.new(
+            VIEW_CONFIDENCE,
+            header=header,
+            camera_frame=header.frame_id,
+            model=model,
+            backend=backend,
+            mean_confidence=float(res.mean_confidence),
+            valid_fraction=float(res.valid_fraction),
+            depth_scale=float(res.scale.scale),
+            scale_source=res.scale.source,
+            min_depth=float(res.min_depth),
+            median_depth=float(res.median_depth),
+            max_depth=float(res.max_depth),
+            inference_time_ms=float(infer_ms),
+        )

@@ -5,6 +5,7 @@ ground truth is finite and inside (min_depth, max_depth) and the prediction is f
 scaling the prediction is multiplied by median(gt)/median(pred) over the valid pixels (per image);
 the prediction is then clamped to [min_depth, max_depth] as in the BoRe-Depth protocol.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -12,9 +13,14 @@ import numpy as np
 METRIC_NAMES = ("abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3")
 
 
-def depth_metrics(pred: np.ndarray, gt: np.ndarray, min_depth: float = 1e-3,
-                  max_depth: float = 80.0, median_scaling: bool = False,
-                  mask: np.ndarray | None = None) -> dict[str, float]:
+def depth_metrics(
+    pred: np.ndarray,
+    gt: np.ndarray,
+    min_depth: float = 1e-3,
+    max_depth: float = 80.0,
+    median_scaling: bool = False,
+    mask: np.ndarray | None = None,
+) -> dict[str, float]:
     """Metrics over valid pixels; also returns ``n_valid`` and ``scale`` (1.0 unless median-scaled).
 
     All metrics are NaN when no pixel is valid.
@@ -42,8 +48,8 @@ def depth_metrics(pred: np.ndarray, gt: np.ndarray, min_depth: float = 1e-3,
         rmse=float(np.sqrt(np.mean((g - p) ** 2))),
         rmse_log=float(np.sqrt(np.mean((np.log(g) - np.log(p)) ** 2))),
         a1=float(np.mean(thresh < 1.25)),
-        a2=float(np.mean(thresh < 1.25 ** 2)),
-        a3=float(np.mean(thresh < 1.25 ** 3)),
+        a2=float(np.mean(thresh < 1.25**2)),
+        a3=float(np.mean(thresh < 1.25**3)),
     )
     return out
 

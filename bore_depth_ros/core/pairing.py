@@ -22,6 +22,7 @@ their peers (and their camera_info with them): it asks :meth:`InfoPairer.pair_no
 policy without the waiting. Replay (``bag.reader.FrameSync``) and the mono node stream through
 :meth:`add_image` / :meth:`add_info`.
 """
+
 from __future__ import annotations
 
 import collections
@@ -86,14 +87,14 @@ class InfoPairer:
             if not self.exact:
                 out += self._release_all()
             return out + [(item, self._fallback())]
-        if not self._infos:   # nothing to pair with yet: only the newest image waits
+        if not self._infos:  # nothing to pair with yet: only the newest image waits
             out += [(old, None) for _, old in self._waiting]
             self._waiting.clear()
         self._waiting.append((t, item))
         while len(self._waiting) > self._max_waiting:
             _, old = self._waiting.popleft()
             out.append((old, self._fallback()))
-        if not self.exact:   # that overflow switched to newest mode: nothing waits any more
+        if not self.exact:  # that overflow switched to newest mode: nothing waits any more
             out += self._release_all()
         return out
 

@@ -1,4 +1,5 @@
 """Back-projection of depth maps to optical-frame points and PointCloud2-ready packing (ROS-free)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -28,7 +29,9 @@ def ray_tables(intr: Intrinsics, stride: int = 1) -> tuple[np.ndarray, np.ndarra
     return rx, ry
 
 
-def backproject(depth: np.ndarray, intr: Intrinsics, stride: int = 1, out: np.ndarray | None = None) -> np.ndarray:
+def backproject(
+    depth: np.ndarray, intr: Intrinsics, stride: int = 1, out: np.ndarray | None = None
+) -> np.ndarray:
     """Points (ceil(H/stride), ceil(W/stride), 3) float32 in the optical frame (x right, y down, z forward).
 
     Pixel (v, u) = (i * stride, j * stride) maps to z = depth[v, u], x = (u - cx) / fx * z,
@@ -39,7 +42,9 @@ def backproject(depth: np.ndarray, intr: Intrinsics, stride: int = 1, out: np.nd
     if stride < 1:
         raise ValueError(f"stride must be >= 1, got {stride}")
     if depth.ndim != 2 or depth.shape != (intr.height, intr.width):
-        raise ValueError(f"depth of shape {depth.shape} does not match intrinsics of size {intr.width}x{intr.height}")
+        raise ValueError(
+            f"depth of shape {depth.shape} does not match intrinsics of size {intr.width}x{intr.height}"
+        )
     z = depth[::stride, ::stride]
     h, w = z.shape
     if out is None:

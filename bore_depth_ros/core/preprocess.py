@@ -6,6 +6,7 @@ bit-identical inputs whether it is served by a node, replayed, or trained on:
 ``normalise_into`` (per-channel mean/std, HWC -> CHW). Training inserts its augmentations on the
 [0, 1] image between the two.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -36,7 +37,8 @@ def normalise_into(img01: np.ndarray, mean, std, out: np.ndarray | None = None) 
     return out
 
 
-def model_input(rgb: np.ndarray, input_hw: tuple[int, int], mean, std,
-                out: np.ndarray | None = None) -> np.ndarray:
+def model_input(
+    rgb: np.ndarray, input_hw: tuple[int, int], mean, std, out: np.ndarray | None = None
+) -> np.ndarray:
     """The model input (3, h, w) of one RGB uint8 frame: ``resize_unit`` then ``normalise_into``."""
     return normalise_into(resize_unit(rgb, *input_hw), mean, std, out)

@@ -3,6 +3,7 @@
 ``resize_bilinear`` matches ``torch.nn.functional.interpolate(mode="bilinear", align_corners=False,
 antialias=False)`` (and OpenCV ``INTER_LINEAR``); ``resize_nearest`` matches torch ``"nearest-exact"``.
 """
+
 from __future__ import annotations
 
 from functools import lru_cache

@@ -1,4 +1,5 @@
 """Metric scale for depth maps: fixed, already metric, or from the ground plane and the camera height."""
+
 from __future__ import annotations
 
 import math
@@ -77,17 +78,28 @@ class GroundPlaneScale:
     ):
         up = np.asarray(up_optical, dtype=np.float64).reshape(-1)
         checks = [
-            (math.isfinite(camera_height) and camera_height > 0, f"camera_height must be > 0, got {camera_height}"),
-            (up.shape == (3,) and np.all(np.isfinite(up)) and np.linalg.norm(up) > 0,
-             f"up_optical must be a non-zero 3-vector, got {up_optical}"),
+            (
+                math.isfinite(camera_height) and camera_height > 0,
+                f"camera_height must be > 0, got {camera_height}",
+            ),
+            (
+                up.shape == (3,) and np.all(np.isfinite(up)) and np.linalg.norm(up) > 0,
+                f"up_optical must be a non-zero 3-vector, got {up_optical}",
+            ),
             (0 < max_tilt_deg < 90, f"max_tilt_deg must be in (0, 90), got {max_tilt_deg}"),
             (0 <= roi_top < 1, f"roi_top must be in [0, 1), got {roi_top}"),
             (max_points >= MIN_PLANE_POINTS, f"max_points must be >= {MIN_PLANE_POINTS}, got {max_points}"),
             (ransac_iterations >= 1, f"ransac_iterations must be >= 1, got {ransac_iterations}"),
             (inlier_threshold > 0, f"inlier_threshold must be > 0, got {inlier_threshold}"),
-            (0 <= min_inlier_fraction <= 1, f"min_inlier_fraction must be in [0, 1], got {min_inlier_fraction}"),
+            (
+                0 <= min_inlier_fraction <= 1,
+                f"min_inlier_fraction must be in [0, 1], got {min_inlier_fraction}",
+            ),
             (0 < smoothing <= 1, f"smoothing must be in (0, 1], got {smoothing}"),
-            (math.isfinite(initial_scale) and initial_scale > 0, f"initial_scale must be > 0, got {initial_scale}"),
+            (
+                math.isfinite(initial_scale) and initial_scale > 0,
+                f"initial_scale must be > 0, got {initial_scale}",
+            ),
         ]
         for ok, msg in checks:
             if not ok:

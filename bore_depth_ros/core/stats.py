@@ -1,4 +1,5 @@
 """Counters and timing statistics shared by the nodes, replay and benchmarks (ROS-free)."""
+
 from __future__ import annotations
 
 import collections
@@ -21,7 +22,7 @@ class ReasonCounter:
         self._last_log: dict[str, float] = {}
         self._log_period = log_period
         self._clock = clock
-        self._lock = threading.Lock()   # counted on one thread, read by diagnostics on another
+        self._lock = threading.Lock()  # counted on one thread, read by diagnostics on another
 
     def add(self, reason: str) -> bool:
         """Count one event; return True if the caller should log it now."""

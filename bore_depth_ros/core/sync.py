@@ -18,6 +18,7 @@ are dropped as ``unmatched``. Drop reasons:
   restarted); the synchroniser starts over and reports the reset;
 - ``end_of_input``: still waiting for peers when the input ended (``flush``).
 """
+
 from __future__ import annotations
 
 import bisect
@@ -60,8 +61,9 @@ class SyncEvent:
 
 
 class ApproximateSynchronizer:
-    def __init__(self, n_streams: int, slop_ns: int, queue_size: int = 10,
-                 reset_threshold_ns: int = 1_000_000_000):
+    def __init__(
+        self, n_streams: int, slop_ns: int, queue_size: int = 10, reset_threshold_ns: int = 1_000_000_000
+    ):
         if n_streams < 1:
             raise ValueError("n_streams must be >= 1")
         if slop_ns < 0 or queue_size < 1:

@@ -6,6 +6,7 @@ returns the :class:`Transform` that maps points from ``source`` into ``target`` 
 chain. Dynamic edges are interpolated between their neighbouring stamps (linear translation,
 slerp rotation) and never extrapolated beyond ``max_extrapolation_ns``. Thread-safe.
 """
+
 from __future__ import annotations
 
 import bisect
@@ -71,8 +72,9 @@ class TfBuffer:
         self._inserts = 0
 
     # ------------------------------------------------------------------ filling
-    def set_transform(self, parent: str, child: str, t_ns: int, transform: Transform,
-                      static: bool = False) -> None:
+    def set_transform(
+        self, parent: str, child: str, t_ns: int, transform: Transform, static: bool = False
+    ) -> None:
         """Store ``transform`` (p_parent = R p_child + t) for the edge parent -> child at ``t_ns``."""
         parent, child = _norm_frame(parent), _norm_frame(child)
         if parent == child:
@@ -113,8 +115,9 @@ class TfBuffer:
         that stopped being published, e.g. per-object tracking frames), so hours of /tf with
         ever-new frame names do not grow the buffer without bound. Caller holds the lock."""
         horizon = self._newest_ns - self.cache_time_ns
-        for child in [c for c, e in self._edges.items()
-                      if not e.static and e.times and e.times[-1] < horizon]:
+        for child in [
+            c for c, e in self._edges.items() if not e.static and e.times and e.times[-1] < horizon
+        ]:
             del self._edges[child]
 
     def clear(self) -> None:
@@ -167,9 +170,11 @@ class TfBuffer:
         hi = times[-1] + self.max_extrapolation_ns
         if not lo <= t_ns <= hi:
             side = "before the first" if t_ns < times[0] else "after the last"
-            raise TfLookupError(EXTRAPOLATION,
-                                f"time {t_ns * 1e-9:.9f} is {side} transform {e.parent} -> {child} "
-                                f"(stored {times[0] * 1e-9:.9f} .. {times[-1] * 1e-9:.9f})")
+            raise TfLookupError(
+                EXTRAPOLATION,
+                f"time {t_ns * 1e-9:.9f} is {side} transform {e.parent} -> {child} "
+                f"(stored {times[0] * 1e-9:.9f} .. {times[-1] * 1e-9:.9f})",
+            )
         i = bisect.bisect_left(times, t_ns)
         if i < len(times) and times[i] == t_ns:
             return Transform(quat_to_matrix(*e.quats[i]), e.trans[i].copy())
@@ -202,10 +207,12 @@ class TfBuffer:
             up_t = self._ancestry(target)
             common = next((f for f in up_s if f in set(up_t)), None)
             if common is None:
-                raise TfLookupError(NOT_CONNECTED, f"'{source}' (root '{up_s[-1]}') and '{target}' "
-                                                   f"(root '{up_t[-1]}') are not in one tree")
-            path_s = up_s[:up_s.index(common) + 1]
-            path_t = up_t[:up_t.index(common) + 1]
+                raise TfLookupError(
+                    NOT_CONNECTED,
+                    f"'{source}' (root '{up_s[-1]}') and '{target}' (root '{up_t[-1]}') are not in one tree",
+                )
+            path_s = up_s[: up_s.index(common) + 1]
+            path_t = up_t[: up_t.index(common) + 1]
             if t_ns == 0:
                 ranges = [r for c in path_s[:-1] + path_t[:-1] if (r := self._edge_range(c))]
                 if ranges:
@@ -218,16 +225,18 @@ class TfBuffer:
         """target <- source at ``t_ns``, or None when it cannot be computed (see :meth:`resolve`)."""
         return self.resolve(target, source, t_ns)[0]
 
-    def resolve(self, target: str, source: str, t_ns: int = 0
-                ) -> tuple[Transform | None, TfLookupError | None]:
+    def resolve(
+        self, target: str, source: str, t_ns: int = 0
+    ) -> tuple[Transform | None, TfLookupError | None]:
         """(transform, None) or (None, error carrying the reason code and a readable detail)."""
         try:
             return self.lookup_transform(target, source, t_ns), None
         except TfLookupError as e:
             return None, e
 
-    def lookup_full(self, target: str, target_t_ns: int, source: str, source_t_ns: int,
-                    fixed: str) -> Transform:
+    def lookup_full(
+        self, target: str, target_t_ns: int, source: str, source_t_ns: int, fixed: str
+    ) -> Transform:
         """target at ``target_t_ns`` <- source at ``source_t_ns``, through a frame ``fixed`` in time
         (e.g. odom), as tf2's advanced lookup: compensates motion between two stamps."""
         fixed_from_source = self.lookup_transform(fixed, source, source_t_ns)

@@ -4,6 +4,7 @@
 ``p_parent = R @ p_child + t``, the meaning of a ROS ``TransformStamped`` whose header.frame_id is
 the parent and child_frame_id the child.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -18,11 +19,13 @@ def quat_to_matrix(x: float, y: float, z: float, w: float) -> np.ndarray:
     if not np.isfinite(n) or n < 1e-12:
         raise ValueError(f"invalid quaternion {q.tolist()}")
     x, y, z, w = q / n
-    return np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-    ])
+    return np.array(
+        [
+            [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+            [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+            [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+        ]
+    )
 
 
 def matrix_to_quat(r: np.ndarray) -> tuple[float, float, float, float]:
@@ -71,22 +74,21 @@ class Transform:
     translation: np.ndarray
 
     @staticmethod
-    def identity() -> "Transform":
+    def identity() -> Transform:
         return Transform(np.eye(3), np.zeros(3))
 
     @staticmethod
-    def from_quat(translation, quat_xyzw) -> "Transform":
+    def from_quat(translation, quat_xyzw) -> Transform:
         return Transform(quat_to_matrix(*quat_xyzw), np.asarray(translation, np.float64))
 
     def quat(self) -> tuple[float, float, float, float]:
         return matrix_to_quat(self.rotation)
 
-    def __matmul__(self, other: "Transform") -> "Transform":
+    def __matmul__(self, other: Transform) -> Transform:
         """Composition: (self @ other) maps other's child frame into self's parent frame."""
-        return Transform(self.rotation @ other.rotation,
-                         self.rotation @ other.translation + self.translation)
+        return Transform(self.rotation @ other.rotation, self.rotation @ other.translation + self.translation)
 
-    def inverse(self) -> "Transform":
+    def inverse(self) -> Transform:
         rt = self.rotation.T
         return Transform(rt, -rt @ self.translation)
 

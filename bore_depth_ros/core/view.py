@@ -2,6 +2,7 @@
 torch): confidence, metric scale, resize to the published resolution, REP 117 invalid marking
 (NaN), summary statistics.
 """
+
 from __future__ import annotations
 
 import math
@@ -16,23 +17,24 @@ from .confidence import edge_confidence
 from .resize import resize_bilinear
 from .scale import ScaleResult, make_scale_estimator
 
+
 @dataclass
 class ViewConfig:
     """Per-view post-processing parameters (may change at run time)."""
 
-    confidence_threshold: float = 0.0   # depth below this confidence becomes NaN
-    min_depth: float = 0.0              # metres; outside [min_depth, max_depth] becomes NaN
+    confidence_threshold: float = 0.0  # depth below this confidence becomes NaN
+    min_depth: float = 0.0  # metres; outside [min_depth, max_depth] becomes NaN
     max_depth: float = math.inf
     edge_sensitivity: float = 8.0
-    scale_mode: str = "fixed"           # fixed | ground_plane | metric
-    depth_scale: float = 1.0            # for scale_mode fixed
-    camera_height: float = 0.0          # metres above the ground, for scale_mode ground_plane
+    scale_mode: str = "fixed"  # fixed | ground_plane | metric
+    depth_scale: float = 1.0  # for scale_mode fixed
+    camera_height: float = 0.0  # metres above the ground, for scale_mode ground_plane
 
 
 @dataclass
 class ViewResult:
-    depth: np.ndarray          # (H, W) float32 metres, NaN invalid
-    confidence: np.ndarray     # (H, W) float32 in [0, 1]
+    depth: np.ndarray  # (H, W) float32 metres, NaN invalid
+    confidence: np.ndarray  # (H, W) float32 in [0, 1]
     scale: ScaleResult
     valid_fraction: float
     mean_confidence: float
@@ -50,8 +52,10 @@ def make_view_scale(config: ViewConfig, model_is_metric: bool):
         return make_scale_estimator("fixed", scale=config.depth_scale)
     if config.scale_mode == "ground_plane":
         if not config.camera_height > 0:
-            raise ValueError("scale_mode 'ground_plane' needs camera_height > 0 (metres above the "
-                             f"ground), got {config.camera_height}")
+            raise ValueError(
+                "scale_mode 'ground_plane' needs camera_height > 0 (metres above the "
+                f"ground), got {config.camera_height}"
+            )
         return make_scale_estimator("ground_plane", camera_height=config.camera_height)
     return make_scale_estimator(config.scale_mode)
 
@@ -59,8 +63,9 @@ def make_view_scale(config: ViewConfig, model_is_metric: bool):
 class ViewProcessor:
     """Turns one view's model output into published depth and confidence."""
 
-    def __init__(self, config: ViewConfig, model_is_metric: bool,
-                 saturation_bounds: tuple[float, float] | None = None):
+    def __init__(
+        self, config: ViewConfig, model_is_metric: bool, saturation_bounds: tuple[float, float] | None = None
+    ):
         self.model_is_metric = model_is_metric
         self.saturation_bounds = saturation_bounds
         self._pending_lock = threading.Lock()
@@ -92,8 +97,9 @@ class ViewProcessor:
             if reset is not None:
                 reset()
 
-    def process(self, depth_model: np.ndarray, conf_model: np.ndarray | None,
-                out_intr: Intrinsics) -> ViewResult:
+    def process(
+        self, depth_model: np.ndarray, conf_model: np.ndarray | None, out_intr: Intrinsics
+    ) -> ViewResult:
         self._apply_pending()
         cfg = self.config
         t0 = time.perf_counter()
@@ -126,6 +132,14 @@ class ViewProcessor:
         else:
             dmin = dmed = dmax = float("nan")
         t3 = time.perf_counter()
-        return ViewResult(depth, conf, scale, valid.size / n, float(conf.mean()), dmin, dmed, dmax,
-                          {"scale_ms": (t1 - t0) * 1e3, "resize_mask_ms": (t2 - t1) * 1e3,
-                           "summary_ms": (t3 - t2) * 1e3})
+        return ViewResult(
+            depth,
+            conf,
+            scale,
+            valid.size / n,
+            float(conf.mean()),
+            dmin,
+            dmed,
+            dmax,
+            {"scale_ms": (t1 - t0) * 1e3, "resize_mask_ms": (t2 - t1) * 1e3, "summary_ms": (t3 - t2) * 1e3},
+        )

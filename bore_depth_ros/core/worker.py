@@ -6,10 +6,12 @@ replaced before the worker takes it is *skipped* and returned to the caller, who
 inputs faster than inference never queue up (at most one item waits, one is in progress) and
 latency stays bounded by about two processing times.
 """
+
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 
 class LatestWorker:
@@ -21,8 +23,12 @@ class LatestWorker:
     the busy flag under one lock, so ``snapshot()`` is consistent for frame accounting.
     """
 
-    def __init__(self, process: Callable[[Any], None],
-                 on_error: Callable[[BaseException, Any], None], name: str = "bore_depth_worker"):
+    def __init__(
+        self,
+        process: Callable[[Any], None],
+        on_error: Callable[[BaseException, Any], None],
+        name: str = "bore_depth_worker",
+    ):
         self._process = process
         self._on_error = on_error
         self._name = name

@@ -12,6 +12,7 @@ The benchmark table of the backends is :mod:`bore_depth_ros.bench.table`; the co
 front ends are ``bore-depth export`` / ``prebuild`` / ``bench`` (:mod:`bore_depth_ros.cli`).
 This module holds what all of them share: a deployment's shapes and its weights.
 """
+
 from __future__ import annotations
 
 # Views per call of each model's usual deployment: svr serves the surround node's six cameras in one
@@ -27,8 +28,9 @@ def default_batch(model: str) -> int:
     return DEFAULT_VIEWS.get(model, n if n > 1 else 1)
 
 
-def deployment_shapes(model: str, height: int | None = None, width: int | None = None,
-                      batch: int | None = None) -> dict[str, tuple[int, ...]]:
+def deployment_shapes(
+    model: str, height: int | None = None, width: int | None = None, batch: int | None = None
+) -> dict[str, tuple[int, ...]]:
     """Static input shapes of ``model`` at ``height x width`` (default: the model's) and ``batch`` views."""
     from ..models import get_model_info
 

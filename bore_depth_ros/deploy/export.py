@@ -1,4 +1,5 @@
 """``bore-depth export`` as a library call: every registered model to a checked ONNX file."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -19,7 +20,7 @@ class ModelExport:
     path: Path
     weights: str
     input_shapes: dict[str, tuple[int, ...]]
-    report: Any = None      # backends.ExportReport
+    report: Any = None  # backends.ExportReport
     error: str = ""
 
     @property
@@ -27,9 +28,16 @@ class ModelExport:
         return self.report is not None
 
 
-def export_all(models: Sequence[str] | None = None, out_dir: str | os.PathLike = "onnx", height: int | None = None,
-               width: int | None = None, batch: int | None = None, weights: str = "", opset: int | None = None,
-               output: str | os.PathLike | None = None) -> list[ModelExport]:
+def export_all(
+    models: Sequence[str] | None = None,
+    out_dir: str | os.PathLike = "onnx",
+    height: int | None = None,
+    width: int | None = None,
+    batch: int | None = None,
+    weights: str = "",
+    opset: int | None = None,
+    output: str | os.PathLike | None = None,
+) -> list[ModelExport]:
     """Export ``models`` (default: every registered model) to ``out_dir/<model>_<N>x3x<H>x<W>.onnx``.
 
     ``height``/``width``/``batch`` default to each model's own (:func:`deployment_shapes`); ``weights``

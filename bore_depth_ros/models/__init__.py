@@ -6,6 +6,7 @@ torch-backed names (`BoReDepthNet`, `SVRStudent`, `SemiSMDNet`, `load_checkpoint
 imported on first use. `svr` and `semi_smd` are our designs after the SVR and Semi-SMD papers, not the
 official models.
 """
+
 from __future__ import annotations
 
 from importlib import import_module
@@ -39,6 +40,16 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "create_model", "list_models", "get_model_info", "ModelInfo", "register_model", "check_input_size",
-    "load_checkpoint", "save_lightning_checkpoint", "CheckpointError", "BoReDepthNet", "SVRStudent", "SemiSMDNet",
+    "create_model",
+    "list_models",
+    "get_model_info",
+    "ModelInfo",
+    "register_model",
+    "check_input_size",
+    "load_checkpoint",
+    "save_lightning_checkpoint",
+    "CheckpointError",
+    "BoReDepthNet",
+    "SVRStudent",
+    "SemiSMDNet",
 ]

@@ -3,16 +3,17 @@
 Input: [B,3,H,W] ImageNet-normalised RGB, H and W multiples of 32. Output: relative depth
 [B,1,H,W] = 1 / (10 * sigmoid(z) + 0.01), i.e. within [1/10.01, 100].
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .mpvit import mpvit_tiny
 from .info import BORE_DEPTH_MAX_DISPARITY, BORE_DEPTH_MIN_DISPARITY, check_input_size
+from .mpvit import mpvit_tiny
 
 DECODER_CHANNELS = (16, 32, 64, 128, 256)
 

@@ -8,6 +8,7 @@ Accepted inputs of `load_checkpoint`:
 Only the model's own tensors are used: when the prefixed keys are present, every other key
 (pose_net.*, training-only) is ignored on purpose.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,7 +18,8 @@ import os
 import pickle
 import re
 from collections import OrderedDict
-from typing import IO, Any, Mapping, Union
+from collections.abc import Mapping
+from typing import IO, Any, Union
 
 import torch
 from torch import nn
@@ -62,7 +64,8 @@ def read_checkpoint_file(path_or_file: PathOrFile) -> Any:
                 f"{label} contains non-tensor Python objects that are not loaded for safety ({detail}). "
                 "If you trust the file, re-save only its weights from a trusted Python session, e.g. "
                 "ckpt = torch.load(path, map_location='cpu', weights_only=False); "
-                "torch.save({'state_dict': ckpt['state_dict']}, 'weights_only.ckpt')") from None
+                "torch.save({'state_dict': ckpt['state_dict']}, 'weights_only.ckpt')"
+            ) from None
         raise CheckpointError(f"{label} is not a readable PyTorch checkpoint: {detail}") from None
     except Exception as exc:  # truncated zip, EOF, garbage bytes: torch raises many different types
         reason = str(exc).split(". ")[0] or type(exc).__name__
@@ -92,18 +95,19 @@ def extract_state_dict(checkpoint: Any, prefix: str = "", label: str = "checkpoi
     if non_tensor:
         raise CheckpointError(
             f"{label}: no state_dict found; {len(non_tensor)} entries are not tensors: "
-            f"{', '.join(map(repr, non_tensor[:MAX_LISTED_KEYS]))}")
+            f"{', '.join(map(repr, non_tensor[:MAX_LISTED_KEYS]))}"
+        )
     if prefix and any(key.startswith(prefix) for key in weights):
         ignored = sum(1 for key in weights if not key.startswith(prefix))
         if ignored:
             log.debug("%s: ignoring %d tensors outside %r (e.g. pose_net)", label, ignored, prefix)
-        return {key[len(prefix):]: value for key, value in weights.items() if key.startswith(prefix)}, prefix
+        return {key[len(prefix) :]: value for key, value in weights.items() if key.startswith(prefix)}, prefix
     return dict(weights), ""
 
 
 def _alias_groups(model: nn.Module) -> list[list[str]]:
     """state_dict names grouped by the tensor they refer to (shared CPE/CRPE appear under 3 names)."""
-    groups: "OrderedDict[int, list[str]]" = OrderedDict()
+    groups: OrderedDict[int, list[str]] = OrderedDict()
     for name, tensor in model.state_dict(keep_vars=True).items():
         groups.setdefault(id(tensor), []).append(name)
     return list(groups.values())
@@ -115,8 +119,13 @@ def _listing(title: str, items: list[str]) -> str:
     return f"  {title} ({len(items)}):\n" + "".join(f"    {item}\n" for item in shown).rstrip("\n") + more
 
 
-def match_state_dict(model: nn.Module, weights: Mapping[str, torch.Tensor], strict: bool = True,
-                     key_prefix: str = "", label: str = "checkpoint") -> dict[str, torch.Tensor]:
+def match_state_dict(
+    model: nn.Module,
+    weights: Mapping[str, torch.Tensor],
+    strict: bool = True,
+    key_prefix: str = "",
+    label: str = "checkpoint",
+) -> dict[str, torch.Tensor]:
     """Check `weights` against `model` and return a dict ready for `model.load_state_dict`.
 
     A tensor registered under several names (aliases) counts as present if any of its names is
@@ -146,30 +155,41 @@ def match_state_dict(model: nn.Module, weights: Mapping[str, torch.Tensor], stri
         source = weights[good[0]]
         conflicts = [name for name in good[1:] if not torch.equal(weights[name], source)]
         if conflicts:
-            alias_errors.append(f"{key_prefix}{good[0]} differs from its alias(es) "
-                                + ", ".join(key_prefix + name for name in conflicts))
+            alias_errors.append(
+                f"{key_prefix}{good[0]} differs from its alias(es) "
+                + ", ".join(key_prefix + name for name in conflicts)
+            )
             continue
         for name in names:
             ready[name] = source
 
-    problems = [(title, items) for title, items in (
-        ("missing keys", [key_prefix + key for key in missing]),
-        ("unexpected keys", [key_prefix + key for key in unexpected]),
-        ("shape mismatches (key: expected, found)", shape_errors),
-        ("alias conflicts (shared tensors saved with different values)", alias_errors),
-    ) if items]
+    problems = [
+        (title, items)
+        for title, items in (
+            ("missing keys", [key_prefix + key for key in missing]),
+            ("unexpected keys", [key_prefix + key for key in unexpected]),
+            ("shape mismatches (key: expected, found)", shape_errors),
+            ("alias conflicts (shared tensors saved with different values)", alias_errors),
+        )
+        if items
+    ]
     if problems:
         counts = ", ".join(f"{len(items)} {title.split(' (')[0]}" for title, items in problems)
-        message = (f"{label} does not match model {type(model).__name__}: {counts}\n"
-                   + "\n".join(_listing(title, items) for title, items in problems))
+        message = f"{label} does not match model {type(model).__name__}: {counts}\n" + "\n".join(
+            _listing(title, items) for title, items in problems
+        )
         if strict:
             raise CheckpointError(message)
         log.warning("loading non-strictly; skipped: %s", message)
     return ready
 
 
-def load_checkpoint(path_or_file: PathOrFile, model: nn.Module | None = None, model_name: str = "bore_depth",
-                    strict: bool = True) -> nn.Module:
+def load_checkpoint(
+    path_or_file: PathOrFile,
+    model: nn.Module | None = None,
+    model_name: str = "bore_depth",
+    strict: bool = True,
+) -> nn.Module:
     """Load a checkpoint file into `model` (default: a new `create_model(model_name)`) and return it in eval mode.
 
     Reads with weights_only=True (argparse.Namespace allowed); a file holding other pickled objects
@@ -194,17 +214,22 @@ def load_checkpoint(path_or_file: PathOrFile, model: nn.Module | None = None, mo
 # ---------------------------------------------------------------------------------------------------
 # Writing checkpoints in the official Lightning layout.
 
-def pose_net_state_shapes() -> "OrderedDict[str, tuple[tuple[int, ...], str]]":
+
+def pose_net_state_shapes() -> OrderedDict[str, tuple[tuple[int, ...], str]]:
     """Key -> (shape, kind) of the SC-Depth PoseNet: 6-channel ResNet-18 encoder + pose decoder.
 
     kind is one of conv, bn_weight, bn_bias, bn_mean, bn_var, bn_count, fc_weight, bias.
     Keys have no "pose_net." prefix.
     """
-    shapes: "OrderedDict[str, tuple[tuple[int, ...], str]]" = OrderedDict()
+    shapes: OrderedDict[str, tuple[tuple[int, ...], str]] = OrderedDict()
 
     def batch_norm(prefix: str, channels: int) -> None:
-        for suffix, kind in (("weight", "bn_weight"), ("bias", "bn_bias"), ("running_mean", "bn_mean"),
-                             ("running_var", "bn_var")):
+        for suffix, kind in (
+            ("weight", "bn_weight"),
+            ("bias", "bn_bias"),
+            ("running_mean", "bn_mean"),
+            ("running_var", "bn_var"),
+        ):
             shapes[f"{prefix}.{suffix}"] = ((channels,), kind)
         shapes[f"{prefix}.num_batches_tracked"] = ((), "bn_count")
 
@@ -225,17 +250,21 @@ def pose_net_state_shapes() -> "OrderedDict[str, tuple[tuple[int, ...], str]]":
             in_ch = planes
     shapes[enc + "fc.weight"] = ((1000, 512), "fc_weight")
     shapes[enc + "fc.bias"] = ((1000,), "bias")
-    for name, shape in (("conv_squeeze", (256, 512, 1, 1)), ("convs_pose.0", (256, 256, 3, 3)),
-                        ("convs_pose.1", (256, 256, 3, 3)), ("convs_pose.2", (6, 256, 1, 1))):
+    for name, shape in (
+        ("conv_squeeze", (256, 512, 1, 1)),
+        ("convs_pose.0", (256, 256, 3, 3)),
+        ("convs_pose.1", (256, 256, 3, 3)),
+        ("convs_pose.2", (6, 256, 1, 1)),
+    ):
         shapes[f"decoder.{name}.weight"] = (shape, "conv")
         shapes[f"decoder.{name}.bias"] = ((shape[0],), "bias")
     return shapes
 
 
-def generate_pose_net_state(seed: int = 0) -> "OrderedDict[str, torch.Tensor]":
+def generate_pose_net_state(seed: int = 0) -> OrderedDict[str, torch.Tensor]:
     """Freshly initialised PoseNet tensors (He-normal convs, unit BN), keys without prefix."""
     generator = torch.Generator().manual_seed(seed)
-    state: "OrderedDict[str, torch.Tensor]" = OrderedDict()
+    state: OrderedDict[str, torch.Tensor] = OrderedDict()
     for key, (shape, kind) in pose_net_state_shapes().items():
         if kind == "conv":
             fan_out = shape[0] * math.prod(shape[2:])
@@ -252,9 +281,13 @@ def generate_pose_net_state(seed: int = 0) -> "OrderedDict[str, torch.Tensor]":
     return state
 
 
-def save_lightning_checkpoint(model: nn.Module, path: PathOrFile,
-                              pose_net_state: Mapping[str, torch.Tensor] | None = None,
-                              extra: Mapping[str, Any] | None = None, prefix: str = "depth_net.") -> None:
+def save_lightning_checkpoint(
+    model: nn.Module,
+    path: PathOrFile,
+    pose_net_state: Mapping[str, torch.Tensor] | None = None,
+    extra: Mapping[str, Any] | None = None,
+    prefix: str = "depth_net.",
+) -> None:
     """Write `model` in the official BoRe-Depth Lightning layout.
 
     state_dict holds `prefix` + model.state_dict() (including alias keys) and "pose_net." + the pose
@@ -263,7 +296,7 @@ def save_lightning_checkpoint(model: nn.Module, path: PathOrFile,
     """
     if pose_net_state is None:
         pose_net_state = generate_pose_net_state()
-    state_dict: "OrderedDict[str, torch.Tensor]" = OrderedDict()
+    state_dict: OrderedDict[str, torch.Tensor] = OrderedDict()
     for key, value in model.state_dict().items():
         state_dict[prefix + key] = value
     for key, value in pose_net_state.items():
@@ -279,6 +312,12 @@ def save_lightning_checkpoint(model: nn.Module, path: PathOrFile,
 
 
 __all__ = [
-    "CheckpointError", "load_checkpoint", "save_lightning_checkpoint", "read_checkpoint_file",
-    "extract_state_dict", "match_state_dict", "pose_net_state_shapes", "generate_pose_net_state",
+    "CheckpointError",
+    "load_checkpoint",
+    "save_lightning_checkpoint",
+    "read_checkpoint_file",
+    "extract_state_dict",
+    "match_state_dict",
+    "pose_net_state_shapes",
+    "generate_pose_net_state",
 ]

@@ -4,6 +4,7 @@ A leaf module (no torch, nothing else from the package): :class:`ModelInfo`, the
 the ImageNet normalisation and the depth/disparity bounds. The registry (which models exist) and
 the network files (which need the bounds in their output heads) both import it.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -69,8 +70,11 @@ class ModelInfo:
         object.__setattr__(self, "input_presets", dict(self.input_presets))
         object.__setattr__(self, "output_names", tuple(self.output_names))
         object.__setattr__(self, "input_names", tuple(self.input_names))
-        if (not self.input_names or len(set(self.input_names)) != len(self.input_names)
-                or not all(isinstance(n, str) and n for n in self.input_names)):
+        if (
+            not self.input_names
+            or len(set(self.input_names)) != len(self.input_names)
+            or not all(isinstance(n, str) and n for n in self.input_names)
+        ):
             raise ValueError(f"input_names must be non-empty unique strings, got {self.input_names!r}")
         if self.num_cameras < 0:
             raise ValueError(f"num_cameras must be >= 0 (0 = any), got {self.num_cameras}")
@@ -92,13 +96,19 @@ class ModelInfo:
         if isinstance(num_views, bool) or not isinstance(num_views, int) or num_views < 1:
             raise ValueError(f"num_views must be a positive int, got {num_views!r}")
         if self.num_cameras and num_views % self.num_cameras:
-            raise ValueError(f"model {self.name!r} takes whole rigs of {self.num_cameras} views; "
-                             f"got {num_views} views")
+            raise ValueError(
+                f"model {self.name!r} takes whole rigs of {self.num_cameras} views; got {num_views} views"
+            )
         if "rays" in self.input_names:
             check_input_size(height, width, self.ray_stride)
         image = (num_views, 3, height, width)
-        rule = {"image": image, "prev_image": image, "origins": (num_views, 3), "focal": (num_views, 1),
-                "rays": (num_views, 3, height // self.ray_stride, width // self.ray_stride)}
+        rule = {
+            "image": image,
+            "prev_image": image,
+            "origins": (num_views, 3),
+            "focal": (num_views, 1),
+            "rays": (num_views, 3, height // self.ray_stride, width // self.ray_stride),
+        }
         unknown = [n for n in self.input_names if n not in rule]
         if unknown:
             raise ValueError(f"no shape rule for input(s) {unknown} of model {self.name!r}")
@@ -110,6 +120,6 @@ BORE_DEPTH_MIN_DISPARITY = 0.01
 BORE_DEPTH_MAX_DISPARITY = 10.01  # 10 * sigmoid + 0.01
 
 SURROUND_PRESETS = {"ddad": (384, 640), "nuscenes": (352, 640), "small": (192, 320)}
-SURROUND_MIN_DEPTH = 0.5   # metres at focal = 1 (the canonical focal)
+SURROUND_MIN_DEPTH = 0.5  # metres at focal = 1 (the canonical focal)
 SURROUND_MAX_DEPTH = 200.0  # the DDAD evaluation range; wide cameras (small focal) still reach far
 SURROUND_CANONICAL_FOCAL = 250.0  # pixels at the model input size

@@ -10,9 +10,10 @@ encoder are shared by all its layers and registered three times (encoder.cpe/crp
 layer.cpe/crpe, layer.factoratt_crpe.crpe), so `state_dict()` lists them under every name, as
 the official checkpoints do, while `parameters()` yields each tensor once.
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -47,8 +48,15 @@ class DropPath(nn.Module):
 class Conv2dBN(nn.Module):
     """Bias-free conv + BatchNorm + optional activation (keys: conv.*, bn.*)."""
 
-    def __init__(self, in_ch: int, out_ch: int, kernel_size: int = 1, stride: int = 1, groups: int = 1,
-                 act: bool = False) -> None:
+    def __init__(
+        self,
+        in_ch: int,
+        out_ch: int,
+        kernel_size: int = 1,
+        stride: int = 1,
+        groups: int = 1,
+        act: bool = False,
+    ) -> None:
         super().__init__()
         self.conv = nn.Conv2d(in_ch, out_ch, kernel_size, stride, kernel_size // 2, groups=groups, bias=False)
         self.bn = nn.BatchNorm2d(out_ch)
@@ -92,7 +100,8 @@ class PatchEmbedStage(nn.Module):
     def __init__(self, channels: int, num_paths: int) -> None:
         super().__init__()
         self.patch_embeds = nn.ModuleList(
-            DWCPatchEmbed(channels, stride=2 if idx == 0 else 1) for idx in range(num_paths))
+            DWCPatchEmbed(channels, stride=2 if idx == 0 else 1) for idx in range(num_paths)
+        )
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         paths = []
@@ -128,7 +137,8 @@ class ConvRelPosEnc(nn.Module):
         self.channel_splits = [heads * head_dim for heads in CRPE_HEADS_PER_KERNEL.values()]
         self.conv_list = nn.ModuleList(
             nn.Conv2d(ch, ch, kernel, 1, kernel // 2, groups=ch)
-            for kernel, ch in zip(CRPE_HEADS_PER_KERNEL, self.channel_splits))
+            for kernel, ch in zip(CRPE_HEADS_PER_KERNEL, self.channel_splits)
+        )
 
     def forward(self, q: torch.Tensor, v: torch.Tensor, height: int, width: int) -> torch.Tensor:
         # q, v: [B, heads, N, head_dim]
@@ -147,7 +157,7 @@ class FactorAttConvRelPosEnc(nn.Module):
         super().__init__()
         self.num_heads = num_heads
         self.head_dim = dim // num_heads
-        self.scale = self.head_dim ** -0.5
+        self.scale = self.head_dim**-0.5
         self.qkv = nn.Linear(dim, dim * 3)
         self.proj = nn.Linear(dim, dim)
         self.crpe = shared_crpe
@@ -180,8 +190,15 @@ class Mlp(nn.Module):
 class MHCALayer(nn.Module):
     """One transformer layer: CPE, pre-LN factorized attention + CRPE, pre-LN MLP."""
 
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, shared_cpe: ConvPosEnc,
-                 shared_crpe: ConvRelPosEnc, drop_path: float = 0.0) -> None:
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        mlp_ratio: float,
+        shared_cpe: ConvPosEnc,
+        shared_crpe: ConvRelPosEnc,
+        drop_path: float = 0.0,
+    ) -> None:
         super().__init__()
         self.cpe = shared_cpe
         self.crpe = shared_crpe  # registered here only so the checkpoint alias keys exist
@@ -200,14 +217,16 @@ class MHCALayer(nn.Module):
 class MHCAEncoder(nn.Module):
     """Path encoder: L MHCA layers sharing one CPE and one CRPE; map in, map out."""
 
-    def __init__(self, dim: int, num_layers: int, num_heads: int, mlp_ratio: float,
-                 drop_path_list: Sequence[float]) -> None:
+    def __init__(
+        self, dim: int, num_layers: int, num_heads: int, mlp_ratio: float, drop_path_list: Sequence[float]
+    ) -> None:
         super().__init__()
         self.cpe = ConvPosEnc(dim)
         self.crpe = ConvRelPosEnc(dim // num_heads, num_heads)
         self.MHCA_layers = nn.ModuleList(
             MHCALayer(dim, num_heads, mlp_ratio, self.cpe, self.crpe, drop_path_list[idx])
-            for idx in range(num_layers))
+            for idx in range(num_layers)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, channels, height, width = x.shape
@@ -237,11 +256,20 @@ class InvResBlock(nn.Module):
 class MHCAStage(nn.Module):
     """One stage's transformer part: a path encoder per path, InvRes on path 0, 1x1 aggregation."""
 
-    def __init__(self, dim: int, out_dim: int, num_paths: int, num_layers: int, num_heads: int,
-                 mlp_ratio: float, drop_path_list: Sequence[float]) -> None:
+    def __init__(
+        self,
+        dim: int,
+        out_dim: int,
+        num_paths: int,
+        num_layers: int,
+        num_heads: int,
+        mlp_ratio: float,
+        drop_path_list: Sequence[float],
+    ) -> None:
         super().__init__()
         self.mhca_blks = nn.ModuleList(
-            MHCAEncoder(dim, num_layers, num_heads, mlp_ratio, drop_path_list) for _ in range(num_paths))
+            MHCAEncoder(dim, num_layers, num_heads, mlp_ratio, drop_path_list) for _ in range(num_paths)
+        )
         self.InvRes = InvResBlock(dim)
         self.aggregate = Conv2dBN(dim * (num_paths + 1), out_dim, act=True)
 
@@ -254,15 +282,21 @@ class MHCAStage(nn.Module):
 class MPViTEncoder(nn.Module):
     """Modified MPViT-tiny; `forward` returns [F1..F5] at strides 2..32 with `num_ch_enc` channels."""
 
-    def __init__(self, num_paths: Sequence[int] = MPVIT_TINY_CONFIG["num_paths"],
-                 num_layers: Sequence[int] = MPVIT_TINY_CONFIG["num_layers"],
-                 embed_dims: Sequence[int] = MPVIT_TINY_CONFIG["embed_dims"],
-                 mlp_ratios: Sequence[float] = MPVIT_TINY_CONFIG["mlp_ratios"],
-                 num_heads: Sequence[int] = MPVIT_TINY_CONFIG["num_heads"],
-                 in_chans: int = 3, drop_path_rate: float = 0.0) -> None:
+    def __init__(
+        self,
+        num_paths: Sequence[int] = MPVIT_TINY_CONFIG["num_paths"],
+        num_layers: Sequence[int] = MPVIT_TINY_CONFIG["num_layers"],
+        embed_dims: Sequence[int] = MPVIT_TINY_CONFIG["embed_dims"],
+        mlp_ratios: Sequence[float] = MPVIT_TINY_CONFIG["mlp_ratios"],
+        num_heads: Sequence[int] = MPVIT_TINY_CONFIG["num_heads"],
+        in_chans: int = 3,
+        drop_path_rate: float = 0.0,
+    ) -> None:
         super().__init__()
         num_stages = len(embed_dims)
-        self.num_ch_enc = [embed_dims[0]] + [embed_dims[min(s + 1, num_stages - 1)] for s in range(num_stages)]
+        self.num_ch_enc = [embed_dims[0]] + [
+            embed_dims[min(s + 1, num_stages - 1)] for s in range(num_stages)
+        ]
         total_layers = sum(num_layers)
         drop_rates = [drop_path_rate * idx / max(total_layers - 1, 1) for idx in range(total_layers)]
 
@@ -271,13 +305,23 @@ class MPViTEncoder(nn.Module):
             Conv2dBN(embed_dims[0] // 2, embed_dims[0], 3, stride=1, act=True),
         )
         self.patch_embed_stages = nn.ModuleList(
-            PatchEmbedStage(embed_dims[s], num_paths[s]) for s in range(num_stages))
+            PatchEmbedStage(embed_dims[s], num_paths[s]) for s in range(num_stages)
+        )
         stages = []
         first_layer = 0
         for s in range(num_stages):
             out_dim = embed_dims[min(s + 1, num_stages - 1)]
-            stages.append(MHCAStage(embed_dims[s], out_dim, num_paths[s], num_layers[s], num_heads[s],
-                                    mlp_ratios[s], drop_rates[first_layer:first_layer + num_layers[s]]))
+            stages.append(
+                MHCAStage(
+                    embed_dims[s],
+                    out_dim,
+                    num_paths[s],
+                    num_layers[s],
+                    num_heads[s],
+                    mlp_ratios[s],
+                    drop_rates[first_layer : first_layer + num_layers[s]],
+                )
+            )
             first_layer += num_layers[s]
         self.mhca_stages = nn.ModuleList(stages)
         self.apply(_init_weights)

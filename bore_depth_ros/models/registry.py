@@ -5,12 +5,21 @@ read a model's input contract (`get_model_info`, `check_input_size`) without it.
 called only by `create_model`; the built-in ones import their torch modules lazily, so the network
 files never import the registry (they take their bounds from `.info`).
 """
+
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-from .info import (BORE_DEPTH_MAX_DISPARITY, BORE_DEPTH_MIN_DISPARITY, SURROUND_CANONICAL_FOCAL, SURROUND_MAX_DEPTH,
-                   SURROUND_MIN_DEPTH, SURROUND_PRESETS, ModelInfo)
+from .info import (
+    BORE_DEPTH_MAX_DISPARITY,
+    BORE_DEPTH_MIN_DISPARITY,
+    SURROUND_CANONICAL_FOCAL,
+    SURROUND_MAX_DEPTH,
+    SURROUND_MIN_DEPTH,
+    SURROUND_PRESETS,
+    ModelInfo,
+)
 
 _FACTORIES: dict[str, Callable[..., Any]] = {}
 _INFOS: dict[str, ModelInfo] = {}
@@ -71,7 +80,6 @@ register_model(
 )
 
 
-
 def _build_svr(**kwargs: Any):
     from .svr import SVRStudent
 
@@ -90,7 +98,7 @@ register_model(
     ModelInfo(
         name="svr",
         description="SVR-style student (our design after Scale-Invariant and View-Relational KD, not the "
-                    "official model): MPViT-tiny encoder, EFAF decoder, 64 adaptive metric depth bins",
+        "official model): MPViT-tiny encoder, EFAF decoder, 64 adaptive metric depth bins",
         output_names=("depth", "confidence"),
         input_names=("image", "focal"),
         metric=True,
@@ -109,7 +117,7 @@ register_model(
     ModelInfo(
         name="semi_smd",
         description="Semi-SMD-style surround fusion model (our design after Semi-SMD, not the official "
-                    "model): MPViT-tiny encoder, ring/temporal attention on ray-encoded tokens, EFAF decoder",
+        "model): MPViT-tiny encoder, ring/temporal attention on ray-encoded tokens, EFAF decoder",
         output_names=("depth", "confidence"),
         input_names=("image", "prev_image", "rays", "origins", "focal"),
         metric=True,

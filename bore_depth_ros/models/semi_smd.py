@@ -5,10 +5,11 @@ Spec: /work/shared/specs/surround-models.md, section B2. One forward pass takes 
 views [B*N,3,H,W] in ring order (sim.rig.RING_ORDER), so view v's ring neighbours are v-1 and v+1
 (mod N) within its rig.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -25,15 +26,16 @@ class GeometryEncoding(nn.Module):
 
     def __init__(self, dim: int, num_freqs: int = 3) -> None:
         super().__init__()
-        self.register_buffer("freqs", math.pi * 2.0 ** torch.arange(num_freqs, dtype=torch.float32),
-                             persistent=False)
+        self.register_buffer(
+            "freqs", math.pi * 2.0 ** torch.arange(num_freqs, dtype=torch.float32), persistent=False
+        )
         in_dim = 3 + 6 * num_freqs + 3
         self.mlp = nn.Sequential(nn.Linear(in_dim, dim), nn.GELU(), nn.Linear(dim, dim))
 
     def forward(self, rays: torch.Tensor, origins: torch.Tensor) -> torch.Tensor:
         """rays [M,3,h,w], origins [M,3] -> [M, h*w, dim]."""
-        r = rays.flatten(2).transpose(1, 2)                                # [M, L, 3]
-        angles = (r[..., None] * self.freqs).flatten(2)                    # [M, L, 3F]
+        r = rays.flatten(2).transpose(1, 2)  # [M, L, 3]
+        angles = (r[..., None] * self.freqs).flatten(2)  # [M, L, 3F]
         o = origins[:, None, :].expand(-1, r.shape[1], -1)
         return self.mlp(torch.cat([r, torch.sin(angles), torch.cos(angles), o], dim=-1))
 
@@ -55,7 +57,7 @@ class Attention(nn.Module):
         q = self.q(x).reshape(m, lq, self.num_heads, self.head_dim).transpose(1, 2)
         kv = self.kv(context).reshape(m, -1, 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         k, v = kv[0], kv[1]
-        attn = torch.softmax((q @ k.transpose(-2, -1)) * self.head_dim ** -0.5, dim=-1)
+        attn = torch.softmax((q @ k.transpose(-2, -1)) * self.head_dim**-0.5, dim=-1)
         return self.proj((attn @ v).transpose(1, 2).reshape(m, lq, d))
 
 
@@ -69,7 +71,8 @@ class FusionBlock(nn.Module):
     def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 2.0) -> None:
         super().__init__()
         self.norm_self, self.norm_ring, self.norm_time, self.norm_prev, self.norm_mlp = (
-            nn.LayerNorm(dim) for _ in range(5))
+            nn.LayerNorm(dim) for _ in range(5)
+        )
         self.self_attn = Attention(dim, num_heads)
         self.ring_attn = Attention(dim, num_heads)
         self.time_attn = Attention(dim, num_heads)
@@ -108,16 +111,29 @@ class SemiSMDNet(nn.Module):
     -> (depth [B*N,1,H,W] metres, confidence [B*N,1,H,W]). B*N must be a multiple of `num_cameras`.
     """
 
-    def __init__(self, num_cameras: int = 6, backbone: str = "mpvit_tiny", embed_dim: int = 128,
-                 num_blocks: int = 2, num_heads: int = 4, mlp_ratio: float = 2.0,
-                 min_depth: float = SURROUND_MIN_DEPTH, max_depth: float = SURROUND_MAX_DEPTH,
-                 decoder_channels: Sequence[int] = DECODER_CHANNELS, drop_path_rate: float = 0.0) -> None:
+    def __init__(
+        self,
+        num_cameras: int = 6,
+        backbone: str = "mpvit_tiny",
+        embed_dim: int = 128,
+        num_blocks: int = 2,
+        num_heads: int = 4,
+        mlp_ratio: float = 2.0,
+        min_depth: float = SURROUND_MIN_DEPTH,
+        max_depth: float = SURROUND_MAX_DEPTH,
+        decoder_channels: Sequence[int] = DECODER_CHANNELS,
+        drop_path_rate: float = 0.0,
+    ) -> None:
         super().__init__()
         if num_cameras < 1 or num_blocks < 1:
             raise ValueError(f"need num_cameras >= 1 and num_blocks >= 1, got {num_cameras}, {num_blocks}")
         if not 0 < min_depth < max_depth:
             raise ValueError(f"need 0 < min_depth < max_depth, got {min_depth}, {max_depth}")
-        self.num_cameras, self.min_depth, self.max_depth = int(num_cameras), float(min_depth), float(max_depth)
+        self.num_cameras, self.min_depth, self.max_depth = (
+            int(num_cameras),
+            float(min_depth),
+            float(max_depth),
+        )
         self.encoder = build_encoder(backbone, drop_path_rate)
         c5 = self.encoder.num_ch_enc[-1]
         self.token_in = nn.Linear(c5, embed_dim)
@@ -134,16 +150,25 @@ class SemiSMDNet(nn.Module):
         if torch.jit.is_tracing():
             return
         n, _, h, w = image.shape
-        expected = {"prev_image": (prev_image, (n, 3, h, w)), "origins": (origins, (n, 3)),
-                    "rays": (rays, (n, 3, h // TOKEN_STRIDE, w // TOKEN_STRIDE))}
+        expected = {
+            "prev_image": (prev_image, (n, 3, h, w)),
+            "origins": (origins, (n, 3)),
+            "rays": (rays, (n, 3, h // TOKEN_STRIDE, w // TOKEN_STRIDE)),
+        }
         for name, (t, shape) in expected.items():
             if tuple(t.shape) != shape:
                 raise ValueError(f"expected {name} of shape {list(shape)}, got {list(t.shape)}")
         if n % self.num_cameras:
             raise ValueError(f"batch of {n} views is not a whole number of {self.num_cameras}-camera rigs")
 
-    def forward_train(self, image: torch.Tensor, prev_image: torch.Tensor, rays: torch.Tensor,
-                      origins: torch.Tensor, focal: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward_train(
+        self,
+        image: torch.Tensor,
+        prev_image: torch.Tensor,
+        rays: torch.Tensor,
+        origins: torch.Tensor,
+        focal: torch.Tensor,
+    ) -> dict[str, torch.Tensor]:
         """depth, confidence [B*N,1,H,W]; depth_logit [B*N,1,H,W] (pre-sigmoid); features [B*N,16,H,W];
         tokens [B*N,D,H/32,W/32] after fusion."""
         self._check(image, prev_image, rays, origins, focal)
@@ -152,7 +177,7 @@ class SemiSMDNet(nn.Module):
         cur = [f[:n] for f in enc]
         f5, f5_prev = enc[-1][:n], enc[-1][n:]
         hh, ww = f5.shape[2], f5.shape[3]
-        geo = self.geometry(rays, origins)                                   # [n, L, D]
+        geo = self.geometry(rays, origins)  # [n, L, D]
         tokens = self.token_in(f5.flatten(2).transpose(1, 2)) + geo
         prev = self.token_in(f5_prev.flatten(2).transpose(1, 2)) + geo
         d = tokens.shape[-1]
@@ -167,11 +192,22 @@ class SemiSMDNet(nn.Module):
         lo, hi = math.log(self.min_depth), math.log(self.max_depth)
         depth = torch.exp(lo + (hi - lo) * torch.sigmoid(logit)) * focal.reshape(-1, 1, 1, 1)
         confidence = torch.sigmoid(self.confidence_head(features))
-        return {"depth": depth, "confidence": confidence, "depth_logit": logit, "features": features,
-                "tokens": x.transpose(1, 2).reshape(n, d, hh, ww)}
+        return {
+            "depth": depth,
+            "confidence": confidence,
+            "depth_logit": logit,
+            "features": features,
+            "tokens": x.transpose(1, 2).reshape(n, d, hh, ww),
+        }
 
-    def forward(self, image: torch.Tensor, prev_image: torch.Tensor, rays: torch.Tensor, origins: torch.Tensor,
-                focal: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self,
+        image: torch.Tensor,
+        prev_image: torch.Tensor,
+        rays: torch.Tensor,
+        origins: torch.Tensor,
+        focal: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         out = self.forward_train(image, prev_image, rays, origins, focal)
         return out["depth"], out["confidence"]
 

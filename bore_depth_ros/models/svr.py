@@ -8,10 +8,11 @@ so it works with any number of cameras and batched inference equals per-view inf
 Also home of the pieces the surround models share: `build_encoder` (BoRe-Depth MPViT-tiny or our
 ResNet-18) and `EFAFFeatureDecoder` (the BoRe-Depth EFAF decoder blocks, returning features).
 """
+
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -26,6 +27,7 @@ BACKBONES = ("mpvit_tiny", "resnet18")
 
 # --- encoders --------------------------------------------------------------------------------------
 
+
 class BasicBlock(nn.Module):
     """ResNet basic block: two 3x3 conv+BN, identity or 1x1-conv shortcut, ReLU."""
 
@@ -35,8 +37,11 @@ class BasicBlock(nn.Module):
         self.bn1 = nn.BatchNorm2d(out_ch)
         self.conv2 = nn.Conv2d(out_ch, out_ch, 3, 1, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(out_ch)
-        self.shortcut = nn.Identity() if stride == 1 and in_ch == out_ch else nn.Sequential(
-            nn.Conv2d(in_ch, out_ch, 1, stride, bias=False), nn.BatchNorm2d(out_ch))
+        self.shortcut = (
+            nn.Identity()
+            if stride == 1 and in_ch == out_ch
+            else nn.Sequential(nn.Conv2d(in_ch, out_ch, 1, stride, bias=False), nn.BatchNorm2d(out_ch))
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = F.relu(self.bn1(self.conv1(x)))
@@ -51,11 +56,15 @@ class ResNet18Encoder(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64), nn.ReLU(inplace=True))
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64), nn.ReLU(inplace=True)
+        )
         self.pool = nn.MaxPool2d(3, 2, 1)
         widths, layers, in_ch = (64, 128, 256, 512), [], 64
         for i, width in enumerate(widths):
-            layers.append(nn.Sequential(BasicBlock(in_ch, width, 1 if i == 0 else 2), BasicBlock(width, width)))
+            layers.append(
+                nn.Sequential(BasicBlock(in_ch, width, 1 if i == 0 else 2), BasicBlock(width, width))
+            )
             in_ch = width
         self.layers = nn.ModuleList(layers)
         self.num_ch_enc = [64, *widths]
@@ -84,6 +93,7 @@ def build_encoder(backbone: str = "mpvit_tiny", drop_path_rate: float = 0.0) -> 
 
 # --- decoder ---------------------------------------------------------------------------------------
 
+
 class EFAFFeatureDecoder(nn.Module):
     """EFAF-style decoder built from the BoRe-Depth blocks, returning features instead of disparity.
 
@@ -92,13 +102,16 @@ class EFAFFeatureDecoder(nn.Module):
     Unlike `EFAFDecoder` it builds no unused blocks.
     """
 
-    def __init__(self, num_ch_enc: Sequence[int], num_ch_dec: Sequence[int] = DECODER_CHANNELS,
-                 out_level: int = 0) -> None:
+    def __init__(
+        self, num_ch_enc: Sequence[int], num_ch_dec: Sequence[int] = DECODER_CHANNELS, out_level: int = 0
+    ) -> None:
         super().__init__()
         self.num_ch_dec = list(num_ch_dec)
         if len(num_ch_enc) != len(self.num_ch_dec) or not 0 <= out_level < len(self.num_ch_dec):
-            raise ValueError(f"need {len(self.num_ch_dec)} encoder levels and 0 <= out_level < "
-                             f"{len(self.num_ch_dec)}, got {len(num_ch_enc)} and {out_level}")
+            raise ValueError(
+                f"need {len(self.num_ch_dec)} encoder levels and 0 <= out_level < "
+                f"{len(self.num_ch_dec)}, got {len(num_ch_enc)} and {out_level}"
+            )
         self.out_level = out_level
         self.out_channels = self.num_ch_dec[out_level]
         self.levels = list(range(len(self.num_ch_dec) - 1, out_level - 1, -1))
@@ -115,8 +128,9 @@ class EFAFFeatureDecoder(nn.Module):
     def forward(self, features: Sequence[torch.Tensor]) -> torch.Tensor:
         x = features[-1]
         for cnt, i in enumerate(self.levels):
-            x = self.local[cnt](F.interpolate(self.deconvs[cnt](x), scale_factor=2.0, mode="bilinear",
-                                              align_corners=False))
+            x = self.local[cnt](
+                F.interpolate(self.deconvs[cnt](x), scale_factor=2.0, mode="bilinear", align_corners=False)
+            )
             if i > 0:
                 x = torch.cat([x, self.skip[cnt](features[i - 1])], dim=1)
             x = self.fuse[cnt](x)
@@ -124,6 +138,7 @@ class EFAFFeatureDecoder(nn.Module):
 
 
 # --- input checks ----------------------------------------------------------------------------------
+
 
 def check_views(image: torch.Tensor, focal: torch.Tensor) -> None:
     """Eager-mode checks shared by the surround models (skipped under tracing)."""
@@ -137,6 +152,7 @@ def check_views(image: torch.Tensor, focal: torch.Tensor) -> None:
 
 
 # --- SVR-style student -----------------------------------------------------------------------------
+
 
 class SVRStudent(nn.Module):
     """SVR-style student (our design, not the official model): adaptive metric depth bins per image.
@@ -156,31 +172,48 @@ class SVRStudent(nn.Module):
     forward(image [B*N,3,H,W], focal [B*N,1]) -> (depth [B*N,1,H,W] metres, confidence [B*N,1,H,W]).
     """
 
-    def __init__(self, backbone: str = "mpvit_tiny", num_bins: int = 64, min_depth: float = SURROUND_MIN_DEPTH,
-                 max_depth: float = SURROUND_MAX_DEPTH, output_stride: int = 1, log_bins: bool = True,
-                 bin_hidden: int = 256, head_channels: int = 32, min_width: float = 1e-3,
-                 decoder_channels: Sequence[int] = DECODER_CHANNELS, drop_path_rate: float = 0.0) -> None:
+    def __init__(
+        self,
+        backbone: str = "mpvit_tiny",
+        num_bins: int = 64,
+        min_depth: float = SURROUND_MIN_DEPTH,
+        max_depth: float = SURROUND_MAX_DEPTH,
+        output_stride: int = 1,
+        log_bins: bool = True,
+        bin_hidden: int = 256,
+        head_channels: int = 32,
+        min_width: float = 1e-3,
+        decoder_channels: Sequence[int] = DECODER_CHANNELS,
+        drop_path_rate: float = 0.0,
+    ) -> None:
         super().__init__()
         if output_stride not in (1, 2):
             raise ValueError(f"output_stride must be 1 or 2, got {output_stride}")
         if not 0 < min_depth < max_depth or num_bins < 2:
-            raise ValueError(f"need 0 < min_depth < max_depth and num_bins >= 2, got {min_depth}, {max_depth}, "
-                             f"{num_bins}")
+            raise ValueError(
+                f"need 0 < min_depth < max_depth and num_bins >= 2, got {min_depth}, {max_depth}, {num_bins}"
+            )
         self.num_bins, self.min_depth, self.max_depth = int(num_bins), float(min_depth), float(max_depth)
         self.output_stride, self.log_bins, self.min_width = output_stride, bool(log_bins), float(min_width)
         self.encoder = build_encoder(backbone, drop_path_rate)
-        self.decoder = EFAFFeatureDecoder(self.encoder.num_ch_enc, decoder_channels,
-                                          out_level=int(math.log2(output_stride)))
-        self.pixel_head = nn.Sequential(ReflectConvELU(self.decoder.out_channels, head_channels),
-                                        nn.Conv2d(head_channels, self.num_bins, 1))
-        self.bin_mlp = nn.Sequential(nn.Linear(self.encoder.num_ch_enc[-1], bin_hidden), nn.GELU(),
-                                     nn.Linear(bin_hidden, self.num_bins))
+        self.decoder = EFAFFeatureDecoder(
+            self.encoder.num_ch_enc, decoder_channels, out_level=int(math.log2(output_stride))
+        )
+        self.pixel_head = nn.Sequential(
+            ReflectConvELU(self.decoder.out_channels, head_channels),
+            nn.Conv2d(head_channels, self.num_bins, 1),
+        )
+        self.bin_mlp = nn.Sequential(
+            nn.Linear(self.encoder.num_ch_enc[-1], bin_hidden),
+            nn.GELU(),
+            nn.Linear(bin_hidden, self.num_bins),
+        )
 
     def bin_edges(self, bottleneck: torch.Tensor) -> torch.Tensor:
         """Metric bin edges [B, K+1] at the canonical focal from the stride-32 features."""
         widths = torch.softmax(self.bin_mlp(bottleneck.mean(dim=(2, 3))), dim=1)
         widths = (widths + self.min_width) / (1.0 + self.num_bins * self.min_width)
-        edges = F.pad(torch.cumsum(widths, dim=1), (1, 0))            # [B, K+1], 0 .. 1
+        edges = F.pad(torch.cumsum(widths, dim=1), (1, 0))  # [B, K+1], 0 .. 1
         if self.log_bins:
             lo, hi = math.log(self.min_depth), math.log(self.max_depth)
             return torch.exp(lo + (hi - lo) * edges)
@@ -211,17 +244,30 @@ class SVRStudent(nn.Module):
         scale = focal.reshape(-1, 1)
         centres = centres_c * scale
         # sum_k p_k c_k as one batched matmul: ~10x faster on CPU than a broadcast multiply and sum.
-        depth = torch.matmul(centres[:, None, :], probs.flatten(2)).reshape(logits.shape[0], 1, *logits.shape[2:])
+        depth = torch.matmul(centres[:, None, :], probs.flatten(2)).reshape(
+            logits.shape[0], 1, *logits.shape[2:]
+        )
         entropy = -torch.sum(probs * log_probs, dim=1, keepdim=True)
         confidence = torch.clamp(1.0 - entropy / math.log(self.num_bins), 0.0, 1.0)
         if self.output_stride != 1:
-            depth = F.interpolate(depth, scale_factor=float(self.output_stride), mode="bilinear",
-                                  align_corners=False)
-            confidence = F.interpolate(confidence, scale_factor=float(self.output_stride), mode="bilinear",
-                                       align_corners=False)
-        return {"logits": logits, "log_probs": log_probs, "probs": probs, "bin_edges": edges_c * scale,
-                "bin_centres": centres, "bin_centres_canonical": centres_c, "features": features,
-                "bottleneck": enc[-1], "depth": depth, "confidence": confidence}
+            depth = F.interpolate(
+                depth, scale_factor=float(self.output_stride), mode="bilinear", align_corners=False
+            )
+            confidence = F.interpolate(
+                confidence, scale_factor=float(self.output_stride), mode="bilinear", align_corners=False
+            )
+        return {
+            "logits": logits,
+            "log_probs": log_probs,
+            "probs": probs,
+            "bin_edges": edges_c * scale,
+            "bin_centres": centres,
+            "bin_centres_canonical": centres_c,
+            "features": features,
+            "bottleneck": enc[-1],
+            "depth": depth,
+            "confidence": confidence,
+        }
 
     def forward(self, image: torch.Tensor, focal: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         out = self.forward_train(image, focal)

@@ -2,6 +2,7 @@
 
 Importing this package loads no model, no ROS and no plotting library.
 """
+
 from .config import EvalConfig
 from .evaluate import evaluate
 from .scoring import EvalResult, compare_frame

@@ -1,4 +1,5 @@
 """What an evaluation runs on and how: ``EvalConfig`` and the reasons a frame is not scored."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -23,58 +24,69 @@ class EvalConfig:
     """What to evaluate and how; defaults follow the node's defaults and the KITTI caps."""
 
     bag: str
-    cameras: list[str] | None = None        # image topics; None = auto-detect
-    gt: str = "auto"                        # auto | depth | lidar
-    gt_topics: list[str] | None = None      # depth GT topic per entry of ``cameras``
-    lidar_topic: str = ""                   # "" = /lidar/points or the only PointCloud2 topic
+    cameras: list[str] | None = None  # image topics; None = auto-detect
+    gt: str = "auto"  # auto | depth | lidar
+    gt_topics: list[str] | None = None  # depth GT topic per entry of ``cameras``
+    lidar_topic: str = ""  # "" = /lidar/points or the only PointCloud2 topic
     model: str = "bore_depth"
     weights: str = ""
     backend: str = "onnxruntime"
     device: str = "cpu"
-    input_height: int = 0                   # 0: the weights' training size, else the model default
+    input_height: int = 0  # 0: the weights' training size, else the model default
     input_width: int = 0
-    scale_mode: str = "fixed"               # fixed | ground_plane | median (per-frame GT oracle)
+    scale_mode: str = "fixed"  # fixed | ground_plane | median (per-frame GT oracle)
     depth_scale: float = 1.0
-    camera_height: float = 0.0              # 0 = z of the optical origin in base_frame, from TF
-    min_depth: float = 0.1                  # metric caps (GT range; predictions are clamped)
+    camera_height: float = 0.0  # 0 = z of the optical origin in base_frame, from TF
+    min_depth: float = 0.1  # metric caps (GT range; predictions are clamped)
     max_depth: float = 80.0
     confidence_threshold: float = 0.0
     edge_sensitivity: float = 8.0
-    max_frames: int = 0                     # camera frames to evaluate; 0 = all
+    max_frames: int = 0  # camera frames to evaluate; 0 = all
     output_bag: str | None = None
     report_dir: str = "bore_depth_eval"
     points_decimation: int = 4
     storage: str = "mcap"
     base_frame: str = "base_link"
-    odom_frame: str = "odom"                # fixed frame for LiDAR motion compensation
-    lidar_max_dt: float = 0.1               # seconds between an image and its LiDAR cloud
-    lidar_occlusion_window: int = 4         # px half-window of the occlusion filter; 0 = off
+    odom_frame: str = "odom"  # fixed frame for LiDAR motion compensation
+    lidar_max_dt: float = 0.1  # seconds between an image and its LiDAR cloud
+    lidar_occlusion_window: int = 4  # px half-window of the occlusion filter; 0 = off
     lidar_occlusion_tolerance: float = 0.1
-    sync_window: float = 0.5                # seconds of log time to wait for a frame's messages
-    rig_slop: float = 0.03                  # seconds: camera sets for rig models (as the node's slop)
-    edge_threshold: float = 0.05            # boundary metric: relative depth jump
-    edge_radius: float = 1.0                # boundary metric: match tolerance in pixels
+    sync_window: float = 0.5  # seconds of log time to wait for a frame's messages
+    rig_slop: float = 0.03  # seconds: camera sets for rig models (as the node's slop)
+    edge_threshold: float = 0.05  # boundary metric: relative depth jump
+    edge_radius: float = 1.0  # boundary metric: match tolerance in pixels
     panels_per_camera: int = 3
     cache_dir: str | None = None
-    max_input_pixels: int = DEFAULT_MAX_INPUT_PIXELS   # as the nodes' parameter: larger is rejected
+    max_input_pixels: int = DEFAULT_MAX_INPUT_PIXELS  # as the nodes' parameter: larger is rejected
 
     def validate(self) -> None:
         checks = [
             (self.gt in GT_MODES, f"gt must be one of {', '.join(GT_MODES)}, got {self.gt!r}"),
-            (self.scale_mode in SCALE_MODES,
-             f"scale_mode must be one of {', '.join(SCALE_MODES)}, got {self.scale_mode!r}"),
-            (0 < self.min_depth < self.max_depth,
-             f"need 0 < min_depth < max_depth, got {self.min_depth} and {self.max_depth}"),
+            (
+                self.scale_mode in SCALE_MODES,
+                f"scale_mode must be one of {', '.join(SCALE_MODES)}, got {self.scale_mode!r}",
+            ),
+            (
+                0 < self.min_depth < self.max_depth,
+                f"need 0 < min_depth < max_depth, got {self.min_depth} and {self.max_depth}",
+            ),
             (self.max_frames >= 0, f"max_frames must be >= 0, got {self.max_frames}"),
-            (1 <= self.points_decimation <= 64,
-             f"points_decimation must be in [1, 64], got {self.points_decimation}"),
+            (
+                1 <= self.points_decimation <= 64,
+                f"points_decimation must be in [1, 64], got {self.points_decimation}",
+            ),
             (self.max_input_pixels >= 1, f"max_input_pixels must be >= 1, got {self.max_input_pixels}"),
             (self.camera_height >= 0, f"camera_height must be >= 0, got {self.camera_height}"),
             (self.lidar_max_dt >= 0 and self.sync_window >= 0, "lidar_max_dt and sync_window must be >= 0"),
-            (self.lidar_occlusion_window >= 0 and self.lidar_occlusion_tolerance >= 0,
-             "lidar_occlusion_window and lidar_occlusion_tolerance must be >= 0"),
-            (self.gt_topics is None or (self.cameras is not None and len(self.gt_topics) == len(self.cameras)),
-             "gt_topics needs one entry per camera topic given in cameras"),
+            (
+                self.lidar_occlusion_window >= 0 and self.lidar_occlusion_tolerance >= 0,
+                "lidar_occlusion_window and lidar_occlusion_tolerance must be >= 0",
+            ),
+            (
+                self.gt_topics is None
+                or (self.cameras is not None and len(self.gt_topics) == len(self.cameras)),
+                "gt_topics needs one entry per camera topic given in cameras",
+            ),
         ]
         for ok, msg in checks:
             if not ok:

@@ -1,5 +1,6 @@
 """Ground truth for a camera frame: dense depth images, or LiDAR clouds projected through TF
 (motion-compensated, occluded points removed), and which one each camera uses."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -10,6 +11,7 @@ from ..core.messages import POINTCLOUD2
 from ..core.pointcloud import transform_points
 from ..core.tf_buffer import TfBuffer
 from .config import LIDAR_DEFAULT_TOPIC, EvalConfig
+
 
 def project_points(points: np.ndarray, intr: Intrinsics, min_z: float = 1e-3) -> np.ndarray:
     """Sparse (H, W) float32 depth of optical-frame points (nearest point per pixel), NaN elsewhere."""
@@ -56,9 +58,16 @@ def remove_occluded(depth: np.ndarray, window: int = 4, tolerance: float = 0.1) 
     return out
 
 
-def lidar_gt_depth(tf: TfBuffer, xyz: np.ndarray, cloud_frame: str, cloud_stamp_ns: int,
-                   camera_frame: str, stamp_ns: int, intr: Intrinsics,
-                   fixed_frame: str = "odom") -> tuple[np.ndarray, bool]:
+def lidar_gt_depth(
+    tf: TfBuffer,
+    xyz: np.ndarray,
+    cloud_frame: str,
+    cloud_stamp_ns: int,
+    camera_frame: str,
+    stamp_ns: int,
+    intr: Intrinsics,
+    fixed_frame: str = "odom",
+) -> tuple[np.ndarray, bool]:
     """(sparse GT depth image, motion compensated?) of LiDAR points seen by a camera at ``stamp_ns``.
 
     When the stamps differ and ``fixed_frame`` is known, the points go lidar(t_cloud) -> fixed ->
@@ -83,22 +92,30 @@ def choose_ground_truth(config: EvalConfig, cams: list[CameraStreams], reader) -
         elif len(clouds) == 1:
             lidar = clouds[0]
     elif lidar not in clouds:
-        raise ValueError(f"LiDAR topic {lidar} is not a PointCloud2 topic of the bag "
-                         f"(PointCloud2 topics: {', '.join(clouds) or 'none'})")
+        raise ValueError(
+            f"LiDAR topic {lidar} is not a PointCloud2 topic of the bag "
+            f"(PointCloud2 topics: {', '.join(clouds) or 'none'})"
+        )
     sources = {}
     for cam in cams:
         if config.gt == "depth" or (config.gt == "auto" and cam.depth_gt):
             if not cam.depth_gt:
-                raise ValueError(f"camera {cam.namespace} has no ground-truth depth topic (an Image "
-                                 f"topic under {cam.namespace}/ named *depth_gt*, 32FC1/16UC1); "
-                                 "give one with --gt-topic or use --gt lidar")
+                raise ValueError(
+                    f"camera {cam.namespace} has no ground-truth depth topic (an Image "
+                    f"topic under {cam.namespace}/ named *depth_gt*, 32FC1/16UC1); "
+                    "give one with --gt-topic or use --gt lidar"
+                )
             sources[cam.namespace] = ("depth", cam.depth_gt)
         else:
             if lidar is None:
-                why = ("several PointCloud2 topics: " + ", ".join(clouds) + "; choose with --lidar-topic"
-                       if clouds else "no PointCloud2 topic in the bag")
-                raise ValueError(f"no ground truth for camera {cam.namespace}: no depth_gt topic and "
-                                 f"no LiDAR ({why})")
+                why = (
+                    "several PointCloud2 topics: " + ", ".join(clouds) + "; choose with --lidar-topic"
+                    if clouds
+                    else "no PointCloud2 topic in the bag"
+                )
+                raise ValueError(
+                    f"no ground truth for camera {cam.namespace}: no depth_gt topic and no LiDAR ({why})"
+                )
             sources[cam.namespace] = ("lidar", lidar)
     used_lidar = lidar if any(k == "lidar" for k, _ in sources.values()) else None
     return sources, used_lidar

@@ -1,10 +1,10 @@
 """The output bag of a replay: the node's per-view output topics plus copies of the inputs rviz needs."""
+
 from __future__ import annotations
 
 from ..bag.messages import TYPESTORE, factory, view_confidence_typestore
 from ..bag.reader import TF_STATIC_TOPIC
 from ..bag.writer import BagWriter
-
 
 
 class OutputBag:
@@ -23,5 +23,6 @@ class OutputBag:
 
     def copy(self, conn, log_ns: int, raw: bytes) -> None:
         if conn.topic in self.copy_topics and conn.msgtype in TYPESTORE.fielddefs:
-            self.bag.write_raw(conn.topic, conn.msgtype, bytes(raw), log_ns,
-                               latched=conn.topic == TF_STATIC_TOPIC)
+            self.bag.write_raw(
+                conn.topic, conn.msgtype, bytes(raw), log_ns, latched=conn.topic == TF_STATIC_TOPIC
+            )

@@ -3,6 +3,7 @@
 Everything is written from the summary dictionary of an evaluation (``EvalResult.to_dict()``), so a
 report can be regenerated from metrics.json alone.
 """
+
 from __future__ import annotations
 
 import html
@@ -14,10 +15,22 @@ import numpy as np
 
 from ..core.metrics import METRIC_NAMES
 
-METRIC_LABELS = {"abs_rel": "AbsRel", "sq_rel": "SqRel", "rmse": "RMSE", "rmse_log": "RMSElog",
-                 "a1": "δ<1.25", "a2": "δ<1.25²", "a3": "δ<1.25³"}
-BOUNDARY_LABELS = {"precision": "precision", "recall": "recall", "f1": "F1",
-                   "dbe_acc": "DBE acc (px)", "dbe_comp": "DBE comp (px)"}
+METRIC_LABELS = {
+    "abs_rel": "AbsRel",
+    "sq_rel": "SqRel",
+    "rmse": "RMSE",
+    "rmse_log": "RMSElog",
+    "a1": "δ<1.25",
+    "a2": "δ<1.25²",
+    "a3": "δ<1.25³",
+}
+BOUNDARY_LABELS = {
+    "precision": "precision",
+    "recall": "recall",
+    "f1": "F1",
+    "dbe_acc": "DBE acc (px)",
+    "dbe_comp": "DBE comp (px)",
+}
 PLOT_NAME = "error_vs_distance.png"
 
 
@@ -42,18 +55,32 @@ def _json_safe(obj):
     return obj
 
 
-def save_panel(path: Path, rgb: np.ndarray, pred: np.ndarray, conf: np.ndarray, gt: np.ndarray,
-               min_depth: float, max_depth: float) -> None:
+def save_panel(
+    path: Path,
+    rgb: np.ndarray,
+    pred: np.ndarray,
+    conf: np.ndarray,
+    gt: np.ndarray,
+    min_depth: float,
+    max_depth: float,
+) -> None:
     """input | predicted depth | confidence | ground truth | abs-rel error (0-0.5), one PNG."""
     from ..viz import colorize, colorize_depth, panel, save_png
 
     with np.errstate(invalid="ignore", divide="ignore"):
         gt_ok = np.isfinite(gt) & (gt > min_depth) & (gt < max_depth)
-        err = np.where(gt_ok & np.isfinite(pred), np.abs(np.clip(pred, min_depth, max_depth) - gt) / gt, np.nan)
+        err = np.where(
+            gt_ok & np.isfinite(pred), np.abs(np.clip(pred, min_depth, max_depth) - gt) / gt, np.nan
+        )
     finite = gt[gt_ok]
     vmax = float(np.percentile(finite, 95)) if finite.size else None
-    images = [np.ascontiguousarray(rgb), colorize_depth(pred, vmax), colorize(conf, 0.0, 1.0, "viridis"),
-              colorize_depth(np.where(gt_ok, gt, np.nan), vmax), colorize(err, 0.0, 0.5, "magma")]
+    images = [
+        np.ascontiguousarray(rgb),
+        colorize_depth(pred, vmax),
+        colorize(conf, 0.0, 1.0, "viridis"),
+        colorize_depth(np.where(gt_ok, gt, np.nan), vmax),
+        colorize(err, 0.0, 0.5, "magma"),
+    ]
     labels = ["input", "predicted depth", "confidence", "ground truth", "abs rel error 0-0.5"]
     save_png(Path(path), panel(images, labels))
 
@@ -76,8 +103,14 @@ def plot_error_vs_distance(summary: dict, path: Path) -> None:
         colour = f"C{i % 10}"
         for key, style, tag in (("abs_rel_metric", "-o", "metric"), ("abs_rel_median", "--s", "median")):
             y = np.array([np.nan if r[key] is None else r[key] for r in rows], np.float64)
-            ax.plot(x, y, style, color=colour, label=f"{name} ({tag})",
-                    linewidth=2.5 if name == "overall" else 1.5)
+            ax.plot(
+                x,
+                y,
+                style,
+                color=colour,
+                label=f"{name} ({tag})",
+                linewidth=2.5 if name == "overall" else 1.5,
+            )
     if labels:
         ax.set_xticks(np.arange(len(labels)), labels)
     ax.set_xlabel("ground-truth distance (m)")
@@ -93,71 +126,129 @@ def plot_error_vs_distance(summary: dict, path: Path) -> None:
 def _metric_rows(summary: dict, mode: str) -> list[list[str]]:
     rows = []
     for c in summary["cameras"]:
-        rows.append([c["namespace"], str(c["frames"]), c["gt_source"]]
-                    + [_fmt(c[mode].get(k)) for k in METRIC_NAMES])
+        rows.append(
+            [c["namespace"], str(c["frames"]), c["gt_source"]] + [_fmt(c[mode].get(k)) for k in METRIC_NAMES]
+        )
     o = summary["overall"]
-    rows.append([f"overall ({o['cameras']} cameras)", str(sum(c["frames"] for c in summary["cameras"])),
-                 "mean of cameras"] + [_fmt(o[mode].get(k)) for k in METRIC_NAMES])
+    rows.append(
+        [
+            f"overall ({o['cameras']} cameras)",
+            str(sum(c["frames"] for c in summary["cameras"])),
+            "mean of cameras",
+        ]
+        + [_fmt(o[mode].get(k)) for k in METRIC_NAMES]
+    )
     return rows
 
 
 def _tables(summary: dict) -> list[tuple[str, list[str], list[list[str]], str]]:
     """(title, header, rows, note) for every table of the report."""
     cfg, eng = summary["config"], summary["engine"]
-    run = [["bag", str(cfg["bag"])],
-           ["cameras", ", ".join(c["image_topic"] for c in summary["cameras"])],
-           ["ground truth", ", ".join(f"{c['namespace']}: {c['gt_source']}" for c in summary["cameras"])],
-           ["model", str(eng.get("model", cfg["model"]))],
-           ["weights", str(eng.get("weights_source", ""))],
-           ["backend", f"{eng.get('backend', cfg['backend'])} ({eng.get('providers', eng.get('device', ''))})"],
-           ["model input", str(eng.get("input", f"{cfg['input_height']}x{cfg['input_width']}"))],
-           ["scale mode", f"{cfg['scale_mode']} (depth_scale {cfg['depth_scale']:g}, camera_height "
-                          f"{cfg['camera_height']:g} m{' = from TF' if not cfg['camera_height'] else ''})"],
-           ["depth caps", f"{cfg['min_depth']:g} – {cfg['max_depth']:g} m"],
-           ["confidence threshold", f"{cfg['confidence_threshold']:g}"],
-           ["max frames", str(cfg["max_frames"] or "all")]]
+    run = [
+        ["bag", str(cfg["bag"])],
+        ["cameras", ", ".join(c["image_topic"] for c in summary["cameras"])],
+        ["ground truth", ", ".join(f"{c['namespace']}: {c['gt_source']}" for c in summary["cameras"])],
+        ["model", str(eng.get("model", cfg["model"]))],
+        ["weights", str(eng.get("weights_source", ""))],
+        ["backend", f"{eng.get('backend', cfg['backend'])} ({eng.get('providers', eng.get('device', ''))})"],
+        ["model input", str(eng.get("input", f"{cfg['input_height']}x{cfg['input_width']}"))],
+        [
+            "scale mode",
+            f"{cfg['scale_mode']} (depth_scale {cfg['depth_scale']:g}, camera_height "
+            f"{cfg['camera_height']:g} m{' = from TF' if not cfg['camera_height'] else ''})",
+        ],
+        ["depth caps", f"{cfg['min_depth']:g} – {cfg['max_depth']:g} m"],
+        ["confidence threshold", f"{cfg['confidence_threshold']:g}"],
+        ["max frames", str(cfg["max_frames"] or "all")],
+    ]
     tables = [("Run", ["setting", "value"], run, "")]
     head = ["camera", "frames", "ground truth"] + [METRIC_LABELS[k] for k in METRIC_NAMES]
-    tables.append(("Metrics – prediction as published (metric)", head, _metric_rows(summary, "metric"),
-                   "Overall = mean of the per-camera means (each camera: mean of per-frame metrics)."))
+    tables.append(
+        (
+            "Metrics – prediction as published (metric)",
+            head,
+            _metric_rows(summary, "metric"),
+            "Overall = mean of the per-camera means (each camera: mean of per-frame metrics).",
+        )
+    )
     tables.append(("Metrics – median-scaled per frame", head, _metric_rows(summary, "median"), ""))
-    brows = [[c["namespace"]] + [_fmt(c["boundary"].get(k)) for k in BOUNDARY_LABELS]
-             + [str(c["boundary"]["n_gt"]), str(c["boundary"]["n_pred"])]
-             for c in summary["cameras"] if c["boundary"]]
+    brows = [
+        [c["namespace"]]
+        + [_fmt(c["boundary"].get(k)) for k in BOUNDARY_LABELS]
+        + [str(c["boundary"]["n_gt"]), str(c["boundary"]["n_pred"])]
+        for c in summary["cameras"]
+        if c["boundary"]
+    ]
     if summary["overall"].get("boundary"):
-        brows.append(["overall"] + [_fmt(summary["overall"]["boundary"].get(k)) for k in BOUNDARY_LABELS]
-                     + ["", ""])
-    tables.append(("Depth boundaries", ["camera"] + list(BOUNDARY_LABELS.values())
-                   + ["GT edge px", "pred edge px"], brows,
-                   f"Edges: relative depth jump > {cfg['edge_threshold']:g} between 4-neighbours; "
-                   f"matched within {cfg['edge_radius']:g} px; DBE as iBims-1 (10 px cap). "
-                   "Dense depth ground truth only." if brows else
-                   "No dense depth ground truth: boundary metrics not computed."))
+        brows.append(
+            ["overall"] + [_fmt(summary["overall"]["boundary"].get(k)) for k in BOUNDARY_LABELS] + ["", ""]
+        )
+    tables.append(
+        (
+            "Depth boundaries",
+            ["camera"] + list(BOUNDARY_LABELS.values()) + ["GT edge px", "pred edge px"],
+            brows,
+            f"Edges: relative depth jump > {cfg['edge_threshold']:g} between 4-neighbours; "
+            f"matched within {cfg['edge_radius']:g} px; DBE as iBims-1 (10 px cap). "
+            "Dense depth ground truth only."
+            if brows
+            else "No dense depth ground truth: boundary metrics not computed.",
+        )
+    )
     drow = []
     for c in summary["cameras"]:
         for reason, n in c["drops"].items():
             drow.append([c["namespace"], reason, str(n), summary["drop_details"].get(reason, "")])
     f = summary["frames"]
-    tables.append(("Frames and drops", ["camera", "reason", "count", "example"], drow,
-                   f"{f['images_read']} images read, {f['evaluated']} frames evaluated, {f['dropped']} "
-                   f"messages dropped, {f.get('without_valid_gt', 0)} evaluated frames without valid "
-                   "ground truth."))
+    tables.append(
+        (
+            "Frames and drops",
+            ["camera", "reason", "count", "example"],
+            drow,
+            f"{f['images_read']} images read, {f['evaluated']} frames evaluated, {f['dropped']} "
+            f"messages dropped, {f.get('without_valid_gt', 0)} evaluated frames without valid "
+            "ground truth.",
+        )
+    )
     t = summary["timing"]
     stage = [(k, v) for k, v in t.items() if k.endswith("_ms")]
     total = sum(v for _, v in stage)
-    trow = [[k[:-3].replace("_", " "), _fmt(v, 2), _fmt(100 * v / total, 1) if total else "–"]
-            for k, v in sorted(stage, key=lambda kv: -kv[1])]
-    tables.append(("Timing per evaluated frame", ["stage", "ms", "%"], trow,
-                   f"{_fmt(t.get('frames_per_second'), 2)} camera frames per second over "
-                   f"{_fmt(t.get('loop_s'), 1)} s; engine load {_fmt(t.get('engine_load_s'), 1)} s."))
+    trow = [
+        [k[:-3].replace("_", " "), _fmt(v, 2), _fmt(100 * v / total, 1) if total else "–"]
+        for k, v in sorted(stage, key=lambda kv: -kv[1])
+    ]
+    tables.append(
+        (
+            "Timing per evaluated frame",
+            ["stage", "ms", "%"],
+            trow,
+            f"{_fmt(t.get('frames_per_second'), 2)} camera frames per second over "
+            f"{_fmt(t.get('loop_s'), 1)} s; engine load {_fmt(t.get('engine_load_s'), 1)} s.",
+        )
+    )
     bins_head = ["camera", "bin (m)", "pixels", "AbsRel metric", "AbsRel median-scaled"]
     bins_rows = []
-    for c in summary["cameras"] + [{"namespace": "overall", "distance_bins": summary["overall"]["distance_bins"]}]:
+    for c in summary["cameras"] + [
+        {"namespace": "overall", "distance_bins": summary["overall"]["distance_bins"]}
+    ]:
         for r in c["distance_bins"]:
-            bins_rows.append([c["namespace"], f"{r['lo']:g}–{r['hi']:g}", str(r["pixels"]),
-                              _fmt(r["abs_rel_metric"]), _fmt(r["abs_rel_median"])])
-    tables.append(("Error versus distance", bins_head, bins_rows,
-                   "Pixel-weighted AbsRel per ground-truth distance bin; overall = mean over cameras."))
+            bins_rows.append(
+                [
+                    c["namespace"],
+                    f"{r['lo']:g}–{r['hi']:g}",
+                    str(r["pixels"]),
+                    _fmt(r["abs_rel_metric"]),
+                    _fmt(r["abs_rel_median"]),
+                ]
+            )
+    tables.append(
+        (
+            "Error versus distance",
+            bins_head,
+            bins_rows,
+            "Pixel-weighted AbsRel per ground-truth distance bin; overall = mean over cameras.",
+        )
+    )
     return tables
 
 
@@ -188,12 +279,14 @@ def _markdown(summary: dict, tables, plot: str | None) -> str:
 
 def _html(summary: dict, tables, plot: str | None) -> str:
     e = html.escape
-    parts = ["<!DOCTYPE html><html><head><meta charset='utf-8'><title>bore-depth evaluation</title>",
-             "<style>body{font-family:sans-serif;margin:2em;max-width:1400px}"
-             "table{border-collapse:collapse;margin:0.5em 0}td,th{border:1px solid #bbb;padding:3px 8px;"
-             "text-align:right}td:first-child,th:first-child{text-align:left}th{background:#eee}"
-             ".note{color:#555}img{max-width:100%;margin:4px 0}</style></head><body>",
-             "<h1>bore-depth evaluation</h1>"]
+    parts = [
+        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>bore-depth evaluation</title>",
+        "<style>body{font-family:sans-serif;margin:2em;max-width:1400px}"
+        "table{border-collapse:collapse;margin:0.5em 0}td,th{border:1px solid #bbb;padding:3px 8px;"
+        "text-align:right}td:first-child,th:first-child{text-align:left}th{background:#eee}"
+        ".note{color:#555}img{max-width:100%;margin:4px 0}</style></head><body>",
+        "<h1>bore-depth evaluation</h1>",
+    ]
     for note in summary.get("notes", []):
         parts.append(f"<p class='note'><b>Note:</b> {e(note)}</p>")
     for title, head, rows, note in tables:
@@ -206,8 +299,10 @@ def _html(summary: dict, tables, plot: str | None) -> str:
             parts.append(f"<p class='note'>{e(note)}</p>")
         if title == "Error versus distance" and plot:
             parts.append(f"<img src='{e(plot)}' alt='error versus distance'>")
-    parts.append("<h2>Panels</h2><p class='note'>input | predicted depth | confidence | ground truth | "
-                 "abs-rel error (0–0.5)</p>")
+    parts.append(
+        "<h2>Panels</h2><p class='note'>input | predicted depth | confidence | ground truth | "
+        "abs-rel error (0–0.5)</p>"
+    )
     for c in summary["cameras"]:
         for p in c["panels"]:
             parts.append(f"<div><img src='{e(p)}' alt='{e(c['namespace'])}'></div>")
@@ -221,8 +316,11 @@ def write_report(summary: dict, out_dir: str | Path) -> dict[str, str]:
     """Write metrics.json, error_vs_distance.png, report.md and report.html; returns their paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"metrics_json": str(out / "metrics.json"), "report_md": str(out / "report.md"),
-             "report_html": str(out / "report.html")}
+    paths = {
+        "metrics_json": str(out / "metrics.json"),
+        "report_md": str(out / "report.md"),
+        "report_html": str(out / "report.html"),
+    }
     plot = None
     if any(c["frames"] for c in summary["cameras"]):
         plot_error_vs_distance(summary, out / PLOT_NAME)

@@ -1,4 +1,5 @@
 """Scoring: one frame against its ground truth, per-camera accumulation and the overall figures."""
+
 from __future__ import annotations
 
 import collections
@@ -19,16 +20,24 @@ from .config import BOUNDARY_KEYS, DISTANCE_BINS
 class FrameComparison:
     """One frame compared with its ground truth."""
 
-    metric: dict[str, float]                 # prediction as published
-    median: dict[str, float]                 # median-scaled per frame
-    boundary: dict[str, float] | None        # dense GT only
-    bin_abs_rel_sum: np.ndarray              # (2, bins): metric, median-scaled
-    bin_pixels: np.ndarray                   # (bins,)
+    metric: dict[str, float]  # prediction as published
+    median: dict[str, float]  # median-scaled per frame
+    boundary: dict[str, float] | None  # dense GT only
+    bin_abs_rel_sum: np.ndarray  # (2, bins): metric, median-scaled
+    bin_pixels: np.ndarray  # (bins,)
 
 
-def compare_frame(pred: np.ndarray, gt: np.ndarray, *, min_depth: float = 0.1,
-                  max_depth: float = 80.0, boundary: bool = True, edge_threshold: float = 0.05,
-                  edge_radius: float = 1.0, bins=DISTANCE_BINS) -> FrameComparison:
+def compare_frame(
+    pred: np.ndarray,
+    gt: np.ndarray,
+    *,
+    min_depth: float = 0.1,
+    max_depth: float = 80.0,
+    boundary: bool = True,
+    edge_threshold: float = 0.05,
+    edge_radius: float = 1.0,
+    bins=DISTANCE_BINS,
+) -> FrameComparison:
     """Metrics of ``pred`` (metres, NaN invalid) against ``gt`` (metres; NaN/inf invalid), same shape.
 
     Valid pixels: GT finite in (min_depth, max_depth) and prediction finite > 0; predictions are
@@ -63,8 +72,7 @@ def compare_frame(pred: np.ndarray, gt: np.ndarray, *, min_depth: float = 0.1,
     return FrameComparison(metric, median, bnd, sums, counts)
 
 
-def gt_median_ratio(depth_model: np.ndarray, gt: np.ndarray, min_depth: float,
-                     max_depth: float) -> float:
+def gt_median_ratio(depth_model: np.ndarray, gt: np.ndarray, min_depth: float, max_depth: float) -> float:
     """median(GT) / median(model depth) over valid GT pixels, sampled at the model's resolution."""
     h, w = depth_model.shape
     H, W = gt.shape
@@ -85,7 +93,7 @@ def gt_median_ratio(depth_model: np.ndarray, gt: np.ndarray, min_depth: float,
 class CameraResult:
     namespace: str
     image_topic: str
-    gt_source: str                          # "depth:<topic>" or "lidar:<topic>"
+    gt_source: str  # "depth:<topic>" or "lidar:<topic>"
     frames: int = 0
     metric: dict[str, float] = field(default_factory=dict)
     median: dict[str, float] = field(default_factory=dict)
@@ -125,9 +133,15 @@ def _bin_rows(sums: np.ndarray, counts: np.ndarray, bins) -> list[dict]:
     rows = []
     for i in range(len(bins) - 1):
         n = counts[i]
-        rows.append({"lo": float(bins[i]), "hi": float(bins[i + 1]), "pixels": int(n),
-                     "abs_rel_metric": float(sums[0, i] / n) if n else math.nan,
-                     "abs_rel_median": float(sums[1, i] / n) if n else math.nan})
+        rows.append(
+            {
+                "lo": float(bins[i]),
+                "hi": float(bins[i + 1]),
+                "pixels": int(n),
+                "abs_rel_metric": float(sums[0, i] / n) if n else math.nan,
+                "abs_rel_median": float(sums[1, i] / n) if n else math.nan,
+            }
+        )
     return rows
 
 
@@ -161,20 +175,33 @@ class CameraAccumulator:
                 bnd[k] = int(sum(b[k] for b in self.boundary))
         s = np.asarray(self.scales) if self.scales else np.asarray([math.nan])
         return CameraResult(
-            namespace=self.cam.namespace, image_topic=self.cam.image,
-            gt_source=f"{self.gt_kind}:{self.gt_topic}", frames=self.frames,
-            metric=mean_metrics(self.metric), median=mean_metrics(self.median), boundary=bnd,
+            namespace=self.cam.namespace,
+            image_topic=self.cam.image,
+            gt_source=f"{self.gt_kind}:{self.gt_topic}",
+            frames=self.frames,
+            metric=mean_metrics(self.metric),
+            median=mean_metrics(self.median),
+            boundary=bnd,
             distance_bins=_bin_rows(self.sums, self.counts, bins),
-            scale={"mean": float(np.mean(s)), "min": float(np.min(s)), "max": float(np.max(s)),
-                   "sources": dict(self.scale_sources)},
-            camera_height=self.height, valid_fraction=_nanmean(self.valid),
-            mean_confidence=_nanmean(self.conf), drops=drops, panels=list(self.panels))
+            scale={
+                "mean": float(np.mean(s)),
+                "min": float(np.min(s)),
+                "max": float(np.max(s)),
+                "sources": dict(self.scale_sources),
+            },
+            camera_height=self.height,
+            valid_fraction=_nanmean(self.valid),
+            mean_confidence=_nanmean(self.conf),
+            drops=drops,
+            panels=list(self.panels),
+        )
 
 
 def overall_metrics(cams: list[CameraResult], bins) -> dict:
     """Mean of per-camera means (DDAD / nuScenes convention); cameras without frames are skipped."""
-    used = [c for c in cams if c.frames and any(math.isfinite(c.metric.get(k, math.nan))
-                                                for k in METRIC_NAMES)]
+    used = [
+        c for c in cams if c.frames and any(math.isfinite(c.metric.get(k, math.nan)) for k in METRIC_NAMES)
+    ]
     out = {"cameras": len(used)}
     for mode in ("metric", "median"):
         out[mode] = {k: _nanmean(getattr(c, mode)[k] for c in used) for k in METRIC_NAMES}
@@ -183,9 +210,14 @@ def overall_metrics(cams: list[CameraResult], bins) -> dict:
     rows = []
     for i in range(len(bins) - 1):
         per = [c.distance_bins[i] for c in used if c.distance_bins and c.distance_bins[i]["pixels"]]
-        rows.append({"lo": float(bins[i]), "hi": float(bins[i + 1]),
-                     "pixels": int(sum(r["pixels"] for r in per)),
-                     "abs_rel_metric": _nanmean(r["abs_rel_metric"] for r in per),
-                     "abs_rel_median": _nanmean(r["abs_rel_median"] for r in per)})
+        rows.append(
+            {
+                "lo": float(bins[i]),
+                "hi": float(bins[i + 1]),
+                "pixels": int(sum(r["pixels"] for r in per)),
+                "abs_rel_metric": _nanmean(r["abs_rel_metric"] for r in per),
+                "abs_rel_median": _nanmean(r["abs_rel_median"] for r in per),
+            }
+        )
     out["distance_bins"] = rows
     return out

@@ -5,6 +5,7 @@
 their recorded times (scaled by ``rate``) as the original serialized bytes (no decode), latched
 topics such as /tf_static are published transient-local, and /clock advances continuously.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -13,16 +14,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rclpy.node import Node
+from rclpy.qos import QoSDurabilityPolicy, QoSHistoryPolicy, QoSProfile, QoSReliabilityPolicy
+
 from ..bag.reader import open_bag
 from .conversions import message_class
-from rclpy.qos import QoSDurabilityPolicy, QoSHistoryPolicy, QoSProfile, QoSReliabilityPolicy
 
 
 def _is_latched(connection) -> bool:
     profiles = getattr(connection.ext, "offered_qos_profiles", None) or []
     return connection.topic == "/tf_static" or any(
         getattr(q, "durability", None) is not None and q.durability.name == "TRANSIENT_LOCAL"
-        for q in profiles)
+        for q in profiles
+    )
 
 
 @dataclass
@@ -36,9 +39,15 @@ class PlayStats:
 class BagPlayer(Node):
     """Publishes one bag; ``play()`` blocks until the end (or ``stop()``)."""
 
-    def __init__(self, bag: str | Path, rate: float = 1.0, clock_hz: float = 100.0,
-                 topics: list[str] | None = None, name: str = "bore_depth_player",
-                 linger: float = 1.0):
+    def __init__(
+        self,
+        bag: str | Path,
+        rate: float = 1.0,
+        clock_hz: float = 100.0,
+        topics: list[str] | None = None,
+        name: str = "bore_depth_player",
+        linger: float = 1.0,
+    ):
         super().__init__(name)
 
         if rate <= 0:
@@ -66,22 +75,24 @@ class BagPlayer(Node):
                 cls = message_class(conn.msgtype)
             except (ImportError, AttributeError, ValueError) as e:
                 self.stats.skipped_topics[conn.topic] = f"type {conn.msgtype} not available: {e}"
-                self.get_logger().warning(f"not playing {conn.topic}: message type "
-                                          f"{conn.msgtype} is not installed ({e})")
+                self.get_logger().warning(
+                    f"not playing {conn.topic}: message type {conn.msgtype} is not installed ({e})"
+                )
                 continue
             latched = _is_latched(conn)
-            qos = QoSProfile(history=QoSHistoryPolicy.KEEP_LAST, depth=1 if latched else 10,
-                             reliability=QoSReliabilityPolicy.RELIABLE,
-                             durability=(QoSDurabilityPolicy.TRANSIENT_LOCAL if latched
-                                         else QoSDurabilityPolicy.VOLATILE))
+            qos = QoSProfile(
+                history=QoSHistoryPolicy.KEEP_LAST,
+                depth=1 if latched else 10,
+                reliability=QoSReliabilityPolicy.RELIABLE,
+                durability=(QoSDurabilityPolicy.TRANSIENT_LOCAL if latched else QoSDurabilityPolicy.VOLATILE),
+            )
             if conn.topic not in self._topic_pubs:
                 self._topic_pubs[conn.topic] = self.create_publisher(cls, conn.topic, qos)
             self._connections.append(conn)
         self.start_ns = self._reader.start_time
         self.end_ns = self._reader.end_time
 
-    def wait_for_subscribers(self, topics: list[str], timeout: float,
-                             settle: float = 1.0) -> list[str]:
+    def wait_for_subscribers(self, topics: list[str], timeout: float, settle: float = 1.0) -> list[str]:
         """Wait until every topic has a matched subscriber; returns the topics still without one.
 
         Discovery is asymmetric: our writer may see a reader before that reader has matched our
@@ -91,9 +102,15 @@ class BagPlayer(Node):
         deadline = time.monotonic() + timeout
 
         def unmatched():
-            return [t for t in topics if (self._topic_pubs[t].get_subscription_count() == 0
-                                          if t in self._topic_pubs else
-                                          self.count_subscribers(t) == 0)]
+            return [
+                t
+                for t in topics
+                if (
+                    self._topic_pubs[t].get_subscription_count() == 0
+                    if t in self._topic_pubs
+                    else self.count_subscribers(t) == 0
+                )
+            ]
 
         missing = unmatched()
         while missing and time.monotonic() < deadline:
@@ -153,9 +170,16 @@ class BagPlayer(Node):
         return super().destroy_node()
 
 
-def run_play(bag: str, rate: float = 1.0, clock_hz: float = 100.0, topics=None,
-             wait_for=None, wait_timeout: float = 30.0, loop: bool = False,
-             progress: bool = True) -> PlayStats:
+def run_play(
+    bag: str,
+    rate: float = 1.0,
+    clock_hz: float = 100.0,
+    topics=None,
+    wait_for=None,
+    wait_timeout: float = 30.0,
+    loop: bool = False,
+    progress: bool = True,
+) -> PlayStats:
     """Command-line entry: play ``bag`` once (or in a loop) and print what was published."""
     from .env import ensure_local_ros_env
 
@@ -168,15 +192,19 @@ def run_play(bag: str, rate: float = 1.0, clock_hz: float = 100.0, topics=None,
         if wait_for:
             missing = player.wait_for_subscribers(list(wait_for), wait_timeout)
             if missing:
-                player.get_logger().warning(f"no subscriber on {missing} after {wait_timeout} s; "
-                                            "playing anyway")
+                player.get_logger().warning(
+                    f"no subscriber on {missing} after {wait_timeout} s; playing anyway"
+                )
         while True:
             bar = None
             if progress:
                 from tqdm import tqdm
 
-                bar = tqdm(total=sum(c.msgcount for c in player._connections), unit="msg",
-                           desc=f"play {Path(bag).name}")
+                bar = tqdm(
+                    total=sum(c.msgcount for c in player._connections),
+                    unit="msg",
+                    desc=f"play {Path(bag).name}",
+                )
             try:
                 stats = player.play(bar)
             except KeyboardInterrupt:
@@ -189,8 +217,10 @@ def run_play(bag: str, rate: float = 1.0, clock_hz: float = 100.0, topics=None,
             if not loop:
                 break
         total = sum(stats.published.values())
-        print(f"[play] published {total} messages on {len(stats.published)} topics in "
-              f"{stats.wall_seconds:.2f} s (bag span {stats.bag_seconds:.2f} s, rate {rate})")
+        print(
+            f"[play] published {total} messages on {len(stats.published)} topics in "
+            f"{stats.wall_seconds:.2f} s (bag span {stats.bag_seconds:.2f} s, rate {rate})"
+        )
         for topic, why in stats.skipped_topics.items():
             print(f"[play] skipped {topic}: {why}")
         player.destroy_node()

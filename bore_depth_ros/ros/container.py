@@ -17,6 +17,7 @@ lifecycle manager (each has its own ``~/change_state``); a node whose autostart 
 stops the container with ``cannot start: <reason>``. Nodes sharing an engine call it under its
 lock, so the multi-threaded executor never runs one model twice at the same time.
 """
+
 from __future__ import annotations
 
 import sys
@@ -29,15 +30,15 @@ from ..engine import EnginePool
 from .mono_node import MonoDepthNode
 from .surround_node import SurroundDepthNode
 
-KINDS = {"mono": (MonoDepthNode, "bore_depth_mono"),
-         "surround": (SurroundDepthNode, "bore_depth_surround")}
+KINDS = {"mono": (MonoDepthNode, "bore_depth_mono"), "surround": (SurroundDepthNode, "bore_depth_surround")}
 
 
 def parse_entry(entry: str) -> tuple[str, str, str]:
     parts = entry.split()
     if not 2 <= len(parts) <= 3 or parts[0] not in KINDS:
-        raise ValueError(f"node entry '{entry}' is not '<kind> <namespace> [<name>]' with kind in "
-                         f"{sorted(KINDS)}")
+        raise ValueError(
+            f"node entry '{entry}' is not '<kind> <namespace> [<name>]' with kind in {sorted(KINDS)}"
+        )
     kind, ns = parts[0], parts[1]
     return kind, ns, parts[2] if len(parts) == 3 else KINDS[kind][1]
 
@@ -58,23 +59,35 @@ def build_nodes(container: Node) -> list[Node]:
             users = [n.get_fully_qualified_name() for n in nodes if n.engine is eng]
             container.get_logger().info(
                 f"one {eng.config.model} model ({eng.config.backend}, batch {eng.config.batch}, "
-                f"weights {eng.weights_source}) shared by {len(users)} node(s): {users}")
+                f"weights {eng.weights_source}) shared by {len(users)} node(s): {users}"
+            )
     return nodes
 
 
 def main(argv=None) -> int:
-    from rclpy.executors import (ExternalShutdownException, MultiThreadedExecutor,
-                                 SingleThreadedExecutor)
+    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
 
     rclpy.init(args=argv if argv is not None else sys.argv)
     container = Node("bore_depth_container")
-    container.declare_parameter("nodes", [""], ParameterDescriptor(
-        description="'<kind> <namespace> [<name>]' entries, kind mono or surround", read_only=True))
-    container.declare_parameter("share_engine", True, ParameterDescriptor(
-        description="nodes with the same engine parameters share one loaded model",
-        read_only=True))
-    container.declare_parameter("threads", 2, ParameterDescriptor(
-        description="executor threads (0 = single-threaded)", read_only=True))
+    container.declare_parameter(
+        "nodes",
+        [""],
+        ParameterDescriptor(
+            description="'<kind> <namespace> [<name>]' entries, kind mono or surround", read_only=True
+        ),
+    )
+    container.declare_parameter(
+        "share_engine",
+        True,
+        ParameterDescriptor(
+            description="nodes with the same engine parameters share one loaded model", read_only=True
+        ),
+    )
+    container.declare_parameter(
+        "threads",
+        2,
+        ParameterDescriptor(description="executor threads (0 = single-threaded)", read_only=True),
+    )
     try:
         nodes = build_nodes(container)
     except Exception as e:  # a bad entry, checkpoint, backend...: say which and exit

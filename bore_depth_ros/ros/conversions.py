@@ -1,14 +1,15 @@
 """rclpy side of the message layer (:mod:`bore_depth_ros.core.messages`): ``RCLPY`` builds rclpy
 messages with the one set of encoders; CDR helpers for bytes read from bags."""
+
 from __future__ import annotations
 
 import importlib
-from functools import lru_cache
+from functools import cache
 
 from ..core.messages import MessageFactory, byte_array
 
 
-@lru_cache(maxsize=None)
+@cache
 def message_class(msgtype: str):
     """The rclpy class of ``pkg/msg/Type`` (for example ``sensor_msgs/msg/Image``)."""
     pkg, kind, name = msgtype.split("/")

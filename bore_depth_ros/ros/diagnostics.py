@@ -1,4 +1,5 @@
 """/diagnostics helpers (diagnostic_updater is not on PyPI; this is the small part we need)."""
+
 from __future__ import annotations
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -7,8 +8,13 @@ OK, WARN, ERROR = DiagnosticStatus.OK, DiagnosticStatus.WARN, DiagnosticStatus.E
 
 
 def status(name: str, hardware_id: str, level: int, message: str, values: dict) -> DiagnosticStatus:
-    return DiagnosticStatus(level=level, name=name, message=message, hardware_id=hardware_id,
-                            values=[KeyValue(key=str(k), value=str(v)) for k, v in values.items()])
+    return DiagnosticStatus(
+        level=level,
+        name=name,
+        message=message,
+        hardware_id=hardware_id,
+        values=[KeyValue(key=str(k), value=str(v)) for k, v in values.items()],
+    )
 
 
 def diagnostic_array(node, statuses: list[DiagnosticStatus]) -> DiagnosticArray:

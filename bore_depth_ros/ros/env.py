@@ -1,4 +1,5 @@
 """Process environment for ROS 2 tools started by this package (set before rclpy starts)."""
+
 from __future__ import annotations
 
 import os

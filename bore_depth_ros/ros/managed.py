@@ -20,6 +20,7 @@ Subscription callbacks only validate, pair and synchronise; complete frames (set
 :class:`~bore_depth_ros.core.worker.LatestWorker` that runs inference on the newest one, so
 inputs faster than inference never queue up and every skipped frame is counted.
 """
+
 from __future__ import annotations
 
 import collections
@@ -28,9 +29,9 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.clock import Clock, ClockType
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 
-from ..engine import DepthEngine, EnginePool, resolve_engine
 from ..core.stats import ReasonCounter
 from ..core.worker import LatestWorker
+from ..engine import DepthEngine, EnginePool, resolve_engine
 from . import diagnostics as diag
 from . import params as P
 
@@ -46,10 +47,9 @@ class ManagedDepthNode(LifecycleNode):
     """
 
     default_model = "bore_depth"
-    params: dict = P.MONO    # the node's parameter table (ros.params)
+    params: dict = P.MONO  # the node's parameter table (ros.params)
 
-    def __init__(self, node_name: str, *, engine: DepthEngine | EnginePool | None = None,
-                 **node_kwargs):
+    def __init__(self, node_name: str, *, engine: DepthEngine | EnginePool | None = None, **node_kwargs):
         super().__init__(node_name, **node_kwargs)
         self._engine_source = engine
         self.engine: DepthEngine | None = None
@@ -68,13 +68,14 @@ class ManagedDepthNode(LifecycleNode):
             raise ValueError(err)
         # /diagnostics lives in every state: it is how an operator learns why nothing comes out
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.create_timer(period, self.publish_diagnostics,
-                          clock=Clock(clock_type=ClockType.STEADY_TIME))
+        self.create_timer(period, self.publish_diagnostics, clock=Clock(clock_type=ClockType.STEADY_TIME))
         if self.get_parameter("autostart").value:
             self.start()
         else:
-            self.get_logger().info("unconfigured (autostart is false): waiting for configure and "
-                                   f"activate on {self.get_fully_qualified_name()}/change_state")
+            self.get_logger().info(
+                "unconfigured (autostart is false): waiting for configure and "
+                f"activate on {self.get_fully_qualified_name()}/change_state"
+            )
 
     # ---------------------------------------------------------------- hooks
     def declare_node_parameters(self) -> None:
@@ -119,18 +120,19 @@ class ManagedDepthNode(LifecycleNode):
 
     def start(self) -> None:
         """configure + activate; raise RuntimeError with the reason if either fails."""
-        for trigger, what in ((self.trigger_configure, "configure"),
-                              (self.trigger_activate, "activate")):
+        for trigger, what in ((self.trigger_configure, "configure"), (self.trigger_activate, "activate")):
             if trigger() != SUCCESS:
                 reason = self.last_error or f"{what} failed"
-                self.destroy_node()    # nobody holds this half-started node: free the model
+                self.destroy_node()  # nobody holds this half-started node: free the model
                 raise RuntimeError(reason)
 
     def on_configure(self, state) -> TransitionCallbackReturn:
         try:
             self.validate_parameters()
-            self.engine = resolve_engine(self._engine_source,
-                                         P.engine_config_from_values(P.values_of(self, P.ENGINE), batch=self.engine_batch()))
+            self.engine = resolve_engine(
+                self._engine_source,
+                P.engine_config_from_values(P.values_of(self, P.ENGINE), batch=self.engine_batch()),
+            )
             self.errors = ReasonCounter()
             self._outcomes_done = collections.Counter()
             self.configure_node()
@@ -152,13 +154,16 @@ class ManagedDepthNode(LifecycleNode):
         except Exception as e:  # noqa: BLE001
             self.last_error = f"{type(e).__name__}: {e}"
             self.get_logger().error(f"activate failed: {self.last_error}")
-            self._destroy_entities([p for p in self.publishers if p not in pubs0],
-                                   [s for s in self.subscriptions if s not in subs0])
+            self._destroy_entities(
+                [p for p in self.publishers if p not in pubs0],
+                [s for s in self.subscriptions if s not in subs0],
+            )
             return FAILURE
-        self._entities = ([p for p in self.publishers if p not in pubs0],
-                          [s for s in self.subscriptions if s not in subs0])
-        self.worker = LatestWorker(self.process, self._on_worker_error,
-                                   name=f"{self.get_name()}_worker")
+        self._entities = (
+            [p for p in self.publishers if p not in pubs0],
+            [s for s in self.subscriptions if s not in subs0],
+        )
+        self.worker = LatestWorker(self.process, self._on_worker_error, name=f"{self.get_name()}_worker")
         self.worker.start()
         self.last_error = ""
         self.get_logger().info(f"ready: {self.ready_message()}")
@@ -185,8 +190,11 @@ class ManagedDepthNode(LifecycleNode):
             self._destroy_entities(*self._entities)
             self._entities = ([], [])
             dropped = self.drop_pending("deactivated")
-            self.get_logger().info("deactivated: subscriptions and publishers removed, model "
-                                   f"kept ({dropped} waiting inputs dropped)")
+            self.get_logger().info(
+                "deactivated: subscriptions and publishers removed, model "
+                f"kept ({dropped} waiting inputs dropped)"
+            )
+
         return self._transition("deactivate", body)
 
     def on_cleanup(self, state) -> TransitionCallbackReturn:
@@ -194,6 +202,7 @@ class ManagedDepthNode(LifecycleNode):
             self.release_node()
             self._release_engine()
             self.get_logger().info("cleaned up: model released")
+
         return self._transition("cleanup", body)
 
     def on_shutdown(self, state) -> TransitionCallbackReturn:
@@ -205,11 +214,13 @@ class ManagedDepthNode(LifecycleNode):
             self.release_node()
             self._release_engine()
             self.get_logger().info("shut down")
+
         return self._transition("shutdown", body)
 
     def on_error(self, state) -> TransitionCallbackReturn:
-        self.get_logger().error(f"error processing from state '{state.label}': cleaning up "
-                                f"({self.last_error or 'no detail'})")
+        self.get_logger().error(
+            f"error processing from state '{state.label}': cleaning up ({self.last_error or 'no detail'})"
+        )
         self.on_shutdown(state)
         return SUCCESS
 
@@ -227,8 +238,7 @@ class ManagedDepthNode(LifecycleNode):
         if left is not None:
             self.count_skip("deactivated", left)
         if not w.stopped():
-            self.last_error = ("the worker is still running an inference after 60 s; "
-                               "deactivate again later")
+            self.last_error = "the worker is still running an inference after 60 s; deactivate again later"
             self.get_logger().error(self.last_error)
             return False
         self._outcomes_done.update(w.outcomes)
@@ -271,8 +281,10 @@ class ManagedDepthNode(LifecycleNode):
             if spec is None:
                 continue
             if spec.change == P.UNCONFIGURED and self.state != "unconfigured":
-                return P.rejected(f"engine parameter '{p.name}' can change only while the node is "
-                                  f"unconfigured (it is {self.state}: deactivate and clean up first)")
+                return P.rejected(
+                    f"engine parameter '{p.name}' can change only while the node is "
+                    f"unconfigured (it is {self.state}: deactivate and clean up first)"
+                )
             values[p.name] = p.value
         try:
             P.check_values(self.params, values)
@@ -306,8 +318,10 @@ class ManagedDepthNode(LifecycleNode):
         if idle != self._lazy_idle:
             self._lazy_idle = idle
             if idle:
-                self.get_logger().info("lazy mode: no subscribers to any output, inference "
-                                       "paused (frames counted as skipped.no_subscribers)")
+                self.get_logger().info(
+                    "lazy mode: no subscribers to any output, inference "
+                    "paused (frames counted as skipped.no_subscribers)"
+                )
             else:
                 self.get_logger().info("lazy mode: a subscriber appeared, inference resumed")
         return idle
@@ -318,9 +332,11 @@ class ManagedDepthNode(LifecycleNode):
     def _on_worker_error(self, exc: BaseException, item) -> None:
         reason = f"processing_error.{type(exc).__name__}"
         if self.errors.add(reason):
-            self.get_logger().error(f"processing failed, frame dropped: {type(exc).__name__}: "
-                                    f"{exc} [{self.errors.counts[reason]} so far; the node keeps "
-                                    "serving]")
+            self.get_logger().error(
+                f"processing failed, frame dropped: {type(exc).__name__}: "
+                f"{exc} [{self.errors.counts[reason]} so far; the node keeps "
+                "serving]"
+            )
 
     def silent_input(self, relative_topic: str) -> str:
         """Why a subscribed topic has delivered nothing yet, in words for /diagnostics."""
@@ -337,11 +353,13 @@ class ManagedDepthNode(LifecycleNode):
     # ---------------------------------------------------------------- diagnostics
     def common_diagnostics(self) -> dict:
         eng = self.engine
-        v = {"lifecycle_state": self.state,
-             "lazy": bool(self.get_parameter("lazy").value),
-             "idle_no_subscribers": self._lazy_idle,
-             "output_subscribers": self.output_subscribers() if self.state == "active" else 0,
-             "worker_busy": int(self.worker.busy()) if self.worker else 0}
+        v = {
+            "lifecycle_state": self.state,
+            "lazy": bool(self.get_parameter("lazy").value),
+            "idle_no_subscribers": self._lazy_idle,
+            "output_subscribers": self.output_subscribers() if self.state == "active" else 0,
+            "worker_busy": int(self.worker.busy()) if self.worker else 0,
+        }
         if self.last_error:
             v["last_error"] = self.last_error
         if eng is not None:
@@ -357,16 +375,24 @@ class ManagedDepthNode(LifecycleNode):
         if st == "active":
             return None
         if self.last_error:
-            return diag.status(name, "", diag.ERROR, f"{st}: {self.last_error}",
-                               self.common_diagnostics())
-        why = {"unconfigured": "unconfigured: waiting for configure",
-               "inactive": "inactive: configured, waiting for activate"}.get(st, st)
+            return diag.status(name, "", diag.ERROR, f"{st}: {self.last_error}", self.common_diagnostics())
+        why = {
+            "unconfigured": "unconfigured: waiting for configure",
+            "inactive": "inactive: configured, waiting for activate",
+        }.get(st, st)
         return diag.status(name, "", diag.WARN, why, self.common_diagnostics())
 
     def publish_diagnostics(self) -> None:
         try:
             statuses = self.node_statuses(self.common_diagnostics())
         except Exception as e:  # noqa: BLE001 - diagnostics must never take the node down
-            statuses = [diag.status(f"{self.get_fully_qualified_name()}", "", diag.ERROR,
-                                    f"diagnostics failed: {type(e).__name__}: {e}", {})]
+            statuses = [
+                diag.status(
+                    f"{self.get_fully_qualified_name()}",
+                    "",
+                    diag.ERROR,
+                    f"diagnostics failed: {type(e).__name__}: {e}",
+                    {},
+                )
+            ]
         self.pub_diag.publish(diag.diagnostic_array(self, statuses))

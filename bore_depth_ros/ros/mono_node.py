@@ -13,6 +13,7 @@ The class can share a process, an executor and a loaded ``DepthEngine`` with oth
 Every image is accounted for: ``frames_in = frames_out + rejected + skipped + processing errors
 + waiting`` (``unaccounted`` in ``/diagnostics`` is that difference, 0 when idle).
 """
+
 from __future__ import annotations
 
 import sys
@@ -29,8 +30,8 @@ from ..core.stats import RateMeter, RollingStats, SequenceGaps
 from ..core.view import ViewProcessor
 from ..engine import DepthEngine, EnginePool
 from . import diagnostics as diag
-from .managed import ManagedDepthNode
 from . import params as P
+from .managed import ManagedDepthNode
 from .runner import run_node
 from .view_io import ViewOutputs, geometry_change, input_qos
 
@@ -40,8 +41,13 @@ TIMING_KEYS = ("e2e_ms", "infer_ms", "preprocess_ms", "post_ms", "publish_ms", "
 class MonoDepthNode(ManagedDepthNode):
     """Depth for one camera; ``engine`` (a DepthEngine or an EnginePool) shares a loaded model."""
 
-    def __init__(self, node_name: str = "bore_depth_mono", *,
-                 engine: DepthEngine | EnginePool | None = None, **node_kwargs):
+    def __init__(
+        self,
+        node_name: str = "bore_depth_mono",
+        *,
+        engine: DepthEngine | EnginePool | None = None,
+        **node_kwargs,
+    ):
         super().__init__(node_name, engine=engine, **node_kwargs)
 
     def declare_node_parameters(self) -> None:
@@ -59,8 +65,11 @@ class MonoDepthNode(ManagedDepthNode):
     # ---------------------------------------------------------------- lifecycle hooks
     def configure_node(self) -> None:
         info = self.engine.info
-        self.view = ViewProcessor(P.view_config_from_values(P.values_of(self, P.VIEW)), info.metric,
-                                  (info.min_depth, info.max_depth))
+        self.view = ViewProcessor(
+            P.view_config_from_values(P.values_of(self, P.VIEW)),
+            info.metric,
+            (info.min_depth, info.max_depth),
+        )
         self._reset_counters()
 
     def activate_node(self) -> None:
@@ -68,14 +77,20 @@ class MonoDepthNode(ManagedDepthNode):
         qdepth = int(self.get_parameter("queue_size").value)
         # camera_info first: when both are ready the executor serves subscriptions in creation
         # order, so an image's camera_info is usually known before the image is handled
-        self.create_subscription(CameraInfo, "camera_info", self._on_camera_info,
-                                 input_qos(max(qdepth, 5)), qos_overriding_options=overrides)
-        self.create_subscription(Image, "image", self._on_image, input_qos(qdepth),
-                                 qos_overriding_options=overrides)
+        self.create_subscription(
+            CameraInfo,
+            "camera_info",
+            self._on_camera_info,
+            input_qos(max(qdepth, 5)),
+            qos_overriding_options=overrides,
+        )
+        self.create_subscription(
+            Image, "image", self._on_image, input_qos(qdepth), qos_overriding_options=overrides
+        )
         self.outputs = ViewOutputs(self)
 
     def ready_message(self) -> str:
-        return (super().ready_message() + f"; subscribed to {self.resolve_topic_name('image')}")
+        return super().ready_message() + f"; subscribed to {self.resolve_topic_name('image')}"
 
     def output_publishers(self) -> list:
         o = getattr(self, "outputs", None)
@@ -93,7 +108,7 @@ class MonoDepthNode(ManagedDepthNode):
     # ---------------------------------------------------------------- parameters
     def on_parameters(self, params, values: dict):
         if not any(p.name in P.VIEW for p in params):
-            return P.accepted()   # e.g. lazy or decimation: the scale state must not be reset
+            return P.accepted()  # e.g. lazy or decimation: the scale state must not be reset
         if getattr(self, "view", None) is not None:
             self.view.configure(P.view_config_from_values(values))
         return P.accepted()
@@ -113,13 +128,14 @@ class MonoDepthNode(ManagedDepthNode):
         dropped = self._pairer.clear()
         for _ in dropped:
             self.ledger.skipped.add("reset")
-        self.discard_waiting("reset")      # a frame of the old epoch must not follow
-        self.view.reset()                  # applied by the worker before its next frame
+        self.discard_waiting("reset")  # a frame of the old epoch must not follow
+        self.view.reset()  # applied by the worker before its next frame
         self._restarts.clear()
         self._restarts.observe(source, t)
         self.get_logger().warning(
             f"{source} stamps jumped back by {(last - t) / 1e9:.3f} s (bag restarted?): cleared "
-            f"camera_info cache ({len(dropped)} waiting images dropped) and scale state")
+            f"camera_info cache ({len(dropped)} waiting images dropped) and scale state"
+        )
 
     def _on_image(self, msg: Image, msg_info) -> None:
         self.ledger.frames_in += 1
@@ -140,13 +156,20 @@ class MonoDepthNode(ManagedDepthNode):
         if exact and not self._pairer.exact:
             self.get_logger().warning(
                 f"camera_info stamps on {self.resolve_topic_name('camera_info')} do not match the "
-                "image stamps: pairing each image with the newest camera_info from now on")
+                "image stamps: pairing each image with the newest camera_info from now on"
+            )
 
     def _paired(self, item, info) -> None:
         msg, rgb = item
         if info is None:
-            self._reject(InputRejected(CAMERA_INFO_MISSING, "no camera_info received on "
-                         f"{self.resolve_topic_name('camera_info')} before the next image"), msg)
+            self._reject(
+                InputRejected(
+                    CAMERA_INFO_MISSING,
+                    "no camera_info received on "
+                    f"{self.resolve_topic_name('camera_info')} before the next image",
+                ),
+                msg,
+            )
             return
         try:
             intr_in = intrinsics(info, msg.width, msg.height)
@@ -160,8 +183,10 @@ class MonoDepthNode(ManagedDepthNode):
         """Log resolution and intrinsics changes (once per change); reset the scale state."""
         self._geometry, what = geometry_change(self._geometry, intr)
         if what is not None:
-            self.get_logger().info(f"camera {what} (frame '{msg.header.frame_id}'): outputs follow "
-                                   "the new geometry, scale state reset")
+            self.get_logger().info(
+                f"camera {what} (frame '{msg.header.frame_id}'): outputs follow "
+                "the new geometry, scale state reset"
+            )
             self.view.reset()
 
     def _reject(self, err: InputRejected, msg: Image) -> None:
@@ -170,7 +195,8 @@ class MonoDepthNode(ManagedDepthNode):
             self.get_logger().warning(
                 f"rejected image (stamp {msg.header.stamp.sec}.{msg.header.stamp.nanosec:09d}, "
                 f"frame '{msg.header.frame_id}'): {err} [{rejections.counts[err.reason]} "
-                f"'{err.reason}' so far]")
+                f"'{err.reason}' so far]"
+            )
 
     def count_skip(self, reason: str, item) -> None:
         self.ledger.skipped.add(reason)
@@ -186,13 +212,21 @@ class MonoDepthNode(ManagedDepthNode):
         t0 = time.perf_counter()
         out_w, out_h = self._output_size(msg.width, msg.height)
         intr_out = intr_in if (out_w, out_h) == (msg.width, msg.height) else intr_in.scaled_to(out_w, out_h)
-        (res,), eo = infer_views(self.engine, [self.view], [rgb], [intr_in],
-                                 out_intrinsics=[intr_out])
+        (res,), eo = infer_views(self.engine, [self.view], [rgb], [intr_in], out_intrinsics=[intr_out])
         t1 = time.perf_counter()
         self.outputs.publish(
-            msg.header, info, intr_out, rgb, res, eo.infer_ms, self.engine.config.model,
-            self.engine.backend.name, int(self.get_parameter("points_decimation").value),
-            self.get_parameter("publish_points").value, self.get_parameter("points_rgb").value)
+            msg.header,
+            info,
+            intr_out,
+            rgb,
+            res,
+            eo.infer_ms,
+            self.engine.config.model,
+            self.engine.backend.name,
+            int(self.get_parameter("points_decimation").value),
+            self.get_parameter("publish_points").value,
+            self.get_parameter("points_rgb").value,
+        )
         t2 = time.perf_counter()
         self.timing["latency_ms"].add(self.latency_ms(stamp_ns(msg.header)))
         self.rate_out.tick()
@@ -209,11 +243,16 @@ class MonoDepthNode(ManagedDepthNode):
         in_worker, outcomes = self.worker_counts()
         published, errors = outcomes.get("published", 0), outcomes.get("error", 0)
         ledger = self.ledger
-        return {"frames_in": ledger.frames_in, "frames_out": published,
-                "rejected_total": ledger.rejected.total(), "skipped_total": ledger.skipped.total(),
-                "processing_errors": errors, "waiting_for_camera_info": waiting_info,
-                "in_worker": in_worker,
-                "unaccounted": ledger.unaccounted(published, errors, waiting_info + in_worker)}
+        return {
+            "frames_in": ledger.frames_in,
+            "frames_out": published,
+            "rejected_total": ledger.rejected.total(),
+            "skipped_total": ledger.skipped.total(),
+            "processing_errors": errors,
+            "waiting_for_camera_info": waiting_info,
+            "in_worker": in_worker,
+            "unaccounted": ledger.unaccounted(published, errors, waiting_info + in_worker),
+        }
 
     def node_statuses(self, common: dict) -> list:
         name = f"{self.get_fully_qualified_name()}: depth"
@@ -221,11 +260,15 @@ class MonoDepthNode(ManagedDepthNode):
         if st is not None:
             return [st]
         values = self.accounting()
-        values.update({"input_rate_hz": round(self.rate_in.rate(), 2),
-                       "output_rate_hz": round(self.rate_out.rate(), 2),
-                       "lost_in_transport": self.gaps.lost,
-                       "camera_info_pairing": "exact stamps" if self._pairer.exact else "newest",
-                       "camera_info_fallbacks": self._pairer.fallbacks})
+        values.update(
+            {
+                "input_rate_hz": round(self.rate_in.rate(), 2),
+                "output_rate_hz": round(self.rate_out.rate(), 2),
+                "lost_in_transport": self.gaps.lost,
+                "camera_info_pairing": "exact stamps" if self._pairer.exact else "newest",
+                "camera_info_fallbacks": self._pairer.fallbacks,
+            }
+        )
         rejections, skips = self.ledger.rejected, self.ledger.skipped
         values.update({f"rejected.{k}": v for k, v in rejections.as_dict().items()})
         values.update({f"skipped.{k}": v for k, v in skips.as_dict().items()})
@@ -238,7 +281,8 @@ class MonoDepthNode(ManagedDepthNode):
         elif rejections.total() or self.errors.total():
             level = diag.WARN
             message = "rejected inputs: " + ", ".join(
-                f"{k}={v}" for k, v in {**rejections.as_dict(), **self.errors.as_dict()}.items())
+                f"{k}={v}" for k, v in {**rejections.as_dict(), **self.errors.as_dict()}.items()
+            )
         elif self.ledger.frames_in == 0:
             level, message = diag.OK, self.silent_input("image")
         else:

@@ -1,4 +1,5 @@
 """Entry-point plumbing shared by the node executables."""
+
 from __future__ import annotations
 
 import sys

@@ -13,6 +13,7 @@ waits, and resumes as soon as the transform arrives. Models whose inputs need th
 (semi_smd) wait for TF as a whole; those groups are counted as dropped.
 With the node in namespace ``/cameras`` the topics match the project's recordings.
 """
+
 from __future__ import annotations
 
 import sys
@@ -23,30 +24,33 @@ from rclpy.qos import QoSDurabilityPolicy, QoSHistoryPolicy, QoSProfile, QoSReli
 from rclpy.qos_overriding_options import QoSOverridingOptions
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
+from bore_depth_ros_msgs.msg import RigConfidence, ViewOverlap
+
 from ..core.errors import CAMERA_INFO_MISSING, InputRejected
 from ..core.frame import RestartDetector, infer_views
+from ..core.fusion import fuse_views, pack_unorganized, view_consistency
 from ..core.messages import intrinsics, stamp_ns, transform, validate_image
 from ..core.pairing import InfoPairer
-from ..core.fusion import fuse_views, pack_unorganized, view_consistency
-from ..engine import DepthEngine, EnginePool
-from ..core.view import ViewProcessor
 from ..core.stats import RateMeter, ReasonCounter, RollingStats, SequenceGaps
 from ..core.sync import ApproximateSynchronizer, SyncEvent
 from ..core.tf_buffer import TfBuffer
 from ..core.transforms import Transform
-from bore_depth_ros_msgs.msg import RigConfidence, ViewOverlap
+from ..core.view import ViewProcessor
+from ..engine import DepthEngine, EnginePool
 from . import diagnostics as diag
+from . import params as P
 from .conversions import RCLPY
 from .managed import ManagedDepthNode
-from . import params as P
 from .runner import run_node
 from .view_io import OUTPUT_QOS, ViewOutputs, geometry_change, input_qos
 
-TF_STATIC_QOS = QoSProfile(history=QoSHistoryPolicy.KEEP_LAST, depth=100,
-                           reliability=QoSReliabilityPolicy.RELIABLE,
-                           durability=QoSDurabilityPolicy.TRANSIENT_LOCAL)
-TF_QOS = QoSProfile(history=QoSHistoryPolicy.KEEP_LAST, depth=100,
-                    reliability=QoSReliabilityPolicy.RELIABLE)
+TF_STATIC_QOS = QoSProfile(
+    history=QoSHistoryPolicy.KEEP_LAST,
+    depth=100,
+    reliability=QoSReliabilityPolicy.RELIABLE,
+    durability=QoSDurabilityPolicy.TRANSIENT_LOCAL,
+)
+TF_QOS = QoSProfile(history=QoSHistoryPolicy.KEEP_LAST, depth=100, reliability=QoSReliabilityPolicy.RELIABLE)
 
 
 class SurroundDepthNode(ManagedDepthNode):
@@ -61,8 +65,13 @@ class SurroundDepthNode(ManagedDepthNode):
     default_model = "svr"
     params = P.SURROUND
 
-    def __init__(self, node_name: str = "bore_depth_surround", *,
-                 engine: DepthEngine | EnginePool | None = None, **node_kwargs):
+    def __init__(
+        self,
+        node_name: str = "bore_depth_surround",
+        *,
+        engine: DepthEngine | EnginePool | None = None,
+        **node_kwargs,
+    ):
         super().__init__(node_name, engine=engine, **node_kwargs)
 
     def declare_node_parameters(self) -> None:
@@ -79,11 +88,11 @@ class SurroundDepthNode(ManagedDepthNode):
     def _reset_counters(self) -> None:
         n = len(self.cameras)
         self.sync = ApproximateSynchronizer(
-            n, int(float(self.get_parameter("slop").value) * 1e9),
-            int(self.get_parameter("queue_size").value))
+            n, int(float(self.get_parameter("slop").value) * 1e9), int(self.get_parameter("queue_size").value)
+        )
         self.rejections = [ReasonCounter() for _ in self.cameras]
         self.sync_drops = [ReasonCounter() for _ in self.cameras]
-        self.set_drops = ReasonCounter()     # whole synchronized sets not published (executor)
+        self.set_drops = ReasonCounter()  # whole synchronized sets not published (executor)
         self._worker_logs = ReasonCounter()  # log throttling of drops decided by the worker
         self.tf_failures = ReasonCounter()
         self.frames_in = [0] * n
@@ -95,29 +104,34 @@ class SurroundDepthNode(ManagedDepthNode):
         self.fusion_waiting = 0
         self.fusion_status = "no frames yet"
         self._fusion_ok: bool | None = None
-        self.timing = {k: RollingStats() for k in ("e2e_ms", "infer_ms", "preprocess_ms",
-                                                   "post_ms", "publish_ms", "fuse_ms",
-                                                   "latency_ms")}
+        self.timing = {
+            k: RollingStats()
+            for k in ("e2e_ms", "infer_ms", "preprocess_ms", "post_ms", "publish_ms", "fuse_ms", "latency_ms")
+        }
         self._infos = [InfoPairer() for _ in self.cameras]
-        self._pending_group = None   # a complete set waiting for a camera's first camera_info
-        self._restarts = RestartDetector()   # per camera image and per /tf edge
-        self._set_rejects = [0] * n    # rejections of frames already inside emitted sets
+        self._pending_group = None  # a complete set waiting for a camera's first camera_info
+        self._restarts = RestartDetector()  # per camera image and per /tf edge
+        self._set_rejects = [0] * n  # rejections of frames already inside emitted sets
         self._geometry = [None] * n
 
     # ---------------------------------------------------------------- lifecycle hooks
     def configure_node(self) -> None:
         n = len(self.cameras)
         if self.engine.config.batch < n:
-            raise ValueError(f"the shared engine takes {self.engine.config.batch} views per call, "
-                             f"the rig has {n}")
+            raise ValueError(
+                f"the shared engine takes {self.engine.config.batch} views per call, the rig has {n}"
+            )
         info = self.engine.info
         if info.num_cameras not in (0, 1) and info.num_cameras != n:
-            raise ValueError(f"model {info.name} needs exactly {info.num_cameras} cameras in ring "
-                             f"order, got {n}: {self.cameras}")
+            raise ValueError(
+                f"model {info.name} needs exactly {info.num_cameras} cameras in ring "
+                f"order, got {n}: {self.cameras}"
+            )
         self.needs_extrinsics = any(k in info.input_names for k in ("rays", "origins"))
         view_cfg = P.view_config_from_values(P.values_of(self, P.VIEW))
-        self.views = [ViewProcessor(view_cfg, info.metric, (info.min_depth, info.max_depth))
-                      for _ in self.cameras]
+        self.views = [
+            ViewProcessor(view_cfg, info.metric, (info.min_depth, info.max_depth)) for _ in self.cameras
+        ]
         self._reset_counters()
 
     def activate_node(self) -> None:
@@ -127,26 +141,35 @@ class SurroundDepthNode(ManagedDepthNode):
         qdepth = int(self.get_parameter("queue_size").value)
         # TF first: the executor serves ready subscriptions in creation order, so transforms that
         # arrive together with images (a bag starting) are known before the images are processed
-        self.create_subscription(TFMessage, "/tf_static", lambda m: self._on_tf(m, True),
-                                 TF_STATIC_QOS)
+        self.create_subscription(TFMessage, "/tf_static", lambda m: self._on_tf(m, True), TF_STATIC_QOS)
         self.create_subscription(TFMessage, "/tf", lambda m: self._on_tf(m, False), TF_QOS)
         self.outputs = []
         for i, cam in enumerate(self.cameras):
             # camera_info before image: served first when both are ready (as in the mono node)
-            self.create_subscription(CameraInfo, f"{cam}/camera_info",
-                                     lambda m, i=i: self._on_camera_info(i, m),
-                                     input_qos(max(qdepth, 5)), qos_overriding_options=overrides)
-            self.create_subscription(Image, f"{cam}/image",
-                                     lambda m, mi, i=i: self._on_image(i, m, mi),
-                                     input_qos(qdepth), qos_overriding_options=overrides)
+            self.create_subscription(
+                CameraInfo,
+                f"{cam}/camera_info",
+                lambda m, i=i: self._on_camera_info(i, m),
+                input_qos(max(qdepth, 5)),
+                qos_overriding_options=overrides,
+            )
+            self.create_subscription(
+                Image,
+                f"{cam}/image",
+                lambda m, mi, i=i: self._on_image(i, m, mi),
+                input_qos(qdepth),
+                qos_overriding_options=overrides,
+            )
             self.outputs.append(ViewOutputs(self, f"{cam}/"))
-        self.pub_fused = self.create_publisher(PointCloud2, "points", OUTPUT_QOS,
-                                               qos_overriding_options=overrides)
+        self.pub_fused = self.create_publisher(
+            PointCloud2, "points", OUTPUT_QOS, qos_overriding_options=overrides
+        )
         self.pub_rig = self.create_publisher(RigConfidence, "rig_confidence", OUTPUT_QOS)
 
     def ready_message(self) -> str:
-        return (f"{len(self.cameras)} cameras {self.cameras} -> {self.target_frame}; "
-                + super().ready_message())
+        return (
+            f"{len(self.cameras)} cameras {self.cameras} -> {self.target_frame}; " + super().ready_message()
+        )
 
     def output_publishers(self) -> list:
         if self.state != "active" or not getattr(self, "outputs", None):
@@ -170,7 +193,7 @@ class SurroundDepthNode(ManagedDepthNode):
     # ---------------------------------------------------------------- parameters
     def on_parameters(self, params, values: dict):
         if not any(p.name in P.VIEW for p in params):
-            return P.accepted()     # e.g. lazy, decimation or fused ranges: keep the scale state
+            return P.accepted()  # e.g. lazy, decimation or fused ranges: keep the scale state
         cfg = P.view_config_from_values(values)
         for v in getattr(self, "views", []):
             v.configure(cfg)
@@ -192,12 +215,14 @@ class SurroundDepthNode(ManagedDepthNode):
                     self._restarts.observe(("tf", child), t)
         for ts in msg.transforms:
             try:
-                self.tf.set_transform(ts.header.frame_id, ts.child_frame_id,
-                                      stamp_ns(ts.header), transform(ts), static=static)
+                self.tf.set_transform(
+                    ts.header.frame_id, ts.child_frame_id, stamp_ns(ts.header), transform(ts), static=static
+                )
             except ValueError as e:
                 if self.tf_failures.add("invalid_transform"):
-                    self.get_logger().warning(f"ignored transform {ts.header.frame_id} -> "
-                                              f"{ts.child_frame_id}: {e}")
+                    self.get_logger().warning(
+                        f"ignored transform {ts.header.frame_id} -> {ts.child_frame_id}: {e}"
+                    )
 
     def _on_camera_info(self, i: int, msg: CameraInfo) -> None:
         self._infos[i].add_info(stamp_ns(msg.header), msg)
@@ -214,16 +239,17 @@ class SurroundDepthNode(ManagedDepthNode):
         if self._pending_group is not None:
             self._pending_group = None
             self.set_drops.add("reset")
-        self.discard_waiting("reset")      # a set of the old epoch must not follow
+        self.discard_waiting("reset")  # a set of the old epoch must not follow
         self.tf.clear_dynamic()
-        self.engine.reset_temporal()       # under the engine lock: after the set in progress
+        self.engine.reset_temporal()  # under the engine lock: after the set in progress
         for v in self.views:
-            v.reset()                      # applied by the worker before its next set
+            v.reset()  # applied by the worker before its next set
         self._restarts.clear()
         self.get_logger().warning(
             f"{source}: stamps jumped back by {(last - t) / 1e9:.3f} s (bag "
             f"restarted?): reset synchronisation ({len(ev.drops)} queued frames dropped), "
-            "dynamic TF cache, temporal and scale state")
+            "dynamic TF cache, temporal and scale state"
+        )
 
     def _on_image(self, i: int, msg: Image, msg_info) -> None:
         self.frames_in[i] += 1
@@ -244,7 +270,8 @@ class SurroundDepthNode(ManagedDepthNode):
             if self.sync_drops[stream].add(reason) and self.sync_drops[stream].counts[reason] == 1:
                 self.get_logger().warning(
                     f"synchroniser dropped {self.cameras[stream]} frame {stamp / 1e9:.3f}: {reason}"
-                    " (reported once per camera and reason; counts in /diagnostics)")
+                    " (reported once per camera and reason; counts in /diagnostics)"
+                )
         for group in ev.groups:
             self.sets_emitted += 1
             missing = [c for c, infos in zip(self.cameras, self._infos) if not len(infos)]
@@ -253,8 +280,9 @@ class SurroundDepthNode(ManagedDepthNode):
                 continue
             # some camera has never sent camera_info: wait (one set) for it, as the mono node does
             if self._pending_group is not None:
-                self._drop_group(CAMERA_INFO_MISSING, f"no camera_info yet from {missing} "
-                                 "before the next synchronized set")
+                self._drop_group(
+                    CAMERA_INFO_MISSING, f"no camera_info yet from {missing} before the next synchronized set"
+                )
             self._pending_group = group
 
     def _reject(self, i: int, err: InputRejected, msg: Image) -> None:
@@ -262,12 +290,14 @@ class SurroundDepthNode(ManagedDepthNode):
             self.get_logger().warning(
                 f"{self.cameras[i]}: rejected image (stamp {msg.header.stamp.sec}."
                 f"{msg.header.stamp.nanosec:09d}, frame '{msg.header.frame_id}'): {err} "
-                f"[{self.rejections[i].counts[err.reason]} '{err.reason}' so far]")
+                f"[{self.rejections[i].counts[err.reason]} '{err.reason}' so far]"
+            )
 
     def _drop_group(self, reason: str, detail: str) -> None:
         if self.set_drops.add(reason):
-            self.get_logger().warning(f"dropped a synchronized set: {reason}: {detail} "
-                                      f"[{self.set_drops.counts[reason]} so far]")
+            self.get_logger().warning(
+                f"dropped a synchronized set: {reason}: {detail} [{self.set_drops.counts[reason]} so far]"
+            )
 
     def count_skip(self, reason: str, item) -> None:
         self.set_drops.add(f"skipped.{reason}")
@@ -280,8 +310,10 @@ class SurroundDepthNode(ManagedDepthNode):
             info = self._infos[i].pair_now(stamp_ns(m.header))
             try:
                 if info is None:
-                    raise InputRejected(CAMERA_INFO_MISSING,
-                                        f"no camera_info on {self.resolve_topic_name(self.cameras[i] + '/camera_info')}")
+                    raise InputRejected(
+                        CAMERA_INFO_MISSING,
+                        f"no camera_info on {self.resolve_topic_name(self.cameras[i] + '/camera_info')}",
+                    )
                 intr = intrinsics(info, m.width, m.height)
             except InputRejected as e:
                 self._reject(i, e, m)
@@ -296,8 +328,9 @@ class SurroundDepthNode(ManagedDepthNode):
     def _note_geometry(self, i: int, msg: Image, intr) -> None:
         self._geometry[i], what = geometry_change(self._geometry[i], intr)
         if what is not None:
-            self.get_logger().info(f"{self.cameras[i]}: camera {what}: outputs follow the new "
-                                   "geometry, scale state reset")
+            self.get_logger().info(
+                f"{self.cameras[i]}: camera {what}: outputs follow the new geometry, scale state reset"
+            )
             self.views[i].reset()
 
     # ---------------------------------------------------------------- processing (worker thread)
@@ -320,21 +353,32 @@ class SurroundDepthNode(ManagedDepthNode):
         have_tf = not tf_problem
         if self.needs_extrinsics and not have_tf:
             if self._worker_logs.add("waiting_for_tf"):
-                self.get_logger().warning(f"dropped a synchronized set: model "
-                                          f"{self.engine.info.name} needs extrinsics; {tf_problem}")
+                self.get_logger().warning(
+                    f"dropped a synchronized set: model "
+                    f"{self.engine.info.name} needs extrinsics; {tf_problem}"
+                )
             self.fusion_status = f"waiting for TF: {tf_problem}"
             return "dropped.waiting_for_tf"
-        results, eo = infer_views(self.engine, self.views, rgbs, intr_in,
-                                  tfs if have_tf else None)
+        results, eo = infer_views(self.engine, self.views, rgbs, intr_in, tfs if have_tf else None)
         t2 = time.perf_counter()
-        t1 = t2 - (eo.infer_ms + eo.preprocess_ms) / 1e3   # post-processing took t2 - t1
+        t1 = t2 - (eo.infer_ms + eo.preprocess_ms) / 1e3  # post-processing took t2 - t1
         model, backend = self.engine.config.model, self.engine.backend.name
         summaries = [
-            self.outputs[i].publish(msgs[i].header, infos[i], intr_in[i], rgbs[i], results[i],
-                                    eo.infer_ms / len(msgs), model, backend,
-                                    int(self._param("points_decimation")),
-                                    self._param("publish_points"), self._param("points_rgb"))
-            for i in range(len(msgs))]
+            self.outputs[i].publish(
+                msgs[i].header,
+                infos[i],
+                intr_in[i],
+                rgbs[i],
+                results[i],
+                eo.infer_ms / len(msgs),
+                model,
+                backend,
+                int(self._param("points_decimation")),
+                self._param("publish_points"),
+                self._param("points_rgb"),
+            )
+            for i in range(len(msgs))
+        ]
         t3 = time.perf_counter()
         newest = max(group.stamps)
         header = msgs[int(np.argmax(group.stamps))].header
@@ -344,22 +388,28 @@ class SurroundDepthNode(ManagedDepthNode):
             fused = self._publish_fused(header, [r.depth for r in results], intr_in, tfs, rgbs)
             overlaps = self._overlaps(msgs, results, intr_in, tfs)
             if self._fusion_ok is False:
-                self.get_logger().info(f"all camera transforms to '{self.target_frame}' are "
-                                       "available again: fused cloud resumed")
+                self.get_logger().info(
+                    f"all camera transforms to '{self.target_frame}' are available again: fused cloud resumed"
+                )
             self._fusion_ok, self.fusion_status = True, "ok"
         else:
             if self._fusion_ok is not False:
-                self.get_logger().warning(f"fused cloud waits for TF (per-view outputs continue): "
-                                          f"{tf_problem}")
+                self.get_logger().warning(
+                    f"fused cloud waits for TF (per-view outputs continue): {tf_problem}"
+                )
             self._fusion_ok, self.fusion_status = False, f"waiting for TF: {tf_problem}"
             self.fusion_waiting += 1
         t4 = time.perf_counter()
-        rig = RigConfidence(views=summaries, overlaps=overlaps,
-                            sync_spread_ms=group.spread / 1e6,
-                            mean_confidence=float(np.mean([r.mean_confidence for r in results])),
-                            valid_fraction=float(np.mean([r.valid_fraction for r in results])),
-                            inference_time_ms=float(eo.infer_ms), fused=fused,
-                            fusion_status=self.fusion_status)
+        rig = RigConfidence(
+            views=summaries,
+            overlaps=overlaps,
+            sync_spread_ms=group.spread / 1e6,
+            mean_confidence=float(np.mean([r.mean_confidence for r in results])),
+            valid_fraction=float(np.mean([r.valid_fraction for r in results])),
+            inference_time_ms=float(eo.infer_ms),
+            fused=fused,
+            fusion_status=self.fusion_status,
+        )
         rig.header.stamp = header.stamp
         rig.header.frame_id = self.target_frame
         self.pub_rig.publish(rig)
@@ -374,12 +424,16 @@ class SurroundDepthNode(ManagedDepthNode):
         return "published"
 
     def _publish_fused(self, header, depths, intrs, tfs, rgbs) -> bool:
-        cloud = fuse_views(depths, intrs, tfs, stride=int(self._param("fused_decimation")),
-                           min_range=float(self._param("fused_min_range")),
-                           max_range=float(self._param("fused_max_range")),
-                           colors=rgbs if self._param("fused_rgb") else None)
-        fused_header = RCLPY.new("std_msgs/msg/Header", stamp=header.stamp,
-                                 frame_id=self.target_frame)
+        cloud = fuse_views(
+            depths,
+            intrs,
+            tfs,
+            stride=int(self._param("fused_decimation")),
+            min_range=float(self._param("fused_min_range")),
+            max_range=float(self._param("fused_max_range")),
+            colors=rgbs if self._param("fused_rgb") else None,
+        )
+        fused_header = RCLPY.new("std_msgs/msg/Header", stamp=header.stamp, frame_id=self.target_frame)
         self.pub_fused.publish(RCLPY.pointcloud(fused_header, pack_unorganized(cloud)))
         self.fused_out += 1
         return True
@@ -392,12 +446,23 @@ class SurroundDepthNode(ManagedDepthNode):
         pairs = [(i, (i + 1) % n) for i in range(n if n > 2 else 1)]
         out = []
         for a, b in pairs:
-            ov = view_consistency(results[a].depth, intrs[a], results[b].depth, intrs[b],
-                                  tfs[b].inverse() @ tfs[a], stride=stride)
-            out.append(ViewOverlap(camera_a=msgs[a].header.frame_id,
-                                   camera_b=msgs[b].header.frame_id, n_points=ov.n_points,
-                                   overlap_fraction=ov.overlap_fraction,
-                                   median_rel_diff=ov.median_rel_diff))
+            ov = view_consistency(
+                results[a].depth,
+                intrs[a],
+                results[b].depth,
+                intrs[b],
+                tfs[b].inverse() @ tfs[a],
+                stride=stride,
+            )
+            out.append(
+                ViewOverlap(
+                    camera_a=msgs[a].header.frame_id,
+                    camera_b=msgs[b].header.frame_id,
+                    n_points=ov.n_points,
+                    overlap_fraction=ov.overlap_fraction,
+                    median_rel_diff=ov.median_rel_diff,
+                )
+            )
         return out
 
     # ---------------------------------------------------------------- diagnostics
@@ -411,14 +476,24 @@ class SurroundDepthNode(ManagedDepthNode):
         sets_dropped = self.set_drops.total() + worker_dropped
         sets_done = published + sets_dropped + errors + in_worker + pending_set
         queued = self.sync.pending()
-        per_camera = [self.frames_in[i] - (self.rejections[i].total() - self._set_rejects[i])
-                      - self.sync_drops[i].total() - self.sets_emitted - queued[i]
-                      for i in range(len(self.cameras))]
-        return {"sets_emitted": self.sets_emitted, "sets_out": published,
-                "sets_dropped": sets_dropped, "processing_errors": errors,
-                "in_worker": in_worker, "set_waiting_for_camera_info": pending_set,
-                "unaccounted_sets": self.sets_emitted - sets_done,
-                "unaccounted_frames": max(per_camera, key=abs) if per_camera else 0}
+        per_camera = [
+            self.frames_in[i]
+            - (self.rejections[i].total() - self._set_rejects[i])
+            - self.sync_drops[i].total()
+            - self.sets_emitted
+            - queued[i]
+            for i in range(len(self.cameras))
+        ]
+        return {
+            "sets_emitted": self.sets_emitted,
+            "sets_out": published,
+            "sets_dropped": sets_dropped,
+            "processing_errors": errors,
+            "in_worker": in_worker,
+            "set_waiting_for_camera_info": pending_set,
+            "unaccounted_sets": self.sets_emitted - sets_done,
+            "unaccounted_frames": max(per_camera, key=abs) if per_camera else 0,
+        }
 
     def node_statuses(self, common: dict) -> list:
         name = self.get_fully_qualified_name()
@@ -427,13 +502,19 @@ class SurroundDepthNode(ManagedDepthNode):
             return [st]
         counts = self.worker_counts()
         drops = self.set_drops.as_dict()
-        for k, v in counts[1].items():    # sets the worker dropped (waiting_for_tf)
+        for k, v in counts[1].items():  # sets the worker dropped (waiting_for_tf)
             if k.startswith("dropped."):
-                drops[k[len("dropped."):]] = drops.get(k[len("dropped."):], 0) + v
+                drops[k[len("dropped.") :]] = drops.get(k[len("dropped.") :], 0) + v
         values = self.accounting(counts)
-        values.update({"fused_out": self.fused_out, "fused_waiting_for_tf": self.fusion_waiting,
-                       "fusion_status": self.fusion_status, "sync_pending": self.sync.pending(),
-                       "output_rate_hz": round(self.rate_out.rate(), 2)})
+        values.update(
+            {
+                "fused_out": self.fused_out,
+                "fused_waiting_for_tf": self.fusion_waiting,
+                "fusion_status": self.fusion_status,
+                "sync_pending": self.sync.pending(),
+                "output_rate_hz": round(self.rate_out.rate(), 2),
+            }
+        )
         values.update({f"dropped.{k}": v for k, v in drops.items()})
         values.update({f"tf_failures.{k}": v for k, v in self.tf_failures.as_dict().items()})
         values.update(diag.timing_values(self.timing))
@@ -443,31 +524,48 @@ class SurroundDepthNode(ManagedDepthNode):
         elif self.fusion_status.startswith("waiting for TF"):
             level, message = diag.WARN, self.fusion_status
         elif drops or self.errors.total():
-            level, message = diag.WARN, "dropped sets: " + ", ".join(
-                f"{k}={v}" for k, v in {**drops, **self.errors.as_dict()}.items())
+            level, message = (
+                diag.WARN,
+                "dropped sets: "
+                + ", ".join(f"{k}={v}" for k, v in {**drops, **self.errors.as_dict()}.items()),
+            )
         elif values["sets_out"]:
             level, message = diag.OK, "ok"
         else:
             silent = [c for c, k in zip(self.cameras, self.frames_in) if k == 0]
-            level, message = diag.OK, ("no synchronized set yet" + (
-                f": no images yet from {silent}" if silent else ""))
+            level, message = (
+                diag.OK,
+                ("no synchronized set yet" + (f": no images yet from {silent}" if silent else "")),
+            )
         statuses = [diag.status(f"{name}: rig", self.target_frame, level, message, values)]
         for i, cam in enumerate(self.cameras):
             rej = self.rejections[i].as_dict()
             sd = self.sync_drops[i].as_dict()
-            v = {"frames_in": self.frames_in[i], "input_rate_hz": round(self.rate_in[i].rate(), 2),
-                 "output_rate_hz": round(self.rate_out.rate(), 2),
-                 "rejected_total": sum(rej.values()), "sync_dropped_total": sum(sd.values()),
-                 "lost_in_transport": self.gaps[i].lost,
-                 "camera_info_received": len(self._infos[i]),
-                 "latency_ms.p95": round(self.timing["latency_ms"].percentile(95), 3)}
+            v = {
+                "frames_in": self.frames_in[i],
+                "input_rate_hz": round(self.rate_in[i].rate(), 2),
+                "output_rate_hz": round(self.rate_out.rate(), 2),
+                "rejected_total": sum(rej.values()),
+                "sync_dropped_total": sum(sd.values()),
+                "lost_in_transport": self.gaps[i].lost,
+                "camera_info_received": len(self._infos[i]),
+                "latency_ms.p95": round(self.timing["latency_ms"].percentile(95), 3),
+            }
             v.update({f"rejected.{k}": c for k, c in rej.items()})
             v.update({f"sync_dropped.{k}": c for k, c in sd.items()})
             no_info = not len(self._infos[i]) and self.frames_in[i]
             lvl = diag.WARN if rej or no_info else diag.OK
-            msg = ("rejected inputs: " + ", ".join(f"{k}={c}" for k, c in rej.items())) if rej else (
-                "no camera_info yet" if no_info else
-                self.silent_input(f"{cam}/image") if not self.frames_in[i] else "ok")
+            msg = (
+                ("rejected inputs: " + ", ".join(f"{k}={c}" for k, c in rej.items()))
+                if rej
+                else (
+                    "no camera_info yet"
+                    if no_info
+                    else self.silent_input(f"{cam}/image")
+                    if not self.frames_in[i]
+                    else "ok"
+                )
+            )
             statuses.append(diag.status(f"{name}: {cam}", cam, lvl, msg, v))
         return statuses
 

@@ -4,6 +4,7 @@ It gives exact ground-truth depth for the embedded demo and for tests without an
 World frame follows REP 103 (x forward, y left, z up); the camera optical frame has z forward,
 x right, y down.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -29,7 +30,7 @@ class Scene:
     tile: float = 1.0
 
     @staticmethod
-    def street(seed: int = 0, length: float = 60.0) -> "Scene":
+    def street(seed: int = 0, length: float = 60.0) -> Scene:
         """Boxes of random size and colour on both sides of a corridor along +x."""
         rng = np.random.default_rng(seed)
         boxes = []
@@ -53,9 +54,9 @@ def camera_rotation(pitch_deg: float) -> np.ndarray:
 
 def render(scene: Scene, intr: Intrinsics, position, rotation) -> tuple[np.ndarray, np.ndarray]:
     """RGB (H, W, 3) uint8 and depth (H, W) float32 metres along optical z (inf for sky)."""
-    v, u = np.mgrid[0:intr.height, 0:intr.width].astype(np.float64)
+    v, u = np.mgrid[0 : intr.height, 0 : intr.width].astype(np.float64)
     rays_opt = np.stack([(u - intr.cx) / intr.fx, (v - intr.cy) / intr.fy, np.ones_like(u)], -1)
-    d = rays_opt @ np.asarray(rotation).T          # world direction per unit optical depth
+    d = rays_opt @ np.asarray(rotation).T  # world direction per unit optical depth
     o = np.asarray(position, np.float64)
     t_best = np.full(u.shape, np.inf)
     rgb = np.zeros(u.shape + (3,), np.float64)
@@ -69,8 +70,9 @@ def render(scene: Scene, intr: Intrinsics, position, rotation) -> tuple[np.ndarr
     p = o + d * np.where(hit, t, 0.0)[..., None]
     checker = (np.floor(p[..., 0] / scene.tile) + np.floor(p[..., 1] / scene.tile)) % 2
     fine = 0.5 + 0.5 * np.sin(p[..., 0] * 7.0) * np.sin(p[..., 1] * 5.0)
-    ground = np.stack([90 + 60 * checker + 20 * fine, 95 + 55 * checker + 20 * fine,
-                       85 + 50 * checker + 15 * fine], -1)
+    ground = np.stack(
+        [90 + 60 * checker + 20 * fine, 95 + 55 * checker + 20 * fine, 85 + 50 * checker + 15 * fine], -1
+    )
     rgb = np.where(hit[..., None], ground, rgb)
     t_best = np.where(hit, t, t_best)
     # boxes: slab test, vectorised over pixels
@@ -84,7 +86,7 @@ def render(scene: Scene, intr: Intrinsics, position, rotation) -> tuple[np.ndarr
         hit = (tmax >= tmin) & (tmin > 1e-6) & (tmin < t_best)
         if not hit.any():
             continue
-        axis = np.argmax(np.minimum(t1, t2), axis=-1)   # face that was entered
+        axis = np.argmax(np.minimum(t1, t2), axis=-1)  # face that was entered
         shade = np.array([1.0, 0.8, 0.6])[axis]
         colour = np.asarray(box.color, np.float64)[None, None, :] * shade[..., None]
         rgb = np.where(hit[..., None], colour, rgb)

@@ -11,6 +11,7 @@ x = i exactly (not i + 0.5 as OpenGL) and flips rows afterwards, so a ROS pinhol
     P[2,2] = -(f + n) / (f - n),  P[2,3] = -2 f n / (f - n),  P[3,2] = -1
 with eye coordinates (x right, y up, z backwards) = diag(1, -1, -1) @ optical coordinates.
 """
+
 from __future__ import annotations
 
 import tempfile
@@ -22,7 +23,6 @@ from PIL import Image
 
 from ..core.camera import Intrinsics
 from ..core.transforms import Transform, matrix_to_quat, rotation_z
-
 from .scene_config import SceneConfig  # noqa: F401  (part of this module's API)
 
 SKY, GROUND, BUILDING, VEHICLE, POLE, SPHERE = range(6)
@@ -66,8 +66,14 @@ def _box_mesh(half, tile=None):
     ext = np.asarray(half, np.float64)
     verts, norms, uvs, idx = [], [], [], []
     # (normal axis, sign, in-plane axes a and b)
-    for axis, sign, a, b in ((0, 1, 1, 2), (0, -1, 1, 2), (1, 1, 0, 2), (1, -1, 0, 2),
-                             (2, 1, 0, 1), (2, -1, 0, 1)):
+    for axis, sign, a, b in (
+        (0, 1, 1, 2),
+        (0, -1, 1, 2),
+        (1, 1, 0, 2),
+        (1, -1, 0, 2),
+        (2, 1, 0, 1),
+        (2, -1, 0, 1),
+    ):
         base = len(verts)
         for ua, vb in ((0, 0), (1, 0), (1, 1), (0, 1)):
             q = np.zeros(3)
@@ -109,6 +115,7 @@ def _grid_mesh(x0, x1, y0, y1, cell, tile, uv_origin):
 
 
 # --- procedural textures (uint8 RGB, light so that rgba tints act as colours) -------------------
+
 
 def _smooth_noise(rng, h, w, cells):
     """Value noise: a coarse random grid upsampled bilinearly to (h, w), values in [0, 1]."""
@@ -179,7 +186,7 @@ def vehicle_texture(rng, size=128):
     band = (vv > top) & (vv < top + rng.uniform(0.25, 0.35)) & (uu > 0.12) & (uu < 0.88)
     img[band] = (50, 55, 65)
     for cu in (0.2, 0.8):
-        img[(uu - cu) ** 2 + (vv - 0.95) ** 2 < 0.11 ** 2] = 30
+        img[(uu - cu) ** 2 + (vv - 0.95) ** 2 < 0.11**2] = 30
     img[np.abs(vv - (top + 0.45)) < 0.01] = 120
     return np.clip(img, 0, 255).astype(np.uint8)
 
@@ -205,8 +212,7 @@ class PybulletWorld:
     ``body_classes`` maps body ids to semantic classes (``rig.SEMANTIC_CLASSES``).
     """
 
-    def __init__(self, config: SceneConfig | None = SceneConfig(),
-                 light_direction=(0.4, 0.25, 1.0)):
+    def __init__(self, config: SceneConfig | None = SceneConfig(), light_direction=(0.4, 0.25, 1.0)):
         self.config = config
         self.light_direction = [float(v) for v in light_direction]
         self.client = p.connect(p.DIRECT)
@@ -223,7 +229,7 @@ class PybulletWorld:
             self.close()
             raise
 
-    def __enter__(self) -> "PybulletWorld":
+    def __enter__(self) -> PybulletWorld:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -249,12 +255,25 @@ class PybulletWorld:
             raise RuntimeError(f"pybullet could not load texture {path}")
         return tex
 
-    def _add_body(self, collision: int, visual: int, position, yaw: float, semantic: int,
-                  rgba=(1.0, 1.0, 1.0, 1.0), texture: int | None = None) -> int:
+    def _add_body(
+        self,
+        collision: int,
+        visual: int,
+        position,
+        yaw: float,
+        semantic: int,
+        rgba=(1.0, 1.0, 1.0, 1.0),
+        texture: int | None = None,
+    ) -> int:
         quat = matrix_to_quat(rotation_z(yaw))
-        body = p.createMultiBody(baseMass=0, baseCollisionShapeIndex=collision,
-                                 baseVisualShapeIndex=visual, basePosition=[float(v) for v in position],
-                                 baseOrientation=list(quat), physicsClientId=self.client)
+        body = p.createMultiBody(
+            baseMass=0,
+            baseCollisionShapeIndex=collision,
+            baseVisualShapeIndex=visual,
+            basePosition=[float(v) for v in position],
+            baseOrientation=list(quat),
+            physicsClientId=self.client,
+        )
         if body < 0:
             raise RuntimeError("pybullet could not create a body")
         if visual >= 0:
@@ -266,55 +285,82 @@ class PybulletWorld:
         self._lut = None
         return body
 
-    def add_box(self, center, half_extents, yaw: float = 0.0, semantic: int = BUILDING,
-                rgba=(0.8, 0.8, 0.8, 1.0), texture: int | None = None, texture_tile=None) -> int:
+    def add_box(
+        self,
+        center,
+        half_extents,
+        yaw: float = 0.0,
+        semantic: int = BUILDING,
+        rgba=(0.8, 0.8, 0.8, 1.0),
+        texture: int | None = None,
+        texture_tile=None,
+    ) -> int:
         """A static box (yaw in radians about z); ``texture_tile`` (metres) repeats the texture."""
         half = [float(v) for v in half_extents]
         verts, norms, uvs, idx = _box_mesh(half, texture_tile)
-        vis = p.createVisualShape(p.GEOM_MESH, vertices=verts, indices=idx, uvs=uvs, normals=norms,
-                                  physicsClientId=self.client)
+        vis = p.createVisualShape(
+            p.GEOM_MESH, vertices=verts, indices=idx, uvs=uvs, normals=norms, physicsClientId=self.client
+        )
         col = p.createCollisionShape(p.GEOM_BOX, halfExtents=half, physicsClientId=self.client)
         return self._add_body(col, vis, center, yaw, semantic, rgba, texture)
 
-    def add_cylinder(self, base, radius: float, height: float, semantic: int = POLE,
-                     rgba=(0.6, 0.6, 0.6, 1.0), texture: int | None = None) -> int:
+    def add_cylinder(
+        self,
+        base,
+        radius: float,
+        height: float,
+        semantic: int = POLE,
+        rgba=(0.6, 0.6, 0.6, 1.0),
+        texture: int | None = None,
+    ) -> int:
         """A vertical cylinder standing at ``base`` (x, y, z of its bottom centre)."""
-        vis = p.createVisualShape(p.GEOM_CYLINDER, radius=radius, length=height,
-                                  physicsClientId=self.client)
-        col = p.createCollisionShape(p.GEOM_CYLINDER, radius=radius, height=height,
-                                     physicsClientId=self.client)
+        vis = p.createVisualShape(p.GEOM_CYLINDER, radius=radius, length=height, physicsClientId=self.client)
+        col = p.createCollisionShape(
+            p.GEOM_CYLINDER, radius=radius, height=height, physicsClientId=self.client
+        )
         centre = (base[0], base[1], base[2] + height / 2)
         return self._add_body(col, vis, centre, 0.0, semantic, rgba, texture)
 
-    def add_sphere(self, center, radius: float, semantic: int = SPHERE,
-                   rgba=(0.7, 0.7, 0.7, 1.0), texture: int | None = None) -> int:
+    def add_sphere(
+        self,
+        center,
+        radius: float,
+        semantic: int = SPHERE,
+        rgba=(0.7, 0.7, 0.7, 1.0),
+        texture: int | None = None,
+    ) -> int:
         vis = p.createVisualShape(p.GEOM_SPHERE, radius=radius, physicsClientId=self.client)
         col = p.createCollisionShape(p.GEOM_SPHERE, radius=radius, physicsClientId=self.client)
         return self._add_body(col, vis, center, 0.0, semantic, rgba, texture)
 
     def _add_ground(self, rng, cfg: SceneConfig, x0: float, x1: float) -> None:
         half = cfg.road_width / 2
-        strip = half + 6.0         # road, parking strip and sidewalk
+        strip = half + 6.0  # road, parking strip and sidewalk
         outer = strip + 60.0
         tile_len = 16.0
         road_tex = self.load_texture(road_texture(rng, cfg.road_width, 2 * strip, tile_len))
-        verts, norms, uvs, idx = _grid_mesh(x0, x1, -strip, strip, 10.0, (tile_len, 2 * strip),
-                                            (x0, -strip))
-        vis = p.createVisualShape(p.GEOM_MESH, vertices=verts, indices=idx, uvs=uvs, normals=norms,
-                                  physicsClientId=self.client)
+        verts, norms, uvs, idx = _grid_mesh(x0, x1, -strip, strip, 10.0, (tile_len, 2 * strip), (x0, -strip))
+        vis = p.createVisualShape(
+            p.GEOM_MESH, vertices=verts, indices=idx, uvs=uvs, normals=norms, physicsClientId=self.client
+        )
         # Rays need collision geometry: one slab under all the ground, top face at z = 0. It belongs
         # to the road body because pybullet renders the collision shape of a body without visuals.
-        col = p.createCollisionShape(p.GEOM_BOX, halfExtents=[(x1 - x0) / 2, outer, 0.5],
-                                     collisionFramePosition=[(x0 + x1) / 2, 0.0, -0.5],
-                                     physicsClientId=self.client)
+        col = p.createCollisionShape(
+            p.GEOM_BOX,
+            halfExtents=[(x1 - x0) / 2, outer, 0.5],
+            collisionFramePosition=[(x0 + x1) / 2, 0.0, -0.5],
+            physicsClientId=self.client,
+        )
         self._add_body(col, vis, (0.0, 0.0, 0.0), 0.0, GROUND, texture=road_tex)
         terrain_tex = self.load_texture(terrain_texture(rng))
         for y0, y1 in ((strip, outer), (-outer, -strip)):
             verts, norms, uvs, idx = _grid_mesh(x0, x1, y0, y1, 20.0, (8.0, 8.0), (x0, -outer))
-            vis = p.createVisualShape(p.GEOM_MESH, vertices=verts, indices=idx, uvs=uvs,
-                                      normals=norms, physicsClientId=self.client)
-            self._add_body(-1, vis, (0.0, 0.0, 0.0), 0.0, GROUND, rgba=(0.9, 0.9, 0.9, 1.0),
-                           texture=terrain_tex)
+            vis = p.createVisualShape(
+                p.GEOM_MESH, vertices=verts, indices=idx, uvs=uvs, normals=norms, physicsClientId=self.client
+            )
+            self._add_body(
+                -1, vis, (0.0, 0.0, 0.0), 0.0, GROUND, rgba=(0.9, 0.9, 0.9, 1.0), texture=terrain_tex
+            )
 
     def _build(self, cfg: SceneConfig) -> None:
         rng = np.random.default_rng(cfg.seed)
@@ -333,55 +379,88 @@ class PybulletWorld:
 
         for side in (1.0, -1.0):
             x = x_lo + rng.uniform(0.0, 4.0)
-            while x < x_hi:                                   # buildings
+            while x < x_hi:  # buildings
                 length, depth, height = rng.uniform(6, 18), rng.uniform(6, 14), rng.uniform(4, 22)
                 setback = half + 5.0 + rng.uniform(0.0, 4.0)
-                self.add_box((x + length / 2, side * (setback + depth / 2), height / 2),
-                             (length / 2, depth / 2, height / 2), 0.0, BUILDING,
-                             colour(0.5, 1.0), facades[rng.integers(len(facades))], (12.0, 12.8))
+                self.add_box(
+                    (x + length / 2, side * (setback + depth / 2), height / 2),
+                    (length / 2, depth / 2, height / 2),
+                    0.0,
+                    BUILDING,
+                    colour(0.5, 1.0),
+                    facades[rng.integers(len(facades))],
+                    (12.0, 12.8),
+                )
                 x += length + rng.uniform(1.0, 6.0) * gap
             x = x_lo + rng.uniform(0.0, 6.0)
-            while x < x_hi:                                   # parked vehicles
-                yaw = rng.normal(0, 0.05) + (0.0 if side < 0 else np.pi)   # right-hand traffic
+            while x < x_hi:  # parked vehicles
+                yaw = rng.normal(0, 0.05) + (0.0 if side < 0 else np.pi)  # right-hand traffic
                 self._add_vehicle(rng, x, side * (half + 1.2), yaw, paints, colour)
                 x += rng.uniform(6.0, 16.0) * gap
             x = x_lo + rng.uniform(0.0, 8.0)
-            while x < x_hi:                                   # poles
+            while x < x_hi:  # poles
                 r, h = rng.uniform(0.06, 0.22), rng.uniform(3.0, 8.0)
-                self.add_cylinder((x, side * (half + 2.6 + rng.uniform(0, 0.6)), 0.0), r, h, POLE,
-                                  colour(0.3, 0.9), patterns[rng.integers(len(patterns))])
+                self.add_cylinder(
+                    (x, side * (half + 2.6 + rng.uniform(0, 0.6)), 0.0),
+                    r,
+                    h,
+                    POLE,
+                    colour(0.3, 0.9),
+                    patterns[rng.integers(len(patterns))],
+                )
                 x += rng.uniform(7.0, 16.0) * gap
             x = x_lo + rng.uniform(0.0, 5.0)
-            while x < x_hi:                                   # spheres on the sidewalk and beyond
+            while x < x_hi:  # spheres on the sidewalk and beyond
                 far_out = rng.random() < 0.3
                 r = rng.uniform(0.8, 2.2) if far_out else rng.uniform(0.25, 0.9)
-                y = side * (rng.uniform(half + 5.0, half + 12.0) if far_out
-                            else rng.uniform(half + 2.8 + r, half + 5.0))
-                self.add_sphere((x, y, r + (rng.uniform(0, 2.0) if rng.random() < 0.2 else 0.0)), r,
-                                SPHERE, colour(0.3, 1.0), patterns[rng.integers(len(patterns))])
+                y = side * (
+                    rng.uniform(half + 5.0, half + 12.0)
+                    if far_out
+                    else rng.uniform(half + 2.8 + r, half + 5.0)
+                )
+                self.add_sphere(
+                    (x, y, r + (rng.uniform(0, 2.0) if rng.random() < 0.2 else 0.0)),
+                    r,
+                    SPHERE,
+                    colour(0.3, 1.0),
+                    patterns[rng.integers(len(patterns))],
+                )
                 x += rng.uniform(4.0, 10.0) * gap
         x = x_lo + rng.uniform(0.0, 10.0)
-        while x < x_hi:                                       # oncoming lane
-            self._add_vehicle(rng, x, half / 2 + rng.normal(0, 0.15), np.pi + rng.normal(0, 0.03),
-                              paints, colour)
+        while x < x_hi:  # oncoming lane
+            self._add_vehicle(
+                rng, x, half / 2 + rng.normal(0, 0.15), np.pi + rng.normal(0, 0.03), paints, colour
+            )
             x += rng.uniform(10.0, 25.0) * gap
         x = x_lo + rng.uniform(0.0, 6.0)
-        while x < -8.0:                                       # ego lane, only behind the start
-            self._add_vehicle(rng, x, -half / 2 + rng.normal(0, 0.15), rng.normal(0, 0.03),
-                              paints, colour)
+        while x < -8.0:  # ego lane, only behind the start
+            self._add_vehicle(rng, x, -half / 2 + rng.normal(0, 0.15), rng.normal(0, 0.03), paints, colour)
             x += rng.uniform(10.0, 20.0) * gap
-        for x_end in (x_lo - 15.0, x_hi + 15.0):              # closes the street at both ends
+        for x_end in (x_lo - 15.0, x_hi + 15.0):  # closes the street at both ends
             h = rng.uniform(10.0, 25.0)
-            self.add_box((x_end, 0.0, h / 2), (4.0, half + 25.0, h / 2), 0.0, BUILDING,
-                         colour(0.5, 1.0), facades[rng.integers(len(facades))], (12.0, 12.8))
+            self.add_box(
+                (x_end, 0.0, h / 2),
+                (4.0, half + 25.0, h / 2),
+                0.0,
+                BUILDING,
+                colour(0.5, 1.0),
+                facades[rng.integers(len(facades))],
+                (12.0, 12.8),
+            )
 
     def _add_vehicle(self, rng, x: float, y: float, yaw: float, paints, colour) -> int:
-        if rng.random() < 0.2:                                # vans and trucks
+        if rng.random() < 0.2:  # vans and trucks
             length, width, height = rng.uniform(6, 9), rng.uniform(2.2, 2.5), rng.uniform(2.5, 3.4)
         else:
             length, width, height = rng.uniform(3.8, 5.0), rng.uniform(1.7, 2.0), rng.uniform(1.4, 1.9)
-        return self.add_box((x + length / 2, y, height / 2 + 0.25), (length / 2, width / 2, height / 2),
-                            yaw, VEHICLE, colour(0.25, 1.0), paints[rng.integers(len(paints))])
+        return self.add_box(
+            (x + length / 2, y, height / 2 + 0.25),
+            (length / 2, width / 2, height / 2),
+            yaw,
+            VEHICLE,
+            colour(0.25, 1.0),
+            paints[rng.integers(len(paints))],
+        )
 
     # --- sensors ----------------------------------------------------------------------------------
 
@@ -394,15 +473,22 @@ class PybulletWorld:
             self._lut = lut
         return self._lut
 
-    def render_camera(self, world_from_optical: Transform, intr: Intrinsics, near: float = 0.1,
-                      far: float = 200.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def render_camera(
+        self, world_from_optical: Transform, intr: Intrinsics, near: float = 0.1, far: float = 200.0
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """RGB (H, W, 3) uint8, depth (H, W) float32 metres along optical z (+inf: sky), labels uint8."""
         w, h = intr.width, intr.height
         _, _, rgba, zbuf, seg = p.getCameraImage(
-            w, h, viewMatrix=_gl(view_matrix(world_from_optical)),
+            w,
+            h,
+            viewMatrix=_gl(view_matrix(world_from_optical)),
             projectionMatrix=_gl(projection_matrix(intr, near, far)),
-            lightDirection=self.light_direction, shadow=0, flags=0,
-            renderer=p.ER_TINY_RENDERER, physicsClientId=self.client)
+            lightDirection=self.light_direction,
+            shadow=0,
+            flags=0,
+            renderer=p.ER_TINY_RENDERER,
+            physicsClientId=self.client,
+        )
         rgb = np.asarray(rgba, np.uint8).reshape(h, w, 4)[..., :3].copy()
         zbuf = np.asarray(zbuf, np.float64).reshape(h, w)
         seg = np.asarray(seg, np.int64).reshape(h, w)
@@ -426,9 +512,15 @@ class PybulletWorld:
         t = np.clip(dz / norm, 0.0, 1.0) ** 0.6
         return (_SKY_HORIZON + (_SKY_ZENITH - _SKY_HORIZON) * t[..., None]).astype(np.uint8)
 
-    def lidar_scan(self, world_from_lidar: Transform, channels: int = 32, azimuth_steps: int = 720,
-                   vfov=(-25.0, 10.0), max_range: float = 100.0,
-                   num_threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    def lidar_scan(
+        self,
+        world_from_lidar: Transform,
+        channels: int = 32,
+        azimuth_steps: int = 720,
+        vfov=(-25.0, 10.0),
+        max_range: float = 100.0,
+        num_threads: int = 1,
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Points (N, 3) float32 in the lidar frame and intensities (N,) float32 of the rays that hit.
 
         Rays go ring by ring (elevations from vfov[0] to vfov[1]), azimuth 0 = lidar x, counter-clockwise.
@@ -436,9 +528,14 @@ class PybulletWorld:
         el = np.deg2rad(np.linspace(vfov[0], vfov[1], channels))
         az = np.arange(azimuth_steps) * (2 * np.pi / azimuth_steps)
         ce = np.cos(el)[:, None]
-        dirs = np.stack([np.broadcast_to(ce * np.cos(az), (channels, azimuth_steps)),
-                         np.broadcast_to(ce * np.sin(az), (channels, azimuth_steps)),
-                         np.broadcast_to(np.sin(el)[:, None], (channels, azimuth_steps))], -1).reshape(-1, 3)
+        dirs = np.stack(
+            [
+                np.broadcast_to(ce * np.cos(az), (channels, azimuth_steps)),
+                np.broadcast_to(ce * np.sin(az), (channels, azimuth_steps)),
+                np.broadcast_to(np.sin(el)[:, None], (channels, azimuth_steps)),
+            ],
+            -1,
+        ).reshape(-1, 3)
         dirs_world = dirs @ world_from_lidar.rotation.T
         origin = np.asarray(world_from_lidar.translation, np.float64)
         ends = origin + dirs_world * max_range
@@ -449,8 +546,9 @@ class PybulletWorld:
         starts = np.ascontiguousarray(np.broadcast_to(origin, (min(n, _RAY_CHUNK), 3)))
         for s in range(0, n, _RAY_CHUNK):
             e = min(n, s + _RAY_CHUNK)
-            res = p.rayTestBatch(starts[: e - s], ends[s:e], numThreads=num_threads,
-                                 physicsClientId=self.client)
+            res = p.rayTestBatch(
+                starts[: e - s], ends[s:e], numThreads=num_threads, physicsClientId=self.client
+            )
             if len(res) != e - s:
                 raise RuntimeError(f"rayTestBatch returned {len(res)} results for {e - s} rays")
             ids[s:e] = [r[0] for r in res]

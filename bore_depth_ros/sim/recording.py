@@ -1,4 +1,5 @@
 """Render synthetic drives with ground truth into rosbag2 files (topic layout: see ``sim.rig``)."""
+
 from __future__ import annotations
 
 import argparse
@@ -13,13 +14,21 @@ from ..bag.messages import BAG
 from ..bag.writer import BagWriter
 from ..core.pointcloud import FLOAT32, PackedCloud
 from ..core.transforms import Transform, rotation_z
+from .rig import (
+    BASE_FRAME,
+    LIDAR_FRAME,
+    LIDAR_POSITION,
+    LIDAR_TOPIC,
+    ODOM_FRAME,
+    CameraSpec,
+    camera_topics,
+    rig_by_name,
+)
 from .scene_config import SceneConfig
-from .rig import (BASE_FRAME, LIDAR_FRAME, LIDAR_POSITION, LIDAR_TOPIC, ODOM_FRAME, CameraSpec,
-                  camera_topics, rig_by_name)
 
-_LANE_WIGGLE_M = 0.6       # lateral amplitude of the drive around the ego lane centre
+_LANE_WIGGLE_M = 0.6  # lateral amplitude of the drive around the ego lane centre
 _LANE_WIGGLE_PERIOD_M = 40.0
-_SCENE_MARGIN_M = 40.0     # scenery kept ahead of the last frame
+_SCENE_MARGIN_M = 40.0  # scenery kept ahead of the last frame
 
 
 @dataclass(frozen=True)
@@ -34,9 +43,9 @@ class RecordingConfig:
     seed: int = 0
     scene: SceneConfig = field(default_factory=SceneConfig)
     storage: str = "mcap"
-    speed: float = 5.0                       # m/s along +x
+    speed: float = 5.0  # m/s along +x
     start_time_ns: int = 1_700_000_000_000_000_000
-    camera_jitter_ms: float = 0.0            # > 0: each camera stamped up to this much after the frame
+    camera_jitter_ms: float = 0.0  # > 0: each camera stamped up to this much after the frame
     lidar: bool = True
 
 
@@ -46,18 +55,17 @@ class RecordingSummary:
     frames: int
     cameras: tuple[str, ...]
     topics: dict[str, int]
-    render_seconds: float                    # camera rendering only
+    render_seconds: float  # camera rendering only
     lidar_seconds: float
     total_seconds: float
-    images_per_second: float                 # camera images rendered per second of rendering
-    rig_frames_per_second: float             # all cameras of one frame per second of rendering
+    images_per_second: float  # camera images rendered per second of rendering
+    rig_frames_per_second: float  # all cameras of one frame per second of rendering
 
 
 def scene_for(config: RecordingConfig) -> SceneConfig:
     """The scene a recording renders: the config's, seeded by its seed and long enough to drive."""
     travel = config.speed * (config.frames - 1) / config.rate_hz
-    return replace(config.scene, seed=config.seed,
-                   length=max(config.scene.length, travel + _SCENE_MARGIN_M))
+    return replace(config.scene, seed=config.seed, length=max(config.scene.length, travel + _SCENE_MARGIN_M))
 
 
 def ego_pose(t_s: float, config: RecordingConfig) -> Transform:
@@ -78,15 +86,22 @@ def lidar_cloud(points: np.ndarray, intensity: np.ndarray) -> PackedCloud:
     buf = np.empty((len(points), 4), np.dtype("<f4"))
     buf[:, :3] = points
     buf[:, 3] = intensity
-    fields = [("x", 0, FLOAT32, 1), ("y", 4, FLOAT32, 1), ("z", 8, FLOAT32, 1),
-              ("intensity", 12, FLOAT32, 1)]
-    return PackedCloud(fields=fields, point_step=16, height=1, width=len(points),
-                       row_step=16 * len(points), data=buf.reshape(-1).view(np.uint8))
+    fields = [("x", 0, FLOAT32, 1), ("y", 4, FLOAT32, 1), ("z", 8, FLOAT32, 1), ("intensity", 12, FLOAT32, 1)]
+    return PackedCloud(
+        fields=fields,
+        point_step=16,
+        height=1,
+        width=len(points),
+        row_step=16 * len(points),
+        data=buf.reshape(-1).view(np.uint8),
+    )
 
 
 def static_transforms(rig: tuple[CameraSpec, ...], t_ns: int):
-    tfs = [BAG.transform_stamped(BAG.header(t_ns, BASE_FRAME), cam.optical_frame, cam.base_from_optical())
-           for cam in rig]
+    tfs = [
+        BAG.transform_stamped(BAG.header(t_ns, BASE_FRAME), cam.optical_frame, cam.base_from_optical())
+        for cam in rig
+    ]
     tfs.append(BAG.transform_stamped(BAG.header(t_ns, BASE_FRAME), LIDAR_FRAME, base_from_lidar()))
     return BAG.tf_message(tfs)
 
@@ -96,12 +111,14 @@ def _camera_offsets_ns(config: RecordingConfig, n_cameras: int) -> np.ndarray:
     if config.camera_jitter_ms <= 0:
         return np.zeros((config.frames, n_cameras), np.int64)
     rng = np.random.default_rng([config.seed, 1])
-    return np.round(rng.uniform(0.0, config.camera_jitter_ms * 1e6, (config.frames, n_cameras))
-                    ).astype(np.int64)
+    return np.round(rng.uniform(0.0, config.camera_jitter_ms * 1e6, (config.frames, n_cameras))).astype(
+        np.int64
+    )
 
 
-def record(out_path: str | Path, config: RecordingConfig = RecordingConfig(),
-           progress: bool = True) -> RecordingSummary:
+def record(
+    out_path: str | Path, config: RecordingConfig = RecordingConfig(), progress: bool = True
+) -> RecordingSummary:
     """Render ``config.frames`` rig frames of a drive and write them as a rosbag2 at ``out_path``."""
     from tqdm import tqdm
 
@@ -120,14 +137,27 @@ def record(out_path: str | Path, config: RecordingConfig = RecordingConfig(),
 
     with PybulletWorld(scene) as world, BagWriter(out_path, config.storage) as bag:
         bag.write("/tf_static", static_transforms(rig, config.start_time_ns), config.start_time_ns)
-        bar = tqdm(total=config.frames, unit="frame", file=sys.stderr, disable=not progress,
-                   desc=f"synth {config.rig}")
+        bar = tqdm(
+            total=config.frames,
+            unit="frame",
+            file=sys.stderr,
+            disable=not progress,
+            desc=f"synth {config.rig}",
+        )
         for i, t_ns in enumerate(stamps):
             t_s = (t_ns - config.start_time_ns) / 1e9
             world_from_base = ego_pose(t_s, config)
-            msgs = [(t_ns, 0, "/clock", BAG.clock(t_ns)),
-                    (t_ns, 1, "/tf", BAG.tf_message([BAG.transform_stamped(BAG.header(t_ns, ODOM_FRAME), BASE_FRAME,
-                                                                        world_from_base)]))]
+            msgs = [
+                (t_ns, 0, "/clock", BAG.clock(t_ns)),
+                (
+                    t_ns,
+                    1,
+                    "/tf",
+                    BAG.tf_message(
+                        [BAG.transform_stamped(BAG.header(t_ns, ODOM_FRAME), BASE_FRAME, world_from_base)]
+                    ),
+                ),
+            ]
             extra_tf = set()
             for c, (cam, intr, top) in enumerate(zip(rig, intrinsics, topics)):
                 tc = t_ns + int(offsets[i, c])
@@ -135,21 +165,38 @@ def record(out_path: str | Path, config: RecordingConfig = RecordingConfig(),
                 if tc != t_ns and tc not in extra_tf:
                     # the ego pose at each camera stamp, so that tf lookups at image stamps are exact
                     extra_tf.add(tc)
-                    msgs.append((tc, 1, "/tf", BAG.tf_message([BAG.transform_stamped(BAG.header(tc, ODOM_FRAME), BASE_FRAME, pose)])))
+                    msgs.append(
+                        (
+                            tc,
+                            1,
+                            "/tf",
+                            BAG.tf_message(
+                                [BAG.transform_stamped(BAG.header(tc, ODOM_FRAME), BASE_FRAME, pose)]
+                            ),
+                        )
+                    )
                 t0 = time.perf_counter()
                 rgb, depth, labels = world.render_camera(pose @ cam.base_from_optical(), intr)
                 render_s += time.perf_counter() - t0
                 frame = cam.optical_frame
-                msgs += [(tc, 2 + 4 * c, top["image"], BAG.image(BAG.header(tc, frame), rgb, "rgb8")),
-                         (tc, 3 + 4 * c, top["camera_info"], BAG.camera_info(BAG.header(tc, frame), intr)),
-                         (tc, 4 + 4 * c, top["depth_gt"], BAG.image(BAG.header(tc, frame), depth, "32FC1")),
-                         (tc, 5 + 4 * c, top["semantic"], BAG.image(BAG.header(tc, frame), labels, "8UC1"))]
+                msgs += [
+                    (tc, 2 + 4 * c, top["image"], BAG.image(BAG.header(tc, frame), rgb, "rgb8")),
+                    (tc, 3 + 4 * c, top["camera_info"], BAG.camera_info(BAG.header(tc, frame), intr)),
+                    (tc, 4 + 4 * c, top["depth_gt"], BAG.image(BAG.header(tc, frame), depth, "32FC1")),
+                    (tc, 5 + 4 * c, top["semantic"], BAG.image(BAG.header(tc, frame), labels, "8UC1")),
+                ]
             if config.lidar:
                 t0 = time.perf_counter()
                 pts, inten = world.lidar_scan(world_from_base @ base_from_lidar())
                 lidar_s += time.perf_counter() - t0
-                msgs.append((t_ns, 10_000, LIDAR_TOPIC, BAG.pointcloud(BAG.header(t_ns, LIDAR_FRAME),
-                                                                     lidar_cloud(pts, inten))))
+                msgs.append(
+                    (
+                        t_ns,
+                        10_000,
+                        LIDAR_TOPIC,
+                        BAG.pointcloud(BAG.header(t_ns, LIDAR_FRAME), lidar_cloud(pts, inten)),
+                    )
+                )
             for stamp, _, topic, msg in sorted(msgs, key=lambda e: (e[0], e[1])):
                 bag.write(topic, msg, stamp)
             bar.update(1)
@@ -158,10 +205,16 @@ def record(out_path: str | Path, config: RecordingConfig = RecordingConfig(),
     total_s = time.perf_counter() - t_start
     n_images = config.frames * len(rig)
     return RecordingSummary(
-        path=Path(out_path), frames=config.frames, cameras=tuple(c.name for c in rig), topics=counts,
-        render_seconds=render_s, lidar_seconds=lidar_s, total_seconds=total_s,
+        path=Path(out_path),
+        frames=config.frames,
+        cameras=tuple(c.name for c in rig),
+        topics=counts,
+        render_seconds=render_s,
+        lidar_seconds=lidar_s,
+        total_seconds=total_s,
         images_per_second=n_images / render_s if render_s > 0 else float("inf"),
-        rig_frames_per_second=config.frames / render_s if render_s > 0 else float("inf"))
+        rig_frames_per_second=config.frames / render_s if render_s > 0 else float("inf"),
+    )
 
 
 def add_synth_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -175,25 +228,38 @@ def add_synth_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--rate", type=float, default=d.rate_hz, help="frames per second")
     parser.add_argument("--seed", type=int, default=d.seed)
     parser.add_argument("--storage", default=d.storage, choices=["mcap", "sqlite3"])
-    parser.add_argument("--jitter-ms", type=float, default=d.camera_jitter_ms,
-                        help="per-camera stamp jitter (0: all cameras share the frame stamp)")
+    parser.add_argument(
+        "--jitter-ms",
+        type=float,
+        default=d.camera_jitter_ms,
+        help="per-camera stamp jitter (0: all cameras share the frame stamp)",
+    )
     parser.add_argument("--no-lidar", action="store_true", help="do not write /lidar/points")
-    parser.add_argument("--density", type=float, default=d.scene.density,
-                        help="object density multiplier")
+    parser.add_argument("--density", type=float, default=d.scene.density, help="object density multiplier")
     return parser
 
 
 def run_synth(args: argparse.Namespace) -> int:
     """Record a bag from parsed ``add_synth_arguments`` arguments and print a summary."""
-    config = RecordingConfig(rig=args.rig, frames=args.frames, width=args.width, height=args.height,
-                             rate_hz=args.rate, seed=args.seed, storage=args.storage,
-                             camera_jitter_ms=args.jitter_ms, lidar=not args.no_lidar,
-                             scene=SceneConfig(density=args.density))
+    config = RecordingConfig(
+        rig=args.rig,
+        frames=args.frames,
+        width=args.width,
+        height=args.height,
+        rate_hz=args.rate,
+        seed=args.seed,
+        storage=args.storage,
+        camera_jitter_ms=args.jitter_ms,
+        lidar=not args.no_lidar,
+        scene=SceneConfig(density=args.density),
+    )
     s = record(args.out, config, progress=True)
     print(f"wrote {s.path}: {s.frames} frames x {len(s.cameras)} cameras ({', '.join(s.cameras)})")
     for topic, n in sorted(s.topics.items()):
         print(f"  {topic}: {n}")
-    print(f"render {s.render_seconds:.2f} s: {s.images_per_second:.1f} images/s, "
-          f"{s.rig_frames_per_second:.2f} rig frames/s; lidar {s.lidar_seconds:.2f} s; "
-          f"total {s.total_seconds:.2f} s")
+    print(
+        f"render {s.render_seconds:.2f} s: {s.images_per_second:.1f} images/s, "
+        f"{s.rig_frames_per_second:.2f} rig frames/s; lidar {s.lidar_seconds:.2f} s; "
+        f"total {s.total_seconds:.2f} s"
+    )
     return 0

@@ -12,6 +12,7 @@ Layout of a recording (also what ``bore-depth eval`` auto-detects):
 With the camera nodes in namespace /cameras/<name>, their relative topics image and camera_info
 resolve to the recording's topics without remapping.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -31,10 +32,10 @@ SEMANTIC_CLASSES = {0: "sky", 1: "ground", 2: "building", 3: "vehicle", 4: "pole
 @dataclass(frozen=True)
 class CameraSpec:
     name: str
-    yaw_deg: float                 # about base_link z, 0 = forward, positive = to the left
+    yaw_deg: float  # about base_link z, 0 = forward, positive = to the left
     hfov_deg: float = 70.0
-    pitch_deg: float = 0.0         # positive looks down
-    position: tuple[float, float, float] = (0.0, 0.0, 1.5)   # in base_link
+    pitch_deg: float = 0.0  # positive looks down
+    position: tuple[float, float, float] = (0.0, 0.0, 1.5)  # in base_link
 
     @property
     def optical_frame(self) -> str:
@@ -43,8 +44,9 @@ class CameraSpec:
     def intrinsics(self, width: int, height: int) -> Intrinsics:
         """Square pixels, principal point at the image centre (pixel-centre convention)."""
         f = (width / 2.0) / np.tan(np.deg2rad(self.hfov_deg) / 2.0)
-        return Intrinsics(fx=float(f), fy=float(f), cx=(width - 1) / 2.0, cy=(height - 1) / 2.0,
-                          width=width, height=height)
+        return Intrinsics(
+            fx=float(f), fy=float(f), cx=(width - 1) / 2.0, cy=(height - 1) / 2.0, width=width, height=height
+        )
 
     def base_from_optical(self) -> Transform:
         """Pose of the optical frame in base_link (maps optical points into base_link)."""
@@ -58,8 +60,12 @@ def optical_frame(name: str) -> str:
 
 def camera_topics(name: str) -> dict[str, str]:
     base = f"/cameras/{name}"
-    return {"image": f"{base}/image", "camera_info": f"{base}/camera_info",
-            "depth_gt": f"{base}/depth_gt/image", "semantic": f"{base}/semantic/image"}
+    return {
+        "image": f"{base}/image",
+        "camera_info": f"{base}/camera_info",
+        "depth_gt": f"{base}/depth_gt/image",
+        "semantic": f"{base}/semantic/image",
+    }
 
 
 # nuScenes / DDAD style six-camera ring (ring order front, front_left, back_left, back, back_right,
@@ -73,8 +79,7 @@ SURROUND_RIG: tuple[CameraSpec, ...] = (
     CameraSpec("back", 180.0, 110.0, position=(0.0, 0.0, 1.55)),
 )
 RING_ORDER = ("front", "front_left", "back_left", "back", "back_right", "front_right")
-MONO_RIG: tuple[CameraSpec, ...] = (CameraSpec("front", 0.0, 70.0, pitch_deg=5.0,
-                                               position=(1.6, 0.0, 1.55)),)
+MONO_RIG: tuple[CameraSpec, ...] = (CameraSpec("front", 0.0, 70.0, pitch_deg=5.0, position=(1.6, 0.0, 1.55)),)
 LIDAR_POSITION = (1.0, 0.0, 1.9)
 
 

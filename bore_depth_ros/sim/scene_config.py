@@ -1,4 +1,5 @@
 """Street-scene parameters (kept apart from the pybullet module so importing them is cheap)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -33,8 +33,15 @@ class DepthProbe(Node):
     reliable writers give exact counts against a node whose inputs are made reliable through
     ``qos_overrides``); records ``<ns>/<output>`` and diagnostics."""
 
-    def __init__(self, ns: str, name: str = "depth_probe", outputs=OUTPUTS, keep: int = 1000,
-                 input_qos=qos_profile_sensor_data, **node_kwargs):
+    def __init__(
+        self,
+        ns: str,
+        name: str = "depth_probe",
+        outputs=OUTPUTS,
+        keep: int = 1000,
+        input_qos=qos_profile_sensor_data,
+        **node_kwargs,
+    ):
         super().__init__(name, **node_kwargs)
         self.ns = ns.rstrip("/")
         self.outputs = dict(outputs)

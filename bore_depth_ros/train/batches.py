@@ -3,13 +3,14 @@ and the forward call that feeds a batch to a model in its argument order (numpy 
 
 Shared by the recipes (sampling) and the held-out evaluation, so both prepare images the same way.
 """
+
 from __future__ import annotations
 
 import numpy as np
 
 from .dataset import Augment, RigDataset, RigSample, finite_or_nan, normalise, prepare_view
 
-PER_VIEW_INPUTS = frozenset({"image", "focal"})   # inputs of models that take views independently
+PER_VIEW_INPUTS = frozenset({"image", "focal"})  # inputs of models that take views independently
 
 
 def seeded(seed: int) -> np.random.Generator:
@@ -22,8 +23,15 @@ def view_focal(k, info) -> float:
     return k.fx / info.canonical_focal if info.canonical_focal else 1.0
 
 
-def sample_views(dataset: RigDataset, n: int, rng: np.random.Generator, out_hw, info,
-                 aug: Augment | None, need_gt: bool = True) -> dict[str, np.ndarray]:
+def sample_views(
+    dataset: RigDataset,
+    n: int,
+    rng: np.random.Generator,
+    out_hw,
+    info,
+    aug: Augment | None,
+    need_gt: bool = True,
+) -> dict[str, np.ndarray]:
     """``n`` random (set, view) pairs as model inputs: image, focal, gt depth (NaN invalid)."""
     images, gts, focal, ks = [], [], [], []
     tries = 0
@@ -40,8 +48,12 @@ def sample_views(dataset: RigDataset, n: int, rng: np.random.Generator, out_hw, 
         gts.append(finite_or_nan(d, out_hw))
         ks.append(k)
         focal.append([view_focal(k, info)])
-    return {"image": np.stack(images).astype(np.float32), "gt": np.stack(gts)[:, None],
-            "focal": np.asarray(focal, np.float32), "intrinsics": ks}
+    return {
+        "image": np.stack(images).astype(np.float32),
+        "gt": np.stack(gts)[:, None],
+        "focal": np.asarray(focal, np.float32),
+        "intrinsics": ks,
+    }
 
 
 def rig_batch(info, cur: RigSample, prev: RigSample, out_hw, seed: int | None, aug: Augment | None) -> dict:
@@ -51,8 +63,9 @@ def rig_batch(info, cur: RigSample, prev: RigSample, out_hw, seed: int | None, a
 
     def prep(s: RigSample, v: int, depth: bool):
         rng = None if seed is None else seeded(seed)
-        return prepare_view(s.images[v], s.intrinsics[v], s.depth_gt[v] if depth else None, out_hw,
-                            rng, aug, allow_flip=False)
+        return prepare_view(
+            s.images[v], s.intrinsics[v], s.depth_gt[v] if depth else None, out_hw, rng, aug, allow_flip=False
+        )
 
     n = len(cur.images)
     views = [prep(cur, v, True) for v in range(n)]

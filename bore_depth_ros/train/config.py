@@ -1,4 +1,5 @@
 """The training YAML: model, recordings, recipe, input size, optimisation and output folder."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -8,31 +9,31 @@ from pathlib import Path
 @dataclass
 class TrainConfig:
     model: str = "bore_depth"
-    recipe: str = "supervised_relative"                     # a name of train.recipes.RECIPES
-    train: list[str] = field(default_factory=list)         # rosbag2 recordings
-    val: list[str] = field(default_factory=list)           # held-out recordings for the card
+    recipe: str = "supervised_relative"  # a name of train.recipes.RECIPES
+    train: list[str] = field(default_factory=list)  # rosbag2 recordings
+    val: list[str] = field(default_factory=list)  # held-out recordings for the card
     out_dir: str = "train_output"
-    init_weights: str = ""                                  # start from these weights
-    teacher: str = ""                                       # teacher model name (recipes with a teacher)
+    init_weights: str = ""  # start from these weights
+    teacher: str = ""  # teacher model name (recipes with a teacher)
     teacher_weights: str = ""
     input_height: int = 128
     input_width: int = 224
-    batch: int = 4                                          # views per step
+    batch: int = 4  # views per step
     steps: int = 1000
     lr: float = 2e-4
-    lr_final: float = 2e-5                                  # cosine decay to this
+    lr_final: float = 2e-5  # cosine decay to this
     weight_decay: float = 0.0
     seed: int = 0
-    threads: int = 0                                        # torch threads (0 = default)
+    threads: int = 0  # torch threads (0 = default)
     checkpoint_every: int = 200
     log_every: int = 20
-    max_minutes: float = 0.0                                # stop (and checkpoint) after this
-    min_depth: float = 0.5                                  # metres: metrics and valid GT range
+    max_minutes: float = 0.0  # stop (and checkpoint) after this
+    min_depth: float = 0.5  # metres: metrics and valid GT range
     max_depth: float = 80.0
     save_fp16: bool = True
     resume: bool = True
-    augment: dict = field(default_factory=dict)             # Augment fields
-    loss: dict = field(default_factory=dict)                # recipe loss weights (Recipe.loss_defaults)
+    augment: dict = field(default_factory=dict)  # Augment fields
+    loss: dict = field(default_factory=dict)  # recipe loss weights (Recipe.loss_defaults)
     val_max_sets: int = 0
 
     @staticmethod

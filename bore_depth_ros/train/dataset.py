@@ -6,6 +6,7 @@ extrinsics from /tf_static, ground-truth depth when the bag has it, the ego pose
 index of the previous sample of the same recording (for temporal losses). Sets are formed with the
 same synchroniser the surround node uses, so training sees what the node sees.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -21,28 +22,33 @@ from ..core.transforms import Transform
 
 @dataclass
 class RigSample:
-    images: list[np.ndarray]                 # per view (H, W, 3) uint8
+    images: list[np.ndarray]  # per view (H, W, 3) uint8
     intrinsics: list[Intrinsics]
-    base_from_cam: list[Transform | None]    # None when /tf_static lacks the camera
-    depth_gt: list[np.ndarray | None]        # per view (H, W) float32 metres, non-finite invalid
+    base_from_cam: list[Transform | None]  # None when /tf_static lacks the camera
+    depth_gt: list[np.ndarray | None]  # per view (H, W) float32 metres, non-finite invalid
     stamp_ns: int
     odom_from_base: Transform | None
-    prev: int | None = None                  # index of the previous sample of the same bag
+    prev: int | None = None  # index of the previous sample of the same bag
     source: str = ""
     cameras: list[str] = field(default_factory=list)
 
 
-def load_rig_samples(bag: str | Path, cameras: list[str] | None = None, slop_s: float = 0.03,
-                     max_sets: int = 0, base_frame: str = "base_link",
-                     odom_frame: str = "odom") -> tuple[list[RigSample], dict[str, int]]:
+def load_rig_samples(
+    bag: str | Path,
+    cameras: list[str] | None = None,
+    slop_s: float = 0.03,
+    max_sets: int = 0,
+    base_frame: str = "base_link",
+    odom_frame: str = "odom",
+) -> tuple[list[RigSample], dict[str, int]]:
     """Synchronized camera sets of one bag (ring order for the project's layout); returns the
     samples and the number of dropped messages by reason."""
     from ..bag.reader import FrameSync, discover_cameras, open_bag
-    from ..sim.rig import ring_ordered
     from ..core.errors import InputRejected
     from ..core.messages import depth_metres, intrinsics, validate_image
     from ..core.sync import ApproximateSynchronizer
     from ..core.tf_buffer import TfBuffer
+    from ..sim.rig import ring_ordered
 
     samples: list[RigSample] = []
     drops: dict[str, int] = {}
@@ -57,10 +63,13 @@ def load_rig_samples(bag: str | Path, cameras: list[str] | None = None, slop_s: 
         tf = sync_frames.tf
         for fr in sync_frames:
             img = fr.image
-            try:   # the nodes' input checks and decoders: training sees what a node sees
-                item = (validate_image(img).copy(), intrinsics(fr.camera_info, img.width, img.height),
-                        None if fr.depth_gt is None else depth_metres(fr.depth_gt),
-                        img.header.frame_id)
+            try:  # the nodes' input checks and decoders: training sees what a node sees
+                item = (
+                    validate_image(img).copy(),
+                    intrinsics(fr.camera_info, img.width, img.height),
+                    None if fr.depth_gt is None else depth_metres(fr.depth_gt),
+                    img.header.frame_id,
+                )
             except InputRejected as e:
                 sync_frames.drop(fr.camera.namespace, e.reason, e.detail)
                 continue
@@ -69,13 +78,19 @@ def load_rig_samples(bag: str | Path, cameras: list[str] | None = None, slop_s: 
                 drops[reason] = drops.get(reason, 0) + 1
             for g in ev.groups:
                 t = max(g.stamps)
-                samples.append(RigSample(
-                    images=[it[0] for it in g.items], intrinsics=[it[1] for it in g.items],
-                    base_from_cam=[tf.lookup(base_frame, it[3], s) for it, s in zip(g.items, g.stamps)],
-                    depth_gt=[it[2] for it in g.items], stamp_ns=t,
-                    odom_from_base=tf.lookup(odom_frame, base_frame, t),
-                    prev=len(samples) - 1 if samples and samples[-1].source == str(bag) else None,
-                    source=str(bag), cameras=names))
+                samples.append(
+                    RigSample(
+                        images=[it[0] for it in g.items],
+                        intrinsics=[it[1] for it in g.items],
+                        base_from_cam=[tf.lookup(base_frame, it[3], s) for it, s in zip(g.items, g.stamps)],
+                        depth_gt=[it[2] for it in g.items],
+                        stamp_ns=t,
+                        odom_from_base=tf.lookup(odom_frame, base_frame, t),
+                        prev=len(samples) - 1 if samples and samples[-1].source == str(bag) else None,
+                        source=str(bag),
+                        cameras=names,
+                    )
+                )
                 if max_sets and len(samples) >= max_sets:
                     return samples, drops
         for _, _, reason in rig.flush().drops:
@@ -88,8 +103,7 @@ def load_rig_samples(bag: str | Path, cameras: list[str] | None = None, slop_s: 
 class RigDataset:
     """All synchronized sets of several bags; ``prev`` links stay within a bag."""
 
-    def __init__(self, bags: list[str | Path], cameras: list[str] | None = None,
-                 max_sets_per_bag: int = 0):
+    def __init__(self, bags: list[str | Path], cameras: list[str] | None = None, max_sets_per_bag: int = 0):
         self.samples: list[RigSample] = []
         self.drops: dict[str, int] = {}
         for bag in bags:
@@ -115,7 +129,7 @@ class RigDataset:
 class Augment:
     """Paper augmentations: horizontal flip (intrinsics updated), zoom-and-crop, colour jitter."""
 
-    flip: float = 0.5              # probability (per view; off for rig models that use geometry)
+    flip: float = 0.5  # probability (per view; off for rig models that use geometry)
     zoom: tuple[float, float] = (1.0, 1.15)
     brightness: float = 0.2
     contrast: float = 0.2
@@ -123,9 +137,15 @@ class Augment:
     hue_shift: float = 0.0
 
 
-def prepare_view(rgb: np.ndarray, intr: Intrinsics, depth: np.ndarray | None, out_hw,
-                 rng: np.random.Generator | None, aug: Augment | None,
-                 allow_flip: bool = True):
+def prepare_view(
+    rgb: np.ndarray,
+    intr: Intrinsics,
+    depth: np.ndarray | None,
+    out_hw,
+    rng: np.random.Generator | None,
+    aug: Augment | None,
+    allow_flip: bool = True,
+):
     """One view resized (and, if ``aug``, augmented) to the model input; intrinsics follow.
 
     Returns (rgb float32 (h, w, 3) in [0, 1], Intrinsics at (w, h), depth (h, w) or None,
@@ -155,8 +175,7 @@ def prepare_view(rgb: np.ndarray, intr: Intrinsics, depth: np.ndarray | None, ou
         k = Intrinsics(k.fx, k.fy, w - 1 - k.cx, k.cy, w, h)
     if aug is not None and rng is not None:
         img = colour_jitter(img, rng, aug)
-    return np.ascontiguousarray(img, np.float32), k, (None if d is None else
-                                                      np.ascontiguousarray(d)), flipped
+    return np.ascontiguousarray(img, np.float32), k, (None if d is None else np.ascontiguousarray(d)), flipped
 
 
 def colour_jitter(img: np.ndarray, rng: np.random.Generator, aug: Augment) -> np.ndarray:

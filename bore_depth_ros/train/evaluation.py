@@ -5,6 +5,7 @@ median-scaled means, with the same metric code as ``bore-depth eval``.
 Per-view models see one view at a time; rig models (inputs beyond image/focal) see each set as one
 batch with its previous set (the set itself when it has none). No augmentation.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -24,8 +25,10 @@ def _view_predictions(model, info, dataset: RigDataset, out_hw) -> Iterator[tupl
             if s.depth_gt[v] is None:
                 continue
             img, k, _, _ = prepare_view(s.images[v], s.intrinsics[v], None, out_hw, None, None)
-            batch = {"image": normalise(img, info.mean, info.std)[None].astype(np.float32),
-                     "focal": np.asarray([[view_focal(k, info)]], np.float32)}
+            batch = {
+                "image": normalise(img, info.mean, info.std)[None].astype(np.float32),
+                "focal": np.asarray([[view_focal(k, info)]], np.float32),
+            }
             depth, _ = model_forward(model, info, batch, torch)
             yield depth[0, 0].numpy(), s.depth_gt[v]
 
@@ -53,5 +56,8 @@ def evaluate(model, info, dataset: RigDataset, cfg) -> dict:
             rows_metric.append(depth_metrics(pred, gt, cfg.min_depth, cfg.max_depth))
             rows_median.append(depth_metrics(pred, gt, cfg.min_depth, cfg.max_depth, median_scaling=True))
     model.train()
-    return {"views": len(rows_metric), "metric": mean_metrics(rows_metric),
-            "median_scaled": mean_metrics(rows_median)}
+    return {
+        "views": len(rows_metric),
+        "metric": mean_metrics(rows_metric),
+        "median_scaled": mean_metrics(rows_median),
+    }

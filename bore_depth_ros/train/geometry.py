@@ -11,6 +11,7 @@ Conventions:
   into the vehicle frame at the source time; from odometry poses world_from_base(t):
   T = world_from_base(t_src)^-1 @ world_from_base(t_tgt).
 """
+
 from __future__ import annotations
 
 import torch
@@ -21,8 +22,11 @@ DEFAULT_MIN_DEPTH = 1e-3
 
 def pixel_grid(height: int, width: int, device=None, dtype=None) -> torch.Tensor:
     """Homogeneous pixel centres [1, 3, H*W], rows (u, v, 1) with u = j, v = i, row-major order."""
-    v, u = torch.meshgrid(torch.arange(height, device=device, dtype=dtype),
-                          torch.arange(width, device=device, dtype=dtype), indexing="ij")
+    v, u = torch.meshgrid(
+        torch.arange(height, device=device, dtype=dtype),
+        torch.arange(width, device=device, dtype=dtype),
+        indexing="ij",
+    )
     return torch.stack([u, v, torch.ones_like(u)], dim=0).reshape(1, 3, height * width)
 
 
@@ -32,12 +36,13 @@ def backproject(depth: torch.Tensor, K_inv: torch.Tensor) -> torch.Tensor:
     depth [B,1,H,W] (z along the optical axis), K_inv [B,3,3] -> points [B,3,H*W] (row-major pixels).
     """
     b, _, h, w = depth.shape
-    rays = K_inv.to(depth.dtype) @ pixel_grid(h, w, depth.device, depth.dtype)      # [B,3,HW]
+    rays = K_inv.to(depth.dtype) @ pixel_grid(h, w, depth.device, depth.dtype)  # [B,3,HW]
     return rays * depth.reshape(b, 1, h * w)
 
 
-def project(points: torch.Tensor, K: torch.Tensor, T: torch.Tensor | None = None,
-            eps: float = DEFAULT_MIN_DEPTH) -> tuple[torch.Tensor, torch.Tensor]:
+def project(
+    points: torch.Tensor, K: torch.Tensor, T: torch.Tensor | None = None, eps: float = DEFAULT_MIN_DEPTH
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Pinhole projection of points after an optional rigid transform: p' = R p + t, (u, v) = (K p')_xy / z'.
 
     points [B,3,N], K [B,3,3], T [B,4,4] or None -> (pixels [B,2,N] as (u, v), z' [B,1,N]).
@@ -53,9 +58,14 @@ def project(points: torch.Tensor, K: torch.Tensor, T: torch.Tensor | None = None
     return pixels, points[:, 2:3]
 
 
-def inverse_warp(src_img: torch.Tensor, depth_tgt: torch.Tensor, T_src_from_tgt: torch.Tensor,
-                 K_tgt: torch.Tensor, K_src: torch.Tensor,
-                 min_depth: float = DEFAULT_MIN_DEPTH) -> tuple[torch.Tensor, torch.Tensor]:
+def inverse_warp(
+    src_img: torch.Tensor,
+    depth_tgt: torch.Tensor,
+    T_src_from_tgt: torch.Tensor,
+    K_tgt: torch.Tensor,
+    K_src: torch.Tensor,
+    min_depth: float = DEFAULT_MIN_DEPTH,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Synthesise the target view from a source view: I_w(p) = I_src(pi(K_src T_src_from_tgt d(p) K_tgt^-1 p)).
 
     src_img [B,C,Hs,Ws], depth_tgt [B,1,H,W], T_src_from_tgt [B,4,4], K_tgt [B,3,3] (for H x W),
@@ -72,8 +82,9 @@ def inverse_warp(src_img: torch.Tensor, depth_tgt: torch.Tensor, T_src_from_tgt:
     pixels, z = project(points, K_src, T_src_from_tgt, min_depth)
     u, v = pixels[:, 0], pixels[:, 1]
     grid = torch.stack([(2.0 * u + 1.0) / ws - 1.0, (2.0 * v + 1.0) / hs - 1.0], dim=-1).reshape(b, h, w, 2)
-    warped = F.grid_sample(src_img, grid.to(src_img.dtype), mode="bilinear", padding_mode="zeros",
-                           align_corners=False)
+    warped = F.grid_sample(
+        src_img, grid.to(src_img.dtype), mode="bilinear", padding_mode="zeros", align_corners=False
+    )
     valid = (z[:, 0] > min_depth) & (u >= 0) & (u <= ws - 1) & (v >= 0) & (v <= hs - 1)
     return warped, valid.reshape(b, 1, h, w)
 
@@ -159,5 +170,16 @@ def relative_extrinsics(base_from_src: torch.Tensor, base_from_tgt: torch.Tensor
     return rigid_inverse(base_from_src) @ base_from_tgt
 
 
-__all__ = ["pixel_grid", "backproject", "project", "inverse_warp", "euler_to_mat", "axis_angle_to_mat",
-           "pose_vec_to_mat", "rigid_inverse", "camera_motion", "relative_extrinsics", "DEFAULT_MIN_DEPTH"]
+__all__ = [
+    "pixel_grid",
+    "backproject",
+    "project",
+    "inverse_warp",
+    "euler_to_mat",
+    "axis_angle_to_mat",
+    "pose_vec_to_mat",
+    "rigid_inverse",
+    "camera_motion",
+    "relative_extrinsics",
+    "DEFAULT_MIN_DEPTH",
+]

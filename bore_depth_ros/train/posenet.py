@@ -5,9 +5,10 @@ torchvision's ResNet-18 names (including the unused 1000-way ``fc``), ``decoder.
 and ``decoder.convs_pose.{0,1,2}``; 13,011,950 parameters. torchvision is not a dependency, so
 the ResNet-18 is written here (the one in `models/svr.py` uses other module names).
 """
+
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import torch
 from torch import nn
@@ -29,7 +30,9 @@ class BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(out_ch)
         self.downsample = None
         if stride != 1 or in_ch != out_ch:
-            self.downsample = nn.Sequential(nn.Conv2d(in_ch, out_ch, 1, stride, bias=False), nn.BatchNorm2d(out_ch))
+            self.downsample = nn.Sequential(
+                nn.Conv2d(in_ch, out_ch, 1, stride, bias=False), nn.BatchNorm2d(out_ch)
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x if self.downsample is None else self.downsample(x)
@@ -53,7 +56,9 @@ class ResNet18(nn.Module):
         in_ch = 64
         for i, width in enumerate((64, 128, 256, 512), start=1):
             stride = 1 if i == 1 else 2
-            setattr(self, f"layer{i}", nn.Sequential(BasicBlock(in_ch, width, stride), BasicBlock(width, width)))
+            setattr(
+                self, f"layer{i}", nn.Sequential(BasicBlock(in_ch, width, stride), BasicBlock(width, width))
+            )
             in_ch = width
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(512, num_classes)
@@ -84,8 +89,9 @@ class PoseDecoder(nn.Module):
     def __init__(self, in_channels: int = 512, hidden: int = 256) -> None:
         super().__init__()
         self.conv_squeeze = nn.Conv2d(in_channels, hidden, 1)
-        self.convs_pose = nn.ModuleList([nn.Conv2d(hidden, hidden, 3, 1, 1), nn.Conv2d(hidden, hidden, 3, 1, 1),
-                                         nn.Conv2d(hidden, 6, 1)])
+        self.convs_pose = nn.ModuleList(
+            [nn.Conv2d(hidden, hidden, 3, 1, 1), nn.Conv2d(hidden, hidden, 3, 1, 1), nn.Conv2d(hidden, 6, 1)]
+        )
         self.relu = nn.ReLU()
 
     def forward(self, feature: torch.Tensor) -> torch.Tensor:

@@ -5,6 +5,7 @@ recipe under ``<name>.`` (e.g. ``pose_net.``, Lightning layout), the optimiser, 
 RNG state, so resuming continues exactly; it loads with ``torch.load(weights_only=True)``.
 ``weights.pt`` holds the depth net only, in the layout ``models.load_checkpoint`` reads.
 """
+
 from __future__ import annotations
 
 import json
@@ -31,13 +32,21 @@ def load_state_with_modules(state_dict: dict, model: nn.Module, info, modules: d
     rest = dict(state_dict)
     for name, m in modules.items():
         p = name + "."
-        m.load_state_dict({k[len(p):]: rest.pop(k) for k in list(rest) if k.startswith(p)}, strict=True)
+        m.load_state_dict({k[len(p) :]: rest.pop(k) for k in list(rest) if k.startswith(p)}, strict=True)
     weights, prefix = extract_state_dict(rest, info.checkpoint_prefix)
     model.load_state_dict(match_state_dict(model, weights, strict=True, key_prefix=prefix), strict=True)
 
 
-def save_training_state(path: Path, model: nn.Module, optimiser, step: int, rng: np.random.Generator, cfg,
-                        info, modules: dict[str, nn.Module] | None = None) -> None:
+def save_training_state(
+    path: Path,
+    model: nn.Module,
+    optimiser,
+    step: int,
+    rng: np.random.Generator,
+    cfg,
+    info,
+    modules: dict[str, nn.Module] | None = None,
+) -> None:
     """Everything needed to resume exactly, in a weights_only-loadable file (atomic write)."""
     state = {
         "state_dict": state_with_modules(model, info, modules or {}),
@@ -54,8 +63,10 @@ def save_training_state(path: Path, model: nn.Module, optimiser, step: int, rng:
 
 def save_weights(path: Path, model: nn.Module, info, fp16: bool, meta: dict) -> None:
     """Model weights only, in the layout ``models.load_checkpoint`` reads (fp16 halves the size)."""
-    sd = {info.checkpoint_prefix + k: (v.half() if fp16 and v.is_floating_point() else v)
-          for k, v in model.state_dict().items()}
+    sd = {
+        info.checkpoint_prefix + k: (v.half() if fp16 and v.is_floating_point() else v)
+        for k, v in model.state_dict().items()
+    }
     tmp = path.with_suffix(".tmp")
     torch.save({"state_dict": sd, "bore_depth_ros": json.dumps(meta)}, tmp)
     tmp.replace(path)

@@ -17,6 +17,7 @@ in :data:`.recipes.RECIPES` (losses in ``train/losses/``):
 Extra trainable modules of a recipe (the PoseNet) are saved in ``last.ckpt`` under ``pose_net.*``
 next to the depth net, never in ``weights.pt``.
 """
+
 from __future__ import annotations
 
 import json
@@ -61,8 +62,11 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
     info = get_model_info(cfg.model)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    model = (load_checkpoint(cfg.init_weights, model_name=cfg.model) if cfg.init_weights
-             else create_model(cfg.model))
+    model = (
+        load_checkpoint(cfg.init_weights, model_name=cfg.model)
+        if cfg.init_weights
+        else create_model(cfg.model)
+    )
     model.train()
     recipe = build_recipe(cfg, info, model)
     modules = recipe.modules
@@ -85,8 +89,10 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
         say(f"[train] resumed from {last} at step {step}")
     t_load = time.perf_counter()
     data = RigDataset(cfg.train)
-    say(f"[train] {len(data)} synchronized sets x {data.num_views} views from {len(cfg.train)} "
-        f"recording(s) in {time.perf_counter() - t_load:.1f} s; drops {data.drops or 'none'}")
+    say(
+        f"[train] {len(data)} synchronized sets x {data.num_views} views from {len(cfg.train)} "
+        f"recording(s) in {time.perf_counter() - t_load:.1f} s; drops {data.drops or 'none'}"
+    )
     aug = Augment(**cfg.augment)
     out_hw = (cfg.input_height, cfg.input_width)
     t0 = time.perf_counter()
@@ -106,10 +112,13 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
         elapsed = time.perf_counter() - t0
         if step % cfg.log_every == 0 or step == cfg.steps:
             rate = elapsed / max(len(history), 1)
-            say(f"[train] step {step}/{cfg.steps} loss {np.mean(history[-cfg.log_every:]):.4f} "
+            say(
+                f"[train] step {step}/{cfg.steps} loss {np.mean(history[-cfg.log_every :]):.4f} "
                 + " ".join(f"{k} {v:.4f}" for k, v in parts.items())
                 + f" lr {_lr_at(cfg, step):.2e} {rate:.2f} s/step eta "
-                  f"{rate * (cfg.steps - step) / 60:.1f} min", flush=True)
+                f"{rate * (cfg.steps - step) / 60:.1f} min",
+                flush=True,
+            )
         out_of_time = cfg.max_minutes and elapsed > cfg.max_minutes * 60
         if step % cfg.checkpoint_every == 0 or step == cfg.steps or out_of_time:
             save_training_state(last, model, optimiser, step, rng, cfg, info, modules)
@@ -117,20 +126,34 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
             say(f"[train] stopping after {cfg.max_minutes} min at step {step} (resume continues)")
             break
     seconds = time.perf_counter() - t0
-    meta = {"model": cfg.model, "recipe": cfg.recipe, "steps": step,
-            "input_size": [cfg.input_height, cfg.input_width], "train": cfg.train}
+    meta = {
+        "model": cfg.model,
+        "recipe": cfg.recipe,
+        "steps": step,
+        "input_size": [cfg.input_height, cfg.input_width],
+        "train": cfg.train,
+    }
     save_weights(out / "weights.pt", model, info, cfg.save_fp16, meta)
     card = None
     if cfg.val:
         val = RigDataset(cfg.val, max_sets_per_bag=cfg.val_max_sets)
-        card = {"model": cfg.model, "recipe": cfg.recipe, "steps": step,
-                "train_seconds": round(seconds, 1), "input_size": [cfg.input_height, cfg.input_width],
-                "train_recordings": cfg.train, "held_out": cfg.val, "final_loss": loss_val,
-                **evaluate(model, info, val, cfg)}
+        card = {
+            "model": cfg.model,
+            "recipe": cfg.recipe,
+            "steps": step,
+            "train_seconds": round(seconds, 1),
+            "input_size": [cfg.input_height, cfg.input_width],
+            "train_recordings": cfg.train,
+            "held_out": cfg.val,
+            "final_loss": loss_val,
+            **evaluate(model, info, val, cfg),
+        }
         write_card(out, card, cfg)
-        say(f"[train] held-out ({card['views']} views): metric AbsRel "
+        say(
+            f"[train] held-out ({card['views']} views): metric AbsRel "
             f"{card['metric']['abs_rel']:.3f}, median-scaled AbsRel "
-            f"{card['median_scaled']['abs_rel']:.3f}; card: {out / 'card.md'}")
+            f"{card['median_scaled']['abs_rel']:.3f}; card: {out / 'card.md'}"
+        )
     return TrainResult(step, seconds, loss_val, str(out), card)
 
 
@@ -139,14 +162,17 @@ def write_card(out: Path, card: dict, cfg: TrainConfig) -> None:
     rows = []
     for mode in ("metric", "median_scaled"):
         m = card[mode]
-        rows.append(f"| {mode} | " + " | ".join(f"{m[k]:.3f}" for k in
-                                                ("abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3")) + " |")
-    text = f"""# Weights card: {card['model']}
+        rows.append(
+            f"| {mode} | "
+            + " | ".join(f"{m[k]:.3f}" for k in ("abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3"))
+            + " |"
+        )
+    text = f"""# Weights card: {card["model"]}
 
-- recipe: `{card['recipe']}` ({card['steps']} steps, {card['train_seconds'] / 60:.1f} min on this machine's CPU)
-- model input: {card['input_size'][0]}x{card['input_size'][1]}
-- training data: {', '.join(Path(p).name for p in card['train_recordings'])} (project-rendered pybullet recordings)
-- held out: {', '.join(Path(p).name for p in card['held_out'])} ({card['views']} views, different seed and layout)
+- recipe: `{card["recipe"]}` ({card["steps"]} steps, {card["train_seconds"] / 60:.1f} min on this machine's CPU)
+- model input: {card["input_size"][0]}x{card["input_size"][1]}
+- training data: {", ".join(Path(p).name for p in card["train_recordings"])} (project-rendered pybullet recordings)
+- held out: {", ".join(Path(p).name for p in card["held_out"])} ({card["views"]} views, different seed and layout)
 - depth range for metrics: {cfg.min_depth}-{cfg.max_depth} m
 
 | mode | AbsRel | SqRel | RMSE | RMSElog | d<1.25 | d<1.25^2 | d<1.25^3 |

@@ -13,17 +13,55 @@ A loss whose mask selects no pixel returns a zero that is still attached to the 
 The losses live in :mod:`.photometric` (view synthesis) and :mod:`.depth` (ground truth, LiDAR,
 teachers); this package is their one namespace (``from bore_depth_ros.train import losses as L``).
 """
+
 from __future__ import annotations
 
-from .depth import (cross_bin_loss, curvature_loss, kl_bin_loss, normalised_log_depth, ring_neighbour_pairs,
-                    scale_invariant_bin_assignment, semantic_distillation_loss, silog_loss, sparse_depth_loss,
-                    view_relational_loss)
-from .photometric import (DEFAULT_SSIM_WINDOW, SC_DEPTH_SSIM_WINDOW, SSIM_C1, SSIM_C2, edge_aware_smoothness,
-                          min_reprojection_loss, photometric_error, ring_neighbours, spatial_photometric_loss, ssim,
-                          temporal_photometric_loss)
+from .depth import (
+    cross_bin_loss,
+    curvature_loss,
+    kl_bin_loss,
+    normalised_log_depth,
+    ring_neighbour_pairs,
+    scale_invariant_bin_assignment,
+    semantic_distillation_loss,
+    silog_loss,
+    sparse_depth_loss,
+    view_relational_loss,
+)
+from .photometric import (
+    DEFAULT_SSIM_WINDOW,
+    SC_DEPTH_SSIM_WINDOW,
+    SSIM_C1,
+    SSIM_C2,
+    edge_aware_smoothness,
+    min_reprojection_loss,
+    photometric_error,
+    ring_neighbours,
+    spatial_photometric_loss,
+    ssim,
+    temporal_photometric_loss,
+)
 
-__all__ = ["DEFAULT_SSIM_WINDOW", "SC_DEPTH_SSIM_WINDOW", "SSIM_C1", "SSIM_C2", "cross_bin_loss", "curvature_loss",
-           "edge_aware_smoothness", "kl_bin_loss", "min_reprojection_loss", "normalised_log_depth",
-           "photometric_error", "ring_neighbour_pairs", "ring_neighbours", "scale_invariant_bin_assignment",
-           "semantic_distillation_loss", "silog_loss", "sparse_depth_loss", "spatial_photometric_loss", "ssim",
-           "temporal_photometric_loss", "view_relational_loss"]
+__all__ = [
+    "DEFAULT_SSIM_WINDOW",
+    "SC_DEPTH_SSIM_WINDOW",
+    "SSIM_C1",
+    "SSIM_C2",
+    "cross_bin_loss",
+    "curvature_loss",
+    "edge_aware_smoothness",
+    "kl_bin_loss",
+    "min_reprojection_loss",
+    "normalised_log_depth",
+    "photometric_error",
+    "ring_neighbour_pairs",
+    "ring_neighbours",
+    "scale_invariant_bin_assignment",
+    "semantic_distillation_loss",
+    "silog_loss",
+    "sparse_depth_loss",
+    "spatial_photometric_loss",
+    "ssim",
+    "temporal_photometric_loss",
+    "view_relational_loss",
+]

@@ -2,21 +2,26 @@
 view-relational matching, BoRe-Depth semantic distillation, Semi-SMD-style sparse depth and curvature.
 Conventions: :mod:`bore_depth_ros.train.losses`.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch.nn import functional as F
 
 from .masks import as_mask, masked_mean
 
-
 # --- semantic distillation (BoRe-Depth L_sem, form inferred) --------------------------------------
 
-def semantic_distillation_loss(student_feats: Sequence[torch.Tensor], teacher_feats: Sequence[torch.Tensor],
-                               kind: str = "cosine", weights: Sequence[float] | None = None) -> torch.Tensor:
+
+def semantic_distillation_loss(
+    student_feats: Sequence[torch.Tensor],
+    teacher_feats: Sequence[torch.Tensor],
+    kind: str = "cosine",
+    weights: Sequence[float] | None = None,
+) -> torch.Tensor:
     """L_sem = sum_l w_l D(F_s^l, sg(F_t^l)), w_l = 1/L by default, levels aligned one to one.
 
     D = mean_p (1 - cos(F_s(p), F_t(p))) over channel vectors ("cosine") or mean (F_s - F_t)^2
@@ -25,8 +30,10 @@ def semantic_distillation_loss(student_feats: Sequence[torch.Tensor], teacher_fe
     Each level [B,C_l,H_l,W_l]; teacher features are detached.
     """
     if len(student_feats) != len(teacher_feats) or not student_feats:
-        raise ValueError(f"need the same number (>= 1) of student and teacher levels, got "
-                         f"{len(student_feats)} and {len(teacher_feats)}")
+        raise ValueError(
+            f"need the same number (>= 1) of student and teacher levels, got "
+            f"{len(student_feats)} and {len(teacher_feats)}"
+        )
     if weights is None:
         weights = [1.0 / len(student_feats)] * len(student_feats)
     if len(weights) != len(student_feats):
@@ -48,8 +55,15 @@ def semantic_distillation_loss(student_feats: Sequence[torch.Tensor], teacher_fe
 
 # --- supervised / SVR-style distillation -----------------------------------------------------------
 
-def silog_loss(pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor | None = None, lam: float = 0.85,
-               scale: float = 1.0, eps: float = 1e-6) -> torch.Tensor:
+
+def silog_loss(
+    pred: torch.Tensor,
+    gt: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    lam: float = 0.85,
+    scale: float = 1.0,
+    eps: float = 1e-6,
+) -> torch.Tensor:
     """Scale-invariant log loss: scale * sqrt(mean(g^2) - lam * mean(g)^2), g = log pred - log gt.
 
     Means over all valid pixels of the batch (mask & gt > eps & finite gt), pooled as in AdaBins;
@@ -64,8 +78,9 @@ def silog_loss(pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor | None =
     return scale * torch.sqrt((mean_g2 - lam * mean_g * mean_g).clamp_min(1e-12))
 
 
-def normalised_log_depth(depth: torch.Tensor, mask: torch.Tensor | None = None, quantile: float = 0.0,
-                         eps: float = 1e-6) -> torch.Tensor:
+def normalised_log_depth(
+    depth: torch.Tensor, mask: torch.Tensor | None = None, quantile: float = 0.0, eps: float = 1e-6
+) -> torch.Tensor:
     """u = clamp((log d - log d_lo) / (log d_hi - log d_lo), 0, 1) per image, [B,1,H,W] -> [B,1,H,W].
 
     d_lo, d_hi: the `quantile` and 1 - `quantile` quantiles of d over the valid pixels of each
@@ -81,14 +96,19 @@ def normalised_log_depth(depth: torch.Tensor, mask: torch.Tensor | None = None, 
     else:
         lo = torch.where(vflat, flat, torch.full_like(flat, math.inf)).amin(dim=1)
         hi = torch.where(vflat, flat, torch.full_like(flat, -math.inf)).amax(dim=1)
-    empty = ~vflat.any(dim=1)          # no valid pixel: u = 0 everywhere (masked out downstream)
+    empty = ~vflat.any(dim=1)  # no valid pixel: u = 0 everywhere (masked out downstream)
     lo = torch.where(empty, torch.zeros_like(lo), lo)[:, None, None, None]
     hi = torch.where(empty, torch.zeros_like(hi), hi)[:, None, None, None]
     return ((logd - lo) / (hi - lo).clamp_min(eps)).clamp(0.0, 1.0)
 
 
-def scale_invariant_bin_assignment(teacher_depth: torch.Tensor, num_bins: int, mask: torch.Tensor | None = None,
-                                   sigma: float | None = None, quantile: float = 0.0) -> torch.Tensor:
+def scale_invariant_bin_assignment(
+    teacher_depth: torch.Tensor,
+    num_bins: int,
+    mask: torch.Tensor | None = None,
+    sigma: float | None = None,
+    quantile: float = 0.0,
+) -> torch.Tensor:
     """Soft teacher bin probabilities p_k = softmax_k(-(u - c_k)^2 / (2 sigma^2)), c_k = (k + 1/2) / K.
 
     u = `normalised_log_depth`(teacher_depth) in [0, 1] per image (our choice: log-depth min/max
@@ -107,16 +127,19 @@ def scale_invariant_bin_assignment(teacher_depth: torch.Tensor, num_bins: int, m
         return torch.softmax(-(u - centres[None, :, None, None]).square() / (2.0 * sigma * sigma), dim=1)
 
 
-def kl_bin_loss(student_log_probs: torch.Tensor, teacher_probs: torch.Tensor,
-                mask: torch.Tensor | None = None) -> torch.Tensor:
+def kl_bin_loss(
+    student_log_probs: torch.Tensor, teacher_probs: torch.Tensor, mask: torch.Tensor | None = None
+) -> torch.Tensor:
     """KL(teacher || student) = sum_k t_k (log t_k - log s_k), mean over valid pixels.
 
     student_log_probs, teacher_probs [B,K,H,W] at the same resolution (compute the teacher
     assignment from teacher depth resized to the student's map), mask [B,1,H,W] -> scalar.
     """
     if student_log_probs.shape != teacher_probs.shape:
-        raise ValueError(f"student {list(student_log_probs.shape)} and teacher {list(teacher_probs.shape)} "
-                         f"distributions differ in shape")
+        raise ValueError(
+            f"student {list(student_log_probs.shape)} and teacher {list(teacher_probs.shape)} "
+            f"distributions differ in shape"
+        )
     t = teacher_probs.detach()
     kl = (torch.xlogy(t, t) - t * student_log_probs).sum(dim=1, keepdim=True)
     return masked_mean(kl, as_mask(mask, kl))
@@ -135,8 +158,14 @@ def _depth_loss(pred, gt, mask, kind, lam):
     raise ValueError(f"kind must be 'silog' or 'l1', got {kind!r}")
 
 
-def cross_bin_loss(teacher_probs: torch.Tensor, student_bin_centres: torch.Tensor, gt: torch.Tensor,
-                   mask: torch.Tensor | None = None, kind: str = "silog", lam: float = 0.85) -> torch.Tensor:
+def cross_bin_loss(
+    teacher_probs: torch.Tensor,
+    student_bin_centres: torch.Tensor,
+    gt: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    kind: str = "silog",
+    lam: float = 0.85,
+) -> torch.Tensor:
     """Cross-interaction term: D_x = sum_k t_k c_k (teacher probabilities, student metric centres), then
     SILog(D_x, gt) (default) or mean |D_x - gt| ("l1") over valid GT pixels.
 
@@ -145,7 +174,9 @@ def cross_bin_loss(teacher_probs: torch.Tensor, student_bin_centres: torch.Tenso
     `SVRStudent.forward_train`); gt [B,1,H,W] (D_x is bilinearly resized to H x W if h x w differs).
     """
     b, k, h, w = teacher_probs.shape
-    depth = torch.matmul(student_bin_centres[:, None, :], teacher_probs.detach().flatten(2)).reshape(b, 1, h, w)
+    depth = torch.matmul(student_bin_centres[:, None, :], teacher_probs.detach().flatten(2)).reshape(
+        b, 1, h, w
+    )
     if (h, w) != tuple(gt.shape[-2:]):
         depth = F.interpolate(depth, size=gt.shape[-2:], mode="bilinear", align_corners=False)
     return _depth_loss(depth, gt, mask, kind, lam)
@@ -158,7 +189,9 @@ def ring_neighbour_pairs(x: torch.Tensor, num_views: int) -> tuple[torch.Tensor,
     the left border of b. x [B*N,...] -> (x_a, x_b), each [B*N,...].
     """
     if num_views < 2 or x.shape[0] % num_views:
-        raise ValueError(f"batch of {x.shape[0]} views is not a whole number of {num_views}-view rigs (N >= 2)")
+        raise ValueError(
+            f"batch of {x.shape[0]} views is not a whole number of {num_views}-view rigs (N >= 2)"
+        )
     rigs = x.reshape(-1, num_views, *x.shape[1:])
     return torch.roll(rigs, -1, dims=1).reshape(x.shape), x
 
@@ -170,9 +203,15 @@ def _strip_affinity(fa: torch.Tensor, fb: torch.Tensor, strip_width: int) -> tor
     return sa.transpose(1, 2) @ sb
 
 
-def view_relational_loss(student_feats_a: torch.Tensor, student_feats_b: torch.Tensor,
-                         teacher_feats_a: torch.Tensor, teacher_feats_b: torch.Tensor, strip_width: int,
-                         kind: str = "mse", temperature: float = 0.1) -> torch.Tensor:
+def view_relational_loss(
+    student_feats_a: torch.Tensor,
+    student_feats_b: torch.Tensor,
+    teacher_feats_a: torch.Tensor,
+    teacher_feats_b: torch.Tensor,
+    strip_width: int,
+    kind: str = "mse",
+    temperature: float = 0.1,
+) -> torch.Tensor:
     """Match cross-view affinities of student and teacher over the overlapping border strips.
 
     A[m](i, j) = cos(f_a[m](i), f_b[m](j)) for tokens i of the right `strip_width` columns of view a
@@ -183,10 +222,16 @@ def view_relational_loss(student_feats_a: torch.Tensor, student_feats_b: torch.T
     `ring_neighbour_pairs`. Teacher features are detached.
     """
     shapes = [t.shape for t in (student_feats_a, student_feats_b, teacher_feats_a, teacher_feats_b)]
-    if shapes[0] != shapes[1] or shapes[2] != shapes[3] or shapes[0][0] != shapes[2][0] \
-            or shapes[0][-2:] != shapes[2][-2:]:
-        raise ValueError(f"student and teacher feature pairs must share batch and spatial size, got "
-                         f"{[list(s) for s in shapes]}")
+    if (
+        shapes[0] != shapes[1]
+        or shapes[2] != shapes[3]
+        or shapes[0][0] != shapes[2][0]
+        or shapes[0][-2:] != shapes[2][-2:]
+    ):
+        raise ValueError(
+            f"student and teacher feature pairs must share batch and spatial size, got "
+            f"{[list(s) for s in shapes]}"
+        )
     if not 1 <= strip_width <= shapes[0][-1]:
         raise ValueError(f"strip_width must be in [1, {shapes[0][-1]}], got {strip_width}")
     a_s = _strip_affinity(student_feats_a, student_feats_b, strip_width)
@@ -203,8 +248,14 @@ def view_relational_loss(student_feats_a: torch.Tensor, student_feats_b: torch.T
 
 # --- Semi-SMD-style losses -------------------------------------------------------------------------
 
-def sparse_depth_loss(pred: torch.Tensor, lidar_depth: torch.Tensor, mask: torch.Tensor | None = None,
-                      kind: str = "l1", lam: float = 0.85) -> torch.Tensor:
+
+def sparse_depth_loss(
+    pred: torch.Tensor,
+    lidar_depth: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    kind: str = "l1",
+    lam: float = 0.85,
+) -> torch.Tensor:
     """Sparse LiDAR supervision on pixels with a return (lidar > 0, finite, inside mask):
     mean |pred - lidar| ("l1", default, metres) or SILog(pred, lidar; lam) ("silog").
 
@@ -228,8 +279,13 @@ def _per_image_masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return total / mask.sum(dim=(1, 2, 3), keepdim=True).clamp_min(1).to(x.dtype)
 
 
-def curvature_loss(pred: torch.Tensor, teacher_depth: torch.Tensor, mask: torch.Tensor | None = None,
-                   match_spread: bool = False, eps: float = 1e-6) -> torch.Tensor:
+def curvature_loss(
+    pred: torch.Tensor,
+    teacher_depth: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    match_spread: bool = False,
+    eps: float = 1e-6,
+) -> torch.Tensor:
     """L = mean |dxx n(pred) - dxx n(T)| + mean |dyy n(pred) - dyy n(T)|, central second differences
     dxx n = n(x+1) - 2 n(x) + n(x-1), means over pixels whose 3-pixel stencil is valid.
 

@@ -4,10 +4,11 @@ BoRe-Depth / monodepth2 style: SSIM+L1 photometric error, min-reprojection with 
 edge-aware smoothness; Semi-SMD style: spatial (ring neighbours, known extrinsics) and temporal
 (ego motion) photometric terms on whole rigs. Conventions: :mod:`bore_depth_ros.train.losses`.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch.nn import functional as F
@@ -15,16 +16,22 @@ from torch.nn import functional as F
 from ..geometry import DEFAULT_MIN_DEPTH, camera_motion, inverse_warp, relative_extrinsics
 from .masks import as_mask, masked_mean
 
-SSIM_C1 = 0.01 ** 2
-SSIM_C2 = 0.03 ** 2
-DEFAULT_SSIM_WINDOW = 3      # monodepth2 / SurroundDepth; SC-Depth(V3) uses 7
+SSIM_C1 = 0.01**2
+SSIM_C2 = 0.03**2
+DEFAULT_SSIM_WINDOW = 3  # monodepth2 / SurroundDepth; SC-Depth(V3) uses 7
 SC_DEPTH_SSIM_WINDOW = 7
 
 
 # --- photometric -----------------------------------------------------------------------------------
 
-def ssim(x: torch.Tensor, y: torch.Tensor, window: int = DEFAULT_SSIM_WINDOW, c1: float = SSIM_C1,
-         c2: float = SSIM_C2) -> torch.Tensor:
+
+def ssim(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    window: int = DEFAULT_SSIM_WINDOW,
+    c1: float = SSIM_C1,
+    c2: float = SSIM_C2,
+) -> torch.Tensor:
     """SSIM dissimilarity map clamp((1 - SSIM) / 2, 0, 1), per channel.
 
     SSIM = (2 mu_x mu_y + C1)(2 s_xy + C2) / ((mu_x^2 + mu_y^2 + C1)(s_x^2 + s_y^2 + C2)), with the
@@ -56,8 +63,13 @@ def ssim(x: torch.Tensor, y: torch.Tensor, window: int = DEFAULT_SSIM_WINDOW, c1
     return torch.clamp((1.0 - num / den) / 2.0, 0.0, 1.0)
 
 
-def photometric_error(a: torch.Tensor, b: torch.Tensor, alpha: float = 0.85,
-                      window: int = DEFAULT_SSIM_WINDOW, clamp_l1: bool = False) -> torch.Tensor:
+def photometric_error(
+    a: torch.Tensor,
+    b: torch.Tensor,
+    alpha: float = 0.85,
+    window: int = DEFAULT_SSIM_WINDOW,
+    clamp_l1: bool = False,
+) -> torch.Tensor:
     """pe = alpha * mean_c (1 - SSIM) / 2 + (1 - alpha) * mean_c |a - b|; a, b [B,C,H,W] -> [B,1,H,W].
 
     ``clamp_l1`` clamps |a - b| to [0, 1] as SC-Depth does (no effect on images in [0, 1]).
@@ -65,15 +77,22 @@ def photometric_error(a: torch.Tensor, b: torch.Tensor, alpha: float = 0.85,
     l1 = (a - b).abs()
     if clamp_l1:
         l1 = l1.clamp(0.0, 1.0)
-    return (alpha * ssim(a, b, window).mean(dim=1, keepdim=True)
-            + (1.0 - alpha) * l1.mean(dim=1, keepdim=True))
+    return alpha * ssim(a, b, window).mean(dim=1, keepdim=True) + (1.0 - alpha) * l1.mean(dim=1, keepdim=True)
 
 
-def min_reprojection_loss(target: torch.Tensor, warped_list: Sequence[torch.Tensor],
-                          valid_list: Sequence[torch.Tensor], sources_unwarped: Sequence[torch.Tensor] | None = None,
-                          automask: bool = True, mask: torch.Tensor | None = None, noise: float = 0.0,
-                          generator: torch.Generator | None = None, alpha: float = 0.85,
-                          window: int = DEFAULT_SSIM_WINDOW, erode_valid: bool = True) -> tuple[torch.Tensor, dict]:
+def min_reprojection_loss(
+    target: torch.Tensor,
+    warped_list: Sequence[torch.Tensor],
+    valid_list: Sequence[torch.Tensor],
+    sources_unwarped: Sequence[torch.Tensor] | None = None,
+    automask: bool = True,
+    mask: torch.Tensor | None = None,
+    noise: float = 0.0,
+    generator: torch.Generator | None = None,
+    alpha: float = 0.85,
+    window: int = DEFAULT_SSIM_WINDOW,
+    erode_valid: bool = True,
+) -> tuple[torch.Tensor, dict]:
     """Per-pixel minimum photometric error over the warped sources (monodepth2), masked mean.
 
     e(p) = min_s { pe(I_t, I_s->t)(p) : valid_s(p) }; the loss is the mean of e over the pixels
@@ -91,9 +110,10 @@ def min_reprojection_loss(target: torch.Tensor, warped_list: Sequence[torch.Tens
     "automask": kept by auto-masking [B,1,H,W] bool or None, "identity_error": [B,1,H,W] or None}.
     """
     if len(warped_list) == 0 or len(warped_list) != len(valid_list):
-        raise ValueError(f"need as many valid masks as warped images (>= 1), got {len(warped_list)} and "
-                         f"{len(valid_list)}")
-    errors = torch.stack([photometric_error(target, w, alpha, window) for w in warped_list])    # [S,B,1,H,W]
+        raise ValueError(
+            f"need as many valid masks as warped images (>= 1), got {len(warped_list)} and {len(valid_list)}"
+        )
+    errors = torch.stack([photometric_error(target, w, alpha, window) for w in warped_list])  # [S,B,1,H,W]
     valid = torch.stack([as_mask(v, target) for v in valid_list])
     if erode_valid and window > 1 and alpha > 0:
         # an SSIM window that reaches a zero-padded (invalid) sample gives a large spurious error
@@ -106,16 +126,25 @@ def min_reprojection_loss(target: torch.Tensor, warped_list: Sequence[torch.Tens
     keep = identity = None
     if automask and sources_unwarped is not None and len(sources_unwarped) > 0:
         with torch.no_grad():
-            identity = torch.stack([photometric_error(target, s, alpha, window)
-                                    for s in sources_unwarped]).min(dim=0).values
+            identity = (
+                torch.stack([photometric_error(target, s, alpha, window) for s in sources_unwarped])
+                .min(dim=0)
+                .values
+            )
             if noise > 0:
-                identity = identity + noise * torch.randn(identity.shape, generator=generator,
-                                                          device=identity.device, dtype=identity.dtype)
+                identity = identity + noise * torch.randn(
+                    identity.shape, generator=generator, device=identity.device, dtype=identity.dtype
+                )
             keep = error.detach() <= identity
         used = used & keep
     loss = masked_mean(error, used)
-    return loss, {"error": error, "selected": selected, "mask": used, "automask": keep,
-                  "identity_error": identity}
+    return loss, {
+        "error": error,
+        "selected": selected,
+        "mask": used,
+        "automask": keep,
+        "identity_error": identity,
+    }
 
 
 def edge_aware_smoothness(disp: torch.Tensor, img: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
@@ -133,6 +162,7 @@ def edge_aware_smoothness(disp: torch.Tensor, img: torch.Tensor, eps: float = 1e
 
 # --- Semi-SMD-style spatial and temporal photometric losses ------------------------------------------
 
+
 def _per_view(x: torch.Tensor, total: int, num_views: int, name: str) -> torch.Tensor:
     """[N,...] (tiled over rigs), [...] (one for all) or [B*N,...] -> [B*N,...]."""
     if x.dim() == 2:
@@ -141,7 +171,9 @@ def _per_view(x: torch.Tensor, total: int, num_views: int, name: str) -> torch.T
         return x
     if x.shape[0] == num_views:
         return x.repeat(total // num_views, *([1] * (x.dim() - 1)))
-    raise ValueError(f"{name} has {x.shape[0]} entries, expected {num_views} (one per camera) or {total} (per view)")
+    raise ValueError(
+        f"{name} has {x.shape[0]} entries, expected {num_views} (one per camera) or {total} (per view)"
+    )
 
 
 def ring_neighbours(num_views: int) -> list[list[int]]:
@@ -149,10 +181,18 @@ def ring_neighbours(num_views: int) -> list[list[int]]:
     return [[(v - 1) % num_views, (v + 1) % num_views] for v in range(num_views)]
 
 
-def spatial_photometric_loss(images: torch.Tensor, depths: torch.Tensor, K: torch.Tensor, extrinsics: torch.Tensor,
-                             neighbours: Sequence[Sequence[int]] | None = None, num_views: int | None = None,
-                             mask: torch.Tensor | None = None, alpha: float = 0.85, window: int = DEFAULT_SSIM_WINDOW,
-                             min_depth: float = DEFAULT_MIN_DEPTH) -> tuple[torch.Tensor, dict]:
+def spatial_photometric_loss(
+    images: torch.Tensor,
+    depths: torch.Tensor,
+    K: torch.Tensor,
+    extrinsics: torch.Tensor,
+    neighbours: Sequence[Sequence[int]] | None = None,
+    num_views: int | None = None,
+    mask: torch.Tensor | None = None,
+    alpha: float = 0.85,
+    window: int = DEFAULT_SSIM_WINDOW,
+    min_depth: float = DEFAULT_MIN_DEPTH,
+) -> tuple[torch.Tensor, dict]:
     """Same-instant photometric loss between adjacent cameras (gives metric scale: the baselines are known).
 
     For view v of a rig and each neighbour u: I_u->v = inverse_warp(I_u, D_v, E_u^-1 E_v, K_v, K_u);
@@ -177,23 +217,34 @@ def spatial_photometric_loss(images: torch.Tensor, depths: torch.Tensor, K: torc
     warped, valid = [], []
     for slot in range(max(len(x) for x in nbrs)):
         # views with fewer neighbours warp themselves in this slot and are marked invalid
-        local = torch.tensor([x[slot] if slot < len(x) else v for v, x in enumerate(nbrs)], device=images.device)
+        local = torch.tensor(
+            [x[slot] if slot < len(x) else v for v, x in enumerate(nbrs)], device=images.device
+        )
         has = torch.tensor([slot < len(x) for x in nbrs], device=images.device)
         src = (rig_start + local[None]).reshape(-1)
         T = relative_extrinsics(ext[src], ext)
         w, ok = inverse_warp(images[src], depths, T, kk, kk[src], min_depth)
         warped.append(w)
         valid.append(ok & has.repeat(total // n)[:, None, None, None])
-    return min_reprojection_loss(images, warped, valid, None, automask=False, mask=mask, alpha=alpha,
-                                 window=window)
+    return min_reprojection_loss(
+        images, warped, valid, None, automask=False, mask=mask, alpha=alpha, window=window
+    )
 
 
-def temporal_photometric_loss(target_images: torch.Tensor, source_images: Sequence[torch.Tensor],
-                              depths: torch.Tensor, K: torch.Tensor, ego_motions: Sequence[torch.Tensor],
-                              extrinsics: torch.Tensor | None = None, num_views: int | None = None,
-                              automask: bool = True, mask: torch.Tensor | None = None, alpha: float = 0.85,
-                              window: int = DEFAULT_SSIM_WINDOW,
-                              min_depth: float = DEFAULT_MIN_DEPTH) -> tuple[torch.Tensor, dict]:
+def temporal_photometric_loss(
+    target_images: torch.Tensor,
+    source_images: Sequence[torch.Tensor],
+    depths: torch.Tensor,
+    K: torch.Tensor,
+    ego_motions: Sequence[torch.Tensor],
+    extrinsics: torch.Tensor | None = None,
+    num_views: int | None = None,
+    automask: bool = True,
+    mask: torch.Tensor | None = None,
+    alpha: float = 0.85,
+    window: int = DEFAULT_SSIM_WINDOW,
+    min_depth: float = DEFAULT_MIN_DEPTH,
+) -> tuple[torch.Tensor, dict]:
     """Photometric loss to adjacent frames of the same camera with one vehicle motion per rig.
 
     For source frame s with ego-motion T_s (base_src_from_base_tgt) and camera i: the camera motion
@@ -211,8 +262,9 @@ def temporal_photometric_loss(target_images: torch.Tensor, source_images: Sequen
     if total % n:
         raise ValueError(f"batch of {total} views is not a whole number of {n}-view rigs")
     if len(source_images) != len(ego_motions) or not source_images:
-        raise ValueError(f"need one ego-motion per source frame (>= 1), got {len(ego_motions)} and "
-                         f"{len(source_images)}")
+        raise ValueError(
+            f"need one ego-motion per source frame (>= 1), got {len(ego_motions)} and {len(source_images)}"
+        )
     kk = _per_view(K, total, n, "K").to(depths.dtype)
     ext = None if extrinsics is None else _per_view(extrinsics, total, n, "extrinsics").to(depths.dtype)
     warped, valid = [], []
@@ -227,5 +279,13 @@ def temporal_photometric_loss(target_images: torch.Tensor, source_images: Sequen
         w, ok = inverse_warp(src, depths, T, kk, kk, min_depth)
         warped.append(w)
         valid.append(ok)
-    return min_reprojection_loss(target_images, warped, valid, source_images if automask else None,
-                                 automask=automask, mask=mask, alpha=alpha, window=window)
+    return min_reprojection_loss(
+        target_images,
+        warped,
+        valid,
+        source_images if automask else None,
+        automask=automask,
+        mask=mask,
+        alpha=alpha,
+        window=window,
+    )

@@ -4,6 +4,7 @@
 it does not import the trainer, which only knows the interface). Add a recipe by subclassing
 ``Recipe`` in a module of this package and listing the class below.
 """
+
 from __future__ import annotations
 
 from .base import Recipe
@@ -12,8 +13,9 @@ from .self_supervised import SelfSupervised
 from .semi_smd import SemiSMD
 from .supervised import SupervisedMetric, SupervisedRelative
 
-RECIPES: dict[str, type[Recipe]] = {r.name: r for r in (
-    SupervisedRelative, SupervisedMetric, SelfSupervised, Distill, SemiSMD)}
+RECIPES: dict[str, type[Recipe]] = {
+    r.name: r for r in (SupervisedRelative, SupervisedMetric, SelfSupervised, Distill, SemiSMD)
+}
 
 
 def build_recipe(cfg, info, model, teacher=None) -> Recipe:
@@ -21,5 +23,13 @@ def build_recipe(cfg, info, model, teacher=None) -> Recipe:
     return RECIPES[cfg.recipe](cfg, info, model, teacher)
 
 
-__all__ = ["RECIPES", "Recipe", "build_recipe", "SupervisedRelative", "SupervisedMetric", "SelfSupervised",
-           "Distill", "SemiSMD"]
+__all__ = [
+    "RECIPES",
+    "Recipe",
+    "build_recipe",
+    "SupervisedRelative",
+    "SupervisedMetric",
+    "SelfSupervised",
+    "Distill",
+    "SemiSMD",
+]

@@ -7,6 +7,7 @@ modules besides the depth net (saved in ``last.ckpt`` as ``<name>.*``, never in 
 Every random draw comes from the trainer's numpy generator (or torch's), so resuming stays exact.
 ``check_config`` (a classmethod, no model needed) refuses settings the recipe cannot run with.
 """
+
 from __future__ import annotations
 
 import abc
@@ -26,7 +27,7 @@ class Recipe(abc.ABC):
 
     name: ClassVar[str]
     loss_defaults: ClassVar[dict[str, Any]]
-    per_view: ClassVar[bool] = False            # the model must take views independently (image, focal)
+    per_view: ClassVar[bool] = False  # the model must take views independently (image, focal)
     requires_teacher: ClassVar[bool] = False
     teacher_weight: ClassVar[str | None] = None  # the loss weight whose term uses the teacher (if any)
 
@@ -51,8 +52,11 @@ class Recipe(abc.ABC):
         """Whether the recipe with this config runs a teacher."""
         if cls.requires_teacher:
             return True
-        return cls.teacher_weight is not None and bool(cfg.teacher) and \
-            float(cls.loss_options(cfg)[cls.teacher_weight]) > 0
+        return (
+            cls.teacher_weight is not None
+            and bool(cfg.teacher)
+            and float(cls.loss_options(cfg)[cls.teacher_weight]) > 0
+        )
 
     @classmethod
     def check_config(cls, cfg, info) -> None:
@@ -61,17 +65,24 @@ class Recipe(abc.ABC):
 
         unknown = sorted(set(cfg.loss or {}) - set(cls.loss_defaults))
         if unknown:
-            raise ValueError(f"recipe '{cls.name}': unknown loss keys {unknown}; known: "
-                             f"{sorted(cls.loss_defaults)}")
+            raise ValueError(
+                f"recipe '{cls.name}': unknown loss keys {unknown}; known: {sorted(cls.loss_defaults)}"
+            )
         if cls.per_view and set(info.input_names) - PER_VIEW_INPUTS:
-            raise ValueError(f"recipe '{cls.name}' trains a per-view model; {cfg.model} needs "
-                             f"{sorted(set(info.input_names) - PER_VIEW_INPUTS)}")
+            raise ValueError(
+                f"recipe '{cls.name}' trains a per-view model; {cfg.model} needs "
+                f"{sorted(set(info.input_names) - PER_VIEW_INPUTS)}"
+            )
         if cls.requires_teacher and not cfg.teacher:
-            raise ValueError(f"recipe '{cls.name}' needs a teacher model ('teacher: bore_depth', 'teacher_weights')")
+            raise ValueError(
+                f"recipe '{cls.name}' needs a teacher model ('teacher: bore_depth', 'teacher_weights')"
+            )
         if cfg.teacher:
             t = get_model_info(cfg.teacher)
             if set(t.input_names) - PER_VIEW_INPUTS:
-                raise ValueError(f"teacher {cfg.teacher} is not a per-view model (needs {list(t.input_names)})")
+                raise ValueError(
+                    f"teacher {cfg.teacher} is not a per-view model (needs {list(t.input_names)})"
+                )
 
     def train(self) -> None:
         """Put the recipe's own trainable modules in training mode (after loading a checkpoint)."""

@@ -4,6 +4,7 @@ section B).
 Augmentation: no flip (it would swap the border strips the view-relational term compares); zoom and
 colour jitter per view. Teacher and student see the same augmented images.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -30,9 +31,12 @@ class Distill(Recipe):
     per_view = True
     requires_teacher = True
     loss_defaults = {
-        "silog": 1.0, "kl": 1.0, "cross": 1.0, "relational": 1.0,
-        "lambda": 0.85,           # SILog lambda of the silog and cross terms
-        "relational_stride": 8,   # features pooled to (H/stride, W/stride) before the affinities
+        "silog": 1.0,
+        "kl": 1.0,
+        "cross": 1.0,
+        "relational": 1.0,
+        "lambda": 0.85,  # SILog lambda of the silog and cross terms
+        "relational_stride": 8,  # features pooled to (H/stride, W/stride) before the affinities
         "relational_strip": 0.125,  # border strip width, fraction of the pooled width
         "relational_kind": "mse",
     }
@@ -40,22 +44,28 @@ class Distill(Recipe):
     def __init__(self, cfg, info, model, teacher=None):
         super().__init__(cfg, info, model, teacher)
         if not hasattr(model, "forward_train"):
-            raise ValueError(f"recipe 'distill' needs a bin student with forward_train (e.g. svr), not {cfg.model}")
+            raise ValueError(
+                f"recipe 'distill' needs a bin student with forward_train (e.g. svr), not {cfg.model}"
+            )
 
     def sample(self, data, rng, out_hw, aug):
         n = data.num_views
         rigs = []
         for _ in range(max(1, self.cfg.batch // n)):
             s = data[int(rng.integers(len(data)))]
-            views = [prepare_view(s.images[v], s.intrinsics[v], s.depth_gt[v], out_hw, rng, aug,
-                                  allow_flip=False) for v in range(n)]
-            rigs.append({
-                "rgb": np.stack([x[0] for x in views]).transpose(0, 3, 1, 2).astype(np.float32),
-                "image": np.stack([normalise(x[0], self.info.mean, self.info.std) for x in views]),
-                "focal": np.asarray([[view_focal(x[1], self.info)] for x in views], np.float32),
-                "fx": np.asarray([x[1].fx for x in views]),
-                "gt": np.stack([finite_or_nan(x[2], out_hw) for x in views])[:, None],
-            })
+            views = [
+                prepare_view(s.images[v], s.intrinsics[v], s.depth_gt[v], out_hw, rng, aug, allow_flip=False)
+                for v in range(n)
+            ]
+            rigs.append(
+                {
+                    "rgb": np.stack([x[0] for x in views]).transpose(0, 3, 1, 2).astype(np.float32),
+                    "image": np.stack([normalise(x[0], self.info.mean, self.info.std) for x in views]),
+                    "focal": np.asarray([[view_focal(x[1], self.info)] for x in views], np.float32),
+                    "fx": np.asarray([x[1].fx for x in views]),
+                    "gt": np.stack([finite_or_nan(x[2], out_hw) for x in views])[:, None],
+                }
+            )
         batch = stack_rigs(rigs)
         batch["image"] = batch["image"].astype(np.float32)
         batch["num_views"] = n
@@ -71,13 +81,19 @@ class Distill(Recipe):
         if float(w["silog"]):
             parts["silog"] = float(w["silog"]) * L.silog_loss(out["depth"], gt, mask, lam=lam)
         relational = float(w["relational"]) > 0
-        t_depth, t_feat = teacher_depth_features(self.teacher, self.teacher_info, rgb, batch["fx"], relational)
+        t_depth, t_feat = teacher_depth_features(
+            self.teacher, self.teacher_info, rgb, batch["fx"], relational
+        )
         log_probs = out["log_probs"]
-        t_probs = L.scale_invariant_bin_assignment(resize_to(t_depth, log_probs.shape[-2:]), log_probs.shape[1])
+        t_probs = L.scale_invariant_bin_assignment(
+            resize_to(t_depth, log_probs.shape[-2:]), log_probs.shape[1]
+        )
         if float(w["kl"]):
             parts["kl"] = float(w["kl"]) * L.kl_bin_loss(log_probs, t_probs)
         if float(w["cross"]):
-            parts["cross"] = float(w["cross"]) * L.cross_bin_loss(t_probs, out["bin_centres"], gt, mask, lam=lam)
+            parts["cross"] = float(w["cross"]) * L.cross_bin_loss(
+                t_probs, out["bin_centres"], gt, mask, lam=lam
+            )
         if relational:
             if n < 2:
                 raise ValueError("the relational term needs rigs of at least two cameras")
@@ -88,5 +104,6 @@ class Distill(Recipe):
             sa, sb = L.ring_neighbour_pairs(to_grid(out["features"], grid), n)
             ta, tb = L.ring_neighbour_pairs(to_grid(t_feat, grid), n)
             parts["relational"] = float(w["relational"]) * L.view_relational_loss(
-                sa, sb, ta, tb, strip, kind=str(w["relational_kind"]))
+                sa, sb, ta, tb, strip, kind=str(w["relational_kind"])
+            )
         return self._finish(parts)

@@ -4,6 +4,7 @@
 Augmentation: target and source frames are prepared with generators seeded alike, so they get the
 same zoom-crop, flip and colour jitter (intrinsics follow the crop and the flip).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -43,10 +44,10 @@ class SelfSupervised(Recipe):
     per_view = True
     teacher_weight = "semantic"
     loss_defaults = {
-        "photometric": 1.0,       # min-reprojection SSIM+L1 with auto-masking
-        "smoothness": 1e-3,       # edge-aware smoothness of mean-normalised disparity
-        "supervised": 0.0,        # SILog (lambda = 1) where ground truth exists
-        "semantic": 0.1,          # semantic distillation vs the teacher's encoder (only with a teacher)
+        "photometric": 1.0,  # min-reprojection SSIM+L1 with auto-masking
+        "smoothness": 1e-3,  # edge-aware smoothness of mean-normalised disparity
+        "supervised": 0.0,  # SILog (lambda = 1) where ground truth exists
+        "semantic": 0.1,  # semantic distillation vs the teacher's encoder (only with a teacher)
         "semantic_kind": "cosine",
         "automask": True,
         "ssim_window": L.DEFAULT_SSIM_WINDOW,
@@ -72,8 +73,10 @@ class SelfSupervised(Recipe):
             i = targets[int(rng.integers(len(targets)))]
             s = data[i]
             v = int(rng.integers(len(s.images)))
-            seed = int(rng.integers(2 ** 63))
-            img, k, d, _ = prepare_view(s.images[v], s.intrinsics[v], s.depth_gt[v], out_hw, seeded(seed), aug)
+            seed = int(rng.integers(2**63))
+            img, k, d, _ = prepare_view(
+                s.images[v], s.intrinsics[v], s.depth_gt[v], out_hw, seeded(seed), aug
+            )
             rgb.append(img)
             ks.append(k)
             gts.append(finite_or_nan(d, out_hw))
@@ -90,25 +93,36 @@ class SelfSupervised(Recipe):
             "K": np.stack([k.matrix() for k in ks]).astype(np.float32),
             "gt": np.stack(gts)[:, None],
             "src_rgb": np.stack([np.stack(x).transpose(0, 3, 1, 2) for x in src_rgb]).astype(np.float32),
-            "src_image": np.stack([np.stack([normalise(y, info.mean, info.std) for y in x])
-                                   for x in src_rgb]).astype(np.float32),
+            "src_image": np.stack(
+                [np.stack([normalise(y, info.mean, info.std) for y in x]) for x in src_rgb]
+            ).astype(np.float32),
             "src_K": np.stack([np.stack(x) for x in src_ks]).astype(np.float32),
         }
 
     def loss(self, batch):
         w, cfg = self.w, self.cfg
         semantic = self.teacher is not None and float(w["semantic"]) > 0
-        with (capture(self.model.encoder) if semantic else contextlib.nullcontext({})) as store:
+        with capture(self.model.encoder) if semantic else contextlib.nullcontext({}) as store:
             depth, _ = model_forward(self.model, self.info, batch, torch)
         rgb, image, K = as_tensor(batch["rgb"]), as_tensor(batch["image"]), as_tensor(batch["K"])
-        src_rgb, src_image, src_K = as_tensor(batch["src_rgb"]), as_tensor(batch["src_image"]), as_tensor(batch["src_K"])
+        src_rgb, src_image, src_K = (
+            as_tensor(batch["src_rgb"]),
+            as_tensor(batch["src_image"]),
+            as_tensor(batch["src_K"]),
+        )
         n_src, b = src_rgb.shape[:2]
         poses = self.pose_net.transform(image.repeat(n_src, 1, 1, 1), src_image.flatten(0, 1))
         poses = poses.reshape(n_src, b, 4, 4)
         warped, valid = zip(*(inverse_warp(src_rgb[s], depth, poses[s], K, src_K[s]) for s in range(n_src)))
         parts = {}
-        photo, _ = L.min_reprojection_loss(rgb, list(warped), list(valid), list(src_rgb.unbind(0)),
-                                           automask=bool(w["automask"]), window=int(w["ssim_window"]))
+        photo, _ = L.min_reprojection_loss(
+            rgb,
+            list(warped),
+            list(valid),
+            list(src_rgb.unbind(0)),
+            automask=bool(w["automask"]),
+            window=int(w["ssim_window"]),
+        )
         parts["photo"] = float(w["photometric"]) * photo
         if float(w["smoothness"]):
             parts["smooth"] = float(w["smoothness"]) * L.edge_aware_smoothness(1.0 / depth, rgb)
@@ -121,5 +135,6 @@ class SelfSupervised(Recipe):
                 teacher = self.teacher.encoder(normalise_tensor(rgb, self.teacher_info))
             teacher = [f.clone() for f in teacher]
             parts["semantic"] = float(w["semantic"]) * L.semantic_distillation_loss(
-                student, teacher, kind=str(w["semantic_kind"]))
+                student, teacher, kind=str(w["semantic_kind"])
+            )
         return self._finish(parts)

@@ -5,6 +5,7 @@ Augmentation: colour jitter only (no zoom, no flip: the rig geometry must stay a
 the same jitter factors for every view of the rig and for the previous set, so the spatial and
 temporal photometric terms compare like with like.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -34,9 +35,12 @@ class SemiSMD(Recipe):
     name = "semi_smd"
     teacher_weight = "curvature"
     loss_defaults = {
-        "spatial": 1.0, "temporal": 1.0, "lidar": 0.5, "curvature": 0.1,
+        "spatial": 1.0,
+        "temporal": 1.0,
+        "lidar": 0.5,
+        "curvature": 0.1,
         "smoothness": 1e-3,
-        "lidar_row_step": 4,      # every k-th image row of the ground truth acts as a LiDAR scan line
+        "lidar_row_step": 4,  # every k-th image row of the ground truth acts as a LiDAR scan line
         "lidar_kind": "silog",
         "lambda": 0.85,
         "curvature_match_spread": False,
@@ -52,7 +56,7 @@ class SemiSMD(Recipe):
         rigs = []
         for _ in range(max(1, self.cfg.batch // data.num_views)):
             s = data[with_prev[int(rng.integers(len(with_prev)))]]
-            rigs.append(rig_batch(self.info, s, data[s.prev], out_hw, int(rng.integers(2 ** 63)), aug))
+            rigs.append(rig_batch(self.info, s, data[s.prev], out_hw, int(rng.integers(2**63)), aug))
         batch = stack_rigs(rigs)
         step = max(1, int(self.w["lidar_row_step"]))
         lidar = np.full_like(batch["gt"], np.nan)
@@ -71,24 +75,35 @@ class SemiSMD(Recipe):
         if float(w["spatial"]):
             if "E" not in batch:
                 raise ValueError("the spatial term needs every camera's extrinsics (/tf_static)")
-            loss, _ = L.spatial_photometric_loss(rgb, depth, as_tensor(batch["K"]), as_tensor(batch["E"]), num_views=n,
-                                                 window=window)
+            loss, _ = L.spatial_photometric_loss(
+                rgb, depth, as_tensor(batch["K"]), as_tensor(batch["E"]), num_views=n, window=window
+            )
             parts["spatial"] = float(w["spatial"]) * loss
         if float(w["temporal"]):
             if "ego" not in batch or "E" not in batch:
                 raise ValueError("the temporal term needs odometry (/tf odom -> base_link) and extrinsics")
-            loss, _ = L.temporal_photometric_loss(rgb, [as_tensor(batch["prev_rgb"])], depth, as_tensor(batch["K"]),
-                                                  [as_tensor(batch["ego"])], as_tensor(batch["E"]), num_views=n,
-                                                  automask=bool(w["automask"]), window=window)
+            loss, _ = L.temporal_photometric_loss(
+                rgb,
+                [as_tensor(batch["prev_rgb"])],
+                depth,
+                as_tensor(batch["K"]),
+                [as_tensor(batch["ego"])],
+                as_tensor(batch["E"]),
+                num_views=n,
+                automask=bool(w["automask"]),
+                window=window,
+            )
             parts["temporal"] = float(w["temporal"]) * loss
         if float(w["lidar"]):
             lidar, mask = gt_and_mask(cfg, as_tensor(batch["lidar"]))
             parts["lidar"] = float(w["lidar"]) * L.sparse_depth_loss(
-                depth, lidar, mask, kind=str(w["lidar_kind"]), lam=float(w["lambda"]))
+                depth, lidar, mask, kind=str(w["lidar_kind"]), lam=float(w["lambda"])
+            )
         if self.teacher is not None and float(w["curvature"]):
             t_depth, _ = teacher_depth_features(self.teacher, self.teacher_info, rgb, batch["fx"], False)
             parts["curvature"] = float(w["curvature"]) * L.curvature_loss(
-                depth, resize_to(t_depth, depth.shape[-2:]), match_spread=bool(w["curvature_match_spread"]))
+                depth, resize_to(t_depth, depth.shape[-2:]), match_spread=bool(w["curvature_match_spread"])
+            )
         if float(w["smoothness"]):
             parts["smooth"] = float(w["smoothness"]) * L.edge_aware_smoothness(1.0 / depth, rgb)
         return self._finish(parts)

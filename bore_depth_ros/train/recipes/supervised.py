@@ -6,6 +6,7 @@
 - ``supervised_metric``: SILog (lambda 0.85) on metric depth, optional L1 of log depth (SVR-style
   student with ground truth).
 """
+
 from __future__ import annotations
 
 import abc
@@ -20,16 +21,18 @@ from .tensors import as_tensor, gt_and_mask
 
 class _Supervised(Recipe):
     per_view = True
-    extra_term: str           # loss weight of the recipe's extra term ...
-    extra_term_name: str      # ... and its name in the reported parts
+    extra_term: str  # loss weight of the recipe's extra term ...
+    extra_term_name: str  # ... and its name in the reported parts
 
     @classmethod
     def check_config(cls, cfg, info) -> None:
         # Loss keys are not checked and a configured teacher is ignored (as before the recipe classes).
         extra = set(info.input_names) - PER_VIEW_INPUTS
         if extra:
-            raise ValueError(f"recipe '{cls.name}' trains views independently; model "
-                             f"{cfg.model} also needs {sorted(extra)} (a rig recipe)")
+            raise ValueError(
+                f"recipe '{cls.name}' trains views independently; model "
+                f"{cfg.model} also needs {sorted(extra)} (a rig recipe)"
+            )
 
     @classmethod
     def uses_teacher(cls, cfg) -> bool:
@@ -75,7 +78,9 @@ class SupervisedMetric(_Supervised):
         return weight * (diff * mask).sum() / mask.sum().clamp(min=1)
 
 
-def supervised_loss(cfg, info, depth: torch.Tensor, batch: dict, torch_module=None) -> tuple[torch.Tensor, dict]:
+def supervised_loss(
+    cfg, info, depth: torch.Tensor, batch: dict, torch_module=None
+) -> tuple[torch.Tensor, dict]:
     """The loss of supervised recipe ``cfg.recipe`` for a prediction ``depth`` of ``batch``, without a model.
 
     ``torch_module`` is ignored; it keeps the call signature of the trainer's former ``recipe_loss``.

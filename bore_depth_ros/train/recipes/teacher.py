@@ -1,4 +1,5 @@
 """The frozen teacher of the distilling recipes: loading it, and reading its depth and features."""
+
 from __future__ import annotations
 
 import contextlib
@@ -45,8 +46,9 @@ def teacher_depth_features(teacher, info, rgb: torch.Tensor, fx: np.ndarray, fea
     BoRe-Depth decoder's last conv (``decoder.dispconvs[0]``, 16 channels at full resolution); else
     the last encoder level (the caller resizes it). Returned as ordinary tensors (cloned).
     """
-    focal = torch.tensor([[f / info.canonical_focal if info.canonical_focal else 1.0] for f in fx],
-                         dtype=rgb.dtype)
+    focal = torch.tensor(
+        [[f / info.canonical_focal if info.canonical_focal else 1.0] for f in fx], dtype=rgb.dtype
+    )
     inputs = {"image": normalise_tensor(rgb, info), "focal": focal}
     args = [inputs[n] for n in info.input_names]
     feat = None
@@ -59,8 +61,10 @@ def teacher_depth_features(teacher, info, rgb: torch.Tensor, fx: np.ndarray, fea
             if features:
                 head = getattr(getattr(teacher, "decoder", None), "dispconvs", None)
                 if head is None and not hasattr(teacher, "encoder"):
-                    raise ValueError("the relational term needs teacher features (forward_train, "
-                                     "decoder.dispconvs or encoder)")
+                    raise ValueError(
+                        "the relational term needs teacher features (forward_train, "
+                        "decoder.dispconvs or encoder)"
+                    )
                 grab = capture(head[0], pre=True) if head is not None else capture(teacher.encoder)
             with grab as store:
                 out = teacher(*args)

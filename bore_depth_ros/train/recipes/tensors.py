@@ -1,4 +1,5 @@
 """Small tensor helpers shared by the recipes' losses."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -25,8 +26,11 @@ def normalise_tensor(rgb: torch.Tensor, info) -> torch.Tensor:
 
 def resize_to(x: torch.Tensor, hw) -> torch.Tensor:
     """Bilinear resize of [B,C,h,w] to ``hw`` (a no-op at that size)."""
-    return x if tuple(x.shape[-2:]) == tuple(hw) else F.interpolate(
-        x, size=tuple(hw), mode="bilinear", align_corners=False)
+    return (
+        x
+        if tuple(x.shape[-2:]) == tuple(hw)
+        else F.interpolate(x, size=tuple(hw), mode="bilinear", align_corners=False)
+    )
 
 
 def to_grid(x: torch.Tensor, hw) -> torch.Tensor:
