@@ -177,7 +177,8 @@ class DepthEngine:
         return d
 
     def preprocess_into(self, i: int, rgb: np.ndarray) -> None:
-        """The model input of ``rgb`` into batch slot i (:func:`~bore_depth_ros.core.preprocess.model_input`)."""
+        """The model input of ``rgb`` into batch slot i
+        (:func:`~bore_depth_ros.core.preprocess.model_input`)."""
         model_input(rgb, self.input_hw, self._mean, self._std, out=self._batch[i])
 
     def infer(

@@ -430,7 +430,8 @@ def test_bore_depth_torch_vs_onnxruntime(tmp_path, record_property):
     print(
         f"\nBoRe-Depth {BORE_SHAPE} ORT vs torch: max abs err {abs_err:.3g} (depth range "
         f"{a.min():.3g}..{a.max():.3g}), max rel err {rel_err:.3g}; export check: "
-        f"abs {report.max_abs_err['depth']:.3g}, rel {report.max_rel_err['depth']:.3g}, {report.seconds:.1f} s"
+        f"abs {report.max_abs_err['depth']:.3g}, rel {report.max_rel_err['depth']:.3g}, "
+        f"{report.seconds:.1f} s"
     )
     assert abs_err < BORE_TOL and rel_err < BORE_TOL
 

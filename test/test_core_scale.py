@@ -19,7 +19,8 @@ HEIGHT = 1.5
 
 
 def render_ground(intr=INTR, height=HEIGHT, pitch_deg=10.0, roll_deg=0.0):
-    """Metric depth (z) of a flat ground seen by a camera ``height`` above it, pitched down; NaN above the horizon."""
+    """Metric depth (z) of a flat ground seen by a camera ``height`` above it, pitched down; NaN above
+    the horizon."""
     p, r = math.radians(pitch_deg), math.radians(roll_deg)
     # world "up" in the optical frame (x right, y down, z forward) of a pitched, then rolled camera
     up = np.array([math.sin(r) * math.cos(p), -math.cos(r) * math.cos(p), -math.sin(p)])

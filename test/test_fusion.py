@@ -10,7 +10,8 @@ W, H = 128, 80
 RIG = {c.name: c for c in SURROUND_RIG}
 
 
-def rendered_rig(scene=Scene()):
+def rendered_rig(scene=None):
+    scene = scene if scene is not None else Scene()
     views = {}
     for cam in SURROUND_RIG:
         tf = cam.base_from_optical()  # base_link == world here (vehicle at the origin)

@@ -359,7 +359,7 @@ def fuzz_rig(ros, tmp_path_factory):
     for k in range(10):
         load.publish_set((4000 + k) * 1_000_000_000)
         warm += 1
-        if spin_until(ex, lambda: 4000 + k in rig, 30) and rig[4000 + k].fused:
+        if spin_until(ex, lambda k=k: 4000 + k in rig, 30) and rig[4000 + k].fused:
             break
     else:
         raise AssertionError(node.output()[-3000:])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
 import warnings
 
@@ -279,7 +280,7 @@ def test_registry():
     assert info.mean == (0.485, 0.456, 0.406) and info.std == (0.229, 0.224, 0.225)
     assert info.input_presets == {"nyu": (256, 320), "kitti": (256, 832)}
     assert info.default_input_size == (256, 320)
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         info.metric = True  # frozen
     assert isinstance(create_model("bore_depth"), BoReDepthNet)
     with pytest.raises(KeyError, match="unknown model 'nope'"):

@@ -167,7 +167,7 @@ def test_bad_input_is_rejected_counted_and_the_node_keeps_serving(client_and_nod
         client.pub_image.publish(
             image_msg(fields["data"], W, H, fields["step"], fields["encoding"], FRAME, stamp)
         )
-        assert spin_until(ex, lambda: rejected_counts().get(reason) == 1, timeout=20), (
+        assert spin_until(ex, lambda reason=reason: rejected_counts().get(reason) == 1, timeout=20), (
             reason,
             rejected_counts(),
         )

@@ -131,7 +131,7 @@ def test_play_drives_a_node_that_keeps_the_bag_stamps(ros, tmp_path, structured_
             f"player: {player.output()[-300:]}; node: {node.output()[-1500:]}"
         )
         assert sorted(got) == stamps
-        for t, msg in got.items():
+        for _t, msg in got.items():
             assert msg.header.frame_id == MONO_RIG[0].optical_frame
             assert (msg.width, msg.height, msg.encoding) == (96, 64, "32FC1")
         player.proc.wait(timeout=30)

@@ -195,7 +195,7 @@ def test_lazy_mode_skips_inference_without_subscribers_and_says_so(ros, tmp_path
         assert spin_until(ex, probe.connected, 30)
         for sec in range(10, 30):
             publish(sec)
-            if spin_until(ex, lambda: probe.complete(Time(sec=sec)), 2):
+            if spin_until(ex, lambda sec=sec: probe.complete(Time(sec=sec)), 2):
                 break
         else:
             raise AssertionError(node.output())

@@ -269,7 +269,8 @@ def test_viewing_rays_hand_computation():
     rays = viewing_rays(k, OPTICAL_IN_BODY, (96, 96), stride=32)
     assert rays.shape == (3, 3, 3) and rays.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(rays, axis=0), 1.0, atol=1e-6)
-    # Top-left cell: centre pixel (15.5, 15.5); optical ray (-0.32, -0.32, 1) = forward, left, up in base_link.
+    # Top-left cell: centre pixel (15.5, 15.5); optical ray (-0.32, -0.32, 1) = forward, left, up in
+    # base_link.
     np.testing.assert_allclose(
         rays[:, 0, 0], np.array([1.0, 0.32, 0.32]) / np.sqrt(1 + 2 * 0.32**2), atol=1e-6
     )

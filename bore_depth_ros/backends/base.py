@@ -9,19 +9,19 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Mapping, Sequence
-from typing import Union
 
 import numpy as np
 
 BACKENDS: tuple[str, ...] = ("torch", "onnxruntime", "tensorrt")
 IMAGE_INPUTS = ("image", "prev_image")  # named inputs that must be (N, 3, H, W)
 
-InputShapes = Union[Sequence[int], Mapping[str, Sequence[int]]]
-Inputs = Union[np.ndarray, Mapping[str, np.ndarray]]
+InputShapes = Sequence[int] | Mapping[str, Sequence[int]]
+Inputs = np.ndarray | Mapping[str, np.ndarray]
 
 
 class BackendUnavailable(RuntimeError):
-    """The runtime a backend needs (package, GPU, execution provider) is missing; the message says what to install."""
+    """The runtime a backend needs (package, GPU, execution provider) is missing; the message says
+    what to install."""
 
 
 def shape_str(shape: Sequence[int]) -> str:
@@ -124,7 +124,8 @@ class Backend(abc.ABC):
         return array
 
     def check_input(self, batch: np.ndarray) -> np.ndarray:
-        """Return ``batch`` if it is a C-contiguous float32 array of ``input_shape``, else raise ValueError."""
+        """Return ``batch`` if it is a C-contiguous float32 array of ``input_shape``, else raise
+        ValueError."""
         return self._check_array(batch, self.input_shape, "")
 
     def check_inputs(self, inputs: Inputs) -> dict[str, np.ndarray]:
@@ -158,10 +159,16 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def describe(self) -> dict[str, str]:
-        """Human-readable facts about the deployment: backend, device, precision, providers or engine path, ..."""
+        """Human-readable facts about the deployment: backend, device, precision, providers or engine
+        path, ..."""
 
     def close(self) -> None:
-        """Release the runtime's resources; the backend is unusable afterwards."""
+        """Release the runtime's resources; the backend is unusable afterwards.
+
+        An optional hook, not an abstract method: the base holds nothing to release, backends that
+        hold runtime resources override it.
+        """
+        return None
 
     def __enter__(self) -> Backend:
         return self

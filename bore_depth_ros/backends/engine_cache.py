@@ -168,7 +168,8 @@ class CacheLookup:
 
 @dataclasses.dataclass(frozen=True)
 class CacheEntry:
-    """One cached engine as listed by :meth:`EngineCache.entries` (``key`` is None if the sidecar is unreadable)."""
+    """One cached engine as listed by :meth:`EngineCache.entries` (``key`` is None if the sidecar is
+    unreadable)."""
 
     path: Path
     key: EngineKey | None

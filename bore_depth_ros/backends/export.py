@@ -282,7 +282,8 @@ def export_onnx(
 
 
 def _check_graph_inputs(onnx_file: str, path: Path, input_names: Sequence[str]) -> None:
-    """The exporter drops inputs the model never reads; refuse such a graph (the backends feed every input)."""
+    """The exporter drops inputs the model never reads; refuse such a graph (the backends feed every
+    input)."""
     import onnx
 
     graph_inputs = [i.name for i in onnx.load(onnx_file, load_external_data=False).graph.input]
@@ -344,7 +345,8 @@ def ensure_onnx(
     *,
     opset: int = DEFAULT_OPSET,
 ) -> Path:
-    """Return the cached ONNX file for ``model`` at ``input_shape``, exporting (with parity check) if absent."""
+    """Return the cached ONNX file for ``model`` at ``input_shape``, exporting (with parity check) if
+    absent."""
     path = onnx_cache_path(model, model_name, input_shape, cache_dir, opset=opset, output_names=output_names)
     if path.is_file():
         log.debug("reusing cached ONNX %s", path)

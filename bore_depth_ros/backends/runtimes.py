@@ -1,4 +1,5 @@
-"""Optional runtimes (onnxruntime, tensorrt): imported on demand, or BackendUnavailable naming what to install.
+"""Optional runtimes (onnxruntime, tensorrt): imported on demand, or BackendUnavailable naming what
+to install.
 
 No module of the package imports these runtimes at import time; every backend, the exporter and the
 self-check go through :func:`import_onnxruntime` / :func:`import_tensorrt`.

@@ -14,7 +14,8 @@ _STD = np.array(IMAGENET_STD, np.float32).reshape(1, 3, 1, 1)
 
 
 def seeded_input(input_shape: Sequence[int], seed: int = 0) -> np.ndarray:
-    """A deterministic ImageNet-normalised batch: uniform [0, 1) pixels, so values stay in the range models see."""
+    """A deterministic ImageNet-normalised batch: uniform [0, 1) pixels, so values stay in the range
+    models see."""
     shape = validate_input_shape(input_shape)
     pixels = np.random.default_rng(seed).random(shape, dtype=np.float32)
     return np.ascontiguousarray((pixels - _MEAN) / _STD, dtype=np.float32)

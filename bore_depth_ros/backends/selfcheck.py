@@ -33,7 +33,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, NoReturn, Union
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -46,7 +46,7 @@ REL_FLOOR = 0.01  # relative-error denominator floor, as a fraction of the outpu
 VALUE_RANGES: dict[str, float] = {"confidence": 1.0}  # outputs judged by absolute error over their range
 
 Outputs = Mapping[str, np.ndarray]
-Frames = Union[Outputs, Sequence[Outputs]]
+Frames = Outputs | Sequence[Outputs]
 
 # (TensorRT version prefix, what is known): shown when an engine built with that version is refused.
 KNOWN_NUMERIC_ISSUES: tuple[tuple[str, str], ...] = (
@@ -256,7 +256,8 @@ def known_issue_hint(trt_version: str) -> str:
 
 
 def refuse(report: SelfCheckReport, *, trt_version: str = "", subject: str = "TensorRT engine") -> NoReturn:
-    """Raise :class:`EngineSelfCheckFailed` describing ``report``: outputs, errors, tolerances, version hint."""
+    """Raise :class:`EngineSelfCheckFailed` describing ``report``: outputs, errors, tolerances, version
+    hint."""
     version = f"TensorRT {trt_version}" if trt_version else "this TensorRT"
     msg = (
         f"refusing the {subject}: it disagrees with the {report.reference} reference on fixed inputs "
@@ -307,9 +308,11 @@ def verify_backend(
     tolerance: Tolerance | str = "fp32",
     seeds: Sequence[int] = CHECK_SEEDS,
 ) -> SelfCheckReport:
-    """Run ``infer`` (e.g. ``backend.infer``) and ONNX Runtime CPU on ``onnx_path`` on the seeded inputs; compare.
+    """Run ``infer`` (e.g. ``backend.infer``) and ONNX Runtime CPU on ``onnx_path`` on the seeded
+    inputs; compare.
 
-    ``infer`` receives ``{name: array}`` keyed by the names of ``input_shapes`` (``"image"`` for one shape).
+    ``infer`` receives ``{name: array}`` keyed by the names of ``input_shapes`` (``"image"`` for one
+    shape).
     """
     shapes = validate_input_shapes(input_shapes)
     inputs = check_inputs(shapes, seeds)

@@ -183,7 +183,8 @@ class TensorRTBackend(Backend):
     def _build_checked(
         self, trt, torch, workspace_bytes: int, self_check: bool, tol: Tolerance | str
     ) -> bytes:
-        """Build from ONNX, load, and (if ``self_check``) refuse an engine that disagrees with ONNX Runtime."""
+        """Build from ONNX, load, and (if ``self_check``) refuse an engine that disagrees with ONNX
+        Runtime."""
         if self.onnx_path is None:
             raise FileNotFoundError(f"engine {self.engine_path} does not exist and no onnx_path was given")
         if self_check:

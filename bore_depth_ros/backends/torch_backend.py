@@ -50,7 +50,8 @@ def numpy_to_tensor(array: np.ndarray) -> torch.Tensor:
 
 
 def resolve_device(device: str) -> torch.device:
-    """``"cpu"`` / ``"cuda"`` / ``"cuda:N"`` -> torch.device; BackendUnavailable if CUDA is requested but absent."""
+    """``"cpu"`` / ``"cuda"`` / ``"cuda:N"`` -> torch.device; BackendUnavailable if CUDA is requested
+    but absent."""
     dev = torch.device(device)
     if dev.type == "cuda":
         if not torch.cuda.is_available():

@@ -94,7 +94,7 @@ def bench_backends(height: int, width: int, repeats: int) -> dict:
         be = create_backend(
             name, model=model, model_name="bore_depth", input_shape=shape, output_names=info.output_names
         )
-        out[name] = _median_ms(lambda: be.infer(x), repeats)
+        out[name] = _median_ms(lambda be=be: be.infer(x), repeats)
         be.close()
     out["torch_threads"] = torch.get_num_threads()
     return out
@@ -165,7 +165,7 @@ def bench_fusion(height: int, width: int, repeats: int = 20) -> dict:
     out = {}
     for rgb in (False, True):
 
-        def fuse():
+        def fuse(rgb=rgb):
             return pack_unorganized(
                 fuse_views(depths, intrs, tfs, stride=1, max_range=200.0, colors=rgbs if rgb else None)
             )
@@ -175,7 +175,7 @@ def bench_fusion(height: int, width: int, repeats: int = 20) -> dict:
         dst = np.empty_like(src)
         out["rgb" if rgb else "xyz"] = {
             "fuse_ms": _median_ms(fuse, repeats),
-            "copy_ms": _median_ms(lambda: np.copyto(dst, src), repeats),
+            "copy_ms": _median_ms(lambda dst=dst, src=src: np.copyto(dst, src), repeats),
             "bytes": nbytes,
         }
     return out

@@ -151,10 +151,14 @@ def _worker_main() -> int:
     spec = json.loads(sys.stdin.read())
     try:
         result = measure(spec)
-    except Exception as e:  # reported as the row's note by the parent
+    except Exception as e:  # noqa: BLE001 - reported as the row's note by the parent
         result = {"error": f"{type(e).__name__}: {e}"}
     print(_RESULT_MARK + json.dumps(result), flush=True)
     return 0
+
+
+def _kb_to_mb(kb: float | None) -> float | None:
+    return None if kb is None else kb / 1024.0
 
 
 def _row(spec: Mapping[str, Any], result: Mapping[str, Any]) -> BenchRow:
@@ -169,9 +173,8 @@ def _row(spec: Mapping[str, Any], result: Mapping[str, Any]) -> BenchRow:
     row.repeats = int(t.size)
     row.p50_ms, row.p95_ms = (float(v) for v in np.percentile(t, [50, 95]))
     row.fps = row.batch * 1e3 / row.p50_ms
-    mb = lambda kb: None if kb is None else kb / 1024.0
-    row.peak_rss_mb = mb(result.get("peak_rss_kb"))
-    row.load_rss_mb = mb(result.get("load_rss_kb"))
+    row.peak_rss_mb = _kb_to_mb(result.get("peak_rss_kb"))
+    row.load_rss_mb = _kb_to_mb(result.get("load_rss_kb"))
     if row.peak_rss_mb is not None and row.load_rss_mb is not None:
         row.infer_mb = max(row.peak_rss_mb - row.load_rss_mb, 0.0)
     if not result.get("isolated"):
@@ -253,7 +256,7 @@ def bench_table(
                             result["isolated"] = True
                         else:
                             result = measure(base)
-                    except Exception as e:  # a row that says why, never a crash of the whole table
+                    except Exception as e:  # noqa: BLE001 - a row that says why, never a crash of the whole table
                         result = {"error": f"{type(e).__name__}: {e}"}
                     rows.append(_row(base, result))
     return rows

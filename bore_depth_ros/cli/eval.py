@@ -123,8 +123,9 @@ def run(args: argparse.Namespace) -> int:
         + ("".join(f"\n  {k}: {v}" for k, v in result.drops.items()))
     )
     print(
-        f"{result.timing['frames_per_second']:.2f} frames/s, model {result.timing.get('inference_ms', 0):.1f} "
-        f"ms/frame; report: {result.paths.get('report_html')}"
+        f"{result.timing['frames_per_second']:.2f} frames/s, "
+        f"model {result.timing.get('inference_ms', 0):.1f} ms/frame; "
+        f"report: {result.paths.get('report_html')}"
     )
     for note in result.notes:
         print(f"note: {note}")

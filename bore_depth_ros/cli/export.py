@@ -58,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
                 for n in r.report.output_names
             )
             print(
-                f"{r.model}: {r.path} ({shapes}; weights {r.weights}); ONNX Runtime vs PyTorch max err: {errs}"
+                f"{r.model}: {r.path} ({shapes}; weights {r.weights}); "
+                f"ONNX Runtime vs PyTorch max err: {errs}"
             )
         else:
             print(f"{r.model}: NOT written ({shapes}): {r.error}", file=sys.stderr)

@@ -95,7 +95,8 @@ def _scale_rows(m: list[float], ncols: int, sx: float, sy: float) -> list[float]
 def scale_camera_info_arrays(
     k: Sequence[float], p: Sequence[float], src_w: int, src_h: int, dst_w: int, dst_h: int
 ) -> tuple[list[float], list[float]]:
-    """K (9) and P (12) of a camera_info rescaled from src to dst image size, as :meth:`Intrinsics.scaled_to`."""
+    """K (9) and P (12) of a camera_info rescaled from src to dst image size, as
+    :meth:`Intrinsics.scaled_to`."""
     k = [float(v) for v in k]
     p = [float(v) for v in p]
     if len(k) != 9 or len(p) != 12:

@@ -15,7 +15,8 @@ MIN_PLANE_POINTS = 30
 
 @dataclass
 class ScaleResult:
-    """Scale to multiply model depth by, and where it came from (fixed, metric, ground_plane, held, initial)."""
+    """Scale to multiply model depth by, and where it came from (fixed, metric, ground_plane, held,
+    initial)."""
 
     scale: float
     source: str
@@ -175,7 +176,8 @@ class GroundPlaneScale:
         """Estimate the scale for one (H, W) relative depth map whose size ``intr`` describes."""
         if depth_rel.ndim != 2 or depth_rel.shape != (intr.height, intr.width):
             raise ValueError(
-                f"depth of shape {depth_rel.shape} does not match intrinsics of size {intr.width}x{intr.height}"
+                f"depth of shape {depth_rel.shape} does not match intrinsics of size "
+                f"{intr.width}x{intr.height}"
             )
         pts = self._sample_points(depth_rel, intr)
         fraction = math.nan

@@ -190,7 +190,8 @@ def load_checkpoint(
     model_name: str = "bore_depth",
     strict: bool = True,
 ) -> nn.Module:
-    """Load a checkpoint file into `model` (default: a new `create_model(model_name)`) and return it in eval mode.
+    """Load a checkpoint file into `model` (default: a new `create_model(model_name)`) and return it in
+    eval mode.
 
     Reads with weights_only=True (argparse.Namespace allowed); a file holding other pickled objects
     raises CheckpointError with instructions to re-save it. Only keys under the model's

@@ -27,7 +27,9 @@ def check_input_size(height: int, width: int, multiple: int = 32) -> None:
 INPUT_SHAPE_RULES: dict[str, str] = {
     "image": "[n, 3, h, w] ImageNet-normalised RGB of the current frame",
     "prev_image": "[n, 3, h, w] the same cameras one frame earlier (the current images if there is none)",
-    "rays": "[n, 3, h/s, w/s] unit viewing rays in base_link through each token cell (core.rays.viewing_rays)",
+    "rays": (
+        "[n, 3, h/s, w/s] unit viewing rays in base_link through each token cell (core.rays.viewing_rays)"
+    ),
     "origins": "[n, 3] camera position in base_link, metres",
     "focal": "[n, 1] fx at the model input size / canonical_focal",
 }

@@ -90,7 +90,7 @@ def main(argv=None) -> int:
     )
     try:
         nodes = build_nodes(container)
-    except Exception as e:  # a bad entry, checkpoint, backend...: say which and exit
+    except Exception as e:  # noqa: BLE001 - a bad entry, checkpoint, backend...: say which and exit
         container.get_logger().fatal(f"cannot start: {type(e).__name__}: {e}")
         rclpy.try_shutdown()
         return 2

@@ -6,8 +6,9 @@ States follow the ROS 2 managed-node design (``lifecycle_msgs``; services ``~/ch
 - **unconfigured**: parameters declared, ``/diagnostics`` published (it says why nothing comes
   out: not configured yet, or the last configure's error). Engine parameters may change.
 - **configure**: builds and checks the model and backend (checkpoint loads strictly, input size,
-  backend available, one warm-up inference on a grey batch returns finite depth). Failure leaves the node unconfigured with the reason in the log and in
-  ``/diagnostics``; fix the parameter and configure again.
+  backend available, one warm-up inference on a grey batch returns finite depth). Failure leaves
+  the node unconfigured with the reason in the log and in ``/diagnostics``; fix the parameter and
+  configure again.
 - **inactive**: model loaded, no topics.
 - **activate**: creates the subscriptions and publishers and starts the worker thread.
 - **deactivate** / **cleanup** / **shutdown**: the reverse, in order.

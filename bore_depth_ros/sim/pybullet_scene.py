@@ -206,13 +206,16 @@ def pattern_texture(rng, size=128):
     return _to_rgb(g)
 
 
+DEFAULT_SCENE_CONFIG = SceneConfig()  # frozen: one shared default is safe
+
+
 class PybulletWorld:
     """A pybullet DIRECT client holding a street scene (or an empty world with ``config=None``).
 
     ``body_classes`` maps body ids to semantic classes (``rig.SEMANTIC_CLASSES``).
     """
 
-    def __init__(self, config: SceneConfig | None = SceneConfig(), light_direction=(0.4, 0.25, 1.0)):
+    def __init__(self, config: SceneConfig | None = DEFAULT_SCENE_CONFIG, light_direction=(0.4, 0.25, 1.0)):
         self.config = config
         self.light_direction = [float(v) for v in light_direction]
         self.client = p.connect(p.DIRECT)

@@ -66,7 +66,8 @@ def inverse_warp(
     K_src: torch.Tensor,
     min_depth: float = DEFAULT_MIN_DEPTH,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Synthesise the target view from a source view: I_w(p) = I_src(pi(K_src T_src_from_tgt d(p) K_tgt^-1 p)).
+    """Synthesise the target view from a source view:
+    I_w(p) = I_src(pi(K_src T_src_from_tgt d(p) K_tgt^-1 p)).
 
     src_img [B,C,Hs,Ws], depth_tgt [B,1,H,W], T_src_from_tgt [B,4,4], K_tgt [B,3,3] (for H x W),
     K_src [B,3,3] (for Hs x Ws) -> (warped [B,C,H,W], valid [B,1,H,W] bool).

@@ -84,7 +84,8 @@ class PoseEncoder(nn.Module):
 
 
 class PoseDecoder(nn.Module):
-    """relu(1x1 512->256), relu(3x3 256->256), relu(3x3 256->256), 1x1 256->6; spatial mean x 0.01 -> [B,6]."""
+    """relu(1x1 512->256), relu(3x3 256->256), relu(3x3 256->256), 1x1 256->6; spatial mean x 0.01
+    -> [B,6]."""
 
     def __init__(self, in_channels: int = 512, hidden: int = 256) -> None:
         super().__init__()

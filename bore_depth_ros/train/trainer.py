@@ -167,12 +167,15 @@ def write_card(out: Path, card: dict, cfg: TrainConfig) -> None:
             + " | ".join(f"{m[k]:.3f}" for k in ("abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3"))
             + " |"
         )
+    minutes = card["train_seconds"] / 60
+    train_names = ", ".join(Path(p).name for p in card["train_recordings"])
+    held_out_names = ", ".join(Path(p).name for p in card["held_out"])
     text = f"""# Weights card: {card["model"]}
 
-- recipe: `{card["recipe"]}` ({card["steps"]} steps, {card["train_seconds"] / 60:.1f} min on this machine's CPU)
+- recipe: `{card["recipe"]}` ({card["steps"]} steps, {minutes:.1f} min on this machine's CPU)
 - model input: {card["input_size"][0]}x{card["input_size"][1]}
-- training data: {", ".join(Path(p).name for p in card["train_recordings"])} (project-rendered pybullet recordings)
-- held out: {", ".join(Path(p).name for p in card["held_out"])} ({card["views"]} views, different seed and layout)
+- training data: {train_names} (project-rendered pybullet recordings)
+- held out: {held_out_names} ({card["views"]} views, different seed and layout)
 - depth range for metrics: {cfg.min_depth}-{cfg.max_depth} m
 
 | mode | AbsRel | SqRel | RMSE | RMSElog | d<1.25 | d<1.25^2 | d<1.25^3 |

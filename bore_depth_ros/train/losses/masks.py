@@ -1,4 +1,5 @@
-"""Mask helpers of the losses: a loss whose mask selects no pixel returns a zero still attached to the graph."""
+"""Mask helpers of the losses: a loss whose mask selects no pixel returns a zero still attached to
+the graph."""
 
 from __future__ import annotations
 

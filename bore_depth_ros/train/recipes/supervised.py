@@ -46,7 +46,8 @@ class _Supervised(Recipe):
         return self.depth_loss(depth, batch)
 
     def depth_loss(self, depth: torch.Tensor, batch: dict) -> tuple[torch.Tensor, dict]:
-        """The loss of a prediction ``depth`` [B,1,h,w] of ``batch`` (no model call): SILog plus extra terms."""
+        """The loss of a prediction ``depth`` [B,1,h,w] of ``batch`` (no model call): SILog plus extra
+        terms."""
         gt, mask = gt_and_mask(self.cfg, as_tensor(batch["gt"]))
         parts = {"silog": L.silog_loss(depth, gt, mask, lam=float(self.w["lambda"]))}
         weight = float(self.w[self.extra_term])
