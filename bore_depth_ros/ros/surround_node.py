@@ -12,6 +12,10 @@ reported and the per-view outputs keep flowing; only the fused cloud (and the ov
 waits, and resumes as soon as the transform arrives. Models whose inputs need the extrinsics
 (semi_smd) wait for TF as a whole; those groups are counted as dropped.
 With the node in namespace ``/cameras`` the topics match the project's recordings.
+
+About 480 lines: one class wires the whole rig (N cameras' inputs, synchronisation, TF, per-view
+and fused outputs, rig summary); its ``/diagnostics`` live in :mod:`.rig_diagnostics`, and every
+step it shares with the mono node and replay lives in ``core`` (messages, pairing, frame).
 """
 
 from __future__ import annotations
@@ -37,10 +41,10 @@ from ..core.tf_buffer import TfBuffer
 from ..core.transforms import Transform
 from ..core.view import ViewProcessor
 from ..engine import DepthEngine, EnginePool
-from . import diagnostics as diag
 from . import params as P
 from .conversions import RCLPY
 from .managed import ManagedDepthNode
+from .rig_diagnostics import RigDiagnostics
 from .runner import run_node
 from .view_io import OUTPUT_QOS, ViewOutputs, geometry_change, input_qos
 
@@ -53,7 +57,7 @@ TF_STATIC_QOS = QoSProfile(
 TF_QOS = QoSProfile(history=QoSHistoryPolicy.KEEP_LAST, depth=100, reliability=QoSReliabilityPolicy.RELIABLE)
 
 
-class SurroundDepthNode(ManagedDepthNode):
+class SurroundDepthNode(RigDiagnostics, ManagedDepthNode):
     """Depth for a rig of N cameras; ``engine`` (a DepthEngine or an EnginePool) shares a model.
 
     A managed (lifecycle) node like the mono node. Frame accounting per camera:
@@ -466,108 +470,6 @@ class SurroundDepthNode(ManagedDepthNode):
         return out
 
     # ---------------------------------------------------------------- diagnostics
-    def accounting(self, counts: tuple[int, dict] | None = None) -> dict:
-        """Where every frame and set went; ``unaccounted`` is 0 when the node is idle.
-        ``counts``: a ``worker_counts()`` snapshot to use (read once per diagnostics message)."""
-        in_worker, outcomes = counts if counts is not None else self.worker_counts()
-        published, errors = outcomes.get("published", 0), outcomes.get("error", 0)
-        worker_dropped = sum(v for k, v in outcomes.items() if k.startswith("dropped."))
-        pending_set = int(self._pending_group is not None)
-        sets_dropped = self.set_drops.total() + worker_dropped
-        sets_done = published + sets_dropped + errors + in_worker + pending_set
-        queued = self.sync.pending()
-        per_camera = [
-            self.frames_in[i]
-            - (self.rejections[i].total() - self._set_rejects[i])
-            - self.sync_drops[i].total()
-            - self.sets_emitted
-            - queued[i]
-            for i in range(len(self.cameras))
-        ]
-        return {
-            "sets_emitted": self.sets_emitted,
-            "sets_out": published,
-            "sets_dropped": sets_dropped,
-            "processing_errors": errors,
-            "in_worker": in_worker,
-            "set_waiting_for_camera_info": pending_set,
-            "unaccounted_sets": self.sets_emitted - sets_done,
-            "unaccounted_frames": max(per_camera, key=abs) if per_camera else 0,
-        }
-
-    def node_statuses(self, common: dict) -> list:
-        name = self.get_fully_qualified_name()
-        st = self.state_status(f"{name}: rig")
-        if st is not None:
-            return [st]
-        counts = self.worker_counts()
-        drops = self.set_drops.as_dict()
-        for k, v in counts[1].items():  # sets the worker dropped (waiting_for_tf)
-            if k.startswith("dropped."):
-                drops[k[len("dropped.") :]] = drops.get(k[len("dropped.") :], 0) + v
-        values = self.accounting(counts)
-        values.update(
-            {
-                "fused_out": self.fused_out,
-                "fused_waiting_for_tf": self.fusion_waiting,
-                "fusion_status": self.fusion_status,
-                "sync_pending": self.sync.pending(),
-                "output_rate_hz": round(self.rate_out.rate(), 2),
-            }
-        )
-        values.update({f"dropped.{k}": v for k, v in drops.items()})
-        values.update({f"tf_failures.{k}": v for k, v in self.tf_failures.as_dict().items()})
-        values.update(diag.timing_values(self.timing))
-        values.update(common)
-        if self._lazy_idle:
-            level, message = diag.OK, "idle: lazy mode and nobody subscribes to any output"
-        elif self.fusion_status.startswith("waiting for TF"):
-            level, message = diag.WARN, self.fusion_status
-        elif drops or self.errors.total():
-            level, message = (
-                diag.WARN,
-                "dropped sets: "
-                + ", ".join(f"{k}={v}" for k, v in {**drops, **self.errors.as_dict()}.items()),
-            )
-        elif values["sets_out"]:
-            level, message = diag.OK, "ok"
-        else:
-            silent = [c for c, k in zip(self.cameras, self.frames_in) if k == 0]
-            level, message = (
-                diag.OK,
-                ("no synchronized set yet" + (f": no images yet from {silent}" if silent else "")),
-            )
-        statuses = [diag.status(f"{name}: rig", self.target_frame, level, message, values)]
-        for i, cam in enumerate(self.cameras):
-            rej = self.rejections[i].as_dict()
-            sd = self.sync_drops[i].as_dict()
-            v = {
-                "frames_in": self.frames_in[i],
-                "input_rate_hz": round(self.rate_in[i].rate(), 2),
-                "output_rate_hz": round(self.rate_out.rate(), 2),
-                "rejected_total": sum(rej.values()),
-                "sync_dropped_total": sum(sd.values()),
-                "lost_in_transport": self.gaps[i].lost,
-                "camera_info_received": len(self._infos[i]),
-                "latency_ms.p95": round(self.timing["latency_ms"].percentile(95), 3),
-            }
-            v.update({f"rejected.{k}": c for k, c in rej.items()})
-            v.update({f"sync_dropped.{k}": c for k, c in sd.items()})
-            no_info = not len(self._infos[i]) and self.frames_in[i]
-            lvl = diag.WARN if rej or no_info else diag.OK
-            msg = (
-                ("rejected inputs: " + ", ".join(f"{k}={c}" for k, c in rej.items()))
-                if rej
-                else (
-                    "no camera_info yet"
-                    if no_info
-                    else self.silent_input(f"{cam}/image")
-                    if not self.frames_in[i]
-                    else "ok"
-                )
-            )
-            statuses.append(diag.status(f"{name}: {cam}", cam, lvl, msg, v))
-        return statuses
 
 
 def main(argv=None) -> int:
