@@ -110,7 +110,7 @@ def main() -> int:
             kb = res.rss[-1][1] if res.rss else 0
             print(
                 f"  {t / 60:4.1f} min: sets out {rig.get('sets_out')}, skipped "
-                f"{rig.get('dropped.skipped.overload', 0)}, RSS {kb / 1024:.1f} MiB, latency "
+                f"{rig.get('skipped.overload', 0)}, RSS {kb / 1024:.1f} MiB, latency "
                 f"p95 {rig.get('latency_ms.p95')} ms",
                 flush=True,
             )
@@ -148,7 +148,7 @@ def main() -> int:
             rate_hz=rate,
             processing_ms=proc_s * 1e3,
             sets_out=int(rig.get("sets_out", 0)),
-            skipped_overload=int(rig.get("dropped.skipped.overload", 0)),
+            skipped_overload=int(rig.get("skipped.overload", 0)),
             latency_p50_s=res.latency_p(50),
             latency_p95_s=res.latency_p(95),
             rss_start_mib=rss0 / 1024,

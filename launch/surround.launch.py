@@ -30,12 +30,8 @@ def generate_launch_description():
             ),
             DeclareLaunchArgument("namespace", default_value="/cameras"),
             DeclareLaunchArgument("use_sim_time", default_value="false"),
-            DeclareLaunchArgument(
-                "autostart",
-                default_value="true",
-                description="configure and activate at start; false: a lifecycle "
-                "manager drives ~/change_state",
-            ),
+            # autostart false: the node waits for a lifecycle manager on ~/change_state
+            DeclareLaunchArgument("autostart", default_value="true", description="false: lifecycle manager"),
             DeclareLaunchArgument("rviz", default_value="false"),
             DeclareLaunchArgument(
                 "fastdds_profile", default_value=os.path.join(share, "config", "fastdds_profile.xml")

@@ -18,7 +18,8 @@ class RigDiagnostics:
         worker_dropped = sum(v for k, v in outcomes.items() if k.startswith("dropped."))
         pending_set = int(self._pending_group is not None)
         sets_dropped = self.set_drops.total() + worker_dropped
-        sets_done = published + sets_dropped + errors + in_worker + pending_set
+        sets_skipped = self.set_skips.total()
+        sets_done = published + sets_dropped + sets_skipped + errors + in_worker + pending_set
         queued = self.sync.pending()
         per_camera = [
             self.frames_in[i]
@@ -32,6 +33,7 @@ class RigDiagnostics:
             "sets_emitted": self.sets_emitted,
             "sets_out": published,
             "sets_dropped": sets_dropped,
+            "skipped_total": sets_skipped,
             "processing_errors": errors,
             "in_worker": in_worker,
             "set_waiting_for_camera_info": pending_set,
@@ -60,6 +62,8 @@ class RigDiagnostics:
             }
         )
         values.update({f"dropped.{k}": v for k, v in drops.items()})
+        skips = self.set_skips.as_dict()
+        values.update({f"skipped.{k}": v for k, v in skips.items()})
         values.update({f"tf_failures.{k}": v for k, v in self.tf_failures.as_dict().items()})
         values.update(diag.timing_values(self.timing))
         values.update(common)
@@ -81,6 +85,8 @@ class RigDiagnostics:
                 diag.OK,
                 ("no synchronized set yet" + (f": no images yet from {silent}" if silent else "")),
             )
+        if skips.get("overload"):
+            message += f"; overloaded: skipped {skips['overload']} sets (newest wins)"
         statuses = [diag.status(f"{name}: rig", self.target_frame, level, message, values)]
         for i, cam in enumerate(self.cameras):
             rej = self.rejections[i].as_dict()

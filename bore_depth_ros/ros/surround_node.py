@@ -97,6 +97,7 @@ class SurroundDepthNode(RigDiagnostics, ManagedDepthNode):
         self.rejections = [ReasonCounter() for _ in self.cameras]
         self.sync_drops = [ReasonCounter() for _ in self.cameras]
         self.set_drops = ReasonCounter()  # whole synchronized sets not published (executor)
+        self.set_skips = ReasonCounter()  # sets skipped (overload, no subscribers...), as the mono node's
         self._worker_logs = ReasonCounter()  # log throttling of drops decided by the worker
         self.tf_failures = ReasonCounter()
         self.frames_in = [0] * n
@@ -304,7 +305,7 @@ class SurroundDepthNode(RigDiagnostics, ManagedDepthNode):
             )
 
     def count_skip(self, reason: str, item) -> None:
-        self.set_drops.add(f"skipped.{reason}")
+        self.set_skips.add(reason)
 
     def _prepare_group(self, group) -> None:
         """Pair every view with its camera_info (executor thread), then hand the set to the worker."""
