@@ -144,3 +144,18 @@ def test_16uc1_ground_truth_and_resized_camera_info_mean_the_same_in_training_an
         ]
     assert infos and all(msgs.intrinsics(i) == pytest.approx(ref[0].intrinsics[0]) for i in infos)
     assert TYPESTORE is not None
+
+
+@pytest.mark.parametrize("factory", [RCLPY, BAG], ids=["rclpy", "rosbags"])
+def test_transforms_with_non_finite_components_are_rejected(factory):
+    from bore_depth_ros.core.transforms import Transform
+
+    good = factory.transform_stamped(factory.header(1, "base_link"), "cam", Transform(np.eye(3), np.ones(3)))
+    assert msgs.transform(good).translation.tolist() == [1.0, 1.0, 1.0]
+    for field, value in (("translation", "x"), ("rotation", "w")):
+        bad = factory.transform_stamped(
+            factory.header(1, "base_link"), "cam", Transform(np.eye(3), np.ones(3))
+        )
+        setattr(getattr(bad.transform, field), value, float("nan"))
+        with pytest.raises(InputRejected, match="invalid_transform: base_link -> cam: non-finite"):
+            msgs.transform(bad)

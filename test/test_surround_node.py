@@ -3,6 +3,8 @@ per-view and fused outputs, the geometry path with ground truth, and missing TF.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 import rclpy
@@ -14,6 +16,7 @@ from bore_depth_ros.bag.messages import BAG, TYPESTORE
 from bore_depth_ros.bag.reader import FrameSync, discover_cameras, open_bag, read_tf
 from bore_depth_ros.core import messages as msgs
 from bore_depth_ros.core.fusion import fuse_views
+from bore_depth_ros.core.transforms import Transform
 from bore_depth_ros.ros import conversions as conv
 from bore_depth_ros.sim.recording import RecordingConfig, record
 from bore_depth_ros.sim.rig import RING_ORDER, SURROUND_RIG
@@ -226,42 +229,91 @@ def test_ground_truth_through_the_fusion_path_matches_the_scene(recording):
     assert np.median(err) < 0.02 and np.percentile(err, 95) < 0.10, (np.median(err), np.percentile(err, 95))
 
 
-def test_missing_tf_keeps_views_flowing_and_fusion_resumes(ros, tmp_path, recording):
-    _, frames, _ = recording
-    node = start_surround(tmp_path, "notf")
-    listen = RigListener()
-    probes = {
-        c: DepthProbe(f"/cameras/{c}", name=f"probe_{c}", outputs={"depth/image": Image}) for c in RING_ORDER
-    }
-    tf_pub = listen.node.create_publisher(
-        __import__("tf2_msgs.msg", fromlist=["TFMessage"]).TFMessage,
-        "/tf_static",
-        QoSProfile(
-            depth=10,
-            reliability=QoSReliabilityPolicy.RELIABLE,
-            durability=QoSDurabilityPolicy.TRANSIENT_LOCAL,
-        ),
-    )
-    for pr in probes.values():
-        listen.ex.add_node(pr)
-    by_t: dict[int, list] = {}
-    for f in frames:
-        by_t.setdefault(f.stamp_ns, []).append(f)
-    stamps = sorted(by_t)
+class RigFeed:
+    """A surround node under test, fed set by set from the recording by one probe per camera,
+    with a /tf_static publisher (latched) the test controls."""
 
-    def publish_set(t):
-        for f in by_t[t]:
+    def __init__(self, tmp_path, recording, name: str):
+        _, frames, _ = recording
+        self.node = start_surround(tmp_path, name)
+        self.listen = RigListener()
+        self.probes = {
+            c: DepthProbe(f"/cameras/{c}", name=f"probe_{c}", outputs={"depth/image": Image})
+            for c in RING_ORDER
+        }
+        self.tf_pub = self.listen.node.create_publisher(
+            __import__("tf2_msgs.msg", fromlist=["TFMessage"]).TFMessage,
+            "/tf_static",
+            QoSProfile(
+                depth=10,
+                reliability=QoSReliabilityPolicy.RELIABLE,
+                durability=QoSDurabilityPolicy.TRANSIENT_LOCAL,
+            ),
+        )
+        for pr in self.probes.values():
+            self.listen.ex.add_node(pr)
+        self.by_t: dict[int, list] = {}
+        for f in frames:
+            self.by_t.setdefault(f.stamp_ns, []).append(f)
+        self.stamps = sorted(self.by_t)
+
+    def publish_set(self, t):
+        for f in self.by_t[t]:
             cam = f.camera.namespace.split("/")[-1]
-            probes[cam].publish(
+            self.probes[cam].publish(
                 conv.from_cdr(TYPESTORE.serialize_cdr(f.image, msgs.IMAGE), msgs.IMAGE),
                 conv.from_cdr(TYPESTORE.serialize_cdr(f.camera_info, msgs.CAMERA_INFO), msgs.CAMERA_INFO),
             )
 
+    def send_set(self, t, timeout: float = 120.0) -> bool:
+        """Publish the set of stamp ``t`` until the rig summary of that stamp arrives (inputs are
+        best effort, and a node from an earlier test may still hold the names for a moment)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.publish_set(t)
+            if spin_until(self.listen.ex, lambda: t in self.listen.rig, min(5.0, timeout)):
+                return True
+        return False
+
+    def publish_tf_static(self, t, transforms):
+        self.tf_pub.publish(
+            conv.from_cdr(
+                TYPESTORE.serialize_cdr(BAG.tf_message(transforms), msgs.TF_MESSAGE), msgs.TF_MESSAGE
+            )
+        )
+
+    def rig_diag(self) -> dict:
+        for p in self.probes.values():
+            v = p.latest_diagnostic_values("bore_depth_surround: rig")
+            if v:
+                return v
+        return {}
+
+    def close(self):
+        for pr in self.probes.values():
+            self.listen.ex.remove_node(pr)
+            pr.destroy_node()
+        self.listen.close()
+        self.node.stop()
+
+
+def _rig_transforms(t, nan_camera: str | None = None):
+    out = []
+    for c in SURROUND_RIG:
+        tf = c.base_from_optical()
+        if c.name == nan_camera:
+            tf = Transform(tf.rotation, np.array([np.nan, 0.0, 1.5]))
+        out.append(BAG.transform_stamped(BAG.header(t, "base_link"), c.optical_frame, tf))
+    return out
+
+
+def test_missing_tf_keeps_views_flowing_and_fusion_resumes(ros, tmp_path, recording):
+    rf = RigFeed(tmp_path, recording, "notf")
+    node, listen, probes, stamps = rf.node, rf.listen, rf.probes, rf.stamps
     try:
         assert spin_until(listen.ex, lambda: all(p.connected() for p in probes.values()), 30)
         # 1. no TF at all: every view is still published, the rig says why nothing is fused
-        publish_set(stamps[0])
-        assert spin_until(listen.ex, lambda: stamps[0] in listen.rig, 120), node.output()[-2000:]
+        assert rf.send_set(stamps[0]), node.output()[-2000:]
         rig = listen.rig[stamps[0]]
         assert not rig.fused and "waiting for TF" in rig.fusion_status
         assert "camera_front_optical_frame" in rig.fusion_status or "base_link" in rig.fusion_status
@@ -280,27 +332,40 @@ def test_missing_tf_keeps_views_flowing_and_fusion_resumes(ros, tmp_path, record
 
         assert spin_until(listen.ex, diag_warns, 20)
         # 2. /tf_static arrives (latched): fusion resumes with the next set
-        transforms = [
-            BAG.transform_stamped(BAG.header(stamps[0], "base_link"), c.optical_frame, c.base_from_optical())
-            for c in SURROUND_RIG
-        ]
-        tf_pub.publish(
-            conv.from_cdr(
-                TYPESTORE.serialize_cdr(BAG.tf_message(transforms), msgs.TF_MESSAGE), msgs.TF_MESSAGE
-            )
-        )
-        publish_set(stamps[1])
+        rf.publish_tf_static(stamps[0], _rig_transforms(stamps[0]))
+        assert rf.send_set(stamps[1]), node.output()[-2000:]
         assert spin_until(listen.ex, lambda: stamps[1] in listen.fused and stamps[1] in listen.rig, 120), (
             node.output()[-2000:]
         )
         assert listen.rig[stamps[1]].fused and listen.rig[stamps[1]].fusion_status == "ok"
         assert "fused cloud resumed" in node.output()
     finally:
-        for pr in probes.values():
-            listen.ex.remove_node(pr)
-            pr.destroy_node()
-        listen.close()
-        node.stop()
+        rf.close()
+
+
+def test_nan_translation_on_tf_static_is_rejected(ros, tmp_path, recording):
+    """A camera mount with a NaN translation is rejected and counted, never fused (its points
+    would vanish while fusion reported ok); a valid one for that camera lets fusion resume."""
+    rf = RigFeed(tmp_path, recording, "nantf")
+    try:
+        assert spin_until(rf.listen.ex, lambda: all(p.connected() for p in rf.probes.values()), 30)
+        t0, t1 = rf.stamps[0], rf.stamps[1]
+        rf.publish_tf_static(t0, _rig_transforms(t0, nan_camera="back"))
+        assert rf.send_set(t0), rf.node.output()[-2000:]
+        rig = rf.listen.rig[t0]
+        assert not rig.fused and "camera_back_optical_frame" in rig.fusion_status, rig.fusion_status
+        assert t0 not in rf.listen.fused
+        assert spin_until(
+            rf.listen.ex, lambda: int(rf.rig_diag().get("tf_failures.invalid_transform", 0)) >= 1, 20
+        ), rf.rig_diag()
+        assert "ignored transform base_link -> camera_back_optical_frame" in rf.node.output()
+        assert "non-finite" in rf.node.output()
+        rf.publish_tf_static(t0, _rig_transforms(t0))
+        assert rf.send_set(t1)
+        assert spin_until(rf.listen.ex, lambda: t1 in rf.listen.fused, 20)
+        assert rf.listen.rig[t1].fused
+    finally:
+        rf.close()
 
 
 def _stamp(t_ns):

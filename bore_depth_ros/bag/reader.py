@@ -21,7 +21,7 @@ from pathlib import Path
 
 from rosbags.highlevel import AnyReader
 
-from ..core.errors import CAMERA_INFO_MISSING
+from ..core.errors import CAMERA_INFO_MISSING, INVALID_TRANSFORM, InputRejected
 from ..core.images import SUPPORTED_ENCODINGS
 from ..core.messages import CAMERA_INFO, DEPTH_ENCODINGS, IMAGE, POINTCLOUD2, TF_MESSAGE, stamp_ns, transform
 from ..core.pairing import InfoPairer
@@ -164,13 +164,18 @@ def discover_cameras(
     return cams
 
 
-def add_tf_message(buffer: TfBuffer, msg, static: bool) -> int:
-    """Store every transform of a tf2_msgs/TFMessage in ``buffer``; returns how many."""
+def add_tf_message(buffer: TfBuffer, msg, static: bool) -> list[InputRejected]:
+    """Store every valid transform of a tf2_msgs/TFMessage in ``buffer``; return the rejected
+    ones' errors (non-finite components, a frame to itself), as the surround node rejects them."""
+    rejected = []
     for ts in msg.transforms:
-        buffer.set_transform(
-            ts.header.frame_id, ts.child_frame_id, stamp_ns(ts.header), transform(ts), static=static
-        )
-    return len(msg.transforms)
+        try:
+            buffer.set_transform(
+                ts.header.frame_id, ts.child_frame_id, stamp_ns(ts.header), transform(ts), static=static
+            )
+        except ValueError as e:
+            rejected.append(e if isinstance(e, InputRejected) else InputRejected(INVALID_TRANSFORM, str(e)))
+    return rejected
 
 
 def read_tf(reader: AnyReader, buffer: TfBuffer | None = None) -> TfBuffer:
@@ -321,7 +326,9 @@ class FrameSync:
         role, st = self._role[conn.topic]
         if role in ("tf", "tf_static"):
             if conn.msgtype == TF_MESSAGE:
-                add_tf_message(self.tf, self.reader.deserialize(raw, conn.msgtype), role == "tf_static")
+                msg = self.reader.deserialize(raw, conn.msgtype)
+                for err in add_tf_message(self.tf, msg, role == "tf_static"):
+                    self.drop(conn.topic, err.reason, err.detail)
             return
         if role == "extra":
             return

@@ -11,6 +11,7 @@ CAMERA_INFO_INVALID = "camera_info_invalid"
 CAMERA_INFO_SIZE_MISMATCH = "camera_info_size_mismatch"
 IMAGE_TOO_LARGE = "image_too_large"
 INVALID_FRAME_ID = "invalid_frame_id"
+INVALID_TRANSFORM = "invalid_transform"
 
 DEFAULT_MAX_INPUT_PIXELS = 7680 * 4320  # 8K; larger images are rejected as image_too_large
 
@@ -26,6 +27,7 @@ REASONS = (
     CAMERA_INFO_SIZE_MISMATCH,
     IMAGE_TOO_LARGE,
     INVALID_FRAME_ID,
+    INVALID_TRANSFORM,
 )
 
 

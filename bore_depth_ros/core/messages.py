@@ -14,12 +14,20 @@ stable reason (counted in diagnostics and replay reports alike).
 from __future__ import annotations
 
 import array
+import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from .camera import Intrinsics, fit_intrinsics_to_image, scale_camera_info_arrays
-from .errors import CAMERA_INFO_INVALID, IMAGE_TOO_LARGE, INVALID_FRAME_ID, UNKNOWN_ENCODING, InputRejected
+from .errors import (
+    CAMERA_INFO_INVALID,
+    IMAGE_TOO_LARGE,
+    INVALID_FRAME_ID,
+    INVALID_TRANSFORM,
+    UNKNOWN_ENCODING,
+    InputRejected,
+)
 from .images import check_layout, image_to_rgb
 from .pointcloud import FLOAT32, PackedCloud
 from .transforms import Transform
@@ -108,9 +116,17 @@ def intrinsics(info, width: int | None = None, height: int | None = None) -> Int
 
 
 def transform(ts) -> Transform:
-    """(parent <- child) Transform of a geometry_msgs/TransformStamped."""
+    """(parent <- child) Transform of a geometry_msgs/TransformStamped; InputRejected
+    (invalid_transform) when any component is not finite or the quaternion has no length."""
     t, q = ts.transform.translation, ts.transform.rotation
-    return Transform.from_quat((t.x, t.y, t.z), (q.x, q.y, q.z, q.w))
+    trans, quat = (t.x, t.y, t.z), (q.x, q.y, q.z, q.w)
+    edge = f"{ts.header.frame_id} -> {ts.child_frame_id}"
+    if not all(math.isfinite(v) for v in (*trans, *quat)):
+        raise InputRejected(INVALID_TRANSFORM, f"{edge}: non-finite translation {trans} or rotation {quat}")
+    try:
+        return Transform.from_quat(trans, quat)
+    except ValueError as e:
+        raise InputRejected(INVALID_TRANSFORM, f"{edge}: {e}") from None
 
 
 def cloud_fields(msg, names: Sequence[str] = ("x", "y", "z")) -> np.ndarray:

@@ -81,6 +81,8 @@ class TfBuffer:
             raise ValueError(f"transform from frame '{child}' to itself")
         q = np.asarray(transform.quat(), np.float64)
         t = np.asarray(transform.translation, np.float64).reshape(3)
+        if not (np.isfinite(q).all() and np.isfinite(t).all()):
+            raise ValueError(f"non-finite transform {parent} -> {child}: t {t.tolist()}, q {q.tolist()}")
         with self._lock:
             edge = self._edges.get(child)
             if edge is None or edge.parent != parent or edge.static != static:
