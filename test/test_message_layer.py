@@ -159,3 +159,33 @@ def test_transforms_with_non_finite_components_are_rejected(factory):
         setattr(getattr(bad.transform, field), value, float("nan"))
         with pytest.raises(InputRejected, match="invalid_transform: base_link -> cam: non-finite"):
             msgs.transform(bad)
+
+
+def _binned_roi_info(factory):
+    """A 1280x960 calibration (fx 1000, centre 639.5, 479.5) streamed as its centre 640x480
+    region, binned 2x2: 320x240 images."""
+    info = factory.camera_info(factory.header(7, "cam"), Intrinsics(1000.0, 1000.0, 639.5, 479.5, 1280, 960))
+    info.binning_x, info.binning_y = 2, 2
+    info.roi.x_offset, info.roi.y_offset, info.roi.width, info.roi.height = 320, 240, 640, 480
+    return info
+
+
+@pytest.mark.parametrize("factory", [RCLPY, BAG], ids=["rclpy", "rosbags"])
+def test_binning_and_roi_follow_rep_104_and_the_output_camera_info_describes_the_output(factory):
+    info = _binned_roi_info(factory)
+    # ROI then 2x2 binning; pixel centres at integers: cx = (639.5 - 320 + 0.5) / 2 - 0.5
+    expected = Intrinsics(500.0, 500.0, 159.5, 119.5, 320, 240)
+    assert msgs.intrinsics(info) == expected
+    assert msgs.intrinsics(info, 320, 240) == expected
+    assert msgs.intrinsics(info, 160, 120) == expected.scaled_to(160, 120)
+    with pytest.raises(InputRejected, match="camera_info_size_mismatch"):
+        msgs.intrinsics(info, 320, 320)
+    out = factory.scaled_camera_info(factory.header(7, "cam"), info, 160, 120)
+    assert (out.width, out.height, out.binning_x, out.binning_y) == (160, 120, 0, 0)
+    assert (out.roi.x_offset, out.roi.y_offset, out.roi.width, out.roi.height) == (0, 0, 0, 0)
+    assert msgs.intrinsics(out) == expected.scaled_to(160, 120)  # K and P for that image exactly
+    np.testing.assert_allclose(np.reshape(out.k, (3, 3)), expected.scaled_to(160, 120).matrix())
+    bad = _binned_roi_info(factory)
+    bad.roi.x_offset = 700  # 700 + 640 > 1280
+    with pytest.raises(InputRejected, match="camera_info_invalid: roi x 700"):
+        msgs.intrinsics(bad)

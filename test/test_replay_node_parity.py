@@ -6,6 +6,7 @@ from __future__ import annotations
 import collections
 
 import numpy as np
+import pytest
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSHistoryPolicy, QoSProfile, QoSReliabilityPolicy
 
@@ -61,9 +62,11 @@ CASES = [
     ("camera_info_size_mismatch", {}, Intrinsics(70.0, 70.0, 39.5, 59.5, W, 2 * H)),
     ("camera_info_invalid", {}, Intrinsics(0.0, 70.0, 39.5, 29.5, W, H)),
     ("valid", {}, None),
-    ("valid", {}, INTR.scaled_to(2 * W, 2 * H)),  # camera_info of a binned/resized driver
+    ("valid", {}, INTR.scaled_to(2 * W, 2 * H)),  # camera_info of a resizing driver
+    # a 320x240 calibration streamed as its centre 160x120 region binned 2x2 (REP 104): W x H
+    ("valid", {}, ("roi_binning", Intrinsics(140.0, 140.0, 159.5, 119.5, 4 * W, 4 * H))),
 ]
-RESIZED = len(CASES) - 1
+RESIZED, ROI_BINNED = len(CASES) - 2, len(CASES) - 1
 
 
 def write_bag(path):
@@ -73,7 +76,13 @@ def write_bag(path):
         for k, (_, image, info) in enumerate(CASES):
             t = T0 + k * 100_000_000
             header = BAG.header(t, FRAME)
-            info_msg = BAG.camera_info(header, info or INTR)
+            if isinstance(info, tuple):
+                info_msg = BAG.camera_info(header, info[1])
+                info_msg.binning_x = info_msg.binning_y = 2
+                roi = info_msg.roi
+                roi.x_offset, roi.y_offset, roi.width, roi.height = W, H, 2 * W, 2 * H
+            else:
+                info_msg = BAG.camera_info(header, info or INTR)
             img = _image(BAG.header(t, ""), **{}) if image == "frame_id" else _image(header, **image)
             bag.write("/cam/camera_info", info_msg, t + 1000)
             bag.write("/cam/image", img, t + 2000)
@@ -124,12 +133,16 @@ def test_replay_and_node_reject_the_same_frames_for_the_same_reasons(ros, tmp_pa
         ex = SingleThreadedExecutor()
         ex.add_node(probe)
         assert spin_until(ex, probe.connected, 30)
-        for info, img in frames:  # the bag's own messages, as a player would send them
+        # the bag's own messages, as a player would send them; each valid frame is awaited, so
+        # none is skipped by the newest-wins worker and every one can be compared
+        for (reason, _, _), (info, img) in zip(CASES, frames):
             probe.publish(
                 from_cdr(TYPESTORE.serialize_cdr(img, msgs.IMAGE), msgs.IMAGE),
                 from_cdr(TYPESTORE.serialize_cdr(info, msgs.CAMERA_INFO), msgs.CAMERA_INFO),
             )
             ex.spin_once(timeout_sec=0.05)
+            if reason == "valid":
+                assert spin_until(ex, lambda s=img.header.stamp: probe.complete(s), 30), node.output()[-2000:]
 
         def values():
             return probe.latest_diagnostic_values(f"{NS}/bore_depth_mono")
@@ -147,20 +160,26 @@ def test_replay_and_node_reject_the_same_frames_for_the_same_reasons(ros, tmp_pa
         rejected = {k[len("rejected.") :]: int(n) for k, n in v.items() if k.startswith("rejected.")}
         assert rejected == res.drops, (rejected, res.drops, node.output()[-2000:])
         assert int(v["frames_out"]) + int(v["skipped_total"]) == res.frames["evaluated"]
-        # intrinsics fitted to the image the same way on the node's and the replay's path
-        t = T0 + RESIZED * 100_000_000
-        assert spin_until(ex, lambda: probe.complete(BAG.time(t)), 30)
-        node_info = probe.received[(t // 10**9, t % 10**9)]["depth/camera_info"]
-        with open_bag(tmp_path / "out") as reader:
-            replay_info = next(
-                reader.deserialize(raw, c.msgtype)
-                for c, _, raw in reader.messages()
-                if c.topic.endswith("depth/camera_info")
-                and msgs.stamp_ns(reader.deserialize(raw, c.msgtype).header) == t
-            )
-        fitted = msgs.intrinsics(frames[RESIZED][0], W, H)
-        assert fitted == INTR
-        assert msgs.intrinsics(node_info) == msgs.intrinsics(replay_info) == fitted
+        # intrinsics fitted to the image the same way on the node's and the replay's path, for a
+        # resized camera_info and for ROI + binning; the published camera_info describes the
+        # published image exactly (no binning, no ROI left for depth_image_proc to apply again)
+        for case in (RESIZED, ROI_BINNED):
+            t = T0 + case * 100_000_000
+            assert spin_until(ex, lambda t=t: probe.complete(BAG.time(t)), 30)
+            node_info = probe.received[(t // 10**9, t % 10**9)]["depth/camera_info"]
+            with open_bag(tmp_path / "out") as reader:
+                replay_info = next(
+                    reader.deserialize(raw, c.msgtype)
+                    for c, _, raw in reader.messages()
+                    if c.topic.endswith("depth/camera_info")
+                    and msgs.stamp_ns(reader.deserialize(raw, c.msgtype).header) == t
+                )
+            fitted = msgs.intrinsics(frames[case][0], W, H)
+            assert fitted == pytest.approx(INTR)
+            assert msgs.intrinsics(node_info) == msgs.intrinsics(replay_info) == fitted
+            for out in (node_info, replay_info):
+                assert (out.width, out.height, out.binning_x, out.binning_y) == (W, H, 0, 0)
+                assert (out.roi.width, out.roi.height, out.roi.x_offset, out.roi.y_offset) == (0, 0, 0, 0)
         ex.remove_node(probe)
     finally:
         if probe is not None:

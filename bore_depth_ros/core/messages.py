@@ -100,16 +100,48 @@ def depth_metres(msg) -> np.ndarray:
     return np.array(a, dtype=np.float32)
 
 
+def _region(info) -> tuple[int, int, int, int, int, int]:
+    """(x_offset, y_offset, width, height) of the camera_info's ROI in calibrated (full
+    resolution) pixels, the whole image when the ROI is unset (all zero), and the binning
+    (0 and 1 both mean none), as REP 104 defines them. InputRejected for a ROI outside the image."""
+    full_w, full_h = int(info.width), int(info.height)
+    bx, by = max(int(info.binning_x), 1), max(int(info.binning_y), 1)
+    roi = info.roi
+    x0, y0, rw, rh = int(roi.x_offset), int(roi.y_offset), int(roi.width), int(roi.height)
+    if (x0, y0, rw, rh) == (0, 0, 0, 0):
+        x0, y0, rw, rh = 0, 0, full_w, full_h
+    if rw <= 0 or rh <= 0 or x0 + rw > full_w or y0 + rh > full_h:
+        raise InputRejected(
+            CAMERA_INFO_INVALID,
+            f"roi x {x0} y {y0} {rw}x{rh} is not inside the calibrated {full_w}x{full_h} image",
+        )
+    if rw // bx == 0 or rh // by == 0:
+        raise InputRejected(CAMERA_INFO_INVALID, f"binning {bx}x{by} leaves no pixel of the {rw}x{rh} roi")
+    return x0, y0, rw, rh, bx, by
+
+
 def intrinsics(info, width: int | None = None, height: int | None = None) -> Intrinsics:
-    """Pinhole intrinsics of a camera_info (P for rectified images, K if P is unset), fitted to
-    an image of ``width`` x ``height`` when given (rescaled for a pure resolution change,
-    InputRejected when the aspect ratio differs)."""
+    """Pinhole intrinsics (P for rectified images, K if P is unset) of the images a camera_info
+    describes: its ROI cut from the calibrated image, then binned (REP 104; pixel centres at
+    integers, as every resize here); fitted to an image of ``width`` x ``height`` when given
+    (rescaled for a pure resolution change, InputRejected when the aspect ratio differs)."""
     if int(info.width) == 0 or int(info.height) == 0:
         raise InputRejected(
             CAMERA_INFO_INVALID,
             f"camera_info size is {info.width}x{info.height} (frame '{info.header.frame_id}')",
         )
-    intr = Intrinsics.from_camera_info(list(info.k), list(info.p), info.width, info.height)
+    full = Intrinsics.from_camera_info(list(info.k), list(info.p), info.width, info.height)
+    x0, y0, rw, rh, bx, by = _region(info)
+    intr = full
+    if (x0, y0, rw, rh, bx, by) != (0, 0, full.width, full.height, 1, 1):
+        intr = Intrinsics(
+            full.fx / bx,
+            full.fy / by,
+            (full.cx - x0 + 0.5) / bx - 0.5,
+            (full.cy - y0 + 0.5) / by - 0.5,
+            rw // bx,
+            rh // by,
+        )
     if width is None or height is None:
         return intr
     return fit_intrinsics_to_image(intr, width, height)
@@ -235,13 +267,20 @@ class MessageFactory:
             p=self.float64(p),
             binning_x=0,
             binning_y=0,
-            roi=self._roi(None),
+            roi=self._empty_roi(),
         )
 
     def scaled_camera_info(self, header, info, width: int, height: int):
-        """``info`` rescaled to ``width`` x ``height`` (K and P with the half-pixel convention of
-        the depth resize), with ``header`` (the depth image's)."""
-        k, p = scale_camera_info_arrays(list(info.k), list(info.p), info.width, info.height, width, height)
+        """The camera_info of a ``width`` x ``height`` image made from the images ``info``
+        describes (its ROI and binning applied, then resized with the half-pixel convention of
+        the depth resize), with ``header`` (the depth image's). It describes that image exactly:
+        K and P for it, no binning, no ROI, so depth_image_proc applies nothing twice."""
+        x0, y0, rw, rh, bx, by = _region(info)
+        k, p = [float(v) for v in info.k], [float(v) for v in info.p]
+        k[2], k[5] = k[2] - x0, k[5] - y0
+        if any(p):
+            p[2], p[6] = p[2] - x0, p[6] - y0
+        k, p = scale_camera_info_arrays(k, p, bx * (rw // bx), by * (rh // by), width, height)
         return self.new(
             CAMERA_INFO,
             header=header,
@@ -252,24 +291,14 @@ class MessageFactory:
             k=self.float64(k),
             r=self.float64(list(info.r)),
             p=self.float64(p),
-            binning_x=int(info.binning_x),
-            binning_y=int(info.binning_y),
-            roi=self._roi(info.roi),
+            binning_x=0,
+            binning_y=0,
+            roi=self._empty_roi(),
         )
 
-    def _roi(self, roi):
-        vals = (
-            (0, 0, 0, 0, False)
-            if roi is None
-            else (roi.x_offset, roi.y_offset, roi.height, roi.width, roi.do_rectify)
-        )
+    def _empty_roi(self):
         return self.new(
-            "sensor_msgs/msg/RegionOfInterest",
-            x_offset=int(vals[0]),
-            y_offset=int(vals[1]),
-            height=int(vals[2]),
-            width=int(vals[3]),
-            do_rectify=bool(vals[4]),
+            "sensor_msgs/msg/RegionOfInterest", x_offset=0, y_offset=0, height=0, width=0, do_rectify=False
         )
 
     def pointcloud(self, header, packed: PackedCloud):
