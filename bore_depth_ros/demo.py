@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .core.files import claim_outputs
 from .core.metrics import depth_metrics, mean_metrics
 
 
@@ -30,6 +31,7 @@ def run_demo(
     seed: int = 0,
     quiet: bool = False,
     surround_model: str = "svr",
+    force: bool = False,
 ) -> dict:
     from .engine import DepthEngine, EngineConfig
     from .replay.evaluate import EvalConfig, evaluate
@@ -37,13 +39,10 @@ def run_demo(
 
     say = (lambda *a: None) if quiet else print
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     bag = out / "recording"
-    if bag.exists():
-        import shutil
-
-        for old in (bag, out / "depth_bag"):
-            shutil.rmtree(old, ignore_errors=True)
+    # what the demo writes; a user's existing files there are replaced only with force
+    claim_outputs([bag, out / "depth_bag", out / "report", out / "live", out / "summary.json"], force)
+    out.mkdir(parents=True, exist_ok=True)
     say(f"[demo] 1/3 rendering a six-camera recording ({frames} frames, {width}x{height}) -> {bag}")
     rec = record(
         bag,

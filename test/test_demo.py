@@ -3,6 +3,8 @@
 import json
 import subprocess
 
+import pytest
+
 from harness import entry_point
 
 
@@ -45,3 +47,30 @@ def test_demo_writes_report_bag_and_live_outputs(tmp_path):
         "depth_bag/metadata.yaml",
     ):
         assert (out / f).is_file(), f
+    # a second run never replaces what is there unless told to
+    mark = out / "recording" / "metadata.yaml"
+    before = mark.read_bytes()
+    again = subprocess.run(
+        [entry_point("bore-depth"), "demo", "--out", str(out), "--frames", "2"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert again.returncode == 2 and again.stdout == "", again.stdout + again.stderr
+    assert "already exist" in again.stderr and "--force" in again.stderr and "Traceback" not in again.stderr
+    assert mark.read_bytes() == before
+
+
+def test_outputs_are_claimed_before_anything_is_written(tmp_path):
+    from bore_depth_ros.core.files import claim_outputs
+
+    (tmp_path / "report").mkdir()
+    (tmp_path / "report" / "metrics.json").write_text("{}")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "model.onnx").write_bytes(b"x")
+    claim_outputs([tmp_path / "empty", tmp_path / "new"])  # empty or absent: free
+    with pytest.raises(FileExistsError, match="report, .*model.onnx already exist.*--force"):
+        claim_outputs([tmp_path / "report", tmp_path / "model.onnx", tmp_path / "new"])
+    assert (tmp_path / "report" / "metrics.json").is_file() and (tmp_path / "model.onnx").is_file()
+    claim_outputs([tmp_path / "report", tmp_path / "model.onnx"], force=True)
+    assert not (tmp_path / "report").exists() and not (tmp_path / "model.onnx").exists()

@@ -415,3 +415,27 @@ def test_evaluate_with_lidar_ground_truth(bag_path, engine, tmp_path):
     assert topics["/cameras/front/view_confidence"][0][1].scale_source == "gt_median"
     assert "/lidar/points" in topics
     assert (tmp_path / "report" / "report.html").is_file()
+
+
+def test_an_existing_report_is_replaced_only_with_force(bag_path, engine, tmp_path):
+    report = tmp_path / "report"
+    report.mkdir()
+    (report / "report.md").write_text("a user's notes")
+
+    def run(**kw):
+        cfg = EvalConfig(
+            bag=str(bag_path),
+            input_height=64,
+            input_width=96,
+            report_dir=str(report),
+            panels_per_camera=0,
+            max_frames=2,
+            **kw,
+        )
+        return evaluate(cfg, progress=False, engine=engine)
+
+    with pytest.raises(FileExistsError, match="report already exists.*--force"):
+        run()
+    assert (report / "report.md").read_text() == "a user's notes"
+    assert run(force=True).frames["evaluated"] == 2
+    assert "a user's notes" not in (report / "report.md").read_text()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 HELP = "render a recording, evaluate it, run the live node on it"
 
@@ -15,10 +16,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--width", type=int, default=320)
     p.add_argument("--height", type=int, default=192)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--force", action="store_true", help="replace earlier demo outputs in --out")
 
 
 def run(args: argparse.Namespace) -> int:
     from ..demo import run_demo
 
-    run_demo(args.out, args.frames, args.backend, args.weights, args.width, args.height, args.seed)
+    try:
+        run_demo(
+            args.out,
+            args.frames,
+            args.backend,
+            args.weights,
+            args.width,
+            args.height,
+            args.seed,
+            force=args.force,
+        )
+    except FileExistsError as e:
+        print(f"bore-depth demo: {e}", file=sys.stderr)
+        return 2
     return 0

@@ -58,6 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--max-frames", type=int, default=d.max_frames, help="camera frames to evaluate (0 = all)")
     a("--out", dest="report_dir", default=d.report_dir, help="report folder")
     a("--output-bag", default=None, help="write the node's output topics to this new bag")
+    a("--force", action="store_true", help="replace an existing report in --out")
     a("--storage", default=d.storage, choices=["mcap", "sqlite3"], help="output bag storage")
     a("--points-decimation", type=int, default=d.points_decimation)
     a("--base-frame", default=d.base_frame)

@@ -57,6 +57,7 @@ class EvalConfig:
     edge_radius: float = 1.0  # boundary metric: match tolerance in pixels
     panels_per_camera: int = 3
     cache_dir: str | None = None
+    force: bool = False  # replace an existing report in report_dir
     max_input_pixels: int = DEFAULT_MAX_INPUT_PIXELS  # as the nodes' parameter: larger is rejected
 
     def validate(self) -> None:

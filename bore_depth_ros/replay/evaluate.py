@@ -27,6 +27,7 @@ from ..bag.reader import (
     open_bag,
     topics_of_type,
 )
+from ..core.files import claim_outputs
 from ..core.messages import IMAGE
 from ..core.sync import ApproximateSynchronizer
 from ..core.tf_buffer import TfBuffer
@@ -52,6 +53,7 @@ def evaluate(config: EvalConfig, progress: bool = True, engine: DepthEngine | No
 
     config.validate()
     report_dir = Path(config.report_dir)
+    claim_outputs([report_dir], config.force)
     report_dir.mkdir(parents=True, exist_ok=True)
     t_load = time.perf_counter()
     out = None
