@@ -127,6 +127,20 @@ def test_run_export_argument_errors(tmp_path, capsys):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_export_never_replaces_a_file_unless_forced(tmp_path, capsys):
+    p = argparse.ArgumentParser()
+    export_cli.add_arguments(p)
+    target = tmp_path / "mine.onnx"
+    target.write_bytes(b"a user's file")
+    args = ["--models", "bore_depth", "--height", "64", "--width", "96", "--output", str(target)]
+    assert export_cli.run(p.parse_args(args)) == 2
+    err = capsys.readouterr().err
+    assert "mine.onnx already exists" in err and "--force" in err
+    assert target.read_bytes() == b"a user's file"
+    assert export_cli.run(p.parse_args([*args, "--force"])) == 0
+    assert target.read_bytes() != b"a user's file" and target.stat().st_size > 1_000_000
+
+
 # -------------------------------------------------------------------------------------- self-check
 
 

@@ -1,6 +1,8 @@
 """Training on the project's own recordings: losses go down, checkpoints resume exactly, trained
 weights load strictly and carry their input size."""
 
+import argparse
+
 import numpy as np
 import pytest
 import torch
@@ -105,3 +107,24 @@ def test_bad_configs_are_refused(bag, tmp_path):
         config(bag, tmp_path, input_height=100).validate()
     with pytest.raises(ValueError, match="rig recipe"):
         config(bag, tmp_path, model="semi_smd", recipe="supervised_metric").validate()
+
+
+def test_a_run_folder_is_resumed_only_with_the_same_settings_and_replaced_only_with_force(bag, tmp_path):
+    from bore_depth_ros.cli import train as train_cli
+
+    first = train(config(bag, tmp_path / "run", steps=1), progress=False)
+    weights = (tmp_path / "run" / "weights.pt").read_bytes()
+    with pytest.raises(ValueError, match=r"other settings \(lr: 0\.001 -> 0\.5\)"):
+        train(config(bag, tmp_path / "run", steps=2, lr=0.5), progress=False)
+    with pytest.raises(FileExistsError, match="holds a training run.*--force"):
+        train(config(bag, tmp_path / "run", steps=1, resume=False), progress=False)
+    assert (tmp_path / "run" / "weights.pt").read_bytes() == weights  # nothing touched
+    replaced = train(config(bag, tmp_path / "run", steps=1, lr=0.5, force=True), progress=False)
+    assert replaced.steps == 1 and first.steps == 1
+    assert (tmp_path / "run" / "weights.pt").read_bytes() != weights
+    # the command line says it in one line, exit code 2
+    cfg_file = tmp_path / "cfg.yaml"
+    cfg_file.write_text(f"train: ['{bag}']\nout_dir: '{tmp_path / 'run'}'\nsteps: 1\nresume: false\n")
+    p = argparse.ArgumentParser()
+    train_cli.add_arguments(p)
+    assert train_cli.run(p.parse_args([str(cfg_file), "--quiet"])) == 2

@@ -29,6 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--weights", default="", help="checkpoint (one model only; default: embedded/seeded)")
     p.add_argument("--opset", type=int, default=None)
+    p.add_argument("--force", action="store_true", help="replace existing ONNX files")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -46,8 +47,9 @@ def run(args: argparse.Namespace) -> int:
             args.weights,
             args.opset,
             args.output,
+            force=args.force,
         )
-    except (BackendUnavailable, ValueError, KeyError) as e:
+    except (BackendUnavailable, ValueError, KeyError, FileExistsError) as e:
         print(f"bore-depth export: {e}", file=sys.stderr)
         return 2
     for r in results:

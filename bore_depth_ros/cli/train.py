@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 HELP = "train or distil a model on rosbag2 recordings (YAML config)"
 
@@ -13,16 +14,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out-dir", default="", help="override the config's out_dir")
     p.add_argument("--max-minutes", type=float, default=0.0, help="stop (checkpointed) after")
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--force", action="store_true", help="replace a run already in the output folder")
 
 
 def run(args: argparse.Namespace) -> int:
     from ..train.config import TrainConfig
     from ..train.trainer import train
 
-    cfg = TrainConfig.from_yaml(args.config)
-    for k in ("steps", "out_dir", "max_minutes"):  # a zero / empty option keeps the config's value
-        v = getattr(args, k, None)
-        if v:
-            setattr(cfg, k, v)
-    train(cfg, progress=not args.quiet)
+    try:
+        cfg = TrainConfig.from_yaml(args.config)
+        for k in ("steps", "out_dir", "max_minutes", "force"):  # zero / empty / false keeps the config's
+            v = getattr(args, k, None)
+            if v:
+                setattr(cfg, k, v)
+        train(cfg, progress=not args.quiet)
+    except (ValueError, KeyError, FileNotFoundError, FileExistsError) as e:
+        print(f"bore-depth train: {e}", file=sys.stderr)
+        return 2
     return 0

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..backends.base import shape_str
+from ..core.files import claim_outputs
 from . import deployment_shapes, load_model
 
 
@@ -37,6 +38,7 @@ def export_all(
     weights: str = "",
     opset: int | None = None,
     output: str | os.PathLike | None = None,
+    force: bool = False,
 ) -> list[ModelExport]:
     """Export ``models`` (default: every registered model) to ``out_dir/<model>_<N>x3x<H>x<W>.onnx``.
 
@@ -44,7 +46,8 @@ def export_all(
     and ``output`` (an exact file path) need exactly one model (bore_depth if ``models`` is not given
     with ``output``). A model whose graph fails the checker or the parity check is reported with its
     error and nothing is written for it. Raises BackendUnavailable without onnxruntime, ValueError or
-    KeyError for bad arguments, before any model is built.
+    KeyError for bad arguments, FileExistsError for an existing output file unless ``force``, all
+    before any model is built.
     """
     from ..backends import ExportMismatch, export_onnx
     from ..backends.export import DEFAULT_OPSET
@@ -55,11 +58,15 @@ def export_all(
     if (weights or output) and len(names) != 1:
         raise ValueError("--weights and --output apply to one model: pass exactly one --models name")
     import_onnxruntime()  # the parity check needs it: fail before any model is built
-    results = []
+    plan = []
     for name in names:
-        info = get_model_info(name)
         shapes = deployment_shapes(name, height, width, batch)
         path = Path(output) if output else Path(out_dir) / f"{name}_{shape_str(shapes['image'])}.onnx"
+        plan.append((name, shapes, path))
+    claim_outputs([path for _, _, path in plan], force)
+    results = []
+    for name, shapes, path in plan:
+        info = get_model_info(name)
         model, source = load_model(name, weights)
         try:
             report = export_onnx(model, path, shapes, info.output_names, opset=opset or DEFAULT_OPSET)

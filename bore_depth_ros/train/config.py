@@ -5,6 +5,24 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+# settings a resumed run may change: how long it runs and how it reports, not what it learns
+RESUMABLE_CHANGES = (
+    "steps",
+    "max_minutes",
+    "out_dir",
+    "resume",
+    "force",
+    "threads",
+    "log_every",
+    "checkpoint_every",
+)
+
+
+def config_differences(old: dict, new: dict) -> list[str]:
+    """``key: old -> new`` for every setting a resumed run may not change."""
+    keys = sorted((set(old) | set(new)) - set(RESUMABLE_CHANGES))
+    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
+
 
 @dataclass
 class TrainConfig:
@@ -31,7 +49,8 @@ class TrainConfig:
     min_depth: float = 0.5  # metres: metrics and valid GT range
     max_depth: float = 80.0
     save_fp16: bool = True
-    resume: bool = True
+    resume: bool = True  # continue out_dir/last.ckpt of a run with the same config
+    force: bool = False  # replace a run already in out_dir (with another config, or resume: false)
     augment: dict = field(default_factory=dict)  # Augment fields
     loss: dict = field(default_factory=dict)  # recipe loss weights (Recipe.loss_defaults)
     val_max_sets: int = 0

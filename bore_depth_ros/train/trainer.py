@@ -20,6 +20,7 @@ next to the depth net, never in ``weights.pt``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -29,8 +30,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..core.files import claim_outputs
 from ..models import create_model, get_model_info, load_checkpoint
-from .config import TrainConfig
+from .config import TrainConfig, config_differences
 from .dataset import Augment, RigDataset
 from .evaluation import evaluate
 from .recipes import build_recipe
@@ -51,6 +53,36 @@ class TrainResult:
     card: dict | None
 
 
+def _claim_run_folder(cfg: TrainConfig, out: Path) -> None:
+    """A folder holding a run is continued only when asked to and with the same settings; with
+    ``force`` it is replaced. Anything else is refused before a file is touched."""
+    last = out / "last.ckpt"
+    produced = [p for p in (last, out / "weights.pt", out / "card.md", out / "card.json") if p.exists()]
+    if not produced:
+        return
+    if cfg.force:
+        claim_outputs(produced, force=True)
+        return
+    if not cfg.resume:
+        raise FileExistsError(
+            f"{out} holds a training run ({', '.join(p.name for p in produced)}); "
+            "resume it (resume: true), choose a new out_dir, or pass --force to replace it"
+        )
+    if not last.is_file():
+        raise FileExistsError(
+            f"{out} holds {', '.join(p.name for p in produced)} but no last.ckpt to "
+            "resume; choose a new out_dir or pass --force to replace them"
+        )
+    saved = torch.load(last, map_location="cpu", weights_only=True).get("config")
+    now = json.loads(json.dumps(dataclasses.asdict(cfg)))  # as it was saved: tuples become lists
+    diffs = config_differences(json.loads(saved) if saved else {}, now)
+    if diffs:
+        raise ValueError(
+            f"{out} holds a run with other settings ({'; '.join(diffs)}): resuming it would "
+            "mix two configurations; use its config, a new out_dir, or --force to replace it"
+        )
+
+
 def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
     """Run ``cfg`` (resuming ``out_dir/last.ckpt`` when ``cfg.resume``); ``progress`` prints a log line."""
     cfg.validate()
@@ -58,6 +90,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     out = Path(cfg.out_dir)
+    _claim_run_folder(cfg, out)
     out.mkdir(parents=True, exist_ok=True)
     info = get_model_info(cfg.model)
     torch.manual_seed(cfg.seed)
