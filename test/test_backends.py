@@ -271,6 +271,31 @@ def test_ensure_onnx_reuses_cache(tmp_path):
     assert len(list(tmp_path.iterdir())) == 1
 
 
+def test_a_swapped_or_modified_cache_file_is_exported_again(tmp_path, caplog):
+    import logging
+    import shutil
+
+    import onnx
+
+    model = tiny(seed=0)
+    path = ensure_onnx(model, "tiny", SHAPE, ("depth",), cache_dir=tmp_path / "cache")
+    other = ensure_onnx(tiny(seed=1), "tiny", SHAPE, ("depth",), cache_dir=tmp_path / "other")
+    shutil.copy(other, path)  # another export (other weights) under this key's name
+    with caplog.at_level(logging.WARNING, logger="bore_depth_ros.backends.export"):
+        again = ensure_onnx(model, "tiny", SHAPE, ("depth",), cache_dir=tmp_path / "cache")
+    assert again == path and "was not exported for this key" in caplog.text
+    check_onnx_parity(tiny(seed=0), again, SHAPE, ("depth",))  # the right weights again
+    # a file whose graph was changed after it was written (its metadata copied along)
+    proto = onnx.load(str(path))
+    proto.graph.initializer[0].raw_data = bytes(len(proto.graph.initializer[0].raw_data))
+    onnx.save(proto, str(path))
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="bore_depth_ros.backends.export"):
+        ensure_onnx(model, "tiny", SHAPE, ("depth",), cache_dir=tmp_path / "cache")
+    assert "does not match the graph hash" in caplog.text
+    check_onnx_parity(tiny(seed=0), path, SHAPE, ("depth",))
+
+
 def test_cache_key(tmp_path):
     model = tiny()
     key = onnx_cache_path(model, "tiny", SHAPE, tmp_path)

@@ -346,10 +346,60 @@ def ensure_onnx(
     opset: int = DEFAULT_OPSET,
 ) -> Path:
     """Return the cached ONNX file for ``model`` at ``input_shape``, exporting (with parity check) if
-    absent."""
+    absent. The file name says which weights and shapes it was exported from; the file itself
+    records that key and a SHA-256 of its graph in its metadata when it is written, and both are
+    checked on every reuse, so a swapped or damaged file is noticed, logged and exported again
+    instead of being used."""
     path = onnx_cache_path(model, model_name, input_shape, cache_dir, opset=opset, output_names=output_names)
+    key = path.stem.rsplit("_", 1)[-1]
     if path.is_file():
-        log.debug("reusing cached ONNX %s", path)
-        return path
+        problem = _cache_file_problem(path, key)
+        if problem is None:
+            log.debug("reusing cached ONNX %s", path)
+            return path
+        log.warning("cached ONNX %s %s: exporting it again", path, problem)
     export_onnx(model, path, input_shape, output_names, opset=opset)
+    _stamp_cache_file(path, key)
     return path
+
+
+_KEY_PROP, _GRAPH_PROP = "bore_depth_ros.cache_key", "bore_depth_ros.graph_sha256"
+
+
+def _graph_sha256(model_proto) -> str:
+    return hashlib.sha256(model_proto.graph.SerializeToString(deterministic=True)).hexdigest()
+
+
+def _stamp_cache_file(path: Path, key: str) -> None:
+    """Record the cache key and the graph's SHA-256 in the file's metadata (atomic rewrite)."""
+    import onnx
+
+    proto = onnx.load(str(path))
+    del proto.metadata_props[:]
+    for k, v in ((_KEY_PROP, key), (_GRAPH_PROP, _graph_sha256(proto))):
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = k, v
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".stamp.tmp")
+    os.close(fd)
+    try:
+        onnx.save(proto, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _cache_file_problem(path: Path, key: str) -> str | None:
+    """Why the cached file cannot be trusted as the export of ``key``, or None."""
+    import onnx
+
+    try:
+        proto = onnx.load(str(path))
+    except Exception as e:  # noqa: BLE001 - any unreadable file is re-exported, with the reason
+        return f"cannot be read ({type(e).__name__}: {e})"
+    props = {p.key: p.value for p in proto.metadata_props}
+    if props.get(_KEY_PROP) != key:
+        return f"was not exported for this key (it records {props.get(_KEY_PROP) or 'none'})"
+    if props.get(_GRAPH_PROP) != _graph_sha256(proto):
+        return "does not match the graph hash recorded when it was written (modified or damaged)"
+    return None
