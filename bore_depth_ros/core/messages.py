@@ -255,20 +255,8 @@ class MessageFactory:
         """camera_info of rectified images with pinhole intrinsics ``intr`` (no distortion)."""
         k = [intr.fx, 0.0, intr.cx, 0.0, intr.fy, intr.cy, 0.0, 0.0, 1.0]
         p = [intr.fx, 0.0, intr.cx, 0.0, 0.0, intr.fy, intr.cy, 0.0, 0.0, 0.0, 1.0, 0.0]
-        return self.new(
-            CAMERA_INFO,
-            header=header,
-            height=intr.height,
-            width=intr.width,
-            distortion_model=distortion_model,
-            d=self.float64([0.0] * 5),
-            k=self.float64(k),
-            r=self.float64([1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0]),
-            p=self.float64(p),
-            binning_x=0,
-            binning_y=0,
-            roi=self._empty_roi(),
-        )
+        eye = [1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0]
+        return self._camera_info(header, intr.width, intr.height, distortion_model, [0.0] * 5, k, eye, p)
 
     def scaled_camera_info(self, header, info, width: int, height: int):
         """The camera_info of a ``width`` x ``height`` image made from the images ``info``
@@ -281,24 +269,28 @@ class MessageFactory:
         if any(p):
             p[2], p[6] = p[2] - x0, p[6] - y0
         k, p = scale_camera_info_arrays(k, p, bx * (rw // bx), by * (rh // by), width, height)
+        return self._camera_info(
+            header, width, height, info.distortion_model, list(info.d), k, list(info.r), p
+        )
+
+    def _camera_info(self, header, width, height, distortion_model, d, k, r, p):
+        """A camera_info for images of exactly ``width`` x ``height``: no binning, no ROI."""
+        roi = self.new(
+            "sensor_msgs/msg/RegionOfInterest", x_offset=0, y_offset=0, height=0, width=0, do_rectify=False
+        )
         return self.new(
             CAMERA_INFO,
             header=header,
             height=height,
             width=width,
-            distortion_model=info.distortion_model,
-            d=self.float64(list(info.d)),
+            distortion_model=distortion_model,
+            d=self.float64(d),
             k=self.float64(k),
-            r=self.float64(list(info.r)),
+            r=self.float64(r),
             p=self.float64(p),
             binning_x=0,
             binning_y=0,
-            roi=self._empty_roi(),
-        )
-
-    def _empty_roi(self):
-        return self.new(
-            "sensor_msgs/msg/RegionOfInterest", x_offset=0, y_offset=0, height=0, width=0, do_rectify=False
+            roi=roi,
         )
 
     def pointcloud(self, header, packed: PackedCloud):
