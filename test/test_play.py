@@ -148,3 +148,17 @@ def test_play_drives_a_node_that_keeps_the_bag_stamps(ros, tmp_path, structured_
         if player is not None:
             player.stop()
         node.stop()
+
+
+def test_play_of_a_missing_or_unreadable_bag_is_one_line(tmp_path):
+    import subprocess
+
+    bad = tmp_path / "bad.mcap"
+    bad.write_bytes(b"\x89MCAP0\r\n" + bytes(100))
+    for bag in (tmp_path / "nope", bad):
+        proc = subprocess.run(
+            [entry_point("bore-depth"), "play", str(bag)], capture_output=True, text=True, timeout=120
+        )
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.startswith("bore-depth play: ") and "Traceback" not in proc.stderr, proc.stderr
+        assert str(bag) in proc.stderr

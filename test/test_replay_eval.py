@@ -439,3 +439,21 @@ def test_an_existing_report_is_replaced_only_with_force(bag_path, engine, tmp_pa
     assert (report / "report.md").read_text() == "a user's notes"
     assert run(force=True).frames["evaluated"] == 2
     assert "a user's notes" not in (report / "report.md").read_text()
+
+
+def test_a_truncated_or_missing_bag_is_one_line_and_leaves_nothing(bag_path, tmp_path, capsys):
+    import argparse
+
+    from bore_depth_ros.cli import eval as eval_cli
+
+    mcap = next(bag_path.glob("*.mcap"))
+    truncated = tmp_path / "truncated.mcap"
+    truncated.write_bytes(mcap.read_bytes()[:5000])
+    p = argparse.ArgumentParser()
+    eval_cli.add_arguments(p)
+    for bag, why in ((truncated, f"cannot read bag {truncated}"), (tmp_path / "nope", "bag not found")):
+        report = tmp_path / f"report_{bag.name}"
+        assert eval_cli.run(p.parse_args([str(bag), "--out", str(report), "--no-progress"])) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("bore-depth eval: ") and why in err and err.count("\n") == 1, err
+        assert not report.exists()  # an early failure leaves no folder behind

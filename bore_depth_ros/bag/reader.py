@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rosbags.highlevel import AnyReader
+from rosbags.highlevel import AnyReader, AnyReaderError
 
 from ..core.errors import CAMERA_INFO_MISSING, INVALID_TRANSFORM, InputRejected
 from ..core.images import SUPPORTED_ENCODINGS
@@ -41,14 +41,26 @@ DUPLICATE_IMAGE = "duplicate_image_stamp"
 UNDECODABLE = "undecodable_message"
 
 
+class BagError(ValueError):
+    """A bag that cannot be opened or read (corrupt, truncated, empty, not a rosbag2)."""
+
+
 @contextmanager
 def open_bag(path: str | Path) -> Iterator[AnyReader]:
-    """``with open_bag(p) as reader``: an open AnyReader on a bag directory, .mcap or .db3 file."""
+    """``with open_bag(p) as reader``: an open AnyReader on a bag directory, .mcap or .db3 file.
+    FileNotFoundError for a missing path, BagError naming the bag for one that cannot be read."""
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"bag not found: {p}")
-    with AnyReader([p], default_typestore=TYPESTORE) as reader:
+    reader = AnyReader([p], default_typestore=TYPESTORE)
+    try:
+        reader.open()
+    except AnyReaderError as e:
+        raise BagError(f"cannot read bag {p}: {e}") from None
+    try:
         yield reader
+    finally:
+        reader.close()
 
 
 def cdr_header_stamp_ns(raw: bytes | memoryview) -> int:

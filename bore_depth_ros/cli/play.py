@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 HELP = "publish a rosbag2 file over ROS 2 with /clock (use_sim_time)"
 
@@ -27,14 +28,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..ros.bag_player import run_play
 
-    run_play(
-        args.bag,
-        args.rate,
-        args.clock_hz,
-        args.topics,
-        args.wait_for,
-        args.wait_timeout,
-        args.loop,
-        not args.no_progress,
-    )
+    try:
+        run_play(
+            args.bag,
+            args.rate,
+            args.clock_hz,
+            args.topics,
+            args.wait_for,
+            args.wait_timeout,
+            args.loop,
+            not args.no_progress,
+        )
+    except (FileNotFoundError, ValueError) as e:  # a missing or unreadable bag, a bad rate
+        print(f"bore-depth play: {e}", file=sys.stderr)
+        return 2
     return 0

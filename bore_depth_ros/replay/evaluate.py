@@ -54,7 +54,6 @@ def evaluate(config: EvalConfig, progress: bool = True, engine: DepthEngine | No
     config.validate()
     report_dir = Path(config.report_dir)
     claim_outputs([report_dir], config.force)
-    report_dir.mkdir(parents=True, exist_ok=True)
     t_load = time.perf_counter()
     out = None
     with open_bag(config.bag) as reader:
@@ -109,6 +108,7 @@ def evaluate(config: EvalConfig, progress: bool = True, engine: DepthEngine | No
             if config.max_frames:
                 per_cam = -(-config.max_frames // len(cams))
                 expected = {k: min(v, per_cam) for k, v in expected.items()}
+            report_dir.mkdir(parents=True, exist_ok=True)  # only once the bag and model are usable
             ev = FrameEvaluator(config, engine, sync, sources, out, report_dir, expected)
             total = sum(counts.values())
             bar = tqdm(
