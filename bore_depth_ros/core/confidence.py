@@ -1,6 +1,6 @@
 """Per-pixel confidence for models that do not predict one (BoRe-Depth).
 
-Definition (documented in README): a monocular network is least reliable where depth changes
+Definition (documented in docs/nodes.md): a monocular network is least reliable where depth changes
 abruptly (object boundaries, where bilinear upsampling also creates "flying pixels") and where its
 output saturates at the bounds of its output transform. So
 
