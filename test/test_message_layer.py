@@ -12,10 +12,11 @@ from bore_depth_ros.bag.writer import BagWriter
 from bore_depth_ros.core import messages as msgs
 from bore_depth_ros.core.camera import Intrinsics
 from bore_depth_ros.core.errors import InputRejected
+from bore_depth_ros.core.preprocess import normalise_into
 from bore_depth_ros.replay import EvalConfig, evaluate
 from bore_depth_ros.ros.conversions import RCLPY
 from bore_depth_ros.sim.recording import RecordingConfig, record
-from bore_depth_ros.train.dataset import load_rig_samples, normalise, prepare_view
+from bore_depth_ros.train.dataset import load_rig_samples, prepare_view
 
 MM = np.array([[1500, 0], [2000, 65535]], np.uint16)
 METRES = np.array([[1.5, np.nan], [2.0, 65.535]], np.float32)
@@ -69,7 +70,7 @@ def test_training_and_inference_prepare_identical_model_inputs():
     engine.preprocess_into(0, rgb)
     intr = Intrinsics(60.0, 60.0, 39.5, 23.5, 80, 48)
     img01, k, _, _ = prepare_view(rgb, intr, None, engine.input_hw, None, None)
-    train_input = normalise(img01, engine.info.mean, engine.info.std)
+    train_input = normalise_into(img01, engine.info.mean, engine.info.std)
     np.testing.assert_array_equal(train_input, engine._batch[0])
     assert k == intr.scaled_to(96, 64)
 

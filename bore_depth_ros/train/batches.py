@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .dataset import Augment, RigDataset, RigSample, finite_or_nan, normalise, prepare_view
+from ..core.preprocess import normalise_into
+from .dataset import Augment, RigDataset, RigSample, finite_or_nan, prepare_view
 
 PER_VIEW_INPUTS = frozenset({"image", "focal"})  # inputs of models that take views independently
 
@@ -44,7 +45,7 @@ def sample_views(
                 raise ValueError("the recordings have no ground-truth depth for this recipe")
             continue
         img, k, d, _ = prepare_view(s.images[v], s.intrinsics[v], s.depth_gt[v], out_hw, rng, aug)
-        images.append(normalise(img, info.mean, info.std))
+        images.append(normalise_into(img, info.mean, info.std))
         gts.append(finite_or_nan(d, out_hw))
         ks.append(k)
         focal.append([view_focal(k, info)])
@@ -74,8 +75,8 @@ def rig_batch(info, cur: RigSample, prev: RigSample, out_hw, seed: int | None, a
     out = {
         "rgb": np.stack([x[0] for x in views]).transpose(0, 3, 1, 2),
         "prev_rgb": np.stack([x[0] for x in prev_views]).transpose(0, 3, 1, 2),
-        "image": np.stack([normalise(x[0], info.mean, info.std) for x in views]),
-        "prev_image": np.stack([normalise(x[0], info.mean, info.std) for x in prev_views]),
+        "image": np.stack([normalise_into(x[0], info.mean, info.std) for x in views]),
+        "prev_image": np.stack([normalise_into(x[0], info.mean, info.std) for x in prev_views]),
         "K": np.stack([k.matrix() for k in ks]),
         "fx": np.asarray([k.fx for k in ks]),
         "gt": np.stack([finite_or_nan(x[2], out_hw) for x in views])[:, None],

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.camera import Intrinsics
-from ..core.preprocess import normalise_into, resize_unit
+from ..core.preprocess import resize_unit
 from ..core.resize import resize_nearest
 from ..core.transforms import Transform
 
@@ -190,12 +190,6 @@ def colour_jitter(img: np.ndarray, rng: np.random.Generator, aug: Augment) -> np
         grey = out.mean(axis=-1, keepdims=True)
         out = (out - grey) * rng.uniform(1 - aug.saturation, 1 + aug.saturation) + grey
     return np.clip(out, 0.0, 1.0)
-
-
-def normalise(img01: np.ndarray, mean, std) -> np.ndarray:
-    """(h, w, 3) in [0, 1] -> (3, h, w) normalised as the model expects (the engine's own
-    :func:`~bore_depth_ros.core.preprocess.normalise_into`)."""
-    return normalise_into(img01, mean, std)
 
 
 def finite_or_nan(depth: np.ndarray | None, shape) -> np.ndarray:

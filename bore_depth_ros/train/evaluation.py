@@ -14,9 +14,10 @@ import numpy as np
 import torch
 
 from ..core.metrics import depth_metrics, mean_metrics
+from ..core.preprocess import normalise_into
 from ..core.resize import resize_bilinear
 from .batches import PER_VIEW_INPUTS, model_forward, rig_batch, view_focal
-from .dataset import RigDataset, normalise, prepare_view
+from .dataset import RigDataset, prepare_view
 
 
 def _view_predictions(model, info, dataset: RigDataset, out_hw) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -26,7 +27,7 @@ def _view_predictions(model, info, dataset: RigDataset, out_hw) -> Iterator[tupl
                 continue
             img, k, _, _ = prepare_view(s.images[v], s.intrinsics[v], None, out_hw, None, None)
             batch = {
-                "image": normalise(img, info.mean, info.std)[None].astype(np.float32),
+                "image": normalise_into(img, info.mean, info.std)[None].astype(np.float32),
                 "focal": np.asarray([[view_focal(k, info)]], np.float32),
             }
             depth, _ = model_forward(model, info, batch, torch)

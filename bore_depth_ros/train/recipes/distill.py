@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...core.preprocess import normalise_into
 from .. import losses as L
 from ..batches import stack_rigs, view_focal
-from ..dataset import finite_or_nan, normalise, prepare_view
+from ..dataset import finite_or_nan, prepare_view
 from .base import Recipe
 from .teacher import teacher_depth_features
 from .tensors import as_tensor, gt_and_mask, resize_to, to_grid
@@ -60,7 +61,7 @@ class Distill(Recipe):
             rigs.append(
                 {
                     "rgb": np.stack([x[0] for x in views]).transpose(0, 3, 1, 2).astype(np.float32),
-                    "image": np.stack([normalise(x[0], self.info.mean, self.info.std) for x in views]),
+                    "image": np.stack([normalise_into(x[0], self.info.mean, self.info.std) for x in views]),
                     "focal": np.asarray([[view_focal(x[1], self.info)] for x in views], np.float32),
                     "fx": np.asarray([x[1].fx for x in views]),
                     "gt": np.stack([finite_or_nan(x[2], out_hw) for x in views])[:, None],

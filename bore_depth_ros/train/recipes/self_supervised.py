@@ -12,9 +12,10 @@ import contextlib
 import numpy as np
 import torch
 
+from ...core.preprocess import normalise_into
 from .. import losses as L
 from ..batches import model_forward, seeded, view_focal
-from ..dataset import RigDataset, finite_or_nan, normalise, prepare_view
+from ..dataset import RigDataset, finite_or_nan, prepare_view
 from ..geometry import inverse_warp
 from ..posenet import PoseNet
 from .base import Recipe
@@ -87,14 +88,14 @@ class SelfSupervised(Recipe):
         info = self.info
         return {
             "rgb": np.stack(rgb).transpose(0, 3, 1, 2).astype(np.float32),
-            "image": np.stack([normalise(x, info.mean, info.std) for x in rgb]).astype(np.float32),
+            "image": np.stack([normalise_into(x, info.mean, info.std) for x in rgb]).astype(np.float32),
             "focal": np.asarray([[view_focal(k, info)] for k in ks], np.float32),
             "fx": np.asarray([k.fx for k in ks]),
             "K": np.stack([k.matrix() for k in ks]).astype(np.float32),
             "gt": np.stack(gts)[:, None],
             "src_rgb": np.stack([np.stack(x).transpose(0, 3, 1, 2) for x in src_rgb]).astype(np.float32),
             "src_image": np.stack(
-                [np.stack([normalise(y, info.mean, info.std) for y in x]) for x in src_rgb]
+                [np.stack([normalise_into(y, info.mean, info.std) for y in x]) for x in src_rgb]
             ).astype(np.float32),
             "src_K": np.stack([np.stack(x) for x in src_ks]).astype(np.float32),
         }
