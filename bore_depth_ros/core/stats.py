@@ -44,6 +44,31 @@ class ReasonCounter:
             return dict(sorted(self.counts.items()))
 
 
+class RecentCounts:
+    """How much each counter grew within the last ``window`` seconds, so that health levels
+    follow what is happening now while the totals keep the history (a transient overload or a
+    burst of bad frames clears once it stops). Call :meth:`update` once per report."""
+
+    def __init__(self, window: float, clock=time.monotonic):
+        self.window = float(window)
+        self._clock = clock
+        self._snaps: collections.deque[tuple[float, dict[str, int]]] = collections.deque([(clock(), {})])
+
+    def update(self, totals: dict[str, int]) -> dict[str, int]:
+        """Record ``totals`` (name -> running count); return the names that grew in the window
+        and by how much."""
+        now = self._clock()
+        last = self._snaps[-1][1]
+        if any(v < last.get(k, 0) for k, v in totals.items()) or last.keys() - totals.keys():
+            self._snaps = collections.deque([(now, {})])  # the counters were reset: start over
+        self._snaps.append((now, dict(totals)))
+        while len(self._snaps) > 1 and self._snaps[1][0] <= now - self.window:
+            self._snaps.popleft()
+        base = self._snaps[0][1]
+        grown = {k: v - base.get(k, 0) for k, v in totals.items()}
+        return {k: d for k, d in grown.items() if d > 0}
+
+
 @dataclass
 class RollingStats:
     """Fixed-size window of samples (milliseconds, rates) with cheap percentiles.

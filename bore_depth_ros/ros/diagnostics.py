@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
-OK, WARN, ERROR = DiagnosticStatus.OK, DiagnosticStatus.WARN, DiagnosticStatus.ERROR
+OK, WARN, ERROR, STALE = (
+    DiagnosticStatus.OK,
+    DiagnosticStatus.WARN,
+    DiagnosticStatus.ERROR,
+    DiagnosticStatus.STALE,
+)
+
+
+def recent_summary(recent: dict[str, int], window: float) -> str:
+    """'rejected.encoding=3, skipped.overload=2 in the last 10 s'."""
+    return ", ".join(f"{k}={v}" for k, v in sorted(recent.items())) + f" in the last {window:g} s"
 
 
 def status(name: str, hardware_id: str, level: int, message: str, values: dict) -> DiagnosticStatus:

@@ -20,6 +20,12 @@ code 2 and ``cannot start: <reason>``). With ``autostart:=false`` a lifecycle ma
 Subscription callbacks only validate, pair and synchronise; complete frames (sets) go to a
 :class:`~bore_depth_ros.core.worker.LatestWorker` that runs inference on the newest one, so
 inputs faster than inference never queue up and every skipped frame is counted.
+
+``/diagnostics`` levels describe the node's health now: they follow what happened within the
+last ``diagnostics_window`` seconds (rejections, drops, overload; totals stay in the values), a
+silent input goes STALE, and problems of the ROS graph (two publishers on an input topic, two
+nodes with this node's name) and stamps that are zero or far from the node's clock are warned
+about once in the log and shown as WARN while they last.
 """
 
 from __future__ import annotations
@@ -30,13 +36,14 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.clock import Clock, ClockType
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 
-from ..core.stats import ReasonCounter
+from ..core.stats import ReasonCounter, RecentCounts
 from ..core.worker import LatestWorker
 from ..engine import DepthEngine, EnginePool, resolve_engine
 from . import diagnostics as diag
 from . import params as P
 
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
+FAR_STAMP_NS = 10_000_000_000  # stamps further than this from the node's clock: no latency
 
 
 class ManagedDepthNode(LifecycleNode):
@@ -62,6 +69,10 @@ class ManagedDepthNode(LifecycleNode):
         P.declare(self, self.params, {"model": self.default_model})
         self.declare_node_parameters()
         self._outcomes_done: collections.Counter = collections.Counter()
+        self.stamp_warnings = ReasonCounter()  # images with zero stamps or stamps far from the clock
+        self._stamp_logged: set[tuple[str, str]] = set()
+        self._graph_logged: set[str] = set()
+        self.recent = RecentCounts(float(self.get_parameter("diagnostics_window").value))
         self.add_on_set_parameters_callback(self._on_set_parameters)
         period = float(self.get_parameter("diagnostics_period").value)
         err = self.params["diagnostics_period"].check(period)
@@ -347,9 +358,77 @@ class ManagedDepthNode(LifecycleNode):
             return f"no messages yet on {topic}: nobody publishes it (check remapping/namespace)"
         return f"no messages yet on {topic} ({n} publisher{'s' if n > 1 else ''})"
 
-    def latency_ms(self, stamp_ns: int) -> float:
-        """Stamp-to-publish latency on the node's clock (sim time when use_sim_time)."""
-        return (self.get_clock().now().nanoseconds - stamp_ns) / 1e6
+    def now_ns(self) -> int:
+        return self.get_clock().now().nanoseconds
+
+    def latency_ms(self, stamp_ns: int) -> float | None:
+        """Stamp-to-publish latency on the node's clock (sim time when use_sim_time); None for a
+        zero stamp or one further than ``FAR_STAMP_NS`` from the clock (see :meth:`check_stamp`)."""
+        dt = self.now_ns() - stamp_ns
+        return None if stamp_ns == 0 or abs(dt) > FAR_STAMP_NS else dt / 1e6
+
+    def check_stamp(self, relative_topic: str, stamp_ns: int) -> None:
+        """Count an input stamp that is zero or far from the node's clock; warn once per topic
+        and kind (latency is not reported for such frames)."""
+        if stamp_ns == 0:
+            kind = "zero"
+        else:
+            dt = self.now_ns() - stamp_ns
+            if abs(dt) <= FAR_STAMP_NS:
+                return
+            kind = "far_from_clock"
+        self.stamp_warnings.add(kind)
+        if (relative_topic, kind) in self._stamp_logged:
+            return
+        self._stamp_logged.add((relative_topic, kind))
+        topic = self.resolve_topic_name(relative_topic)
+        if kind == "zero":
+            why = "the camera driver should stamp each frame with its capture time"
+            what = f"images on {topic} have zero stamps"
+        else:
+            side = "behind" if dt > 0 else "ahead of"
+            what = f"stamps on {topic} are {abs(dt) / 1e9:.3g} s {side} this node's clock"
+            why = "replaying a recording? set use_sim_time and publish /clock (bore-depth play does)"
+        self.get_logger().warning(
+            f"{what}: latency is not reported for them ({why}); counted as stamps.{kind}, said once"
+        )
+
+    # ---------------------------------------------------------------- graph checks
+    def input_topics(self) -> list[str]:
+        """Relative names of the image topics this node subscribes (for the graph checks)."""
+        return []
+
+    def graph_problems(self) -> list[str]:
+        """Problems of the ROS graph around this node, each logged once: two nodes with this
+        node's name, several publishers on one input image topic."""
+        problems: list[tuple[str, str]] = []
+        me = (self.get_name(), self.get_namespace())
+        twins = sum(1 for nn in self.get_node_names_and_namespaces() if tuple(nn) == me)
+        if twins > 1:
+            problems.append(
+                (
+                    "node_name",
+                    f"{twins} nodes are named {self.get_fully_qualified_name()}: its parameters, "
+                    "services and lifecycle are ambiguous (rename one: -r __node:=<name>)",
+                )
+            )
+        if self.state == "active":
+            for rel in self.input_topics():
+                topic = self.resolve_topic_name(rel)
+                n = self.count_publishers(topic)
+                if n > 1:
+                    problems.append(
+                        (
+                            topic,
+                            f"{n} publishers on {topic}: their frames interleave (mixed stamps, "
+                            "sizes and scale state); one camera per topic",
+                        )
+                    )
+        for key, text in problems:
+            if key not in self._graph_logged:
+                self._graph_logged.add(key)
+                self.get_logger().warning(f"{text} (said once; shown in /diagnostics while it lasts)")
+        return [text for _, text in problems]
 
     # ---------------------------------------------------------------- diagnostics
     def common_diagnostics(self) -> dict:
@@ -368,6 +447,7 @@ class ManagedDepthNode(LifecycleNode):
             v["backend"] = eng.backend.name
             v["precision"] = eng.config.precision
         v.update({k: c for k, c in self.errors.as_dict().items()})
+        v.update({f"stamps.{k}": c for k, c in self.stamp_warnings.as_dict().items()})
         return v
 
     def state_status(self, name: str):
@@ -385,7 +465,13 @@ class ManagedDepthNode(LifecycleNode):
 
     def publish_diagnostics(self) -> None:
         try:
-            statuses = self.node_statuses(self.common_diagnostics())
+            common = self.common_diagnostics()
+            problems = self.graph_problems()
+            statuses = self.node_statuses(common)
+            if problems and statuses:
+                first = statuses[0]
+                first.level = max(first.level, diag.WARN)  # STALE and ERROR stay
+                first.message = "; ".join(problems) + "; " + first.message
         except Exception as e:  # noqa: BLE001 - diagnostics must never take the node down
             statuses = [
                 diag.status(

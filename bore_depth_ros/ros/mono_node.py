@@ -26,7 +26,8 @@ from ..core.errors import CAMERA_INFO_MISSING, InputRejected
 from ..core.frame import FrameLedger, RestartDetector, infer_views
 from ..core.messages import intrinsics, stamp_ns, validate_image
 from ..core.pairing import InfoPairer
-from ..core.stats import RateMeter, RollingStats, SequenceGaps
+from ..core.rig_health import RigHealth
+from ..core.stats import RateMeter, ReasonCounter, RollingStats, SequenceGaps
 from ..core.view import ViewProcessor
 from ..engine import DepthEngine, EnginePool
 from . import diagnostics as diag
@@ -61,6 +62,11 @@ class MonoDepthNode(ManagedDepthNode):
         self._pairer = InfoPairer()
         self._restarts = RestartDetector()
         self._geometry: tuple | None = None
+        self.health = RigHealth(["image"], 0, self._timeout_ns())
+        self._logs = ReasonCounter()  # throttles restart and geometry-change lines (5 s)
+
+    def _timeout_ns(self) -> int:
+        return int(float(self.get_parameter("camera_timeout").value) * 1e9)
 
     # ---------------------------------------------------------------- lifecycle hooks
     def configure_node(self) -> None:
@@ -89,6 +95,9 @@ class MonoDepthNode(ManagedDepthNode):
         )
         self.outputs = ViewOutputs(self)
 
+    def input_topics(self) -> list[str]:
+        return ["image"]
+
     def ready_message(self) -> str:
         return super().ready_message() + f"; subscribed to {self.resolve_topic_name('image')}"
 
@@ -107,6 +116,7 @@ class MonoDepthNode(ManagedDepthNode):
 
     # ---------------------------------------------------------------- parameters
     def on_parameters(self, params, values: dict):
+        self.health.timeout_ns = int(float(values["camera_timeout"]) * 1e9)
         if not any(p.name in P.VIEW for p in params):
             return P.accepted()  # e.g. lazy or decimation: the scale state must not be reset
         if getattr(self, "view", None) is not None:
@@ -132,10 +142,13 @@ class MonoDepthNode(ManagedDepthNode):
         self.view.reset()  # applied by the worker before its next frame
         self._restarts.clear()
         self._restarts.observe(source, t)
-        self.get_logger().warning(
-            f"{source} stamps jumped back by {(last - t) / 1e9:.3f} s (bag restarted?): cleared "
-            f"camera_info cache ({len(dropped)} waiting images dropped) and scale state"
-        )
+        self.health.reset()
+        if self._logs.add("restart"):
+            self.get_logger().warning(
+                f"{source} stamps jumped back by {(last - t) / 1e9:.3f} s (bag restarted?): cleared "
+                f"camera_info cache ({len(dropped)} waiting images dropped) and scale state "
+                f"[{self._logs.counts['restart']} restarts so far; logged at most every 5 s]"
+            )
 
     def _on_image(self, msg: Image, msg_info) -> None:
         self.ledger.frames_in += 1
@@ -145,6 +158,8 @@ class MonoDepthNode(ManagedDepthNode):
         last = self._restarts.observe("image", t)
         if last is not None:
             self._restart("image", last, t)
+        self.health.arrived(0, t, self.now_ns())
+        self.check_stamp("image", t)
         try:
             rgb = validate_image(msg, int(self.get_parameter("max_input_pixels").value))
         except InputRejected as e:
@@ -182,11 +197,12 @@ class MonoDepthNode(ManagedDepthNode):
     def _note_geometry(self, msg: Image, intr) -> None:
         """Log resolution and intrinsics changes (once per change); reset the scale state."""
         self._geometry, what = geometry_change(self._geometry, intr)
-        if what is not None:
+        if what is not None and self._logs.add("geometry"):
             self.get_logger().info(
                 f"camera {what} (frame '{msg.header.frame_id}'): outputs follow "
-                "the new geometry, scale state reset"
+                "the new geometry, scale state reset (logged at most every 5 s)"
             )
+        if what is not None:
             self.view.reset()
 
     def _reject(self, err: InputRejected, msg: Image) -> None:
@@ -228,7 +244,9 @@ class MonoDepthNode(ManagedDepthNode):
             self.get_parameter("points_rgb").value,
         )
         t2 = time.perf_counter()
-        self.timing["latency_ms"].add(self.latency_ms(stamp_ns(msg.header)))
+        latency = self.latency_ms(stamp_ns(msg.header))
+        if latency is not None:
+            self.timing["latency_ms"].add(latency)
         self.rate_out.tick()
         self.timing["e2e_ms"].add((t2 - t0) * 1e3)
         self.timing["infer_ms"].add(eo.infer_ms)
@@ -274,22 +292,47 @@ class MonoDepthNode(ManagedDepthNode):
         values.update({f"skipped.{k}": v for k, v in skips.as_dict().items()})
         values.update(diag.timing_values(self.timing))
         values.update(common)
+        window = self.recent.window
+        recent = self.recent.update(
+            {
+                **values_with(values, "rejected.", "processing_error.", "stamps."),
+                "skipped.overload": skips.counts.get("overload", 0),
+            }
+        )
+        now = self.now_ns()
+        silent = self.health.silent(now) if self.ledger.frames_in else {}
+        if self.ledger.frames_in:
+            values["silent_for_s"] = round((self.health.silent_for(0, now) or 0) / 1e9, 3)
+        overload = recent.pop("skipped.overload", 0)
         if self._lazy_idle:
             level, message = diag.OK, "idle: lazy mode and nobody subscribes to any output"
         elif self._pairer.waiting and not len(self._pairer):
             level, message = diag.WARN, "waiting for camera_info"
-        elif rejections.total() or self.errors.total():
-            level = diag.WARN
-            message = "rejected inputs: " + ", ".join(
-                f"{k}={v}" for k, v in {**rejections.as_dict(), **self.errors.as_dict()}.items()
+        elif silent:
+            topic = self.resolve_topic_name("image")
+            n = self.count_publishers(topic)
+            timeout = self.health.camera_timeout_ns(0) / 1e9
+            level = diag.STALE
+            message = (
+                f"no image on {topic} for {silent[0] / 1e9:.1f} s "
+                f"({n} publisher{'' if n == 1 else 's'}; timeout {timeout:.2f} s)"
             )
+        elif recent:
+            level, message = diag.WARN, "recent problems: " + diag.recent_summary(recent, window)
         elif self.ledger.frames_in == 0:
-            level, message = diag.OK, self.silent_input("image")
+            message = self.silent_input("image")
+            level = diag.WARN if "nobody publishes" in message else diag.OK
         else:
             level, message = diag.OK, "ok"
-        if skips.counts.get("overload"):
-            message += f"; overloaded: skipped {skips.counts['overload']} frames (newest wins)"
+        if overload:
+            level = max(level, diag.WARN)
+            message += f"; overloaded: skipped {overload} frames in the last {window:g} s (newest wins)"
         return [diag.status(name, self.engine.config.device, level, message, values)]
+
+
+def values_with(values: dict, *prefixes: str) -> dict:
+    """The entries of ``values`` whose keys start with one of ``prefixes``."""
+    return {k: v for k, v in values.items() if k.startswith(prefixes)}
 
 
 def main(argv=None) -> int:

@@ -178,6 +178,22 @@ NODE = _table(
         lo=1,
     ),
     Param("diagnostics_period", 1.0, "seconds between /diagnostics messages", STARTUP, lo=0.0, lo_open=True),
+    Param(
+        "diagnostics_window",
+        10.0,
+        "seconds: /diagnostics levels follow what happened within this recent window (rejections, "
+        "drops, overload); the totals stay in the values",
+        STARTUP,
+        lo=0.0,
+        lo_open=True,
+    ),
+    Param(
+        "camera_timeout",
+        0.0,
+        "seconds without an image before a camera counts as silent (/diagnostics; the surround node "
+        "then forms sets from the other cameras); 0 = automatic, 3 frame periods (at least 0.2 s)",
+        lo=0.0,
+    ),
 )
 
 _DECIMATION = dict(lo=1, hi=64)
