@@ -6,7 +6,9 @@ Accepted inputs of `load_checkpoint`:
   (b) a plain state_dict, with or without the model's checkpoint prefix ("depth_net.");
   (c) a dict holding the weights under "model" or "state_dict".
 Only the model's own tensors are used: when the prefixed keys are present, every other key
-(pose_net.*, training-only) is ignored on purpose.
+(pose_net.*, training-only) is ignored on purpose. Tensors holding NaN or inf (a diverged training
+run) are refused before any other check, so the error says so instead of naming a symptom (NaN never
+equals NaN, so shared tensors would look like alias conflicts).
 """
 
 from __future__ import annotations
@@ -79,10 +81,33 @@ def _weights_unpickler_detail(text: str) -> str:
     return text.strip().splitlines()[0] if text.strip() else "unpickling failed"
 
 
+def non_finite_keys(weights: Mapping[str, Any]) -> list[str]:
+    """Keys of the floating-point (or complex) tensors in `weights` that hold a NaN or an inf."""
+    return [
+        key
+        for key, value in weights.items()
+        if isinstance(value, torch.Tensor)
+        and (value.is_floating_point() or value.is_complex())
+        and not bool(torch.isfinite(value).all())
+    ]
+
+
+def check_finite(weights: Mapping[str, Any], label: str = "checkpoint", key_prefix: str = "") -> None:
+    """Raise CheckpointError when any tensor of `weights` holds NaN or inf, counting and naming them."""
+    bad = non_finite_keys(weights)
+    if bad:
+        raise CheckpointError(
+            f"{label}: {len(bad)} of {len(weights)} tensors contain NaN or inf (e.g. {key_prefix}{bad[0]}): "
+            "the file comes from a diverged run (or is damaged) and cannot be used"
+        )
+
+
 def extract_state_dict(checkpoint: Any, prefix: str = "", label: str = "checkpoint") -> tuple[dict, str]:
     """The model's tensors from a loaded checkpoint object, keys without `prefix`.
 
     Returns (state_dict, prefix_used) where prefix_used is `prefix` if the keys carried it, else "".
+    Raises CheckpointError when the file holds no tensor dict, or when a tensor the model would use
+    holds NaN or inf (checked before anything is matched against the model).
     """
     if not isinstance(checkpoint, Mapping):
         raise CheckpointError(f"{label}: expected a dict of weights, found {type(checkpoint).__name__}")
@@ -101,7 +126,10 @@ def extract_state_dict(checkpoint: Any, prefix: str = "", label: str = "checkpoi
         ignored = sum(1 for key in weights if not key.startswith(prefix))
         if ignored:
             log.debug("%s: ignoring %d tensors outside %r (e.g. pose_net)", label, ignored, prefix)
-        return {key[len(prefix) :]: value for key, value in weights.items() if key.startswith(prefix)}, prefix
+        used = {key[len(prefix) :]: value for key, value in weights.items() if key.startswith(prefix)}
+        check_finite(used, label, prefix)
+        return used, prefix
+    check_finite(weights, label)
     return dict(weights), ""
 
 
@@ -197,7 +225,8 @@ def load_checkpoint(
     raises CheckpointError with instructions to re-save it. Only keys under the model's
     checkpoint prefix ("depth_net." for bore_depth) are used when present. With strict=True every
     model tensor must be present with the right shape and no unexpected key may remain; the error
-    names the missing/unexpected keys and shape mismatches. Alias keys (the shared CPE/CRPE
+    names the missing/unexpected keys and shape mismatches. Weights holding NaN or inf are refused
+    first, with an error counting them (a file from a diverged run). Alias keys (the shared CPE/CRPE
     tensors saved under three names) are verified equal to each other; a tensor needs only one of
     its names in the file.
     """
@@ -318,6 +347,8 @@ __all__ = [
     "save_lightning_checkpoint",
     "read_checkpoint_file",
     "extract_state_dict",
+    "check_finite",
+    "non_finite_keys",
     "match_state_dict",
     "pose_net_state_shapes",
     "generate_pose_net_state",
