@@ -1,4 +1,9 @@
-"""``bore-depth train CONFIG.yaml``: train or distil a model on rosbag2 recordings (YAML config)."""
+"""``bore-depth train CONFIG.yaml``: train or distil a model on rosbag2 recordings (YAML config).
+
+Errors are one line on stderr and exit code 2, no traceback: bad settings, missing or unreadable
+recordings, a run folder that may not be replaced, unusable weights (``init_weights``, a teacher's,
+a ``last.ckpt`` holding NaN) and a diverged run (non-finite loss or weights: the error names the
+step, the loss and the last good files, which are kept as they were)."""
 
 from __future__ import annotations
 
@@ -18,7 +23,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..models.checkpoint import CheckpointError
     from ..train.config import TrainConfig
+    from ..train.state import TrainingDiverged
     from ..train.trainer import train
 
     try:
@@ -28,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
             if v:
                 setattr(cfg, k, v)
         train(cfg, progress=not args.quiet)
-    except (ValueError, KeyError, FileNotFoundError, FileExistsError) as e:
+    except (ValueError, KeyError, FileNotFoundError, FileExistsError, CheckpointError, TrainingDiverged) as e:
         print(f"bore-depth train: {e}", file=sys.stderr)
         return 2
     return 0

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# settings a resumed run may change: how long it runs and how it reports, not what it learns
+# settings a resumed run may change: how long it runs, how it reports and how it stores its weights,
+# not what it learns
 RESUMABLE_CHANGES = (
     "steps",
     "max_minutes",
@@ -15,6 +16,7 @@ RESUMABLE_CHANGES = (
     "threads",
     "log_every",
     "checkpoint_every",
+    "save_fp16",
 )
 
 

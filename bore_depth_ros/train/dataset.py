@@ -9,6 +9,7 @@ same synchroniser the surround node uses, so training sees what the node sees.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -123,6 +124,19 @@ class RigDataset:
 
     def __getitem__(self, i: int) -> RigSample:
         return self.samples[i]
+
+    def fingerprints(self) -> dict[str, str]:
+        """Recording (as given) -> a hash of its first synchronized set (stamp, camera names and
+        image bytes): two paths with the same fingerprint hold the same recording (e.g. a copy)."""
+        out: dict[str, str] = {}
+        for s in self.samples:
+            if s.source not in out:
+                h = hashlib.sha256(f"{s.stamp_ns} {' '.join(s.cameras)}".encode())
+                for img in s.images:
+                    h.update(str(img.shape).encode())
+                    h.update(np.ascontiguousarray(img).tobytes())
+                out[s.source] = h.hexdigest()
+        return out
 
 
 @dataclass

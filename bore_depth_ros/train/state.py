@@ -4,17 +4,65 @@
 recipe under ``<name>.`` (e.g. ``pose_net.``, Lightning layout), the optimiser, the step and every
 RNG state, so resuming continues exactly; it loads with ``torch.load(weights_only=True)``.
 ``weights.pt`` holds the depth net only, in the layout ``models.load_checkpoint`` reads.
+
+Both are written only when every tensor they would hold is finite (:class:`TrainingDiverged`
+otherwise, nothing written), and atomically (:func:`atomic_save`): a good file is replaced by a
+complete good file or not at all.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
+
+
+class TrainingDiverged(RuntimeError):
+    """Training produced a non-finite loss or non-finite weights; nothing non-finite was saved."""
+
+
+def atomic_save(obj, path: Path) -> None:
+    """``torch.save`` to a temporary file in the same folder, flushed to disk, then ``os.replace``:
+    a crash mid-write leaves the previous file intact (and no half-written file under its name)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+def refuse_non_finite(tensors: dict, path: Path, what: str = "NaN or inf") -> None:
+    """Raise :class:`TrainingDiverged` naming ``path`` (not touched) when any tensor of ``tensors``
+    holds a non-finite value."""
+    from ..models.checkpoint import non_finite_keys
+
+    bad = non_finite_keys(tensors)
+    if bad:
+        count = f"{len(bad)} of {len(tensors)} tensors"
+        raise TrainingDiverged(f"{path} not saved: {count} hold {what} (e.g. {bad[0]})")
+
+
+def _optimiser_tensors(state: dict) -> dict:
+    """The optimiser's per-parameter state tensors (Adam moments, ...) under flat names."""
+    return {
+        f"optimizer.state.{i}.{k}": v
+        for i, per_param in state.get("state", {}).items()
+        for k, v in per_param.items()
+        if isinstance(v, torch.Tensor)
+    }
 
 
 def state_with_modules(model: nn.Module, info, modules: dict[str, nn.Module]) -> dict:
@@ -25,16 +73,22 @@ def state_with_modules(model: nn.Module, info, modules: dict[str, nn.Module]) ->
     return sd
 
 
-def load_state_with_modules(state_dict: dict, model: nn.Module, info, modules: dict[str, nn.Module]) -> None:
-    """Inverse of `state_with_modules`, strict for the depth net and every module."""
-    from ..models.checkpoint import extract_state_dict, match_state_dict
+def load_state_with_modules(
+    state_dict: dict, model: nn.Module, info, modules: dict[str, nn.Module], label: str = "checkpoint"
+) -> None:
+    """Inverse of `state_with_modules`, strict for the depth net and every module; NaN or inf in any
+    of them is refused first (``models.CheckpointError``)."""
+    from ..models.checkpoint import check_finite, extract_state_dict, match_state_dict
 
+    check_finite(state_dict, label)
     rest = dict(state_dict)
     for name, m in modules.items():
         p = name + "."
         m.load_state_dict({k[len(p) :]: rest.pop(k) for k in list(rest) if k.startswith(p)}, strict=True)
-    weights, prefix = extract_state_dict(rest, info.checkpoint_prefix)
-    model.load_state_dict(match_state_dict(model, weights, strict=True, key_prefix=prefix), strict=True)
+    weights, prefix = extract_state_dict(rest, info.checkpoint_prefix, label)
+    model.load_state_dict(
+        match_state_dict(model, weights, strict=True, key_prefix=prefix, label=label), strict=True
+    )
 
 
 def save_training_state(
@@ -47,26 +101,30 @@ def save_training_state(
     info,
     modules: dict[str, nn.Module] | None = None,
 ) -> None:
-    """Everything needed to resume exactly, in a weights_only-loadable file (atomic write)."""
+    """Everything needed to resume exactly, in a weights_only-loadable file (atomic write).
+    Refused (:class:`TrainingDiverged`, ``path`` untouched) when a weight or optimiser state is not
+    finite."""
+    state_dict = state_with_modules(model, info, modules or {})
+    optimiser_state = optimiser.state_dict()
+    refuse_non_finite({**state_dict, **_optimiser_tensors(optimiser_state)}, path)
     state = {
-        "state_dict": state_with_modules(model, info, modules or {}),
-        "optimizer": optimiser.state_dict(),
+        "state_dict": state_dict,
+        "optimizer": optimiser_state,
         "global_step": step,
         "torch_rng": torch.get_rng_state(),
         "numpy_rng": json.dumps(rng.bit_generator.state),
         "config": json.dumps(asdict(cfg)),
     }
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
+    atomic_save(state, path)
 
 
 def save_weights(path: Path, model: nn.Module, info, fp16: bool, meta: dict) -> None:
-    """Model weights only, in the layout ``models.load_checkpoint`` reads (fp16 halves the size)."""
-    sd = {
-        info.checkpoint_prefix + k: (v.half() if fp16 and v.is_floating_point() else v)
-        for k, v in model.state_dict().items()
-    }
-    tmp = path.with_suffix(".tmp")
-    torch.save({"state_dict": sd, "bore_depth_ros": json.dumps(meta)}, tmp)
-    tmp.replace(path)
+    """Model weights only, in the layout ``models.load_checkpoint`` reads (fp16 halves the size).
+    Refused (:class:`TrainingDiverged`, ``path`` untouched) when a weight is not finite, or does
+    not fit in fp16 (beyond +-65504) when ``fp16``."""
+    full = {info.checkpoint_prefix + k: v for k, v in model.state_dict().items()}
+    refuse_non_finite(full, path)
+    sd = {k: (v.half() if fp16 and v.is_floating_point() else v) for k, v in full.items()}
+    if fp16:
+        refuse_non_finite(sd, path, "values beyond the fp16 range (save_fp16: false keeps fp32)")
+    atomic_save({"state_dict": sd, "bore_depth_ros": json.dumps(meta)}, path)

@@ -5,7 +5,12 @@ input size, optimisation settings and an output folder. The trainer writes ``las
 ``checkpoint_every`` steps (model, optimiser, step and every RNG state: resuming continues
 exactly), ``weights.pt`` (fp16 or fp32 model weights in the layout ``load_checkpoint`` reads), and
 at the end a metrics card (``card.md`` + ``card.json``) from a held-out recording
-(:mod:`.state`, :mod:`.evaluation`).
+(:mod:`.state`, :mod:`.evaluation`); the card says whether each held-out recording is independent
+of the training recordings (:func:`held_out_independence`).
+
+Divergence stops the run: a non-finite loss, or non-finite weights after an optimiser step, raise
+:class:`~.state.TrainingDiverged` naming the step, the loss and the last good files, which are
+never overwritten (every save checks its tensors first and replaces the file atomically).
 
 What is sampled and which losses are minimised is the recipe's business: the trainer only uses the
 :class:`~.recipes.base.Recipe` interface (``sample``, ``loss``, ``modules``); the recipes are listed
@@ -23,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +42,7 @@ from .config import TrainConfig, config_differences
 from .dataset import Augment, RigDataset
 from .evaluation import evaluate
 from .recipes import build_recipe
-from .state import load_state_with_modules, save_training_state, save_weights
+from .state import TrainingDiverged, load_state_with_modules, save_training_state, save_weights
 
 
 def _lr_at(cfg: TrainConfig, step: int) -> float:
@@ -83,8 +89,49 @@ def _claim_run_folder(cfg: TrainConfig, out: Path) -> None:
         )
 
 
+def _non_finite_weights(named: dict) -> list[str]:
+    """Names of the parameters and buffers (of ``{prefix: module}``) holding NaN or inf; checked
+    after every optimiser step, so cheaply: one sum per tensor is finite unless the tensor holds
+    NaN or inf (or its sum overflows, then the exact per-tensor check decides)."""
+    from ..models.checkpoint import non_finite_keys
+
+    tensors = {
+        prefix + name: t
+        for prefix, module in named.items()
+        for name, t in (*module.named_parameters(), *module.named_buffers())
+        if t.is_floating_point()
+    }
+    with torch.no_grad():
+        sums = [t.sum(dtype=torch.float32) for t in tensors.values()]
+        if not sums or bool(torch.stack(sums).isfinite().all()):
+            return []
+        return non_finite_keys(tensors)
+
+
+def _kept_files(out: Path, ckpt_step: int | None) -> str:
+    """What a stopped run leaves behind, for its error message."""
+    kept = []
+    last = out / "last.ckpt"
+    if last.is_file():
+        kept.append(f"{last} (step {ckpt_step})" if ckpt_step is not None else str(last))
+    weights = out / "weights.pt"
+    if weights.is_file():
+        try:
+            meta = torch.load(weights, map_location="cpu", weights_only=True)["bore_depth_ros"]
+            steps = json.loads(meta)["steps"]
+            kept.append(f"{weights} (step {steps})")
+        except Exception:  # noqa: BLE001 - only decorates the message
+            kept.append(str(weights))
+    if not kept:
+        return f"nothing had been saved in {out} yet"
+    return "the last good files were kept: " + ", ".join(kept)
+
+
 def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
-    """Run ``cfg`` (resuming ``out_dir/last.ckpt`` when ``cfg.resume``); ``progress`` prints a log line."""
+    """Run ``cfg`` (resuming ``out_dir/last.ckpt`` when ``cfg.resume``); ``progress`` prints a log line.
+
+    Raises :class:`~.state.TrainingDiverged` (one line) when the loss or the weights stop being
+    finite; nothing non-finite is saved and the files already in ``out_dir`` are left as they were."""
     cfg.validate()
     say = print if progress else (lambda *a, **k: None)
     if cfg.threads:
@@ -110,7 +157,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
     if cfg.resume and last.is_file():
         state = torch.load(last, map_location="cpu", weights_only=True)
         if modules:
-            load_state_with_modules(state["state_dict"], model, info, modules)
+            load_state_with_modules(state["state_dict"], model, info, modules, label=str(last))
             recipe.train()
         else:
             load_checkpoint(last, model=model, model_name=cfg.model)
@@ -131,16 +178,34 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
     t0 = time.perf_counter()
     loss_val = math.nan
     history = []
+    saved_step = step if last.is_file() else None  # step of the last good last.ckpt
+    trainable = {"": model, **{f"{name}.": m for name, m in modules.items()}}
+
+    def diverged(at: int, what: str) -> TrainingDiverged:
+        return TrainingDiverged(
+            f"training diverged at step {at} ({what}, lr {_lr_at(cfg, at - 1):.3g}): stopped, nothing "
+            f"non-finite saved; {_kept_files(out, saved_step)}; lower lr or check the data"
+        )
+
+    def not_saved(at: int, e: TrainingDiverged) -> TrainingDiverged:
+        return TrainingDiverged(f"training stopped at step {at}: {e}; {_kept_files(out, saved_step)}")
+
     while step < cfg.steps:
         batch = recipe.sample(data, rng, out_hw, aug)
         for g in optimiser.param_groups:
             g["lr"] = _lr_at(cfg, step)
         loss, parts = recipe.loss(batch)
+        loss_val = float(loss.detach())
+        if not math.isfinite(loss_val):
+            raise diverged(step + 1, f"loss {loss_val}")
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
         step += 1
-        loss_val = float(loss.detach())
+        bad = _non_finite_weights(trainable)
+        if bad:
+            what = f"{len(bad)} tensors non-finite after the optimiser step, e.g. {bad[0]}"
+            raise diverged(step, f"loss {loss_val:.4g}, then {what}")
         history.append(loss_val)
         elapsed = time.perf_counter() - t0
         if step % cfg.log_every == 0 or step == cfg.steps:
@@ -154,7 +219,11 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
             )
         out_of_time = cfg.max_minutes and elapsed > cfg.max_minutes * 60
         if step % cfg.checkpoint_every == 0 or step == cfg.steps or out_of_time:
-            save_training_state(last, model, optimiser, step, rng, cfg, info, modules)
+            try:
+                save_training_state(last, model, optimiser, step, rng, cfg, info, modules)
+            except TrainingDiverged as e:
+                raise not_saved(step, e) from None
+            saved_step = step
         if out_of_time:
             say(f"[train] stopping after {cfg.max_minutes} min at step {step} (resume continues)")
             break
@@ -166,10 +235,14 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
         "input_size": [cfg.input_height, cfg.input_width],
         "train": cfg.train,
     }
-    save_weights(out / "weights.pt", model, info, cfg.save_fp16, meta)
+    try:
+        save_weights(out / "weights.pt", model, info, cfg.save_fp16, meta)
+    except TrainingDiverged as e:
+        raise not_saved(step, e) from None
     card = None
     if cfg.val:
         val = RigDataset(cfg.val, max_sets_per_bag=cfg.val_max_sets)
+        held_out = held_out_independence(cfg.train, cfg.val, data.fingerprints(), val.fingerprints())
         card = {
             "model": cfg.model,
             "recipe": cfg.recipe,
@@ -178,6 +251,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
             "input_size": [cfg.input_height, cfg.input_width],
             "train_recordings": cfg.train,
             "held_out": cfg.val,
+            "held_out_data": held_out,
             "final_loss": loss_val,
             **evaluate(model, info, val, cfg),
         }
@@ -187,11 +261,51 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
             f"{card['metric']['abs_rel']:.3f}, median-scaled AbsRel "
             f"{card['median_scaled']['abs_rel']:.3f}; card: {out / 'card.md'}"
         )
+        for h in held_out:
+            if not h["independent"]:
+                say(f"[train] warning: held-out {h['path']}: {h['note']}")
     return TrainResult(step, seconds, loss_val, str(out), card)
 
 
+def _same_path(a: str, b: str) -> bool:
+    """Whether two recording paths name the same data: equal once resolved (symlinks, ``..``), the
+    same file (hard links), or one inside the other (a bag folder and its storage file)."""
+    pa, pb = Path(a).resolve(), Path(b).resolve()
+    if pa == pb or pa in pb.parents or pb in pa.parents:
+        return True
+    try:
+        return os.path.samefile(pa, pb)
+    except OSError:
+        return False
+
+
+def held_out_independence(
+    train_paths: list[str], val_paths: list[str], train_prints: dict[str, str], val_prints: dict[str, str]
+) -> list[dict]:
+    """For each held-out recording: ``{"path", "independent", "note"}``. Not independent when its
+    path names a training recording (:func:`_same_path`) or its content is one (the same first
+    synchronized set, :meth:`.dataset.RigDataset.fingerprints`: a copy elsewhere)."""
+    by_print = {train_prints[t]: t for t in train_paths if t in train_prints}
+    out = []
+    for v in val_paths:
+        same = next((t for t in train_paths if _same_path(v, t)), None)
+        note = ""
+        if same is not None:
+            note = "NOT independent: it is also a training recording" + (f" ({same})" if same != v else "")
+        elif val_prints.get(v) in by_print:
+            note = f"NOT independent: the same recording as training recording {by_print[val_prints[v]]}"
+        out.append({"path": v, "independent": not note, "note": note or "independent: not used for training"})
+    return out
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def write_card(out: Path, card: dict, cfg: TrainConfig) -> None:
-    (out / "card.json").write_text(json.dumps(card, indent=2))
+    _write_text_atomic(out / "card.json", json.dumps(card, indent=2))
     rows = []
     for mode in ("metric", "median_scaled"):
         m = card[mode]
@@ -201,18 +315,18 @@ def write_card(out: Path, card: dict, cfg: TrainConfig) -> None:
             + " |"
         )
     minutes = card["train_seconds"] / 60
-    train_names = ", ".join(Path(p).name for p in card["train_recordings"])
-    held_out_names = ", ".join(Path(p).name for p in card["held_out"])
+    train_names = ", ".join(f"`{p}`" for p in card["train_recordings"])
+    held_out = "".join(f"- held-out data: `{h['path']}` ({h['note']})\n" for h in card["held_out_data"])
     text = f"""# Weights card: {card["model"]}
 
 - recipe: `{card["recipe"]}` ({card["steps"]} steps, {minutes:.1f} min on this machine's CPU)
 - model input: {card["input_size"][0]}x{card["input_size"][1]}
-- training data: {train_names} (project-rendered pybullet recordings)
-- held out: {held_out_names} ({card["views"]} views, different seed and layout)
+- training data: {train_names}
+{held_out}- held-out views with ground truth: {card["views"]}
 - depth range for metrics: {cfg.min_depth}-{cfg.max_depth} m
 
 | mode | AbsRel | SqRel | RMSE | RMSElog | d<1.25 | d<1.25^2 | d<1.25^3 |
 |---|---|---|---|---|---|---|---|
 {chr(10).join(rows)}
 """
-    (out / "card.md").write_text(text)
+    _write_text_atomic(out / "card.md", text)
