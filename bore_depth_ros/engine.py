@@ -191,9 +191,13 @@ class DepthEngine:
 
         Models with geometry inputs need ``intrinsics`` (per image, at its own resolution) and,
         for ``rays``/``origins``, ``extrinsics`` (per image, the target-frame-from-optical
-        Transform). Models that fuse views (``num_cameras`` > 1) need exactly ``batch`` images.
+        Transform). Models that fuse views (``num_cameras`` > 1) need exactly ``batch`` images;
+        an image may be None there: a masked view (a camera missing from the set) gets a neutral
+        input (zeros after normalisation) and still needs its intrinsics and extrinsics.
         """
         n = len(images)
+        if any(rgb is None for rgb in images) and self.info.num_cameras <= 1:
+            raise ValueError(f"model {self.info.name} runs per view: masked (None) views are for rig models")
         if not 1 <= n <= self.config.batch:
             raise ValueError(f"engine batch is {self.config.batch}, got {n} images")
         if self.info.num_cameras > 1 and n != self.config.batch:
@@ -205,7 +209,10 @@ class DepthEngine:
             if self._has_prev and "prev_image" in self._inputs:
                 self._inputs["prev_image"][:] = self._batch
             for i, rgb in enumerate(images):
-                self.preprocess_into(i, rgb)
+                if rgb is None:
+                    self._batch[i] = 0.0  # masked view: the normalised mean colour
+                else:
+                    self.preprocess_into(i, rgb)
             if n < self.config.batch:
                 self._batch[n:] = 0.0
             self._fill_geometry(n, intrinsics, extrinsics)

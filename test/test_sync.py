@@ -120,3 +120,33 @@ def test_flush_reports_what_is_left_waiting():
     ev = sync.flush()
     assert ev.drops == [(0, PERIOD, "end_of_input"), (0, 2 * PERIOD, "end_of_input")]
     assert sync.pending() == [0, 0] and sync.drops.counts["end_of_input"] == 2
+
+
+def test_absent_streams_are_left_out_and_rejoin_with_their_next_message():
+    sync = ApproximateSynchronizer(3, slop_ns=5 * MS)
+    for s in range(3):
+        sync.add(s, 100 * MS, f"a{s}")
+    sync.add(2, 200 * MS, "stale")  # queued, then the camera fails
+    ev = sync.set_absent({2: "camera_silent"})
+    assert ev.drops == [(2, 200 * MS, "camera_silent")]
+    sync.add(0, 300 * MS, "b0")
+    ev = sync.add(1, 301 * MS, "b1")
+    (group,) = ev.groups
+    assert group.items == ["b0", "b1", None] and group.present == [0, 1] and not group.complete
+    assert group.newest == 301 * MS and group.spread == 1 * MS
+    assert sync.add(2, 350 * MS, "ignored").drops == [(2, 350 * MS, "camera_silent")]
+    sync.set_absent({})
+    for s in range(3):
+        ev = sync.add(s, 400 * MS, f"c{s}")
+    assert ev.groups[0].items == ["c0", "c1", "c2"]
+
+
+def test_a_restart_is_judged_per_stream():
+    # a stream far ahead of the others (a clock offset) is no restart for the others
+    sync = ApproximateSynchronizer(2, slop_ns=5 * MS)
+    sync.add(0, 10_000 * MS, "ahead")
+    ev = sync.add(1, 100 * MS, "normal")
+    assert not ev.reset and sync.resets == 0
+    assert not sync.add(1, 0, "x").reset  # 100 ms back on its own stream: no restart either
+    sync.add(1, 5_000 * MS, "y")
+    assert sync.add(1, 1_000 * MS, "back").reset  # 4 s back on its own stream

@@ -37,11 +37,15 @@ def infer_views(
     :class:`~bore_depth_ros.engine.DepthEngine` ``infer``) and each view's post-processing
     (:class:`~.view.ViewProcessor`) at the output intrinsics (default: the inputs').
     ``before_post(i, model_depth)`` may adjust view i first (replay's ground-truth scale
-    oracle). Returns (view results, engine output)."""
+    oracle). An image may be None for a model that fuses the whole rig: that view is masked (see
+    ``DepthEngine.infer``) and its result is None. Returns (view results, engine output)."""
     eo = engine.infer(images, intrinsics=intrinsics, extrinsics=extrinsics)
     outs = intrinsics if out_intrinsics is None else out_intrinsics
     results = []
     for i, view in enumerate(views):
+        if images[i] is None:  # a masked view (rig models): no result
+            results.append(None)
+            continue
         if before_post is not None:
             before_post(i, eo.depth[i])
         conf = None if eo.confidence is None else eo.confidence[i]

@@ -8,15 +8,19 @@ cannot make the others look silent.
   (automatic) ``AUTO_PERIODS`` of its own frame periods, at least ``MIN_AUTO_TIMEOUT_NS``. A
   camera never heard from is judged with the rig's median period, counted from the first image of
   any camera.
-- **Out of sync**: the camera's stamps sit consistently more than ``slop`` from the rig's. For each
-  camera its *lead* is the largest ``stamp - arrival`` over its last ``WINDOW`` images (the frame
-  with the least transport and queueing delay: delays only ever lower it); the rig's lead is the
-  median over the cameras, and a camera whose lead differs from it by more than ``slop`` is out of
-  sync. That needs a clear majority: when half the rig or more disagrees nobody is singled out
+- **Clock offset**: the camera's stamps sit consistently more than ``slop`` from the rig's. For
+  each camera its *lead* is the largest ``stamp - arrival`` over its last ``WINDOW`` images (the
+  frame with the least transport and queueing delay: delays only ever lower it); the rig's lead is
+  the median over the cameras, and a camera whose lead differs from it by more than ``slop`` is
+  named. That needs a clear majority: when half the rig or more disagrees nobody is singled out
   (:meth:`RigHealth.disagreement` says so instead).
+- **Out of sync**: a camera with a clock offset whose images have also not been part of any
+  synchronized set for longer than its timeout (:meth:`RigHealth.in_set`). A camera that merely
+  has a slower transport (an offset by arrival times, yet its stamps still match) keeps being used.
 
 A camera that is silent or out of sync is *absent*: the surround node leaves it out of the
-synchronized sets and names it. It rejoins with its next image (silent) or once its stamps agree.
+synchronized sets and names it. It rejoins with its next image (silent) or once its stamps agree
+(fixed clock, or a ``time_offset`` that compensates; :meth:`RigHealth.forget_clock`).
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ class _Camera:
         self.last_arrival: int | None = None
         self.periods: collections.deque[int] = collections.deque(maxlen=WINDOW)
         self.leads: collections.deque[int] = collections.deque(maxlen=WINDOW)
+        self.last_in_set: int | None = None
 
     def period(self) -> int | None:
         return int(statistics.median(self.periods)) if self.periods else None
@@ -70,6 +75,14 @@ class RigHealth:
         if self._first_arrival is None:
             self._first_arrival = now_ns
 
+    def in_set(self, i: int, now_ns: int) -> None:
+        """Camera ``i``'s image was part of a synchronized set at ``now_ns``."""
+        self._cams[i].last_in_set = now_ns
+
+    def forget_clock(self, i: int) -> None:
+        """Drop camera ``i``'s lead estimate (its time offset was changed)."""
+        self._cams[i].leads.clear()
+
     def camera_timeout_ns(self, i: int) -> int:
         if self.timeout_ns > 0:
             return self.timeout_ns
@@ -97,34 +110,35 @@ class RigHealth:
                 out[i] = quiet
         return out
 
-    def _leads(self) -> dict[int, int]:
-        return {i: lead for i, c in enumerate(self._cams) if (lead := c.lead()) is not None}
-
-    def _reference(self, leads: dict[int, int]) -> int | None:
-        return int(statistics.median(leads.values())) if len(leads) >= 2 else None
+    def offsets(self) -> dict[int, int]:
+        """Each judged camera's lead minus the rig's (ns; > 0: its stamps are ahead)."""
+        leads = {i: lead for i, c in enumerate(self._cams) if (lead := c.lead()) is not None}
+        if len(leads) < 2:
+            return {}
+        ref = int(statistics.median(leads.values()))
+        return {i: lead - ref for i, lead in leads.items()}
 
     def clock_offsets(self) -> dict[int, int]:
         """Cameras whose stamps are more than ``slop`` off the rig's -> offset (ns; > 0: ahead).
         Empty unless a clear majority of the judged cameras agrees."""
-        leads = self._leads()
-        ref = self._reference(leads)
-        if ref is None:
-            return {}
-        off = {i: lead - ref for i, lead in leads.items() if abs(lead - ref) > self.slop_ns}
-        return off if 2 * len(off) < len(leads) else {}
+        offsets = self.offsets()
+        off = {i: o for i, o in offsets.items() if abs(o) > self.slop_ns}
+        return off if 2 * len(off) < len(offsets) else {}
 
     def disagreement(self) -> dict[int, int]:
-        """Each judged camera's offset from the rig's median when no majority agrees (else {})."""
-        leads = self._leads()
-        ref = self._reference(leads)
-        if ref is None or self.clock_offsets():
-            return {}
-        off = {i: lead - ref for i, lead in leads.items()}
-        return off if sum(abs(o) > self.slop_ns for o in off.values()) * 2 >= len(leads) else {}
+        """Every judged camera's offset when half the rig or more is off by more than ``slop``
+        (no majority to single anyone out), else {}."""
+        offsets = self.offsets()
+        off = [o for o in offsets.values() if abs(o) > self.slop_ns]
+        return offsets if offsets and 2 * len(off) >= len(offsets) else {}
 
     def absent(self, now_ns: int) -> dict[int, str]:
         """Cameras to leave out of the sets now -> reason (:data:`SILENT`, :data:`CLOCK_OFFSET`)."""
-        out = {i: CLOCK_OFFSET for i in self.clock_offsets()}
+        out = {}
+        for i in self.clock_offsets():
+            since = self._cams[i].last_in_set or self._first_arrival or now_ns
+            if now_ns - since > self.camera_timeout_ns(i):
+                out[i] = CLOCK_OFFSET
         out.update({i: SILENT for i in self.silent(now_ns)})
         return out
 
@@ -140,6 +154,7 @@ class RigHealth:
             )
         quiet = self.silent_for(i, now_ns) or 0
         heard = self._cams[i].last_arrival is not None
-        return f"{name} silent for {quiet / 1e9:.1f} s (timeout {self.camera_timeout_ns(i) / 1e9:.2f} s)" + (
-            "" if heard else ": no image yet"
+        return (
+            f"{name}: no usable image {'for' if heard else 'yet, after'} {quiet / 1e9:.1f} s "
+            f"(timeout {self.camera_timeout_ns(i) / 1e9:.2f} s)"
         )

@@ -14,14 +14,21 @@ are dropped as ``unmatched``. Drop reasons:
 - ``unmatched``: superseded by a newer complete group (a peer camera missed that frame);
 - ``late``: arrived with a stamp not newer than the last emitted group (too late to be grouped);
 - ``duplicate``: a second message with the same stamp on the same stream (the newer replaces it);
-- ``reset``: discarded when stamps jumped backwards by more than ``reset_threshold`` (a bag
-  restarted); the synchroniser starts over and reports the reset;
-- ``end_of_input``: still waiting for peers when the input ended (``flush``).
+- ``reset``: discarded when a stream's stamps jumped backwards by more than ``reset_threshold``
+  (a bag restarted); the synchroniser starts over and reports the reset;
+- ``end_of_input``: still waiting for peers when the input ended (``flush``);
+- any reason given to :meth:`ApproximateSynchronizer.set_absent` (e.g. ``camera_silent``,
+  ``clock_offset``): frames of a stream that is left out of the sets.
+
+Degraded sets. ``set_absent`` leaves streams out (a camera that went silent, one whose clock is
+off): groups are then formed from the other streams, with ``None`` in the absent streams' places,
+and a stream that is no longer absent rejoins with its next message.
 """
 
 from __future__ import annotations
 
 import bisect
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,18 +44,28 @@ END_OF_INPUT = "end_of_input"
 
 @dataclass
 class SyncGroup:
-    """One message per stream, in stream order."""
+    """One message per stream, in stream order; ``None`` for streams left out (absent)."""
 
-    stamps: list[int]
+    stamps: list[int | None]
     items: list[Any]
 
     @property
+    def present(self) -> list[int]:
+        """Indices of the streams in this group."""
+        return [i for i, t in enumerate(self.stamps) if t is not None]
+
+    @property
+    def complete(self) -> bool:
+        return all(t is not None for t in self.stamps)
+
+    @property
     def newest(self) -> int:
-        return max(self.stamps)
+        return max(t for t in self.stamps if t is not None)
 
     @property
     def spread(self) -> int:
-        return max(self.stamps) - min(self.stamps)
+        present = [t for t in self.stamps if t is not None]
+        return max(present) - min(present)
 
 
 @dataclass
@@ -78,7 +95,8 @@ class ApproximateSynchronizer:
         self._stamps: list[list[int]] = [[] for _ in range(n_streams)]
         self._items: list[list[Any]] = [[] for _ in range(n_streams)]
         self._last_emitted: int | None = None
-        self._newest_seen: int | None = None
+        self._newest: list[int | None] = [None] * n_streams  # per stream, for restart detection
+        self.absent: dict[int, str] = {}
 
     def pending(self) -> list[int]:
         """Queue length per stream."""
@@ -96,7 +114,7 @@ class ApproximateSynchronizer:
             self._stamps[s].clear()
             self._items[s].clear()
         self._last_emitted = None
-        self._newest_seen = None
+        self._newest = [None] * self.n
         self.resets += 1
         ev.reset = True
 
@@ -110,14 +128,33 @@ class ApproximateSynchronizer:
             self._items[s].clear()
         return ev
 
+    def set_absent(self, absent: Mapping[int, str]) -> SyncEvent:
+        """Leave the streams in ``absent`` (stream -> reason) out of the sets until they are no
+        longer in it. Their queued messages and any that arrive while they are out are dropped
+        under that reason."""
+        ev = SyncEvent()
+        for s, reason in absent.items():
+            if s in self.absent:
+                continue
+            for t in self._stamps[s]:
+                self._drop(ev, s, t, reason)
+            self._stamps[s].clear()
+            self._items[s].clear()
+        self.absent = dict(absent)
+        return ev
+
     def add(self, stream: int, stamp_ns: int, item: Any) -> SyncEvent:
         if not 0 <= stream < self.n:
             raise IndexError(f"stream {stream} out of range (0..{self.n - 1})")
         ev = SyncEvent()
         t = int(stamp_ns)
-        if self._newest_seen is not None and t < self._newest_seen - self.reset_threshold:
+        if stream in self.absent:
+            self._drop(ev, stream, t, self.absent[stream])
+            return ev
+        newest = self._newest[stream]
+        if newest is not None and t < newest - self.reset_threshold:
             self.reset(ev)
-        self._newest_seen = t if self._newest_seen is None else max(self._newest_seen, t)
+        self._newest[stream] = t if self._newest[stream] is None else max(self._newest[stream], t)
         if self._last_emitted is not None and t <= self._last_emitted:
             self._drop(ev, stream, t, LATE)
             return ev
@@ -137,10 +174,14 @@ class ApproximateSynchronizer:
             self._emit(group, ev)
         return ev
 
-    def _match(self, stream: int, t: int) -> list[int] | None:
-        """Index per stream of the closest message to ``t`` if they form a group within slop."""
-        chosen = []
+    def _match(self, stream: int, t: int) -> list[int | None] | None:
+        """Index per stream of the closest message to ``t`` if they form a group within slop
+        (None for absent streams)."""
+        chosen: list[int | None] = []
         for s in range(self.n):
+            if s in self.absent:
+                chosen.append(None)
+                continue
             stamps = self._stamps[s]
             if not stamps:
                 return None
@@ -150,16 +191,17 @@ class ApproximateSynchronizer:
             j = bisect.bisect_left(stamps, t)
             cands = [k for k in (j - 1, j) if 0 <= k < len(stamps)]
             chosen.append(min(cands, key=lambda k: (abs(stamps[k] - t), stamps[k])))
-        picked = [self._stamps[s][k] for s, k in enumerate(chosen)]
+        picked = [self._stamps[s][k] for s, k in enumerate(chosen) if k is not None]
         return chosen if max(picked) - min(picked) <= self.slop else None
 
-    def _emit(self, chosen: list[int], ev: SyncEvent) -> None:
-        stamps = [self._stamps[s][k] for s, k in enumerate(chosen)]
-        items = [self._items[s][k] for s, k in enumerate(chosen)]
-        newest = max(stamps)
+    def _emit(self, chosen: list[int | None], ev: SyncEvent) -> None:
+        stamps = [None if k is None else self._stamps[s][k] for s, k in enumerate(chosen)]
+        items = [None if k is None else self._items[s][k] for s, k in enumerate(chosen)]
+        newest = max(t for t in stamps if t is not None)
         for s, k in enumerate(chosen):
-            del self._stamps[s][k]
-            del self._items[s][k]
+            if k is not None:
+                del self._stamps[s][k]
+                del self._items[s][k]
             # anything not newer than the emitted group can never be grouped any more
             while self._stamps[s] and self._stamps[s][0] <= newest:
                 self._drop(ev, s, self._stamps[s].pop(0), UNMATCHED)

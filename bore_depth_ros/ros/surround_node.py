@@ -7,6 +7,15 @@ the last one neighbours the first):
                       ``c/points``, ``c/view_confidence`` (the mono node's contract, same headers)
 and for the rig: ``points`` (all views fused in ``target_frame``, unorganized) and
 ``rig_confidence`` (bore_depth_ros/RigConfidence), plus ``/diagnostics``.
+Degraded rig: a camera that delivers no usable image for ``camera_timeout`` (default: three of
+its frame periods), or whose stamps are off the rig's by more than ``slop`` while its images stop
+joining sets (a clock offset; ``time_offset.<camera>`` compensates one), is left out: sets are
+formed from the other cameras, which keep their depth, confidence and clouds, the fused cloud holds
+them, ``rig_confidence.missing_cameras`` names the missing ones and ``/diagnostics`` shows that
+camera at ERROR. It rejoins with its next usable image. Models that fuse the whole rig (semi_smd)
+run with the missing view masked: a neutral image with its last known camera_info and transform;
+its depth is neither published nor fused (a camera never seen cannot be masked: those sets are
+dropped as ``camera_missing``).
 Extrinsics come from ``/tf_static`` and ``/tf`` at each image's stamp. A missing transform is
 reported and the per-view outputs keep flowing; only the fused cloud (and the overlap check)
 waits, and resumes as soon as the transform arrives. Models whose inputs need the extrinsics
@@ -20,10 +29,12 @@ step it shares with the mono node and replay lives in ``core`` (messages, pairin
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 
 import numpy as np
+from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.qos import QoSDurabilityPolicy, QoSHistoryPolicy, QoSProfile, QoSReliabilityPolicy
 from rclpy.qos_overriding_options import QoSOverridingOptions
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
@@ -35,6 +46,7 @@ from ..core.frame import RestartDetector, infer_views
 from ..core.fusion import fuse_views, pack_unorganized, view_consistency
 from ..core.messages import intrinsics, stamp_ns, transform, validate_image
 from ..core.pairing import InfoPairer
+from ..core.rig_health import RigHealth
 from ..core.stats import RateMeter, ReasonCounter, RollingStats, SequenceGaps
 from ..core.sync import ApproximateSynchronizer, SyncEvent
 from ..core.tf_buffer import TfBuffer
@@ -83,17 +95,41 @@ class SurroundDepthNode(RigDiagnostics, ManagedDepthNode):
         if not self.cameras or len(set(self.cameras)) != len(self.cameras):
             raise ValueError(f"cameras must be distinct names, got {self.cameras}")
         self.target_frame = str(self.get_parameter("target_frame").value)
+        for cam in self.cameras:
+            self.declare_parameter(
+                f"time_offset.{cam}",
+                0.0,
+                ParameterDescriptor(
+                    description=f"seconds subtracted from {cam}'s stamps for synchronisation and "
+                    "the clock check (its outputs keep the input header): compensates a camera "
+                    "whose clock is off"
+                ),
+            )
+        self.time_offsets = [self._offset_ns(cam) for cam in self.cameras]
         self.tf = TfBuffer()
         self._reset_counters()
+
+    def _offset_ns(self, cam: str, value=None) -> int:
+        v = float(self.get_parameter(f"time_offset.{cam}").value if value is None else value)
+        if not math.isfinite(v):
+            raise ValueError(f"time_offset.{cam} must be finite, got {v}")
+        return int(round(v * 1e9))
 
     def engine_batch(self) -> int:
         return len(self.cameras)
 
     def _reset_counters(self) -> None:
         n = len(self.cameras)
-        self.sync = ApproximateSynchronizer(
-            n, int(float(self.get_parameter("slop").value) * 1e9), int(self.get_parameter("queue_size").value)
+        slop_ns = int(float(self.get_parameter("slop").value) * 1e9)
+        self.sync = ApproximateSynchronizer(n, slop_ns, int(self.get_parameter("queue_size").value))
+        self.health = RigHealth(
+            self.cameras, slop_ns, int(float(self.get_parameter("camera_timeout").value) * 1e9)
         )
+        self._absent: dict[int, str] = {}
+        self._offset_named: set[int] = set()
+        self.in_sets = [0] * n  # frames of each camera inside emitted sets
+        self._last_view: list[tuple[str, object] | None] = [None] * n  # frame_id, intrinsics
+        self._logs = ReasonCounter()  # throttles restart and geometry-change lines (5 s)
         self.rejections = [ReasonCounter() for _ in self.cameras]
         self.sync_drops = [ReasonCounter() for _ in self.cameras]
         self.set_drops = ReasonCounter()  # whole synchronized sets not published (executor)
@@ -105,6 +141,7 @@ class SurroundDepthNode(RigDiagnostics, ManagedDepthNode):
         self.rate_out = RateMeter()
         self.gaps = [SequenceGaps() for _ in self.cameras]
         self.sets_emitted = 0
+        self.degraded_sets = 0  # published sets with cameras missing
         self.fused_out = 0
         self.fusion_waiting = 0
         self.fusion_status = "no frames yet"
@@ -171,6 +208,9 @@ class SurroundDepthNode(RigDiagnostics, ManagedDepthNode):
         )
         self.pub_rig = self.create_publisher(RigConfidence, "rig_confidence", OUTPUT_QOS)
 
+    def input_topics(self) -> list[str]:
+        return [f"{cam}/image" for cam in self.cameras]
+
     def ready_message(self) -> str:
         return (
             f"{len(self.cameras)} cameras {self.cameras} -> {self.target_frame}; " + super().ready_message()
@@ -197,6 +237,18 @@ class SurroundDepthNode(RigDiagnostics, ManagedDepthNode):
 
     # ---------------------------------------------------------------- parameters
     def on_parameters(self, params, values: dict):
+        self.health.timeout_ns = int(float(values["camera_timeout"]) * 1e9)
+        offsets = {}
+        for p in params:
+            if p.name.startswith("time_offset.") and p.name[len("time_offset.") :] in self.cameras:
+                cam = p.name[len("time_offset.") :]
+                try:
+                    offsets[self.cameras.index(cam)] = self._offset_ns(cam, p.value)
+                except (TypeError, ValueError) as e:
+                    return P.rejected(str(e))
+        for i, off in offsets.items():
+            self.time_offsets[i] = off
+            self.health.forget_clock(i)  # judge the clock afresh with the new offset
         if not any(p.name in P.VIEW for p in params):
             return P.accepted()  # e.g. lazy, decimation or fused ranges: keep the scale state
         cfg = P.view_config_from_values(values)
@@ -250,36 +302,42 @@ class SurroundDepthNode(RigDiagnostics, ManagedDepthNode):
         for v in self.views:
             v.reset()  # applied by the worker before its next set
         self._restarts.clear()
-        self.get_logger().warning(
-            f"{source}: stamps jumped back by {(last - t) / 1e9:.3f} s (bag "
-            f"restarted?): reset synchronisation ({len(ev.drops)} queued frames dropped), "
-            "dynamic TF cache, temporal and scale state"
-        )
+        self.health.reset()
+        if self._logs.add("restart"):
+            self.get_logger().warning(
+                f"{source}: stamps jumped back by {(last - t) / 1e9:.3f} s (bag "
+                f"restarted?): reset synchronisation ({len(ev.drops)} queued frames dropped), "
+                f"dynamic TF cache, temporal and scale state [{self._logs.counts['restart']} "
+                "restarts so far; logged at most every 5 s]"
+            )
 
     def _on_image(self, i: int, msg: Image, msg_info) -> None:
         self.frames_in[i] += 1
         self.rate_in[i].tick()
         self.gaps[i].add(msg_info.get("publication_sequence_number"))
-        t = stamp_ns(msg.header)
-        last = self._restarts.observe(("image", i), t)
+        t_in = stamp_ns(msg.header)
+        last = self._restarts.observe(("image", i), t_in)
         if last is not None:
-            self._restart(self.cameras[i], last, t)
-            self._restarts.observe(("image", i), t)
+            self._restart(self.cameras[i], last, t_in)
+            self._restarts.observe(("image", i), t_in)
+        self.check_stamp(f"{self.cameras[i]}/image", t_in)
         try:
             rgb = validate_image(msg, int(self._param("max_input_pixels")))
         except InputRejected as e:
             self._reject(i, e, msg)
             return
+        now = self.now_ns()
+        t = t_in - self.time_offsets[i]  # the rig's time base (time_offset.<camera>)
+        self.health.arrived(i, t, now)
+        self._update_absent(now)
         ev = self.sync.add(i, t, (msg, rgb))
-        for stream, stamp, reason in ev.drops:
-            if self.sync_drops[stream].add(reason) and self.sync_drops[stream].counts[reason] == 1:
-                self.get_logger().warning(
-                    f"synchroniser dropped {self.cameras[stream]} frame {stamp / 1e9:.3f}: {reason}"
-                    " (reported once per camera and reason; counts in /diagnostics)"
-                )
+        self._count_sync_drops(ev)
         for group in ev.groups:
             self.sets_emitted += 1
-            missing = [c for c, infos in zip(self.cameras, self._infos) if not len(infos)]
+            for k in group.present:
+                self.in_sets[k] += 1
+                self.health.in_set(k, now)
+            missing = [self.cameras[k] for k in group.present if not len(self._infos[k])]
             if not missing:
                 self._prepare_group(group)
                 continue
@@ -289,6 +347,45 @@ class SurroundDepthNode(RigDiagnostics, ManagedDepthNode):
                     CAMERA_INFO_MISSING, f"no camera_info yet from {missing} before the next synchronized set"
                 )
             self._pending_group = group
+
+    def _count_sync_drops(self, ev: SyncEvent) -> None:
+        for stream, stamp, reason in ev.drops:
+            if self.sync_drops[stream].add(reason) and self.sync_drops[stream].counts[reason] == 1:
+                self.get_logger().warning(
+                    f"synchroniser dropped {self.cameras[stream]} frame {stamp / 1e9:.3f}: {reason}"
+                    " (reported once per camera and reason; counts in /diagnostics)"
+                )
+
+    def _update_absent(self, now: int) -> None:
+        """Leave silent and out-of-sync cameras out of the sets; log each change once."""
+        self._name_offsets()
+        absent = self.health.absent(now)
+        if absent == self._absent:
+            return
+        self._count_sync_drops(self.sync.set_absent(absent))
+        n = len(self.cameras)
+        for i, reason in absent.items():
+            if self._absent.get(i) != reason:
+                self.get_logger().warning(
+                    f"{self.health.describe(i, reason, now)}: left out of the sets, which continue "
+                    f"with {n - len(absent)} of {n} cameras"
+                )
+        for i in self._absent.keys() - absent.keys():
+            self.get_logger().info(
+                f"{self.cameras[i]} delivers usable images again: back in the sets "
+                f"({n - len(absent)} of {n} cameras)"
+            )
+        self._absent = absent
+
+    def _name_offsets(self) -> None:
+        """Name each camera whose stamps are off the rig's (once per episode)."""
+        offsets = self.health.clock_offsets()
+        for i in offsets.keys() - self._offset_named:
+            self.get_logger().warning(
+                f"{self.health.describe(i, 'clock_offset', 0)} (judged from arrival times; left out "
+                "of the sets if its images stop synchronising)"
+            )
+        self._offset_named = set(offsets)
 
     def _reject(self, i: int, err: InputRejected, msg: Image) -> None:
         if self.rejections[i].add(err.reason):
@@ -309,9 +406,10 @@ class SurroundDepthNode(RigDiagnostics, ManagedDepthNode):
 
     def _prepare_group(self, group) -> None:
         """Pair every view with its camera_info (executor thread), then hand the set to the worker."""
-        msgs = [m for m, _ in group.items]
-        infos, intr_in = [], []
-        for i, m in enumerate(msgs):
+        n = len(self.cameras)
+        infos, intr_in = [None] * n, [None] * n
+        for i in group.present:
+            m = group.items[i][0]
             info = self._infos[i].pair_now(stamp_ns(m.header))
             try:
                 if info is None:
@@ -326,35 +424,57 @@ class SurroundDepthNode(RigDiagnostics, ManagedDepthNode):
                 self._drop_group(e.reason, f"camera {self.cameras[i]}: {e.detail}")
                 return
             self._note_geometry(i, m, intr)
-            infos.append(info)
-            intr_in.append(intr)
+            infos[i], intr_in[i] = info, intr
+            self._last_view[i] = (m.header.frame_id, intr)
         self.submit((group, infos, intr_in))
 
     def _note_geometry(self, i: int, msg: Image, intr) -> None:
         self._geometry[i], what = geometry_change(self._geometry[i], intr)
-        if what is not None:
+        if what is not None and self._logs.add(f"geometry.{i}"):
             self.get_logger().info(
-                f"{self.cameras[i]}: camera {what}: outputs follow the new geometry, scale state reset"
+                f"{self.cameras[i]}: camera {what}: outputs follow the new geometry, scale state "
+                "reset (logged at most every 5 s)"
             )
+        if what is not None:
             self.views[i].reset()
 
     # ---------------------------------------------------------------- processing (worker thread)
-    def _extrinsics(self, msgs) -> tuple[list[Transform | None], str]:
+    def _extrinsics(self, frames: list[tuple[str, int]]) -> tuple[list[Transform | None], str]:
+        """target_frame <- each (frame_id, stamp); the problems in words ("" when all resolve)."""
         tfs, problems = [], []
-        for m in msgs:
-            tf, err = self.tf.resolve(self.target_frame, m.header.frame_id, stamp_ns(m.header))
+        for frame_id, t in frames:
+            tf, err = self.tf.resolve(self.target_frame, frame_id, t)
             tfs.append(tf)
             if err is not None:
-                problems.append(f"{m.header.frame_id}: {err}")
+                problems.append(f"{frame_id}: {err}")
                 self.tf_failures.add(err.reason)
         return tfs, "; ".join(problems)
 
     def process(self, item) -> str:
         group, infos, intr_in = item
         t0 = time.perf_counter()
-        msgs = [m for m, _ in group.items]
-        rgbs = [rgb for _, rgb in group.items]
-        tfs, tf_problem = self._extrinsics(msgs)
+        present = group.present
+        missing = [i for i in range(len(self.cameras)) if i not in present]
+        # models that fuse the whole rig get every slot; a missing view is masked (neutral image,
+        # its last known geometry); per-view models run on the views present
+        slots = list(range(len(self.cameras))) if self.engine.info.num_cameras > 1 else present
+        unseen = [self.cameras[i] for i in slots if i in missing and self._last_view[i] is None]
+        if unseen:
+            if self._worker_logs.add("camera_missing"):
+                self.get_logger().warning(
+                    f"dropped a synchronized set: model {self.engine.info.name} fuses the whole rig "
+                    f"and {unseen} never delivered an image to stand in for (a masked view needs its "
+                    "last camera_info and frame)"
+                )
+            return "dropped.camera_missing"
+        newest = group.newest
+        frames = [
+            (group.items[i][0].header.frame_id, group.stamps[i] + self.time_offsets[i])
+            if i in present
+            else (self._last_view[i][0], newest + self.time_offsets[i])
+            for i in slots
+        ]
+        tfs, tf_problem = self._extrinsics(frames)
         have_tf = not tf_problem
         if self.needs_extrinsics and not have_tf:
             if self._worker_logs.add("waiting_for_tf"):
@@ -364,34 +484,44 @@ class SurroundDepthNode(RigDiagnostics, ManagedDepthNode):
                 )
             self.fusion_status = f"waiting for TF: {tf_problem}"
             return "dropped.waiting_for_tf"
-        results, eo = infer_views(self.engine, self.views, rgbs, intr_in, tfs if have_tf else None)
+        images = [group.items[i][1] if i in present else None for i in slots]
+        intrs = [intr_in[i] if i in present else self._last_view[i][1] for i in slots]
+        results, eo = infer_views(
+            self.engine, [self.views[i] for i in slots], images, intrs, tfs if have_tf else None
+        )
         t2 = time.perf_counter()
         t1 = t2 - (eo.infer_ms + eo.preprocess_ms) / 1e3  # post-processing took t2 - t1
+        # from here on: the views present, in camera order
+        pos = [slots.index(i) for i in present]
+        msgs = [group.items[i][0] for i in present]
+        rgbs = [group.items[i][1] for i in present]
+        results = [results[k] for k in pos]
+        tfs = [tfs[k] for k in pos]
+        intrs = [intr_in[i] for i in present]
         model, backend = self.engine.config.model, self.engine.backend.name
         summaries = [
             self.outputs[i].publish(
-                msgs[i].header,
+                msgs[k].header,
                 infos[i],
-                intr_in[i],
-                rgbs[i],
-                results[i],
-                eo.infer_ms / len(msgs),
+                intrs[k],
+                rgbs[k],
+                results[k],
+                eo.infer_ms / len(slots),
                 model,
                 backend,
                 int(self._param("points_decimation")),
                 self._param("publish_points"),
                 self._param("points_rgb"),
             )
-            for i in range(len(msgs))
+            for k, i in enumerate(present)
         ]
         t3 = time.perf_counter()
-        newest = max(group.stamps)
-        header = msgs[int(np.argmax(group.stamps))].header
+        header = msgs[int(np.argmax([group.stamps[i] for i in present]))].header
         fused = False
         overlaps = []
         if have_tf:
-            fused = self._publish_fused(header, [r.depth for r in results], intr_in, tfs, rgbs)
-            overlaps = self._overlaps(msgs, results, intr_in, tfs)
+            fused = self._publish_fused(header, [r.depth for r in results], intrs, tfs, rgbs)
+            overlaps = self._overlaps(present, msgs, results, intrs, tfs)
             if self._fusion_ok is False:
                 self.get_logger().info(
                     f"all camera transforms to '{self.target_frame}' are available again: fused cloud resumed"
@@ -408,6 +538,7 @@ class SurroundDepthNode(RigDiagnostics, ManagedDepthNode):
         rig = RigConfidence(
             views=summaries,
             overlaps=overlaps,
+            missing_cameras=[self.cameras[i] for i in missing],
             sync_spread_ms=group.spread / 1e6,
             mean_confidence=float(np.mean([r.mean_confidence for r in results])),
             valid_fraction=float(np.mean([r.valid_fraction for r in results])),
@@ -418,8 +549,12 @@ class SurroundDepthNode(RigDiagnostics, ManagedDepthNode):
         rig.header.stamp = header.stamp
         rig.header.frame_id = self.target_frame
         self.pub_rig.publish(rig)
-        self.timing["latency_ms"].add(self.latency_ms(newest))
+        latency = self.latency_ms(stamp_ns(header))
+        if latency is not None:
+            self.timing["latency_ms"].add(latency)
         self.rate_out.tick()
+        if missing:
+            self.degraded_sets += 1
         self.timing["e2e_ms"].add((time.perf_counter() - t0) * 1e3)
         self.timing["infer_ms"].add(eo.infer_ms)
         self.timing["preprocess_ms"].add(eo.preprocess_ms)
@@ -443,14 +578,19 @@ class SurroundDepthNode(RigDiagnostics, ManagedDepthNode):
         self.fused_out += 1
         return True
 
-    def _overlaps(self, msgs, results, intrs, tfs) -> list[ViewOverlap]:
-        n = len(msgs)
+    def _overlaps(self, present, msgs, results, intrs, tfs) -> list[ViewOverlap]:
+        """Consistency of ring-adjacent camera pairs that are both in the set."""
+        n = len(self.cameras)
         if n < 2:
             return []
         stride = int(self._param("consistency_decimation"))
+        at = {cam: k for k, cam in enumerate(present)}
         pairs = [(i, (i + 1) % n) for i in range(n if n > 2 else 1)]
         out = []
-        for a, b in pairs:
+        for ca, cb in pairs:
+            if ca not in at or cb not in at:
+                continue
+            a, b = at[ca], at[cb]
             ov = view_consistency(
                 results[a].depth,
                 intrs[a],

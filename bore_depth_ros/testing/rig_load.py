@@ -10,6 +10,7 @@ memory (``/proc/<pid>/status``).
 
 from __future__ import annotations
 
+import collections
 import time
 from dataclasses import dataclass, field
 
@@ -120,7 +121,9 @@ class RigLoad(Node):
         self.pub_tf_dynamic = self.create_publisher(TFMessage, "/tf", TF_QOS)
         self.sent = [0] * len(self.cameras)
         self.latencies: list[float] = []
+        self.rig_msgs: collections.deque[RigConfidence] = collections.deque(maxlen=2000)
         self.diag: dict[str, dict[str, str]] = {}
+        self.diag_status: dict[str, tuple[int, str]] = {}  # status name -> (level, message), newest
         reliable = QoSProfile(depth=100, reliability=QoSReliabilityPolicy.RELIABLE)
         self.create_subscription(RigConfidence, f"{self.ns}/rig_confidence", self._on_rig, reliable)
         self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 50)
@@ -140,18 +143,23 @@ class RigLoad(Node):
     def _on_rig(self, msg: RigConfidence) -> None:
         stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
         self.latencies.append(time.time() - stamp)
+        self.rig_msgs.append(msg)
 
     def _on_diag(self, msg: DiagnosticArray) -> None:
         for st in msg.status:
             if st.name.startswith(self.ns + "/"):
                 self.diag[st.name] = {kv.key: kv.value for kv in st.values}
+                self.diag_status[st.name] = (ord(st.level), st.message)
 
     def connected(self) -> bool:
         return all(p.get_subscription_count() > 0 for pair in self.pubs for p in pair)
 
-    def publish_set(self, stamp_ns: int | None = None) -> None:
-        """One synchronized set: every camera, one shared stamp (default now, wall clock)."""
+    def publish_set(self, stamp_ns: int | None = None, silent=(), offsets: dict | None = None) -> None:
+        """One synchronized set: every camera, one shared stamp (default now, wall clock).
+        ``silent``: cameras that publish nothing this time (a failed camera); ``offsets``:
+        camera -> ns added to its stamps (a camera whose clock is off)."""
         now = time.time_ns() if stamp_ns is None else int(stamp_ns)
+        offsets = offsets or {}
         if self.moving:
             msg = TFMessage(
                 transforms=[
@@ -163,7 +171,10 @@ class RigLoad(Node):
         for k, ((pub_img, pub_info), img, info) in enumerate(
             zip(self.pubs, self.images, self.infos, strict=True)
         ):
-            img.header.stamp.sec, img.header.stamp.nanosec = divmod(now, 1_000_000_000)
+            if self.cameras[k] in silent:
+                continue
+            t = now + int(offsets.get(self.cameras[k], 0))
+            img.header.stamp.sec, img.header.stamp.nanosec = divmod(t, 1_000_000_000)
             info.header.stamp = img.header.stamp
             pub_info.publish(info)
             pub_img.publish(img)
