@@ -176,3 +176,27 @@ def test_a_camera_with_its_clock_ahead_is_named_and_compensated(ros, tmp_path):
         rig.close()
         node.stop()
     assert "ERROR" not in node.output() and "Traceback" not in node.output()
+
+
+def test_semi_smd_runs_with_the_missing_view_masked(ros, tmp_path):
+    """semi_smd fuses the whole ring: the silent camera's slot gets a neutral image with its last
+    camera_info and transform; the five others are published and fused, the masked one is not."""
+    rate = 4.0
+    node = _start(tmp_path, "semi", model="semi_smd", backend="torch", camera_timeout=0.5)
+    rig = Rig("rig_semi")
+    try:
+        assert spin_until(rig.ex, rig.load.connected, 30)
+        rig.run(2.0, rate)
+        assert any(len(m.views) == 6 for m in rig.load.rig_msgs), node.output()
+        t_silent = time.time_ns()
+        rig.run(3.0, rate, silent=("back_left",))
+        degraded = [m for m in rig.sets_since(t_silent) if m.missing_cameras]
+        assert degraded, node.output()
+        for m in degraded:
+            assert list(m.missing_cameras) == ["back_left"] and len(m.views) == 5 and m.fused
+            assert all(0.0 < v.median_depth < 1e3 for v in m.views)
+        assert "camera_missing" not in node.output()
+    finally:
+        rig.close()
+        node.stop()
+    assert "Traceback" not in node.output()
