@@ -1,7 +1,9 @@
 """Read any rosbag2 (MCAP or sqlite3) without ROS: camera discovery, TF, synchronised camera frames.
 
 ``open_bag(path)`` opens a bag directory or a bare .mcap/.db3 file with ``rosbags``' AnyReader (the
-bag's own message definitions, the Jazzy typestore when it has none). ``discover_cameras`` finds
+bag's own message definitions, the Jazzy typestore when it has none), after checking the files'
+integrity (:mod:`~bore_depth_ros.bag.integrity`: MCAP CRCs, sqlite's quick_check); anything that
+goes wrong reading it later is a :class:`BagError` naming the bag too. ``discover_cameras`` finds
 camera streams; ``FrameSync`` streams the bag once, in log-time order, and yields one
 :class:`CameraFrame` per image with its camera_info (paired by the nodes' policy,
 :class:`~bore_depth_ros.core.pairing.InfoPairer`) and ground-truth depth matched by header stamp,
@@ -26,6 +28,7 @@ from ..core.images import SUPPORTED_ENCODINGS
 from ..core.messages import CAMERA_INFO, DEPTH_ENCODINGS, IMAGE, POINTCLOUD2, TF_MESSAGE, stamp_ns, transform
 from ..core.pairing import InfoPairer
 from ..core.tf_buffer import TfBuffer
+from .integrity import BagError, McapCheck, check_mcap, check_sqlite
 from .messages import TYPESTORE
 
 COLOR_ENCODINGS = tuple(SUPPORTED_ENCODINGS)
@@ -41,19 +44,69 @@ DUPLICATE_IMAGE = "duplicate_image_stamp"
 UNDECODABLE = "undecodable_message"
 
 
-class BagError(ValueError):
-    """A bag that cannot be opened or read (corrupt, truncated, empty, not a rosbag2)."""
+def bag_files(path: Path) -> list[Path]:
+    """The storage files of a bag: the file itself, or a bag directory's .mcap and .db3 files."""
+    if path.is_file():
+        return [path]
+    return sorted(path.glob("*.mcap")) + sorted(path.glob("*.db3"))
+
+
+def check_bag(path: str | Path, full: bool = False) -> list[McapCheck]:
+    """Check every storage file of a bag (:mod:`.integrity`); BagError naming the damaged file (and,
+    for a chunk, its byte offset). MCAP: the footer, summary CRC and record layout (milliseconds),
+    with ``full`` also every chunk and data section CRC (one more pass over the file); sqlite3:
+    ``PRAGMA quick_check`` (one read of the file). Returns what was found in the MCAP files."""
+    checks = []
+    for f in bag_files(Path(path)):
+        if f.suffix == ".mcap":
+            checks.append(check_mcap(f, full=full))
+        elif f.suffix == ".db3":
+            check_sqlite(f)
+    return checks
+
+
+class BagReader(AnyReader):
+    """rosbags' AnyReader that fails with a :class:`BagError` naming the bag: a chunk whose CRC does
+    not match as it is read (rosbags checks each chunk it loads; the error names the chunk's byte
+    offset) or any other failure of rosbags reading the file (its own errors, or plain struct and
+    index errors on garbage), and a message that does not deserialize.
+    ``integrity`` holds what :func:`check_bag` found when the bag was opened."""
+
+    def __init__(self, path: Path, integrity: list[McapCheck]):
+        super().__init__([path], default_typestore=TYPESTORE)
+        self.bag_path = path
+        self.integrity = integrity
+
+    def messages(self, *args, **kwargs):
+        try:
+            yield from super().messages(*args, **kwargs)
+        except Exception as e:  # noqa: BLE001 - raised by rosbags reading the file, not by the caller
+            check_bag(self.bag_path, full=True)  # names the damaged chunk, if one is
+            detail = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+            raise BagError(f"cannot read bag {self.bag_path}: reading its messages failed ({detail})") from e
+
+    def deserialize(self, rawdata, typ: str):
+        try:
+            return super().deserialize(rawdata, typ)
+        except Exception as e:  # noqa: BLE001 - garbage bytes fail in many ways
+            raise BagError(
+                f"cannot read bag {self.bag_path}: a {len(rawdata)}-byte {typ} message does not decode ({e})"
+            ) from e
 
 
 @contextmanager
-def open_bag(path: str | Path) -> Iterator[AnyReader]:
-    """``with open_bag(p) as reader``: an open AnyReader on a bag directory, .mcap or .db3 file.
-    FileNotFoundError for a missing path, BagError naming the bag for one that cannot be read."""
+def open_bag(path: str | Path, full_check: bool = False) -> Iterator[BagReader]:
+    """``with open_bag(p) as reader``: an open AnyReader (:class:`BagReader`) on a bag directory,
+    .mcap or .db3 file. FileNotFoundError for a missing path; BagError naming the bag (or the
+    damaged file and the byte offset) for one that is truncated, corrupt or otherwise unreadable,
+    raised here or, for a damaged chunk, when reading reaches it. ``full_check``: verify every
+    CRC before returning (:func:`check_bag`), at the cost of one more pass over the files."""
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"bag not found: {p}")
-    reader = AnyReader([p], default_typestore=TYPESTORE)
+    integrity = check_bag(p, full=full_check)
     try:
+        reader = BagReader(p, integrity)
         reader.open()
     except AnyReaderError as e:
         raise BagError(f"cannot read bag {p}: {e}") from None

@@ -1,4 +1,9 @@
-"""Write rosbag2 files (MCAP by default, sqlite3 on request) with Jazzy types and type hashes."""
+"""Write rosbag2 files (MCAP by default, sqlite3 on request) with Jazzy types and type hashes.
+
+MCAP files are sealed on close: ``rosbags`` leaves their CRCs 0 (not computed), so
+:func:`~bore_depth_ros.bag.integrity.seal_mcap` writes the chunk, data section and summary CRCs
+that readers (``open_bag``, the ros2 bag tools) check.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ from pathlib import Path
 from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
 from rosbags.rosbag2 import StoragePlugin, Writer
 
+from .integrity import seal_mcap
 from .messages import TYPESTORE
 
 STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
@@ -41,6 +47,7 @@ class BagWriter:
         self.path = Path(path)
         if self.path.exists():
             raise FileExistsError(f"{self.path} exists; choose a new output path")
+        self.storage = storage
         self._writer = Writer(self.path, version=9, storage_plugin=STORAGES[storage])
         self._connections: dict[str, object] = {}
         self.typestore = typestore if typestore is not None else TYPESTORE
@@ -52,6 +59,9 @@ class BagWriter:
 
     def __exit__(self, *exc) -> None:
         self._writer.close()
+        if self.storage == "mcap":
+            for f in sorted(self.path.glob("*.mcap")):
+                seal_mcap(f)
 
     def write(self, topic: str, msg, t_ns: int, latched: bool | None = None) -> None:
         conn = self._connections.get(topic)
