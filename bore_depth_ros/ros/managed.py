@@ -25,7 +25,8 @@ inputs faster than inference never queue up and every skipped frame is counted.
 last ``diagnostics_window`` seconds (rejections, drops, overload; totals stay in the values), a
 silent input goes STALE, and problems of the ROS graph (two publishers on an input topic, two
 nodes with this node's name) and stamps that are zero or far from the node's clock are warned
-about once in the log and shown as WARN while they last.
+about once in the log (graph problems are also shown as WARN while they last; stamp problems are
+counted as ``stamps.<kind>`` in the values).
 """
 
 from __future__ import annotations

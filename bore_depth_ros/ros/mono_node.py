@@ -197,7 +197,7 @@ class MonoDepthNode(ManagedDepthNode):
     def _note_geometry(self, msg: Image, intr) -> None:
         """Log resolution and intrinsics changes (once per change); reset the scale state."""
         self._geometry, what = geometry_change(self._geometry, intr)
-        if what is not None and self._logs.add("geometry"):
+        if what is not None and self._logs.add(f"geometry.{what.split()[0]}"):
             self.get_logger().info(
                 f"camera {what} (frame '{msg.header.frame_id}'): outputs follow "
                 "the new geometry, scale state reset (logged at most every 5 s)"
@@ -295,7 +295,7 @@ class MonoDepthNode(ManagedDepthNode):
         window = self.recent.window
         recent = self.recent.update(
             {
-                **values_with(values, "rejected.", "processing_error.", "stamps."),
+                **values_with(values, "rejected.", "processing_error."),
                 "skipped.overload": skips.counts.get("overload", 0),
             }
         )

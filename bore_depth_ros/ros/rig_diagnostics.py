@@ -72,7 +72,7 @@ class RigDiagnostics:
         now = self.now_ns()
         absent = dict(self._absent)
         totals = {f"dropped.{k}": v for k, v in drops.items()}
-        totals.update({k: v for k, v in common.items() if k.startswith(("processing_error.", "stamps."))})
+        totals.update({k: v for k, v in common.items() if k.startswith("processing_error.")})
         for i, cam in enumerate(self.cameras):
             totals.update({f"{cam}.rejected.{k}": c for k, c in self.rejections[i].as_dict().items()})
         totals["skipped.overload"] = skips.get("overload", 0)

@@ -430,7 +430,7 @@ class SurroundDepthNode(RigDiagnostics, ManagedDepthNode):
 
     def _note_geometry(self, i: int, msg: Image, intr) -> None:
         self._geometry[i], what = geometry_change(self._geometry[i], intr)
-        if what is not None and self._logs.add(f"geometry.{i}"):
+        if what is not None and self._logs.add(f"geometry.{i}.{what.split()[0]}"):
             self.get_logger().info(
                 f"{self.cameras[i]}: camera {what}: outputs follow the new geometry, scale state "
                 "reset (logged at most every 5 s)"
