@@ -56,7 +56,7 @@ def evaluate(config: EvalConfig, progress: bool = True, engine: DepthEngine | No
     claim_outputs([report_dir], config.force)
     t_load = time.perf_counter()
     out = None
-    with open_bag(config.bag) as reader:
+    with open_bag(config.bag, full_check=True) as reader:  # a damaged chunk fails before any work
         cams = discover_cameras(reader, config.cameras, config.gt_topics)
         if not cams:
             images = topics_of_type(reader, IMAGE)

@@ -58,7 +58,7 @@ class BagPlayer(Node):
         self.stats = PlayStats()
         self._stop = False
         self._bag = contextlib.ExitStack()
-        self._reader = self._bag.enter_context(open_bag(bag))
+        self._reader = self._bag.enter_context(open_bag(bag, full_check=True))  # fail before publishing
         from rosgraph_msgs.msg import Clock
 
         self._clock_pub = self.create_publisher(Clock, "/clock", 10) if self.clock_period else None
