@@ -12,6 +12,10 @@ CAMERA_INFO_SIZE_MISMATCH = "camera_info_size_mismatch"
 IMAGE_TOO_LARGE = "image_too_large"
 INVALID_FRAME_ID = "invalid_frame_id"
 INVALID_TRANSFORM = "invalid_transform"
+COMPRESSED_EMPTY = "compressed_empty"
+COMPRESSED_FORMAT_UNKNOWN = "compressed_format_unknown"
+COMPRESSED_TRUNCATED = "compressed_truncated"
+COMPRESSED_CORRUPT = "compressed_corrupt"
 
 DEFAULT_MAX_INPUT_PIXELS = 7680 * 4320  # 8K; larger images are rejected as image_too_large
 
@@ -28,6 +32,10 @@ REASONS = (
     IMAGE_TOO_LARGE,
     INVALID_FRAME_ID,
     INVALID_TRANSFORM,
+    COMPRESSED_EMPTY,
+    COMPRESSED_FORMAT_UNKNOWN,
+    COMPRESSED_TRUNCATED,
+    COMPRESSED_CORRUPT,
 )
 
 

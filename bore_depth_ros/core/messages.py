@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from .camera import Intrinsics, fit_intrinsics_to_image, scale_camera_info_arrays
+from .compressed import compressed_depth_metres, compressed_rgb, encode_compressed, encode_compressed_depth
 from .errors import (
     CAMERA_INFO_INVALID,
     IMAGE_TOO_LARGE,
@@ -33,6 +34,7 @@ from .pointcloud import FLOAT32, PackedCloud
 from .transforms import Transform
 
 IMAGE = "sensor_msgs/msg/Image"
+COMPRESSED_IMAGE = "sensor_msgs/msg/CompressedImage"
 CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
 POINTCLOUD2 = "sensor_msgs/msg/PointCloud2"
 POINT_FIELD = "sensor_msgs/msg/PointField"
@@ -80,14 +82,25 @@ def image_array(msg) -> np.ndarray:
     return px.reshape(height, width, channels) if channels > 1 else px
 
 
-def image_rgb(msg) -> np.ndarray:
-    """(H, W, 3) uint8 RGB view of a colour or mono Image (zero copy); raises InputRejected."""
+def image_rgb(msg, max_pixels: int = 0) -> np.ndarray:
+    """(H, W, 3) uint8 RGB of a colour or mono Image (a zero-copy view) or CompressedImage (JPEG
+    or PNG after image_transport's conventions, :mod:`.compressed`); raises InputRejected."""
+    if is_compressed(msg):
+        return compressed_rgb(msg, max_pixels)
     return image_to_rgb(msg.data, msg.width, msg.height, msg.step, msg.encoding, msg.is_bigendian)
+
+
+def is_compressed(msg) -> bool:
+    """True for a sensor_msgs/CompressedImage (it has ``format`` where Image has ``encoding``)."""
+    return hasattr(msg, "format") and not hasattr(msg, "encoding")
 
 
 def depth_metres(msg) -> np.ndarray:
     """(H, W) float32 metres (a new array) of a depth Image: 32FC1 metres, or 16UC1
-    millimetres with 0 = invalid (NaN), as depth_image_proc reads them. Raises InputRejected."""
+    millimetres with 0 = invalid (NaN), as depth_image_proc reads them; or of a CompressedImage in
+    compressed_depth_image_transport's format. Raises InputRejected."""
+    if is_compressed(msg):
+        return compressed_depth_metres(msg)
     if msg.encoding not in DEPTH_ENCODINGS:
         raise InputRejected(
             UNKNOWN_ENCODING, f"depth must be {' or '.join(DEPTH_ENCODINGS)}, got {msg.encoding!r}"
@@ -188,6 +201,8 @@ def validate_image(msg, max_pixels: int = 0) -> np.ndarray:
         raise InputRejected(
             INVALID_FRAME_ID, "header.frame_id is empty: outputs would have no frame for TF or rviz (REP 103)"
         )
+    if is_compressed(msg):
+        return compressed_rgb(msg, max_pixels)  # the size limit is checked from its header
     if max_pixels > 0 and int(msg.width) * int(msg.height) > max_pixels:
         raise InputRejected(
             IMAGE_TOO_LARGE,
@@ -249,6 +264,21 @@ class MessageFactory:
             is_bigendian=0,
             step=w * channels * a.dtype.itemsize,
             data=self.uint8(a.reshape(-1).view(np.uint8)),
+        )
+
+    def compressed_image(self, header, rgb: np.ndarray, codec: str = "jpeg", quality: int = 90):
+        """CompressedImage of an (H, W, 3) uint8 RGB image as image_transport's compressed plugin
+        writes it (format ``"rgb8; jpeg compressed bgr8"`` or the png one)."""
+        data, fmt = encode_compressed(rgb, codec, quality)
+        return self.new(
+            COMPRESSED_IMAGE, header=header, format=fmt, data=self.uint8(np.frombuffer(data, np.uint8))
+        )
+
+    def compressed_depth(self, header, depth: np.ndarray, encoding: str = "16UC1"):
+        """CompressedImage of metric depth in compressed_depth_image_transport's PNG format."""
+        data, fmt = encode_compressed_depth(depth, encoding)
+        return self.new(
+            COMPRESSED_IMAGE, header=header, format=fmt, data=self.uint8(np.frombuffer(data, np.uint8))
         )
 
     def camera_info(self, header, intr: Intrinsics, distortion_model: str = "plumb_bob"):
