@@ -34,7 +34,7 @@ from . import diagnostics as diag
 from . import params as P
 from .managed import ManagedDepthNode
 from .runner import run_node
-from .view_io import ViewOutputs, geometry_change, input_qos
+from .view_io import ViewOutputs, geometry_change, image_input, input_qos
 
 TIMING_KEYS = ("e2e_ms", "infer_ms", "preprocess_ms", "post_ms", "publish_ms", "latency_ms")
 
@@ -90,16 +90,17 @@ class MonoDepthNode(ManagedDepthNode):
             input_qos(max(qdepth, 5)),
             qos_overriding_options=overrides,
         )
+        msg_type, self.image_topic = image_input(self, "image")
         self.create_subscription(
-            Image, "image", self._on_image, input_qos(qdepth), qos_overriding_options=overrides
+            msg_type, self.image_topic, self._on_image, input_qos(qdepth), qos_overriding_options=overrides
         )
         self.outputs = ViewOutputs(self)
 
     def input_topics(self) -> list[str]:
-        return ["image"]
+        return [self.image_topic]
 
     def ready_message(self) -> str:
-        return super().ready_message() + f"; subscribed to {self.resolve_topic_name('image')}"
+        return super().ready_message() + f"; subscribed to {self.image_topic}"
 
     def output_publishers(self) -> list:
         o = getattr(self, "outputs", None)
@@ -159,7 +160,7 @@ class MonoDepthNode(ManagedDepthNode):
         if last is not None:
             self._restart("image", last, t)
         self.health.arrived(0, t, self.now_ns())
-        self.check_stamp("image", t)
+        self.check_stamp(self.image_topic, t)
         try:
             rgb = validate_image(msg, int(self.get_parameter("max_input_pixels").value))
         except InputRejected as e:
@@ -187,7 +188,7 @@ class MonoDepthNode(ManagedDepthNode):
             )
             return
         try:
-            intr_in = intrinsics(info, msg.width, msg.height)
+            intr_in = intrinsics(info, rgb.shape[1], rgb.shape[0])
         except InputRejected as e:
             self._reject(e, msg)
             return
@@ -226,8 +227,9 @@ class MonoDepthNode(ManagedDepthNode):
     def process(self, item) -> str:
         msg, rgb, info, intr_in = item
         t0 = time.perf_counter()
-        out_w, out_h = self._output_size(msg.width, msg.height)
-        intr_out = intr_in if (out_w, out_h) == (msg.width, msg.height) else intr_in.scaled_to(out_w, out_h)
+        height, width = rgb.shape[:2]
+        out_w, out_h = self._output_size(width, height)
+        intr_out = intr_in if (out_w, out_h) == (width, height) else intr_in.scaled_to(out_w, out_h)
         (res,), eo = infer_views(self.engine, [self.view], [rgb], [intr_in], out_intrinsics=[intr_out])
         t1 = time.perf_counter()
         self.outputs.publish(
@@ -309,7 +311,7 @@ class MonoDepthNode(ManagedDepthNode):
         elif self._pairer.waiting and not len(self._pairer):
             level, message = diag.WARN, "waiting for camera_info"
         elif silent:
-            topic = self.resolve_topic_name("image")
+            topic = self.image_topic
             n = self.count_publishers(topic)
             timeout = self.health.camera_timeout_ns(0) / 1e9
             level = diag.STALE
@@ -320,7 +322,7 @@ class MonoDepthNode(ManagedDepthNode):
         elif recent:
             level, message = diag.WARN, "recent problems: " + diag.recent_summary(recent, window)
         elif self.ledger.frames_in == 0:
-            message = self.silent_input("image")
+            message = self.silent_input(self.image_topic)
             level = diag.WARN if "nobody publishes" in message else diag.OK
         else:
             level, message = diag.OK, "ok"

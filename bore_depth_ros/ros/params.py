@@ -35,9 +35,12 @@ class Param:
     hi: float | None = None  # inclusive upper bound
     lo_open: bool = False
     in_descriptor: bool = False  # also enforce the range through the rclpy descriptor
+    choices: tuple = ()  # the allowed values, when they are a fixed set
 
     def check(self, value) -> str | None:
         """Why ``value`` cannot be used, or None."""
+        if self.choices and value not in self.choices:
+            return f"{self.name} must be one of {', '.join(map(str, self.choices))}, got {value!r}"
         lo, hi = self.lo, self.hi
         if lo is not None and hi is not None and not lo <= value <= hi:
             return f"{self.name} must be in [{lo:g}, {hi:g}], got {value}"
@@ -186,6 +189,14 @@ NODE = _table(
         STARTUP,
         lo=0.0,
         lo_open=True,
+    ),
+    Param(
+        "image_transport",
+        "raw",
+        "raw: subscribe the image topic (sensor_msgs/Image); compressed: subscribe <image topic>/compressed "
+        "(sensor_msgs/CompressedImage, JPEG or PNG), as image_transport names it",
+        STARTUP,
+        choices=("raw", "compressed"),
     ),
     Param(
         "camera_timeout",

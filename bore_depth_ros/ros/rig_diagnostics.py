@@ -158,7 +158,7 @@ class RigDiagnostics:
             if i in absent:
                 lvl, msg = diag.ERROR, self.health.describe(i, absent[i], now) + ": left out of the sets"
                 if absent[i] == "camera_silent":
-                    msg += f" ({self.silent_input(f'{cam}/image')})" if not self.frames_in[i] else ""
+                    msg += f" ({self.silent_input(self.image_topics[i])})" if not self.frames_in[i] else ""
             elif i in offsets:
                 lvl, msg = diag.WARN, self.health.describe(i, "clock_offset", now)
             elif recent_rej:
@@ -166,7 +166,7 @@ class RigDiagnostics:
             elif no_info:
                 lvl, msg = diag.WARN, "no camera_info yet"
             elif not self.frames_in[i]:
-                lvl, msg = diag.OK, self.silent_input(f"{cam}/image")
+                lvl, msg = diag.OK, self.silent_input(self.image_topics[i])
             else:
                 lvl, msg = diag.OK, "ok"
             statuses.append(diag.status(f"{name}: {cam}", cam, lvl, msg, v))

@@ -58,7 +58,7 @@ from .conversions import RCLPY
 from .managed import ManagedDepthNode
 from .rig_diagnostics import RigDiagnostics
 from .runner import run_node
-from .view_io import OUTPUT_QOS, ViewOutputs, geometry_change, input_qos
+from .view_io import OUTPUT_QOS, ViewOutputs, geometry_change, image_input, input_qos
 
 TF_STATIC_QOS = QoSProfile(
     history=QoSHistoryPolicy.KEEP_LAST,
@@ -186,6 +186,7 @@ class SurroundDepthNode(RigDiagnostics, ManagedDepthNode):
         self.create_subscription(TFMessage, "/tf_static", lambda m: self._on_tf(m, True), TF_STATIC_QOS)
         self.create_subscription(TFMessage, "/tf", lambda m: self._on_tf(m, False), TF_QOS)
         self.outputs = []
+        self.image_topics = []
         for i, cam in enumerate(self.cameras):
             # camera_info before image: served first when both are ready (as in the mono node)
             self.create_subscription(
@@ -195,9 +196,11 @@ class SurroundDepthNode(RigDiagnostics, ManagedDepthNode):
                 input_qos(max(qdepth, 5)),
                 qos_overriding_options=overrides,
             )
+            msg_type, topic = image_input(self, f"{cam}/image")
+            self.image_topics.append(topic)
             self.create_subscription(
-                Image,
-                f"{cam}/image",
+                msg_type,
+                topic,
                 lambda m, mi, i=i: self._on_image(i, m, mi),
                 input_qos(qdepth),
                 qos_overriding_options=overrides,
@@ -209,7 +212,7 @@ class SurroundDepthNode(RigDiagnostics, ManagedDepthNode):
         self.pub_rig = self.create_publisher(RigConfidence, "rig_confidence", OUTPUT_QOS)
 
     def input_topics(self) -> list[str]:
-        return [f"{cam}/image" for cam in self.cameras]
+        return list(self.image_topics)
 
     def ready_message(self) -> str:
         return (
@@ -320,7 +323,7 @@ class SurroundDepthNode(RigDiagnostics, ManagedDepthNode):
         if last is not None:
             self._restart(self.cameras[i], last, t_in)
             self._restarts.observe(("image", i), t_in)
-        self.check_stamp(f"{self.cameras[i]}/image", t_in)
+        self.check_stamp(self.image_topics[i], t_in)
         try:
             rgb = validate_image(msg, int(self._param("max_input_pixels")))
         except InputRejected as e:
@@ -417,7 +420,8 @@ class SurroundDepthNode(RigDiagnostics, ManagedDepthNode):
                         CAMERA_INFO_MISSING,
                         f"no camera_info on {self.resolve_topic_name(self.cameras[i] + '/camera_info')}",
                     )
-                intr = intrinsics(info, m.width, m.height)
+                rgb = group.items[i][1]
+                intr = intrinsics(info, rgb.shape[1], rgb.shape[0])
             except InputRejected as e:
                 self._reject(i, e, m)
                 self._set_rejects[i] += 1

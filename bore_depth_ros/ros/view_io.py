@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rclpy.qos import QoSHistoryPolicy, QoSProfile, QoSReliabilityPolicy, qos_profile_sensor_data
 from rclpy.qos_overriding_options import QoSOverridingOptions
-from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
 from ..core.frame import view_outputs
 from ..core.messages import VIEW_CONFIDENCE
@@ -23,6 +23,17 @@ def input_qos(depth: int) -> QoSProfile:
         reliability=qos_profile_sensor_data.reliability,
         durability=qos_profile_sensor_data.durability,
     )
+
+
+def image_input(node, relative: str) -> tuple[type, str]:
+    """(message type, absolute topic) of an image input, named as image_transport names it: the
+    base topic is resolved first (so ``-r image:=/cam/image_raw`` applies), and with the node's
+    ``image_transport`` parameter at ``compressed`` the input is ``<base>/compressed``
+    (sensor_msgs/CompressedImage)."""
+    base = node.resolve_topic_name(relative)
+    if node.get_parameter("image_transport").value == "compressed":
+        return CompressedImage, f"{base}/compressed"
+    return Image, base
 
 
 def geometry_change(old: tuple | None, intr) -> tuple[tuple, str | None]:
