@@ -22,7 +22,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         dest="cameras",
         action="append",
         metavar="TOPIC",
-        help="image topic of a camera (repeat for several; default: auto-detect)",
+        help="image topic of a camera, Image or CompressedImage (repeat for several; default: auto-detect)",
+    )
+    a(
+        "--camera-info",
+        dest="camera_infos",
+        action="append",
+        metavar="TOPIC",
+        help="camera_info topic for each --camera, in the same order (default: the image's sibling)",
     )
     a("--gt", default=d.gt, choices=GT_MODES, help="ground truth: depth images, LiDAR, or auto")
     a(
@@ -30,9 +37,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         dest="gt_topics",
         action="append",
         metavar="TOPIC",
-        help="ground-truth depth topic for each --camera, in the same order",
+        help="ground truth for each --camera, in the same order: a depth image (Image or "
+        "compressedDepth) or a PointCloud2 in any frame (once without --camera: a cloud for all)",
     )
-    a("--lidar-topic", default=d.lidar_topic, help="PointCloud2 ground truth (default /lidar/points)")
+    a(
+        "--lidar-topic",
+        default=d.lidar_topic,
+        help="PointCloud2 ground truth (default /lidar/points, else the only PointCloud2 topic)",
+    )
     a("--model", default=d.model)
     a("--weights", default=d.weights, help="checkpoint or .onnx (default: embedded)")
     a("--backend", default=d.backend, choices=["torch", "onnxruntime", "tensorrt"])

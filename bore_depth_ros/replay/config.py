@@ -24,9 +24,12 @@ class EvalConfig:
     """What to evaluate and how; defaults follow the node's defaults and the KITTI caps."""
 
     bag: str
-    cameras: list[str] | None = None  # image topics; None = auto-detect
+    cameras: list[str] | None = None  # image topics (Image or CompressedImage); None = auto-detect
+    camera_infos: list[str] | None = None  # camera_info topic per entry of ``cameras``; None = siblings
     gt: str = "auto"  # auto | depth | lidar
-    gt_topics: list[str] | None = None  # depth GT topic per entry of ``cameras``
+    # ground-truth topic per entry of ``cameras``: a depth image (Image, compressedDepth) or a
+    # PointCloud2 in any TF frame; one PointCloud2 without ``cameras`` serves every camera
+    gt_topics: list[str] | None = None
     lidar_topic: str = ""  # "" = /lidar/points or the only PointCloud2 topic
     model: str = "bore_depth"
     weights: str = ""
@@ -85,8 +88,17 @@ class EvalConfig:
             ),
             (
                 self.gt_topics is None
+                or (self.cameras is None and len(self.gt_topics) == 1)
                 or (self.cameras is not None and len(self.gt_topics) == len(self.cameras)),
-                "gt_topics needs one entry per camera topic given in cameras",
+                "--gt-topic needs one entry per --camera, in the same order (or a single PointCloud2 "
+                f"topic for all cameras); got {len(self.gt_topics or [])} for "
+                f"{len(self.cameras or [])} cameras",
+            ),
+            (
+                self.camera_infos is None
+                or (self.cameras is not None and len(self.camera_infos) == len(self.cameras)),
+                "--camera-info needs one entry per --camera, in the same order; got "
+                f"{len(self.camera_infos or [])} for {len(self.cameras or [])} cameras",
             ),
         ]
         for ok, msg in checks:
