@@ -14,20 +14,22 @@ The container's parameters (node name ``bore_depth_container``):
 Every node reads its own parameters from the same file (``/**`` or its full name).
 The nodes are lifecycle nodes: with ``autostart: false`` in their parameters they wait for a
 lifecycle manager (each has its own ``~/change_state``); a node whose autostart configure fails
-stops the container with ``cannot start: <reason>``. Nodes sharing an engine call it under its
-lock, so the multi-threaded executor never runs one model twice at the same time.
+stops the container with ``cannot start: <reason>`` (exit 2). Nodes sharing an engine call it under
+its lock, so the multi-threaded executor never runs one model twice at the same time. SIGINT or
+SIGTERM, at any time, stop every node's worker after its frame in flight and then rclpy (exit 0;
+see ros.runner).
 """
 
 from __future__ import annotations
 
 import sys
 
-import rclpy
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 
 from ..engine import EnginePool
 from .mono_node import MonoDepthNode
+from .runner import run_nodes
 from .surround_node import SurroundDepthNode
 
 KINDS = {"mono": (MonoDepthNode, "bore_depth_mono"), "surround": (SurroundDepthNode, "bore_depth_surround")}
@@ -43,12 +45,13 @@ def parse_entry(entry: str) -> tuple[str, str, str]:
     return kind, ns, parts[2] if len(parts) == 3 else KINDS[kind][1]
 
 
-def build_nodes(container: Node) -> list[Node]:
+def build_nodes(container: Node, nodes: list) -> None:
+    """Build the nodes the container's ``nodes`` parameter lists, appending each to ``nodes`` as it
+    is made (so a failure or a signal half-way still destroys the ones already built)."""
     entries = [e for e in container.get_parameter("nodes").value if e.strip()]
     if not entries:
         raise ValueError("parameter 'nodes' is empty: nothing to run")
     pool = EnginePool() if container.get_parameter("share_engine").value else None
-    nodes = []
     for entry in entries:
         kind, ns, name = parse_entry(entry)
         node = KINDS[kind][0](name, namespace=ns, engine=pool)
@@ -56,19 +59,19 @@ def build_nodes(container: Node) -> list[Node]:
         container.get_logger().info(f"started {kind} node {node.get_fully_qualified_name()}")
     if pool is not None:
         for eng in pool.engines():
-            users = [n.get_fully_qualified_name() for n in nodes if n.engine is eng]
+            users = [n.get_fully_qualified_name() for n in nodes if getattr(n, "engine", None) is eng]
             container.get_logger().info(
                 f"one {eng.config.model} model ({eng.config.backend}, batch {eng.config.batch}, "
                 f"weights {eng.weights_source}) shared by {len(users)} node(s): {users}"
             )
-    return nodes
 
 
-def main(argv=None) -> int:
-    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
+def build_container(nodes: list):
+    """The container node and its depth nodes (appended to ``nodes``); the executor to spin them."""
+    from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
 
-    rclpy.init(args=argv if argv is not None else sys.argv)
     container = Node("bore_depth_container")
+    nodes.append(container)
     container.declare_parameter(
         "nodes",
         [""],
@@ -88,26 +91,15 @@ def main(argv=None) -> int:
         2,
         ParameterDescriptor(description="executor threads (0 = single-threaded)", read_only=True),
     )
-    try:
-        nodes = build_nodes(container)
-    except Exception as e:  # noqa: BLE001 - a bad entry, checkpoint, backend...: say which and exit
-        container.get_logger().fatal(f"cannot start: {type(e).__name__}: {e}")
-        rclpy.try_shutdown()
-        return 2
+    build_nodes(container, nodes)
     threads = int(container.get_parameter("threads").value)
-    executor = MultiThreadedExecutor(num_threads=threads) if threads > 0 else SingleThreadedExecutor()
-    for n in [container, *nodes]:
-        executor.add_node(n)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        for n in nodes:
-            n.destroy_node()
-        container.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return MultiThreadedExecutor(num_threads=threads) if threads > 0 else SingleThreadedExecutor()
+
+
+def main(argv=None) -> int:
+    """Exit codes as the node executables (ros.runner): 0 when stopped by SIGINT/SIGTERM, at any
+    time; 2 with ``cannot start: <reason>`` when an entry or a node cannot start."""
+    return run_nodes(build_container, "bore_depth_container", argv)
 
 
 if __name__ == "__main__":
