@@ -1,5 +1,12 @@
 """Read any rosbag2 (MCAP or sqlite3) without ROS: camera discovery, TF, synchronised camera frames.
 
+Cameras are ``sensor_msgs/Image`` or ``sensor_msgs/CompressedImage`` topics, named after
+image_transport: a compressed stream ``<base>/compressed`` stands for the image ``<base>``, and a
+camera's camera_info is the sibling of its (base) image topic, ``<namespace>/camera_info``, unless
+given. Messages are handed out undecoded: the users decode them through the one message layer
+(:mod:`~bore_depth_ros.core.messages`), so a compressed image is checked and rejected with the
+same reasons as in the nodes.
+
 ``open_bag(path)`` opens a bag directory or a bare .mcap/.db3 file with ``rosbags``' AnyReader (the
 bag's own message definitions, the Jazzy typestore when it has none), after checking the files'
 integrity (:mod:`~bore_depth_ros.bag.integrity`: MCAP CRCs, sqlite's quick_check); anything that
@@ -23,9 +30,19 @@ from pathlib import Path
 
 from rosbags.highlevel import AnyReader, AnyReaderError
 
+from ..core.compressed import parse_format
 from ..core.errors import CAMERA_INFO_MISSING, INVALID_TRANSFORM, InputRejected
 from ..core.images import SUPPORTED_ENCODINGS
-from ..core.messages import CAMERA_INFO, DEPTH_ENCODINGS, IMAGE, POINTCLOUD2, TF_MESSAGE, stamp_ns, transform
+from ..core.messages import (
+    CAMERA_INFO,
+    COMPRESSED_IMAGE,
+    DEPTH_ENCODINGS,
+    IMAGE,
+    POINTCLOUD2,
+    TF_MESSAGE,
+    stamp_ns,
+    transform,
+)
 from ..core.pairing import InfoPairer
 from ..core.tf_buffer import TfBuffer
 from .integrity import BagError, McapCheck, check_mcap, check_sqlite
@@ -36,6 +53,8 @@ TF_TOPIC = "/tf"
 TF_STATIC_TOPIC = "/tf_static"
 CLOCK_TOPIC = "/clock"
 IMAGE_SUFFIXES = ("image", "image_raw", "image_rect", "image_rect_color", "image_color")
+IMAGE_TYPES = (IMAGE, COMPRESSED_IMAGE)
+COMPRESSED_SUFFIX = "/compressed"  # image_transport's compressed plugin: <base>/compressed
 
 # reasons a message is not turned into an evaluated frame (stable codes, counted per camera)
 GT_WITHOUT_IMAGE = "gt_depth_without_image"
@@ -131,19 +150,38 @@ def namespace_of(topic: str) -> str:
     return topic.rsplit("/", 1)[0]
 
 
+def base_topic(topic: str) -> str:
+    """The image topic a CompressedImage topic stands for, after image_transport
+    (``/cam/image_raw/compressed`` -> ``/cam/image_raw``); other names are their own base."""
+    return topic[: -len(COMPRESSED_SUFFIX)] if topic.endswith(COMPRESSED_SUFFIX) else topic
+
+
+def camera_namespace(topic: str) -> str:
+    """The namespace of the camera an image topic belongs to (where its camera_info lives)."""
+    return namespace_of(base_topic(topic))
+
+
 @dataclass(frozen=True)
 class CameraStreams:
-    """The topics of one camera; ``namespace`` names it (e.g. /cameras/front)."""
+    """The topics of one camera; ``namespace`` names it (e.g. /cameras/front). ``encoding`` is the
+    first image's encoding (Image) or format (CompressedImage); ``depth_gt`` a depth image topic
+    (Image or compressedDepth) and ``gt_cloud`` a PointCloud2 given as this camera's ground truth."""
 
     namespace: str
     image: str
     camera_info: str
     depth_gt: str | None = None
     encoding: str = ""
+    msgtype: str = IMAGE
+    gt_cloud: str | None = None
 
     @property
     def name(self) -> str:
         return self.namespace.strip("/").replace("/", "_") or "camera"
+
+    @property
+    def compressed(self) -> bool:
+        return self.msgtype == COMPRESSED_IMAGE
 
 
 def _connections_by_topic(reader: AnyReader) -> dict[str, list]:
@@ -167,64 +205,151 @@ def topics_of_type(reader: AnyReader, msgtype: str) -> list[str]:
     return sorted({c.topic for c in reader.connections if c.msgtype == msgtype})
 
 
-def _find_depth_gt(reader: AnyReader, namespace: str, images: list[str]) -> str | None:
-    candidates = [t for t in images if t.startswith(namespace + "/") and "depth_gt" in t]
-    for t in sorted(candidates, key=len):
-        msg = first_message(reader, t)
-        if msg is not None and msg.encoding in DEPTH_ENCODINGS:
+def is_compressed_depth(fmt: str) -> bool:
+    """True for compressed_depth_image_transport's format strings (``16UC1; compressedDepth png``)."""
+    return parse_format(fmt)[1].startswith("compressedDepth")
+
+
+def _depth_kind(reader: AnyReader, topic: str, msgtype: str) -> str:
+    """Why ``topic`` cannot be depth ground truth ("" when it can): a 32FC1/16UC1 Image or a
+    compressedDepth CompressedImage (judged by its first message; an empty topic passes)."""
+    msg = first_message(reader, topic)
+    if msg is None:
+        return ""
+    if msgtype == IMAGE:
+        ok = msg.encoding in DEPTH_ENCODINGS
+        return "" if ok else f"an Image of encoding '{msg.encoding}', not {' or '.join(DEPTH_ENCODINGS)}"
+    ok = is_compressed_depth(msg.format)
+    return "" if ok else f"a CompressedImage of format '{msg.format}', not compressedDepth"
+
+
+def _find_depth_gt(reader: AnyReader, namespace: str, depth_like: dict[str, str]) -> str | None:
+    """A depth ground-truth topic of the camera in ``namespace``: an Image (32FC1/16UC1) or
+    compressedDepth topic under it whose name contains ``depth_gt``; raw before compressed."""
+    candidates = [t for t in depth_like if t.startswith(namespace + "/") and "depth_gt" in t]
+    for t in sorted(candidates, key=lambda t: (len(t), t)):
+        if first_message(reader, t) is not None and not _depth_kind(reader, t, depth_like[t]):
             return t
     return None
+
+
+def _camera_kind(reader: AnyReader, topic: str, msgtype: str) -> tuple[str, str]:
+    """(encoding or format of the first image, why it is no camera image or "")."""
+    msg = first_message(reader, topic)
+    if msg is None:
+        return "", ""
+    if msgtype == IMAGE:
+        if msg.encoding not in COLOR_ENCODINGS:
+            return msg.encoding, (
+                f"{topic} has encoding '{msg.encoding}'; cameras need one of {', '.join(COLOR_ENCODINGS)}"
+            )
+        return msg.encoding, ""
+    if is_compressed_depth(msg.format):
+        return msg.format, f"{topic} holds compressed depth (format '{msg.format}'), not camera images"
+    return msg.format, ""
 
 
 def discover_cameras(
     reader: AnyReader,
     image_topics: Iterable[str] | None = None,
     gt_topics: Iterable[str | None] | None = None,
+    info_topics: Iterable[str | None] | None = None,
 ) -> list[CameraStreams]:
     """Camera streams of a bag.
 
     Auto mode (``image_topics`` None): every Image topic whose first message has a colour/mono
-    encoding and which has a sibling ``camera_info`` (same namespace). Explicit mode: the given image
-    topics (their sibling camera_info must exist). Ground-truth depth: ``gt_topics`` (parallel to
-    ``image_topics``, None entries = auto), else an Image topic in the same namespace whose name
-    contains ``depth_gt`` and whose encoding is 32FC1 or 16UC1. Raises ValueError on a bad request.
+    encoding, and every CompressedImage topic that is not compressed depth, which has a sibling
+    camera_info (``<namespace>/camera_info`` next to the image topic, or next to the base topic of
+    ``<base>/compressed``); a compressed stream whose base Image topic is in the bag too is left
+    out (the raw one is used). Explicit mode: the given image topics, with ``info_topics``
+    (parallel, None entries = the sibling) as their camera_info. Ground truth: ``gt_topics``
+    (parallel to ``image_topics``, None entries = auto; in auto mode a single entry naming a
+    PointCloud2 serves every camera): a depth image (32FC1/16UC1 Image or compressedDepth) or a
+    PointCloud2; else a depth image topic under the camera's namespace whose name contains
+    ``depth_gt``. Raises ValueError on a bad request, naming what the bag has.
     """
     by_topic = _connections_by_topic(reader)
-    images = topics_of_type(reader, IMAGE)
+    raw_images = topics_of_type(reader, IMAGE)
+    compressed = topics_of_type(reader, COMPRESSED_IMAGE)
+    images = sorted(raw_images + compressed)
     infos = set(topics_of_type(reader, CAMERA_INFO))
+    clouds = set(topics_of_type(reader, POINTCLOUD2))
+    depth_like = {t: IMAGE for t in raw_images} | {t: COMPRESSED_IMAGE for t in compressed}
     explicit = image_topics is not None
     wanted = list(image_topics) if explicit else images
+    info_given = list(info_topics) if info_topics is not None else [None] * len(wanted)
+    if len(info_given) != len(wanted):
+        raise ValueError(f"{len(info_given)} camera_info topics given for {len(wanted)} cameras")
     gts = list(gt_topics) if gt_topics is not None else [None] * len(wanted)
+    shared_gt = None
+    if not explicit and gt_topics is not None and len(gts) == 1:
+        shared_gt = gts[0]
+        if shared_gt not in clouds:
+            raise ValueError(
+                f"a single ground-truth topic without --camera must be a {POINTCLOUD2} topic (for every "
+                f"camera); {shared_gt} is "
+                + (f"a {by_topic[shared_gt][0].msgtype}" if shared_gt in by_topic else "not in the bag")
+                + "; give the cameras with --camera, one --gt-topic each"
+            )
+        gts = [shared_gt] * len(wanted)
     if len(gts) != len(wanted):
         raise ValueError(f"{len(gts)} ground-truth topics given for {len(wanted)} cameras")
     cams = []
-    for topic, gt in zip(wanted, gts):
+    for topic, gt, info in zip(wanted, gts, info_given):
         if topic not in by_topic:
             raise ValueError(f"topic {topic} is not in the bag (image topics: {', '.join(images) or 'none'})")
-        if by_topic[topic][0].msgtype != IMAGE:
-            raise ValueError(f"topic {topic} is a {by_topic[topic][0].msgtype}, not an {IMAGE}")
-        ns = namespace_of(topic)
-        info = f"{ns}/camera_info"
-        if info not in infos:
+        msgtype = by_topic[topic][0].msgtype
+        if msgtype not in IMAGE_TYPES:
+            raise ValueError(f"topic {topic} is a {msgtype}, not an {IMAGE} or {COMPRESSED_IMAGE}")
+        if not explicit and msgtype == COMPRESSED_IMAGE and base_topic(topic) in raw_images:
+            continue  # the compressed copy of an Image stream the bag holds as well
+        ns = camera_namespace(topic)
+        if info is None:
+            info = f"{ns}/camera_info"
+            if info not in infos:
+                if explicit:
+                    raise ValueError(
+                        f"no camera_info next to {topic} (expected {info}); give its topic with "
+                        f"--camera-info (CameraInfo topics: {', '.join(sorted(infos)) or 'none'})"
+                    )
+                continue
+        elif info not in infos:
+            raise ValueError(
+                f"camera_info topic {info} is not a {CAMERA_INFO} topic of the bag "
+                f"(CameraInfo topics: {', '.join(sorted(infos)) or 'none'})"
+            )
+        encoding, why_not = _camera_kind(reader, topic, msgtype)
+        if why_not:
             if explicit:
-                raise ValueError(f"no camera_info next to {topic} (expected {info})")
+                raise ValueError(why_not)
             continue
-        first = first_message(reader, topic)
-        encoding = first.encoding if first is not None else ""
-        if encoding not in COLOR_ENCODINGS:
-            if explicit:
+        depth_gt = gt_cloud = None
+        if gt is not None:
+            if gt not in by_topic:
+                raise ValueError(f"ground-truth topic {gt} is not in the bag")
+            gt_type = by_topic[gt][0].msgtype
+            if gt_type == POINTCLOUD2:
+                gt_cloud = gt
+            elif gt_type in IMAGE_TYPES:
+                why = _depth_kind(reader, gt, gt_type)
+                if why:
+                    raise ValueError(f"ground-truth topic {gt} is {why}")
+                depth_gt = gt
+            else:
                 raise ValueError(
-                    f"{topic} has encoding '{encoding}'; cameras need one of {', '.join(COLOR_ENCODINGS)}"
+                    f"ground-truth topic {gt} is a {gt_type}: expected a depth image ({IMAGE} 32FC1/16UC1 "
+                    f"or a compressedDepth {COMPRESSED_IMAGE}) or a {POINTCLOUD2}"
                 )
-            continue
-        if gt is not None and gt not in by_topic:
-            raise ValueError(f"ground-truth topic {gt} is not in the bag")
-        cams.append(CameraStreams(ns, topic, info, gt or _find_depth_gt(reader, ns, images), encoding))
+        else:
+            depth_gt = _find_depth_gt(reader, ns, depth_like)
+        cams.append(CameraStreams(ns, topic, info, depth_gt, encoding, msgtype, gt_cloud))
     names = [c.namespace for c in cams]
     if len(set(names)) != len(names):
         dup = sorted({n for n in names if names.count(n) > 1})
+        topics = ", ".join(c.image for c in cams if c.namespace in dup)
         raise ValueError(
-            f"several image topics share a namespace ({', '.join(dup)}); choose one per camera with --camera"
+            f"several image topics share a camera namespace ({', '.join(dup)}: {topics}); "
+            "choose one per camera with --camera"
         )
     return cams
 
@@ -256,7 +381,9 @@ def read_tf(reader: AnyReader, buffer: TfBuffer | None = None) -> TfBuffer:
 
 @dataclass
 class CameraFrame:
-    """One image with what belongs to it; messages are deserialized rosbags objects."""
+    """One image with what belongs to it; messages are deserialized rosbags objects (``image`` an
+    Image or CompressedImage, ``depth_gt`` an Image or compressedDepth CompressedImage: decode them
+    with ``core.messages.validate_image`` / ``depth_metres``)."""
 
     camera: CameraStreams
     stamp_ns: int
@@ -306,8 +433,9 @@ class FrameSync:
     log time after its image arrived (once paired); that lag also lets /tf samples after the
     image stamp arrive first, so lookups interpolate instead of extrapolating.
     ``drops`` counts every unused message as (camera namespace, reason). ``on_message(conn, log_ns,
-    raw)`` sees every message read (to copy topics into another bag). ``cloud_topic`` PointCloud2
-    messages are kept for :meth:`nearest_cloud`.
+    raw)`` sees every message read (to copy topics into another bag). PointCloud2 messages of
+    ``cloud_topic`` (one topic or several) and of the cameras' ``gt_cloud`` topics are kept for
+    :meth:`nearest_cloud`. Topics may be shared: two cameras may use one camera_info topic.
     """
 
     def __init__(
@@ -315,7 +443,7 @@ class FrameSync:
         reader: AnyReader,
         cameras: list[CameraStreams],
         tf: TfBuffer | None = None,
-        cloud_topic: str | None = None,
+        cloud_topic: str | Iterable[str] | None = None,
         extra_topics: Iterable[str] = (),
         window_ns: int = 500_000_000,
         on_message: Callable[[object, int, bytes], None] | None = None,
@@ -323,7 +451,10 @@ class FrameSync:
         self.reader = reader
         self.cameras = cameras
         self.tf = tf if tf is not None else TfBuffer()
-        self.cloud_topic = cloud_topic
+        given = [cloud_topic] if isinstance(cloud_topic, str) else list(cloud_topic or ())
+        given += [c.gt_cloud for c in cameras if c.gt_cloud]
+        self.cloud_topics = list(dict.fromkeys(given))  # ordered, unique
+        self.cloud_topic = self.cloud_topics[0] if self.cloud_topics else None
         self.window_ns = int(window_ns)
         self.on_message = on_message
         self.drops: collections.Counter[tuple[str, str]] = collections.Counter()
@@ -331,19 +462,23 @@ class FrameSync:
         self.messages_read = 0
         self.images_read = 0
         self._states = [_CameraState(c, i) for i, c in enumerate(cameras)]
-        self._role: dict[str, tuple[str, _CameraState | None]] = {}
+        self._role: dict[str, list[tuple[str, _CameraState | None]]] = collections.defaultdict(list)
         for st in self._states:
-            self._role[st.cam.image] = ("image", st)
-            self._role[st.cam.camera_info] = ("info", st)
+            self._role[st.cam.image].append(("image", st))
+            self._role[st.cam.camera_info].append(("info", st))
             if st.cam.depth_gt:
-                self._role[st.cam.depth_gt] = ("gt", st)
-        self._role[TF_TOPIC] = ("tf", None)
-        self._role[TF_STATIC_TOPIC] = ("tf_static", None)
-        if cloud_topic:
-            self._role[cloud_topic] = ("cloud", None)
+                self._role[st.cam.depth_gt].append(("gt", st))
+        self._role[TF_TOPIC] = [("tf", None)]
+        self._role[TF_STATIC_TOPIC] = [("tf_static", None)]
+        for t in self.cloud_topics:
+            self._role[t] = [("cloud", None)]
         for t in extra_topics:
-            self._role.setdefault(t, ("extra", None))
-        self._clouds: collections.deque[Cloud] = collections.deque()
+            if t not in self._role:
+                self._role[t] = [("extra", None)]
+        self._role = dict(self._role)
+        self._clouds: dict[str, collections.deque[Cloud]] = {
+            t: collections.deque() for t in self.cloud_topics
+        }
         self._ready: list[tuple[int, int, int, CameraFrame]] = []
         self._seq = 0
 
@@ -365,9 +500,11 @@ class FrameSync:
             self.drop_details[reason] = f"{source}: {detail}"
 
     # ------------------------------------------------------------------ clouds
-    def nearest_cloud(self, stamp_ns: int, max_dt_ns: int):
-        """(deserialized cloud, its stamp) nearest in stamp to ``stamp_ns`` within ``max_dt_ns``."""
-        best = min(self._clouds, key=lambda c: abs(c.stamp_ns - stamp_ns), default=None)
+    def nearest_cloud(self, stamp_ns: int, max_dt_ns: int, topic: str | None = None):
+        """(deserialized cloud, its stamp) of ``topic`` (default: the first cloud topic) nearest in
+        stamp to ``stamp_ns`` within ``max_dt_ns``; (None, None) when there is none."""
+        clouds = self._clouds.get(topic if topic is not None else self.cloud_topic, ())
+        best = min(clouds, key=lambda c: abs(c.stamp_ns - stamp_ns), default=None)
         if best is None or abs(best.stamp_ns - stamp_ns) > max_dt_ns:
             return None, None
         if best._msg is None:
@@ -388,7 +525,8 @@ class FrameSync:
         yield from self._emit()
 
     def _handle(self, conn, log_ns: int, raw: bytes) -> None:
-        role, st = self._role[conn.topic]
+        roles = self._role[conn.topic]
+        role, st = roles[0]
         if role in ("tf", "tf_static"):
             if conn.msgtype == TF_MESSAGE:
                 msg = self.reader.deserialize(raw, conn.msgtype)
@@ -408,8 +546,15 @@ class FrameSync:
             return
         if role == "cloud":
             if conn.msgtype == POINTCLOUD2:
-                self._clouds.append(Cloud(stamp, log_ns, raw, conn.msgtype))
+                self._clouds[conn.topic].append(Cloud(stamp, log_ns, raw, conn.msgtype))
             return
+        info = None
+        for role, st in roles:
+            if role == "info" and info is None:  # one message object for the cameras sharing it
+                info = self.reader.deserialize(raw, conn.msgtype)
+            self._camera_message(role, st, conn, log_ns, raw, stamp, info)
+
+    def _camera_message(self, role: str, st: _CameraState, conn, log_ns: int, raw, stamp: int, info) -> None:
         slot = st.slots.get(stamp)
         if slot is None:
             slot = st.slots[stamp] = _Slot(log_ns)
@@ -421,7 +566,6 @@ class FrameSync:
             slot.image = (log_ns, raw, conn.msgtype)
             self._paired(st, st.pairer.add_image(stamp, stamp))
         elif role == "info":
-            info = self.reader.deserialize(raw, conn.msgtype)
             slot.info_seen = True
             self._paired(st, st.pairer.add_info(stamp, info))
         elif role == "gt":
@@ -486,5 +630,6 @@ class FrameSync:
 
     def _prune_clouds(self, stamp_ns: int) -> None:
         # clouds far older than the frames still to come can never be the nearest one again
-        while self._clouds and self._clouds[0].stamp_ns < stamp_ns - 4 * self.window_ns:
-            self._clouds.popleft()
+        for clouds in self._clouds.values():
+            while clouds and clouds[0].stamp_ns < stamp_ns - 4 * self.window_ns:
+                clouds.popleft()

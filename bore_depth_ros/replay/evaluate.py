@@ -28,13 +28,14 @@ from ..bag.reader import (
     topics_of_type,
 )
 from ..core.files import claim_outputs
-from ..core.messages import IMAGE
+from ..core.messages import CAMERA_INFO, COMPRESSED_IMAGE, IMAGE
 from ..core.sync import ApproximateSynchronizer
 from ..core.tf_buffer import TfBuffer
 from ..engine import DepthEngine, EngineConfig
 from ..sim.rig import ring_ordered
 from .config import (
     DISTANCE_BINS,
+    LIDAR_DEFAULT_TOPIC,
     EvalConfig,
 )
 from .evaluator import FrameEvaluator
@@ -57,15 +58,20 @@ def evaluate(config: EvalConfig, progress: bool = True, engine: DepthEngine | No
     t_load = time.perf_counter()
     out = None
     with open_bag(config.bag, full_check=True) as reader:  # a damaged chunk fails before any work
-        cams = discover_cameras(reader, config.cameras, config.gt_topics)
+        cams = discover_cameras(reader, config.cameras, config.gt_topics, config.camera_infos)
         if not cams:
-            images = topics_of_type(reader, IMAGE)
+            images = sorted(topics_of_type(reader, IMAGE) + topics_of_type(reader, COMPRESSED_IMAGE))
+            infos = topics_of_type(reader, CAMERA_INFO)
             raise ValueError(
-                "no camera found in the bag (an Image topic with a colour/mono encoding "
-                "and a sibling camera_info); image topics: "
+                "no camera found in the bag (an Image topic with a colour/mono encoding, or a "
+                "CompressedImage topic such as <camera>/image/compressed, with a sibling camera_info); "
+                "image topics: "
                 + (", ".join(images) or "none")
-                + "; choose with --camera"
+                + "; camera_info topics: "
+                + (", ".join(infos) or "none")
+                + "; choose with --camera (and --camera-info)"
             )
+        sources, cloud_topics = choose_ground_truth(config, cams, reader)  # before loading a model
         from ..models import get_model_info
 
         rig_model = get_model_info(config.model).num_cameras > 1
@@ -85,9 +91,8 @@ def evaluate(config: EvalConfig, progress: bool = True, engine: DepthEngine | No
                 )
             )
         load_s = time.perf_counter() - t_load
-        sources, lidar_topic = choose_ground_truth(config, cams, reader)
         copy_topics = {c.image for c in cams} | {c.camera_info for c in cams}
-        copy_topics |= {TF_TOPIC, TF_STATIC_TOPIC, CLOCK_TOPIC} | ({lidar_topic} if lidar_topic else set())
+        copy_topics |= {TF_TOPIC, TF_STATIC_TOPIC, CLOCK_TOPIC} | set(cloud_topics)
         try:
             if config.output_bag:
                 out = OutputBag(config.output_bag, config.storage, copy_topics)
@@ -95,7 +100,7 @@ def evaluate(config: EvalConfig, progress: bool = True, engine: DepthEngine | No
                 reader,
                 cams,
                 TfBuffer(cache_time_ns=60_000_000_000),
-                cloud_topic=lidar_topic,
+                cloud_topic=cloud_topics,
                 extra_topics=[CLOCK_TOPIC],
                 window_ns=int(config.sync_window * 1e9),
                 on_message=out.copy if out else None,
@@ -181,6 +186,13 @@ def evaluate(config: EvalConfig, progress: bool = True, engine: DepthEngine | No
             f"{ev.lidar_points[0]} projected points "
             f"({100 * ev.lidar_points[1] / ev.lidar_points[0]:.1f} %) as hidden from the camera."
         )
+    if not config.lidar_topic:
+        auto = [t for t in cloud_topics if t != LIDAR_DEFAULT_TOPIC and t not in (config.gt_topics or [])]
+        if auto:  # chosen as the bag's only cloud
+            notes.append(
+                f"LiDAR ground truth from {auto[0]}, the bag's only PointCloud2 topic "
+                f"(there is no {LIDAR_DEFAULT_TOPIC})."
+            )
     if ev.compensated:
         notes.append(
             f"{ev.compensated} LiDAR frames were motion-compensated through "

@@ -143,7 +143,9 @@ class FrameEvaluator:
             if gt.shape != (intr.height, intr.width):
                 gt = resize_nearest(gt, intr.height, intr.width)
             return gt
-        cloud, cloud_stamp = self.sync.nearest_cloud(frame.stamp_ns, int(self.config.lidar_max_dt * 1e9))
+        cloud, cloud_stamp = self.sync.nearest_cloud(
+            frame.stamp_ns, int(self.config.lidar_max_dt * 1e9), acc.gt_topic
+        )
         if cloud is None:
             self.drop(
                 ns,
@@ -243,8 +245,8 @@ class FrameEvaluator:
         img, info = frame.image, frame.camera_info
         t0 = time.perf_counter()
         try:  # the node's checks, so replay rejects (and counts) what the node rejects
-            rgb = validate_image(img, self.config.max_input_pixels)
-            intr = intrinsics(info, img.width, img.height)
+            rgb = validate_image(img, self.config.max_input_pixels)  # Image or CompressedImage
+            intr = intrinsics(info, rgb.shape[1], rgb.shape[0])
         except InputRejected as e:
             self.drop(ns, e.reason, e.detail)
             return None

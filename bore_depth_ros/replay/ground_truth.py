@@ -83,7 +83,15 @@ def lidar_gt_depth(
     return project_points(cam_pts, intr), compensated
 
 
-def choose_ground_truth(config: EvalConfig, cams: list[CameraStreams], reader) -> tuple[dict, str | None]:
+def choose_ground_truth(
+    config: EvalConfig, cams: list[CameraStreams], reader
+) -> tuple[dict[str, tuple[str, str]], list[str]]:
+    """(camera namespace -> (kind "depth" or "lidar", topic), the PointCloud2 topics used).
+
+    A camera's own ground truth (``--gt-topic``: a depth image, or a PointCloud2 in any TF frame)
+    comes first; else, by ``config.gt``, its depth_gt topic or the bag's LiDAR: ``--lidar-topic``,
+    else /lidar/points, else the bag's only PointCloud2 topic. ValueError names what is missing
+    and what the bag has."""
     clouds = topics_of_type(reader, POINTCLOUD2)
     lidar = config.lidar_topic or None
     if lidar is None:
@@ -98,18 +106,27 @@ def choose_ground_truth(config: EvalConfig, cams: list[CameraStreams], reader) -
         )
     sources = {}
     for cam in cams:
-        if config.gt == "depth" or (config.gt == "auto" and cam.depth_gt):
+        if cam.gt_cloud:
+            if config.gt == "depth":
+                raise ValueError(
+                    f"camera {cam.namespace}: --gt depth, but its ground-truth topic {cam.gt_cloud} "
+                    "is a PointCloud2 (use --gt auto or lidar)"
+                )
+            sources[cam.namespace] = ("lidar", cam.gt_cloud)
+        elif config.gt == "depth" or (config.gt == "auto" and cam.depth_gt):
             if not cam.depth_gt:
                 raise ValueError(
                     f"camera {cam.namespace} has no ground-truth depth topic (an Image "
-                    f"topic under {cam.namespace}/ named *depth_gt*, 32FC1/16UC1); "
-                    "give one with --gt-topic or use --gt lidar"
+                    f"topic under {cam.namespace}/ named *depth_gt*, 32FC1/16UC1, or its "
+                    "compressedDepth); give one with --gt-topic or use --gt lidar"
                 )
             sources[cam.namespace] = ("depth", cam.depth_gt)
         else:
             if lidar is None:
                 why = (
-                    "several PointCloud2 topics: " + ", ".join(clouds) + "; choose with --lidar-topic"
+                    "several PointCloud2 topics: "
+                    + ", ".join(clouds)
+                    + "; choose one with --gt-topic (or --lidar-topic)"
                     if clouds
                     else "no PointCloud2 topic in the bag"
                 )
@@ -117,5 +134,5 @@ def choose_ground_truth(config: EvalConfig, cams: list[CameraStreams], reader) -
                     f"no ground truth for camera {cam.namespace}: no depth_gt topic and no LiDAR ({why})"
                 )
             sources[cam.namespace] = ("lidar", lidar)
-    used_lidar = lidar if any(k == "lidar" for k, _ in sources.values()) else None
-    return sources, used_lidar
+    used = sorted({topic for kind, topic in sources.values() if kind == "lidar"})
+    return sources, used

@@ -141,6 +141,17 @@ def _metric_rows(summary: dict, mode: str) -> list[list[str]]:
     return rows
 
 
+def _image_kind(c: dict) -> str:
+    kind = "CompressedImage" if c.get("image_type", "").endswith("CompressedImage") else "Image"
+    enc = c.get("image_encoding", "")
+    return f"{kind} ({enc})" if enc else kind
+
+
+def _gt_kind(c: dict) -> str:
+    kind = c.get("gt_kind") or c["gt_source"].split(":", 1)[0]
+    return "LiDAR points (PointCloud2)" if kind == "lidar" else "dense depth image"
+
+
 def _tables(summary: dict) -> list[tuple[str, list[str], list[list[str]], str]]:
     """(title, header, rows, note) for every table of the report."""
     cfg, eng = summary["config"], summary["engine"]
@@ -162,6 +173,27 @@ def _tables(summary: dict) -> list[tuple[str, list[str], list[list[str]], str]]:
         ["max frames", str(cfg["max_frames"] or "all")],
     ]
     tables = [("Run", ["setting", "value"], run, "")]
+    topics = [
+        [
+            c["namespace"],
+            c["image_topic"],
+            _image_kind(c),
+            c.get("camera_info_topic", ""),
+            c.get("gt_topic", c["gt_source"].split(":", 1)[-1]),
+            _gt_kind(c),
+        ]
+        for c in summary["cameras"]
+    ]
+    tables.append(
+        (
+            "Topics",
+            ["camera", "image", "image type", "camera_info", "ground truth", "ground-truth kind"],
+            topics,
+            "What was paired per camera: images with camera_info by the nodes' policy (exact stamp, "
+            "else the newest), depth ground truth by exact stamp, LiDAR by nearest stamp within "
+            f"{cfg.get('lidar_max_dt', 0.1):g} s, projected through TF.",
+        )
+    )
     head = ["camera", "frames", "ground truth"] + [METRIC_LABELS[k] for k in METRIC_NAMES]
     tables.append(
         (

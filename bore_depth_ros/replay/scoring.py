@@ -94,6 +94,12 @@ class CameraResult:
     namespace: str
     image_topic: str
     gt_source: str  # "depth:<topic>" or "lidar:<topic>"
+    # the topics paired for this camera: camera_info, ground truth (kind "depth" or "lidar")
+    camera_info_topic: str = ""
+    gt_topic: str = ""
+    gt_kind: str = ""
+    image_type: str = ""  # sensor_msgs/msg/Image or sensor_msgs/msg/CompressedImage
+    image_encoding: str = ""  # the first image's encoding (Image) or format (CompressedImage)
     frames: int = 0
     metric: dict[str, float] = field(default_factory=dict)
     median: dict[str, float] = field(default_factory=dict)
@@ -178,6 +184,11 @@ class CameraAccumulator:
             namespace=self.cam.namespace,
             image_topic=self.cam.image,
             gt_source=f"{self.gt_kind}:{self.gt_topic}",
+            camera_info_topic=self.cam.camera_info,
+            gt_topic=self.gt_topic,
+            gt_kind=self.gt_kind,
+            image_type=self.cam.msgtype,
+            image_encoding=self.cam.encoding,
             frames=self.frames,
             metric=mean_metrics(self.metric),
             median=mean_metrics(self.median),
