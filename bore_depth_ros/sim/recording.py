@@ -1,4 +1,8 @@
-"""Render synthetic drives with ground truth into rosbag2 files (topic layout: see ``sim.rig``)."""
+"""Render synthetic drives with ground truth into rosbag2 files (topic layout: see ``sim.rig``).
+
+With ``compress`` ("jpeg" or "png") the camera images are written as image_transport's compressed
+plugin publishes them: ``sensor_msgs/CompressedImage`` on ``<camera>/image/compressed``, the
+camera_info staying at ``<camera>/camera_info``; ground truth stays exact (32FC1 metres)."""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..bag.messages import BAG
+from ..bag.reader import COMPRESSED_SUFFIX
 from ..bag.writer import BagWriter
 from ..core.pointcloud import FLOAT32, PackedCloud
 from ..core.transforms import Transform, rotation_z
@@ -29,6 +34,7 @@ from .scene_config import SceneConfig
 _LANE_WIGGLE_M = 0.6  # lateral amplitude of the drive around the ego lane centre
 _LANE_WIGGLE_PERIOD_M = 40.0
 _SCENE_MARGIN_M = 40.0  # scenery kept ahead of the last frame
+COMPRESS_CODECS = ("", "jpeg", "png")
 
 
 @dataclass(frozen=True)
@@ -47,6 +53,8 @@ class RecordingConfig:
     start_time_ns: int = 1_700_000_000_000_000_000
     camera_jitter_ms: float = 0.0  # > 0: each camera stamped up to this much after the frame
     lidar: bool = True
+    compress: str = ""  # "" (sensor_msgs/Image rgb8), "jpeg" or "png" (CompressedImage)
+    jpeg_quality: int = 90
 
 
 @dataclass
@@ -124,6 +132,10 @@ def record(
 
     if config.frames < 1 or config.rate_hz <= 0 or config.width < 1 or config.height < 1:
         raise ValueError("frames, rate, width and height must be positive")
+    if config.compress not in COMPRESS_CODECS:
+        raise ValueError(f"compress must be one of {', '.join(c or repr(c) for c in COMPRESS_CODECS)}")
+    if not 1 <= config.jpeg_quality <= 100:
+        raise ValueError(f"jpeg_quality must be in [1, 100], got {config.jpeg_quality}")
     rig = rig_by_name(config.rig)
     period_ns = 1e9 / config.rate_hz
     stamps = [config.start_time_ns + int(round(i * period_ns)) for i in range(config.frames)]
@@ -180,7 +192,7 @@ def record(
                 render_s += time.perf_counter() - t0
                 frame = cam.optical_frame
                 msgs += [
-                    (tc, 2 + 4 * c, top["image"], BAG.image(BAG.header(tc, frame), rgb, "rgb8")),
+                    (tc, 2 + 4 * c, *_camera_image(config, top["image"], BAG.header(tc, frame), rgb)),
                     (tc, 3 + 4 * c, top["camera_info"], BAG.camera_info(BAG.header(tc, frame), intr)),
                     (tc, 4 + 4 * c, top["depth_gt"], BAG.image(BAG.header(tc, frame), depth, "32FC1")),
                     (tc, 5 + 4 * c, top["semantic"], BAG.image(BAG.header(tc, frame), labels, "8UC1")),
@@ -217,6 +229,14 @@ def record(
     )
 
 
+def _camera_image(config: RecordingConfig, topic: str, header, rgb: np.ndarray) -> tuple[str, object]:
+    """(topic, message) of one camera image: raw rgb8, or compressed after image_transport."""
+    if not config.compress:
+        return topic, BAG.image(header, rgb, "rgb8")
+    msg = BAG.compressed_image(header, rgb, config.compress, config.jpeg_quality)
+    return topic + COMPRESSED_SUFFIX, msg
+
+
 def add_synth_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Arguments of ``bore-depth synth OUT ...``."""
     d = RecordingConfig()
@@ -235,6 +255,15 @@ def add_synth_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
         help="per-camera stamp jitter (0: all cameras share the frame stamp)",
     )
     parser.add_argument("--no-lidar", action="store_true", help="do not write /lidar/points")
+    parser.add_argument(
+        "--compress",
+        default=d.compress,
+        choices=[c for c in COMPRESS_CODECS if c],
+        help="write camera images as sensor_msgs/CompressedImage on <camera>/image/compressed",
+    )
+    parser.add_argument(
+        "--jpeg-quality", type=int, default=d.jpeg_quality, help="JPEG quality with --compress jpeg (1-100)"
+    )
     parser.add_argument("--density", type=float, default=d.scene.density, help="object density multiplier")
     return parser
 
@@ -251,6 +280,8 @@ def run_synth(args: argparse.Namespace) -> int:
         storage=args.storage,
         camera_jitter_ms=args.jitter_ms,
         lidar=not args.no_lidar,
+        compress=args.compress,
+        jpeg_quality=args.jpeg_quality,
         scene=SceneConfig(density=args.density),
     )
     s = record(args.out, config, progress=True)

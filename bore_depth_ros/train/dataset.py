@@ -41,9 +41,12 @@ def load_rig_samples(
     max_sets: int = 0,
     base_frame: str = "base_link",
     odom_frame: str = "odom",
+    camera_infos: list[str] | None = None,
 ) -> tuple[list[RigSample], dict[str, int]]:
     """Synchronized camera sets of one bag (ring order for the project's layout); returns the
-    samples and the number of dropped messages by reason."""
+    samples and the number of dropped messages by reason. Cameras are Image or CompressedImage
+    streams (``bag.reader.discover_cameras``; ``camera_infos`` parallel to ``cameras`` when the
+    camera_info is not the image's sibling), decoded by the nodes' decoders."""
     from ..bag.reader import FrameSync, discover_cameras, open_bag
     from ..core.errors import InputRejected
     from ..core.messages import depth_metres, intrinsics, validate_image
@@ -54,9 +57,9 @@ def load_rig_samples(
     samples: list[RigSample] = []
     drops: dict[str, int] = {}
     with open_bag(bag) as reader:
-        cams = ring_ordered(discover_cameras(reader, cameras))
+        cams = ring_ordered(discover_cameras(reader, cameras, info_topics=camera_infos))
         if not cams:
-            raise ValueError(f"{bag}: no camera (Image + sibling camera_info) found")
+            raise ValueError(f"{bag}: no camera (Image or CompressedImage + sibling camera_info) found")
         names = [c.namespace.rstrip("/").split("/")[-1] for c in cams]
         index = {c.namespace: i for i, c in enumerate(cams)}
         sync_frames = FrameSync(reader, cams, TfBuffer(cache_time_ns=None))
@@ -65,9 +68,10 @@ def load_rig_samples(
         for fr in sync_frames:
             img = fr.image
             try:  # the nodes' input checks and decoders: training sees what a node sees
+                rgb = validate_image(img)  # Image (a view of the message) or CompressedImage (decoded)
                 item = (
-                    validate_image(img).copy(),
-                    intrinsics(fr.camera_info, img.width, img.height),
+                    rgb.copy() if not rgb.flags.owndata else rgb,
+                    intrinsics(fr.camera_info, rgb.shape[1], rgb.shape[0]),
                     None if fr.depth_gt is None else depth_metres(fr.depth_gt),
                     img.header.frame_id,
                 )
