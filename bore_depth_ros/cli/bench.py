@@ -6,21 +6,20 @@ import argparse
 from pathlib import Path
 
 from ..bench.table import DEFAULT_REPEATS, DEFAULT_WARMUP
+from .argtypes import model_name, non_negative_int, positive_int, size
+from .errors import command
 
 HELP = "latency/FPS/memory table per model, backend, size and batch"
 
 
-def _size(text: str) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size must be HxW, e.g. 256x320, got '{text}'") from None
-    return h, w
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--models", nargs="*", default=None, metavar="NAME", help="default: every registered model"
+        "--models",
+        nargs="*",
+        type=model_name,
+        default=None,
+        metavar="NAME",
+        help="default: every registered model",
     )
     p.add_argument(
         "--backends",
@@ -31,7 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--sizes",
         nargs="*",
-        type=_size,
+        type=size,
         default=None,
         metavar="HxW",
         help="input sizes (default: each model's own)",
@@ -39,20 +38,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--batches",
         nargs="*",
-        type=int,
+        type=positive_int,
         default=None,
         metavar="N",
         help="views per call (default: 6 for svr and semi_smd, 1 for bore_depth)",
     )
-    p.add_argument("--repeats", type=int, default=DEFAULT_REPEATS)
-    p.add_argument("--warmup", type=int, default=DEFAULT_WARMUP)
+    p.add_argument("--repeats", type=positive_int, default=DEFAULT_REPEATS)
+    p.add_argument("--warmup", type=non_negative_int, default=DEFAULT_WARMUP)
     p.add_argument(
         "--device", default="cpu", help="cpu | cuda[:N] (torch, tensorrt) | tensorrt[:N] (onnxruntime)"
     )
     p.add_argument("--precision", default="fp32", choices=["fp32", "fp16"])
     p.add_argument(
         "--threads",
-        type=int,
+        type=positive_int,
         default=None,
         help="CPU threads for torch and ONNX Runtime (default: the runtimes' own)",
     )
@@ -65,6 +64,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--csv", default=None, help="write the CSV here")
 
 
+@command("bench")
 def run(args: argparse.Namespace) -> int:
     """Print the Markdown table, write it to ``--md``/``--csv``; 1 if a row failed."""
     from ..bench.table import bench_table, environment_line, to_csv, to_markdown

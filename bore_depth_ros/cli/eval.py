@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
-import sys
+
+from .argtypes import folder, model_name, non_negative_int, positive_float, positive_int
+from .errors import command
 
 HELP = "run the depth pipeline on a rosbag2 and compare with ground truth (offline)"
 
@@ -45,19 +47,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=d.lidar_topic,
         help="PointCloud2 ground truth (default /lidar/points, else the only PointCloud2 topic)",
     )
-    a("--model", default=d.model)
+    a("--model", type=model_name, default=d.model)
     a("--weights", default=d.weights, help="checkpoint or .onnx (default: embedded)")
     a("--backend", default=d.backend, choices=["torch", "onnxruntime", "tensorrt"])
     a("--device", default=d.device)
-    a("--input-height", type=int, default=d.input_height)
-    a("--input-width", type=int, default=d.input_width)
+    a("--input-height", type=positive_int, default=d.input_height)
+    a("--input-width", type=positive_int, default=d.input_width)
     a(
         "--scale-mode",
         default=d.scale_mode,
         choices=SCALE_MODES,
         help="fixed (--depth-scale), ground_plane (camera height) or median (per-frame GT oracle)",
     )
-    a("--depth-scale", type=float, default=d.depth_scale)
+    a("--depth-scale", type=positive_float, default=d.depth_scale)
     a(
         "--camera-height",
         type=float,
@@ -67,18 +69,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--min-depth", type=float, default=d.min_depth)
     a("--max-depth", type=float, default=d.max_depth)
     a("--confidence-threshold", type=float, default=d.confidence_threshold)
-    a("--max-frames", type=int, default=d.max_frames, help="camera frames to evaluate (0 = all)")
-    a("--out", dest="report_dir", default=d.report_dir, help="report folder")
+    a("--max-frames", type=non_negative_int, default=d.max_frames, help="camera frames to evaluate (0 = all)")
+    a("--out", dest="report_dir", type=folder, default=d.report_dir, help="report folder")
     a("--output-bag", default=None, help="write the node's output topics to this new bag")
     a("--force", action="store_true", help="replace an existing report in --out")
     a("--storage", default=d.storage, choices=["mcap", "sqlite3"], help="output bag storage")
-    a("--points-decimation", type=int, default=d.points_decimation)
+    a("--points-decimation", type=positive_int, default=d.points_decimation)
     a("--base-frame", default=d.base_frame)
     a("--odom-frame", default=d.odom_frame)
     a("--lidar-max-dt", type=float, default=d.lidar_max_dt, help="seconds")
     a(
         "--lidar-occlusion-window",
-        type=int,
+        type=non_negative_int,
         default=d.lidar_occlusion_window,
         help="drop LiDAR points farther than the nearest one within this many pixels (0 = off)",
     )
@@ -91,7 +93,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a(
         "--panels",
         dest="panels_per_camera",
-        type=int,
+        type=non_negative_int,
         default=d.panels_per_camera,
         help="picture panels per camera in the report",
     )
@@ -105,15 +107,12 @@ def config_from_args(args: argparse.Namespace):
     return EvalConfig(**{k: v for k, v in vars(args).items() if k in names})
 
 
+@command("eval")
 def run(args: argparse.Namespace) -> int:
     """Run ``bore-depth eval`` from parsed arguments; prints a summary; 0 if any frame was evaluated."""
     from ..replay.evaluate import evaluate
 
-    try:
-        result = evaluate(config_from_args(args), progress=not args.no_progress)
-    except (ValueError, FileNotFoundError, FileExistsError) as e:
-        print(f"bore-depth eval: {e}", file=sys.stderr)
-        return 2
+    result = evaluate(config_from_args(args), progress=not args.no_progress)
     fmt = lambda v: "nan" if v is None or not math.isfinite(v) else f"{v:.3f}"  # noqa: E731
     print(
         f"model {result.engine.get('model')} ({result.engine['weights_source']}), "

@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .argtypes import folder, model_name, positive_int
+from .errors import command
+
 HELP = "export models to ONNX (checked against PyTorch through ONNX Runtime)"
 
 
@@ -13,45 +16,45 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--models",
         "--model",
         nargs="*",
+        type=model_name,
         default=None,
         metavar="NAME",
         help="models to export (default: every registered model; bore_depth with --output)",
     )
-    p.add_argument("--out-dir", default="onnx", help="folder for <model>_<N>x3x<H>x<W>.onnx (default: onnx)")
+    p.add_argument(
+        "--out-dir", type=folder, default="onnx", help="folder for <model>_<N>x3x<H>x<W>.onnx (default: onnx)"
+    )
     p.add_argument("--output", default=None, help="exact output file (one model)")
-    p.add_argument("--height", type=int, default=None, help="input height (default: the model's)")
-    p.add_argument("--width", type=int, default=None, help="input width (default: the model's)")
+    p.add_argument("--height", type=positive_int, default=None, help="input height (default: the model's)")
+    p.add_argument("--width", type=positive_int, default=None, help="input width (default: the model's)")
     p.add_argument(
         "--batch",
-        type=int,
+        type=positive_int,
         default=None,
         help="views per call, fixed in the graph (default: 6 for svr and semi_smd, 1 for bore_depth)",
     )
     p.add_argument("--weights", default="", help="checkpoint (one model only; default: embedded/seeded)")
-    p.add_argument("--opset", type=int, default=None)
+    p.add_argument("--opset", type=positive_int, default=None)
     p.add_argument("--force", action="store_true", help="replace existing ONNX files")
 
 
+@command("export")
 def run(args: argparse.Namespace) -> int:
     """0 if every model was exported, 1 if any failed, 2 if a runtime is missing or an argument is bad."""
-    from ..backends.base import BackendUnavailable, shape_str
+    from ..backends.base import shape_str
     from ..deploy.export import export_all
 
-    try:
-        results = export_all(
-            args.models,
-            args.out_dir,
-            args.height,
-            args.width,
-            args.batch,
-            args.weights,
-            args.opset,
-            args.output,
-            force=args.force,
-        )
-    except (BackendUnavailable, ValueError, KeyError, FileExistsError) as e:
-        print(f"bore-depth export: {e}", file=sys.stderr)
-        return 2
+    results = export_all(
+        args.models,
+        args.out_dir,
+        args.height,
+        args.width,
+        args.batch,
+        args.weights,
+        args.opset,
+        args.output,
+        force=args.force,
+    )
     for r in results:
         shapes = ",".join(f"{n}={shape_str(s)}" for n, s in r.input_shapes.items())
         if r.ok:

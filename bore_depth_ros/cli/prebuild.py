@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import argparse
-import sys
+
+from .argtypes import model_name, positive_int
+from .errors import SELF_CHECK_FAILED, command, say
 
 HELP = "build and cache a TensorRT engine ahead of time (on the target)"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="bore_depth")
+    p.add_argument("--model", type=model_name, default="bore_depth")
     p.add_argument("--onnx", default=None, help="build from this ONNX file instead of --model")
     p.add_argument("--weights", default="")
-    p.add_argument("--height", type=int, default=None)
-    p.add_argument("--width", type=int, default=None)
-    p.add_argument("--batch", type=int, default=None)
+    p.add_argument("--height", type=positive_int, default=None)
+    p.add_argument("--width", type=positive_int, default=None)
+    p.add_argument("--batch", type=positive_int, default=None)
     p.add_argument("--precision", default="fp32", choices=["fp32", "fp16"])
     p.add_argument("--device", default="cuda")
     p.add_argument("--engine-cache-dir", default=None, help="default: $BORE_DEPTH_CACHE/engines")
@@ -22,9 +24,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--list", action="store_true", help="list the cached engines and exit")
 
 
+@command("prebuild")
 def run(args: argparse.Namespace) -> int:
     """0 on success, 2 if TensorRT/CUDA is missing, 3 if the self-check refused the engine."""
-    from ..backends import BackendUnavailable, EngineSelfCheckFailed
+    from ..backends import EngineSelfCheckFailed
     from ..deploy.prebuild import list_engines, prebuild
 
     if args.list:
@@ -45,8 +48,8 @@ def run(args: argparse.Namespace) -> int:
             args.engine_cache_dir,
             args.force_rebuild,
         )
-    except (BackendUnavailable, EngineSelfCheckFailed) as e:
-        print(f"bore-depth prebuild: {e}", file=sys.stderr)
-        return 2 if isinstance(e, BackendUnavailable) else 3
+    except EngineSelfCheckFailed as e:
+        say("prebuild", f"error: {e}")
+        return SELF_CHECK_FAILED
     print("\n".join(f"{k}: {v}" for k, v in facts.items()))
     return 0

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from .argtypes import check, new_path, non_negative_float, positive_float, positive_int
+from .errors import command
+
 HELP = "render a synthetic camera-rig recording with ground truth (rosbag2)"
 
 
@@ -13,7 +16,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_synth_arguments(p)
 
 
+@command("synth")
 def run(args: argparse.Namespace) -> int:
     from ..sim.recording import run_synth
 
+    # the arguments are declared in sim.recording; their values are checked here, each by name,
+    # before the simulator is loaded
+    check(
+        args,
+        positional=("out",),
+        out=new_path,
+        frames=positive_int,
+        width=positive_int,
+        height=positive_int,
+        rate=positive_float,
+        jitter_ms=non_negative_float,
+        density=non_negative_float,
+    )
     return run_synth(args)
