@@ -29,6 +29,7 @@ setup(
             sorted(f for f in glob("config/*") if f.endswith((".yaml", ".xml", ".rviz"))),
         ),
         (f"share/{NAME}/config/train", sorted(glob("config/train/*.yaml"))),
+        (f"share/{NAME}/config/navigation", sorted(glob("config/navigation/*"))),
     ],
     python_requires=">=3.10",
     install_requires=["numpy"],
