@@ -73,13 +73,9 @@ def weights_metadata(path: str | Path) -> dict:
     return json.loads(meta) if isinstance(meta, str) else {}
 
 
-def resolve_input_size(config: EngineConfig) -> tuple[int, int]:
-    """The model input size: as configured; for 0, the size the weights were trained at (our
-    checkpoints record it), else the model's default."""
-    from .models import get_model_info
-
-    if config.input_height and config.input_width:
-        return config.input_height, config.input_width
+def trained_input_size(config: EngineConfig) -> tuple[int, int] | None:
+    """The input size the configured weights were trained at, when they record it (our
+    checkpoints and the embedded defaults do; ONNX files are fixed-size anyway)."""
     weights = config.weights.strip()
     path = (
         weights
@@ -87,8 +83,31 @@ def resolve_input_size(config: EngineConfig) -> tuple[int, int]:
         else (None if weights else embedded_weights_path(config.model))
     )
     trained = weights_metadata(path).get("input_size") if path else None
+    return (int(trained[0]), int(trained[1])) if trained else None
+
+
+def resolve_input_size(config: EngineConfig) -> tuple[int, int]:
+    """The model input size: as configured; for 0, the size the weights were trained at (our
+    checkpoints record it), else the model's default."""
+    from .models import get_model_info
+
+    if config.input_height and config.input_width:
+        return config.input_height, config.input_width
+    trained = trained_input_size(config)
     h, w = trained if trained else get_model_info(config.model).default_input_size
     return config.input_height or int(h), config.input_width or int(w)
+
+
+def input_size_warning(config: EngineConfig, input_hw: tuple[int, int]) -> str | None:
+    """Why a forced input size may hurt: the weights were trained at another size (None if not)."""
+    trained = trained_input_size(config)
+    if trained is None or tuple(input_hw) == trained:
+        return None
+    return (
+        f"input size {input_hw[0]}x{input_hw[1]} differs from the {trained[0]}x{trained[1]} the "
+        f"weights were trained at: accuracy usually drops (leave input_height/input_width at 0 to use "
+        f"{trained[0]}x{trained[1]})"
+    )
 
 
 def _engine_options(config: EngineConfig) -> dict:
@@ -115,6 +134,9 @@ class DepthEngine:
             raise ValueError(f"batch must be >= 1, got {config.batch}")
         self.input_hw = resolve_input_size(config)
         check_input_size(*self.input_hw)
+        self.size_warning = input_size_warning(config, self.input_hw)
+        if self.size_warning:
+            log.warning(self.size_warning)
         shapes = self.info.input_shapes(config.batch, *self.input_hw)
         weights = config.weights.strip()
         model = None

@@ -156,6 +156,8 @@ class ManagedDepthNode(LifecycleNode):
             self.get_logger().error(f"configure failed: {self.last_error}")
             return FAILURE
         self.last_error = ""
+        if self.engine.size_warning:
+            self.get_logger().warning(self.engine.size_warning)
         desc = ", ".join(f"{k}={v}" for k, v in self.engine.describe().items())
         self.get_logger().info(f"configured: {desc}; first inference {warm_ms:.0f} ms")
         return SUCCESS
