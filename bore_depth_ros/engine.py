@@ -86,13 +86,38 @@ def trained_input_size(config: EngineConfig) -> tuple[int, int] | None:
     return (int(trained[0]), int(trained[1])) if trained else None
 
 
+def onnx_input_size(path: str) -> tuple[int, int] | None:
+    """(height, width) of the ``image`` input of an ONNX file (None if it has none or is dynamic):
+    read with ``onnx`` when installed, else from an ONNX Runtime session (the lean runtime)."""
+    try:
+        import onnx
+
+        graph = onnx.load(path, load_external_data=False).graph
+        dims = {i.name: [d.dim_value for d in i.type.tensor_type.shape.dim] for i in graph.input}.get("image")
+    except ImportError:
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+        dims = next((i.shape for i in session.get_inputs() if i.name == "image"), None)
+    except Exception:  # noqa: BLE001 - an unreadable file is reported by the backend that loads it
+        return None
+    if not dims or len(dims) != 4 or not all(isinstance(d, int) and d > 0 for d in dims[2:]):
+        return None
+    return int(dims[2]), int(dims[3])
+
+
 def resolve_input_size(config: EngineConfig) -> tuple[int, int]:
-    """The model input size: as configured; for 0, the size the weights were trained at (our
-    checkpoints record it), else the model's default."""
+    """The model input size: as configured; for 0, an ONNX file's own input size, or the size the
+    weights were trained at (our checkpoints record it), else the model's default."""
     from .models import get_model_info
 
     if config.input_height and config.input_width:
         return config.input_height, config.input_width
+    weights = config.weights.strip()
+    if weights.endswith(".onnx") and os.path.isfile(weights):
+        fixed = onnx_input_size(weights)  # an exported graph has its size built in
+        if fixed is not None:
+            return config.input_height or fixed[0], config.input_width or fixed[1]
     trained = trained_input_size(config)
     h, w = trained if trained else get_model_info(config.model).default_input_size
     return config.input_height or int(h), config.input_width or int(w)

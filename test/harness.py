@@ -32,10 +32,13 @@ def write_params(path: Path, params: dict, node: str = "/**") -> Path:
 class NodeProcess:
     """A node started through its own entry point; its console output is kept in a file."""
 
-    def __init__(self, argv: list[str], log_path: Path):
+    def __init__(self, argv: list[str], log_path: Path, env: dict | None = None):
+        """``env``: variables added to (or replacing) this process's environment."""
         self.log_path = log_path
         self._log = open(log_path, "w")
-        self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT, env=dict(os.environ))
+        self.proc = subprocess.Popen(
+            argv, stdout=self._log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+        )
 
     def output(self) -> str:
         if not self._log.closed:
