@@ -1,4 +1,5 @@
-"""SIGINT and SIGTERM stop the node executables cleanly at any time (real processes, real DDS).
+"""SIGINT and SIGTERM stop the node executables and ``bore-depth play`` cleanly at any time (real
+processes, real DDS).
 
 A requested stop exits 0 with no ERROR, FATAL or traceback: while frames are being processed (the
 worker finishes the frame in flight and publishes it before rclpy shuts down), and during start-up
@@ -9,12 +10,14 @@ convention; docs/cli.md lists the exit codes.
 from __future__ import annotations
 
 import signal
+import subprocess
 import time
 
 import pytest
 from builtin_interfaces.msg import Time
 from rclpy.executors import SingleThreadedExecutor
 
+from bore_depth_ros.sim.recording import RecordingConfig, record
 from harness import NodeProcess, entry_point, make_test_image, spin_until, write_params
 from ros_clients import DepthProbe, camera_info, encode_image, image_msg
 
@@ -154,3 +157,31 @@ def test_container_stops_cleanly_with_frames_in_flight(ros, tmp_path):
     assert code == 0, log
     assert "SIGTERM received: stopping" in log, log
     assert_clean(log)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_play_stops_cleanly_on_a_signal(tmp_path, signum):
+    """``bore-depth play`` serves ROS 2 like a node: a signal while it plays is a requested stop."""
+    bag = tmp_path / "bag"
+    record(bag, RecordingConfig(rig="mono", frames=30, width=64, height=48, lidar=False), progress=False)
+    log_path = tmp_path / "play.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            [entry_point("bore-depth"), "play", str(bag), "--rate", "0.1"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            # SIGINT as a terminal delivers it (a shell may start background jobs ignoring it)
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
+        deadline = time.monotonic() + 60
+        while "msg/s" not in log_path.read_text():  # the progress bar: messages are going out
+            assert proc.poll() is None and time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.05)
+        time.sleep(0.5)
+        proc.send_signal(signum)
+        code = proc.wait(60)
+    text = log_path.read_text()
+    assert code == 0, text
+    assert "[play] published" in text, text
+    for word in ("ERROR", "Traceback", "error:"):
+        assert word not in text, text
