@@ -44,8 +44,9 @@ restart lines are throttled (at most one per reason and camera every 5 s: no lin
 message). A compact table goes to stdout and the full result to ``--out`` (JSON); the node logs
 stay in the temporary folder printed at the start.
 
-Run time on two cores for the default 10,000 images per node: about 1.5 minutes for the mono
-node and 2.5 for the surround node (inference of the valid sets dominates).
+Run time on two cores for the default 10,000 images per node: about 2 minutes for the mono
+node and 3 to 9 for the surround node, whose batch-of-six inference of every valid set dominates
+(the first full run, seed 1, on a shared two-core machine: 100 s and 526 s, 11 minutes in all).
 """
 
 from __future__ import annotations
