@@ -277,8 +277,8 @@ def test_switch_to_newest_mode_keeps_images_in_stamp_order():
     assert p.exact is False and p.waiting == 0
     released = [item for item, _ in out]
     assert sorted(released) == [1, 11, 21, 31, 41, 51, 61]
-    # KNOWN BUG (pairing.py, add_image): when `exact` is False, a new image is paired at once
-    # while older images still wait, so this is [1, 11, 21, 61, 31, 41, 51].
+    # a new image in newest mode must not be paired while older ones still wait (it once was:
+    # [1, 11, 21, 61, 31, 41, 51])
     assert released == sorted(released), f"images released out of stamp order: {released}"
 
 
@@ -298,6 +298,17 @@ def test_clear_returns_waiting_items_and_resets():
     assert (len(p), p.waiting, p.exact, p.latest()) == (0, 0, True, None)
     assert p.add_image(6, "c") == []  # no info any more: waits again
     assert p.waiting == 1
+
+
+def test_a_restart_seen_on_the_image_keeps_that_images_own_camera_info():
+    # the fuzz_deep reproduction: camera_info at 50 arrives (no restart: the previous info was 10),
+    # then the image at 50 shows the restart (the previous image was a broken one at 100)
+    p = InfoPairer()
+    p.add_info(10, "i10")
+    p.add_info(50, "i50")
+    assert p.clear(keep_stamp=50) == []
+    assert (len(p), p.latest()) == (1, "i50")
+    assert p.add_image(50, "img50") == [("img50", "i50")]
 
 
 # ---------------------------------------------------------------------------------- stats

@@ -129,9 +129,13 @@ class InfoPairer:
         self._waiting.clear()
         return items
 
-    def clear(self) -> list[Any]:
-        """Forget every camera_info; return the waiting image items (dropped)."""
+    def clear(self, keep_stamp: int | None = None) -> list[Any]:
+        """Forget every camera_info (but the one stamped ``keep_stamp``: the new epoch's own, when
+        a restart shows on the image first); return the waiting image items (dropped)."""
+        kept = self._infos.get(keep_stamp) if keep_stamp is not None else None
         self._infos.clear()
+        if kept is not None:
+            self._infos[keep_stamp] = kept
         self.exact, self._fallback_run = True, 0
         items = [item for _, item in self._waiting]
         self._waiting.clear()

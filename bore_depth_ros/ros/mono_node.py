@@ -136,7 +136,8 @@ class MonoDepthNode(ManagedDepthNode):
 
     def _restart(self, source: str, last: int, t: int) -> None:
         """Stamps jumped back (a bag restarted): one log line, time-dependent state reset."""
-        dropped = self._pairer.clear()
+        # a restart seen on the image first keeps its own camera_info (served just before it)
+        dropped = self._pairer.clear(keep_stamp=t if source == "image" else None)
         for _ in dropped:
             self.ledger.skipped.add("reset")
         self.discard_waiting("reset")  # a frame of the old epoch must not follow
