@@ -15,6 +15,7 @@ a requested stop (exit 0). Argument types that refuse bad values before any work
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from importlib import import_module
 
@@ -41,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    errors.raise_on_sigterm()
+    previous = errors.raise_on_sigterm()
 
     def dispatch(_) -> int:
         args = build_parser().parse_args(argv)
@@ -49,7 +50,11 @@ def main(argv=None) -> int:
 
     # the commands' run() are wrapped already (errors.command); this catches what comes before
     # them and the commands whose run is not
-    return errors.run_command("", dispatch, argparse.Namespace(debug="--debug" in argv))
+    try:
+        return errors.run_command("", dispatch, argparse.Namespace(debug="--debug" in argv))
+    finally:
+        if previous is not None:  # main() called in a process that goes on (tests)
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ import functools
 import os
 import signal
 import sys
+import threading
 import traceback
 
 OK, FAILED, ERROR, SELF_CHECK_FAILED = 0, 1, 2, 3
@@ -57,10 +58,13 @@ def _raise_terminated(signum, frame) -> None:
     raise Terminated()
 
 
-def raise_on_sigterm() -> None:
-    """SIGTERM raises :class:`Terminated` in this process (the dispatcher calls it once)."""
+def raise_on_sigterm():
+    """SIGTERM raises :class:`Terminated` in this process; returns the previous handler (None
+    when not called from the main thread, where signal handlers cannot be set)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
     _raise_terminated.pid = os.getpid()
-    signal.signal(signal.SIGTERM, _raise_terminated)
+    return signal.signal(signal.SIGTERM, _raise_terminated)
 
 
 class UsageError(ValueError):
