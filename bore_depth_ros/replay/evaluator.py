@@ -37,6 +37,7 @@ from .config import (
 from .ground_truth import lidar_gt_depth, remove_occluded
 from .output_bag import OutputBag
 from .scoring import CameraAccumulator, compare_frame, gt_median_ratio
+from .stability import StabilityTracker
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +87,8 @@ class FrameEvaluator:
             k = max(config.panels_per_camera, 0)
             panel_at = set(np.linspace(0, n - 1, k).round().astype(int).tolist()) if k else set()
             kind, topic = sources[cam.namespace]
-            self.acc[cam.namespace] = CameraAccumulator(cam, kind, topic, nb, panel_at)
+            tracker = StabilityTracker(config.min_depth, config.max_depth, fixed_frame=config.odom_frame)
+            self.acc[cam.namespace] = CameraAccumulator(cam, kind, topic, nb, panel_at, tracker)
 
     def drop(self, ns: str, reason: str, detail: str = "") -> None:
         if reason not in self.sync.drop_details:
@@ -279,6 +281,18 @@ class FrameEvaluator:
             edge_radius=cfg.edge_radius,
         )
         t5 = time.perf_counter()
+        # temporal stability: the camera's pose in the fixed frame (None without TF ego motion)
+        pose = self.sync.tf.lookup(cfg.odom_frame, frame.image.header.frame_id, frame.stamp_ns)
+        acc.stability.add(
+            frame.stamp_ns,
+            res.depth,
+            intr,
+            pose,
+            scale=cmp.median["scale"] if cmp.median["n_valid"] else math.nan,
+            gt=gt,
+            dense_gt=acc.gt_kind == "depth",
+        )
+        t5s = time.perf_counter()
         self.evaluated += 1
         acc.frames += 1
         if cmp.metric["n_valid"] == 0:
@@ -309,7 +323,8 @@ class FrameEvaluator:
         tm["preprocess_ms"] += preprocess_ms
         tm["inference_ms"] += infer_ms
         tm["compare_ms"] += (t5 - t4) * 1e3
-        tm["output_bag_ms"] += (t6 - t5) * 1e3
+        tm["stability_ms"] += (t5s - t5) * 1e3
+        tm["output_bag_ms"] += (t6 - t5s) * 1e3
         tm["panels_ms"] += (t7 - t6) * 1e3
 
     def _panel(self, acc: CameraAccumulator, shot) -> None:

@@ -32,6 +32,12 @@ BOUNDARY_LABELS = {
     "dbe_comp": "DBE comp (px)",
 }
 PLOT_NAME = "error_vs_distance.png"
+STABILITY_PLOT_NAME = "temporal_stability.png"
+STABILITY_TITLE = "Temporal stability"
+STABILITY_METHODS = {
+    "tf_warp": "TF-warped depth change",
+    "scale_change": "median-scale change",
+}
 
 
 def _fmt(v, digits: int = 3) -> str:
@@ -121,6 +127,101 @@ def plot_error_vs_distance(summary: dict, path: Path) -> None:
         ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path)
+
+
+def _stability_series(summary: dict) -> list[tuple[str, str, np.ndarray, np.ndarray]]:
+    """(camera, method, t, value) of every camera with scored pairs."""
+    out = []
+    for c in summary["cameras"]:
+        s = c.get("temporal_stability") or {}
+        if s.get("pairs"):
+            t = np.array([np.nan if x is None else x for x in s["t"]], np.float64)
+            v = np.array([np.nan if x is None else x for x in s["value"]], np.float64)
+            out.append((c["namespace"], s["method"], t, v))
+    return out
+
+
+def plot_temporal_stability(summary: dict, path: Path) -> None:
+    """Per camera, the change of the prediction between consecutive frames over time (one line
+    each; dashed = median-scale change, where the camera had no TF ego motion)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7, 3.5), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    series = _stability_series(summary)
+    t0 = min((float(np.nanmin(t)) for _, _, t, _ in series if np.isfinite(t).any()), default=0.0)
+    for i, (name, method, t, v) in enumerate(series):
+        ax.plot(
+            t - t0,
+            100.0 * v,
+            "-o" if method == "tf_warp" else "--s",
+            color=f"C{i % 10}",
+            markersize=3,
+            linewidth=1.5,
+            label=f"{name} ({STABILITY_METHODS.get(method, method)})",
+        )
+    ax.set_xlabel("stamp of the later frame (s after the first pair)")
+    ax.set_ylabel("change between frames (%)")
+    ax.set_title("Temporal stability (0 = the same depth for the same static surface)")
+    ax.set_ylim(bottom=0)
+    ax.grid(True, alpha=0.3)
+    if series:
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+
+
+def _stability_table(summary: dict) -> tuple[str, list[str], list[list[str]], str]:
+    rows = []
+    for c in summary["cameras"]:
+        s = c.get("temporal_stability") or {}
+        if not s:
+            continue
+        sc = s.get("scale_change") or {}
+        skipped = ", ".join(f"{k} {n}" for k, n in (s.get("skipped") or {}).items())
+        rows.append(
+            [
+                c["namespace"],
+                s["method"],
+                str(s.get("pairs", 0)),
+                _fmt(s.get("median"), 4),
+                _fmt(s.get("p90"), 4),
+                _fmt(s.get("mean"), 4),
+                _fmt(sc.get("median"), 4),
+                s.get("moving_excluded", "none") if s["method"] == "tf_warp" else "–",
+                skipped,
+            ]
+        )
+    o = summary["overall"].get("temporal_stability")
+    if o and len(rows) > 1:
+        rows.append(
+            [
+                f"overall ({o['cameras']} cameras)",
+                o["method"],
+                str(o["pairs"]),
+                _fmt(o["median"], 4),
+                _fmt(o["p90"], 4),
+                "",
+                "",
+                "",
+                "",
+            ]
+        )
+    fixed = summary["config"].get("odom_frame", "odom")
+    note = (
+        "Change of the predicted depth between consecutive frames of a camera, per pair of frames, "
+        "median and p90 over the pairs (0 = stable). tf_warp: the previous prediction "
+        f"back-projected, moved by the camera's ego motion in '{fixed}' from TF, projected into "
+        "the current image; median |z_warped − d_cur| / d_cur over pixels valid in both. Moving "
+        "objects are left out where dense ground truth shows them (moving excluded: ground_truth); "
+        "with LiDAR ground truth they add to the figure. scale_change (cameras without TF ego "
+        "motion; also given for every camera): |s_t / s_t−1 − 1| of the per-frame median-scaling "
+        "factor s = median(GT) / median(prediction)."
+    )
+    head = ["camera", "method", "pairs", "median", "p90", "mean", "scale change median", "moving excluded"]
+    return (STABILITY_TITLE, head + ["pairs not scored"], rows, note)
 
 
 def _metric_rows(summary: dict, mode: str) -> list[list[str]]:
@@ -242,6 +343,7 @@ def _tables(summary: dict) -> list[tuple[str, list[str], list[list[str]], str]]:
             "ground truth.",
         )
     )
+    tables.append(_stability_table(summary))
     t = summary["timing"]
     stage = [(k, v) for k, v in t.items() if k.endswith("_ms")]
     total = sum(v for _, v in stage)
@@ -284,7 +386,7 @@ def _tables(summary: dict) -> list[tuple[str, list[str], list[list[str]], str]]:
     return tables
 
 
-def _markdown(summary: dict, tables, plot: str | None) -> str:
+def _markdown(summary: dict, tables, plot: str | None, stability_plot: str | None = None) -> str:
     out = ["# bore-depth evaluation", ""]
     for note in summary.get("notes", []):
         out += [f"> {note}", ""]
@@ -299,6 +401,8 @@ def _markdown(summary: dict, tables, plot: str | None) -> str:
             out += [note, ""]
         if title == "Error versus distance" and plot:
             out += [f"![error versus distance]({plot})", ""]
+        if title == STABILITY_TITLE and stability_plot:
+            out += [f"![temporal stability]({stability_plot})", ""]
     out += ["## Panels", "", "input | predicted depth | confidence | ground truth | abs-rel error", ""]
     for c in summary["cameras"]:
         for p in c["panels"]:
@@ -309,7 +413,7 @@ def _markdown(summary: dict, tables, plot: str | None) -> str:
     return "\n".join(out)
 
 
-def _html(summary: dict, tables, plot: str | None) -> str:
+def _html(summary: dict, tables, plot: str | None, stability_plot: str | None = None) -> str:
     e = html.escape
     parts = [
         "<!DOCTYPE html><html><head><meta charset='utf-8'><title>bore-depth evaluation</title>",
@@ -331,6 +435,8 @@ def _html(summary: dict, tables, plot: str | None) -> str:
             parts.append(f"<p class='note'>{e(note)}</p>")
         if title == "Error versus distance" and plot:
             parts.append(f"<img src='{e(plot)}' alt='error versus distance'>")
+        if title == STABILITY_TITLE and stability_plot:
+            parts.append(f"<img src='{e(stability_plot)}' alt='temporal stability'>")
     parts.append(
         "<h2>Panels</h2><p class='note'>input | predicted depth | confidence | ground truth | "
         "abs-rel error (0–0.5)</p>"
@@ -345,7 +451,8 @@ def _html(summary: dict, tables, plot: str | None) -> str:
 
 
 def write_report(summary: dict, out_dir: str | Path) -> dict[str, str]:
-    """Write metrics.json, error_vs_distance.png, report.md and report.html; returns their paths."""
+    """Write metrics.json, error_vs_distance.png, temporal_stability.png, report.md and
+    report.html; returns their paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {
@@ -358,11 +465,16 @@ def write_report(summary: dict, out_dir: str | Path) -> dict[str, str]:
         plot_error_vs_distance(summary, out / PLOT_NAME)
         plot = PLOT_NAME
         paths["plot"] = str(out / PLOT_NAME)
+    stability_plot = None
+    if _stability_series(summary):
+        plot_temporal_stability(summary, out / STABILITY_PLOT_NAME)
+        stability_plot = STABILITY_PLOT_NAME
+        paths["stability_plot"] = str(out / STABILITY_PLOT_NAME)
     paths["panels"] = [str(out / p) for c in summary["cameras"] for p in c["panels"]]
     summary = dict(summary)
     summary["paths"] = {**summary.get("paths", {}), **paths}
     tables = _tables(summary)
     (out / "metrics.json").write_text(json.dumps(_json_safe(summary), indent=2, ensure_ascii=False))
-    (out / "report.md").write_text(_markdown(summary, tables, plot), encoding="utf-8")
-    (out / "report.html").write_text(_html(summary, tables, plot), encoding="utf-8")
+    (out / "report.md").write_text(_markdown(summary, tables, plot, stability_plot), encoding="utf-8")
+    (out / "report.html").write_text(_html(summary, tables, plot, stability_plot), encoding="utf-8")
     return paths

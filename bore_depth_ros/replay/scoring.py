@@ -14,6 +14,7 @@ from ..core.boundary import boundary_metrics
 from ..core.metrics import METRIC_NAMES, depth_metrics, mean_metrics
 from ..core.view import ViewProcessor
 from .config import BOUNDARY_KEYS, DISTANCE_BINS
+from .stability import StabilityTracker
 
 
 @dataclass
@@ -111,6 +112,8 @@ class CameraResult:
     mean_confidence: float = math.nan
     drops: dict[str, int] = field(default_factory=dict)
     panels: list[str] = field(default_factory=list)
+    # change of the prediction between consecutive frames (replay.stability.StabilityTracker.summary)
+    temporal_stability: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -152,7 +155,15 @@ def _bin_rows(sums: np.ndarray, counts: np.ndarray, bins) -> list[dict]:
 
 
 class CameraAccumulator:
-    def __init__(self, cam: CameraStreams, gt_kind: str, gt_topic: str, nbins: int, panel_at: set[int]):
+    def __init__(
+        self,
+        cam: CameraStreams,
+        gt_kind: str,
+        gt_topic: str,
+        nbins: int,
+        panel_at: set[int],
+        stability: StabilityTracker | None = None,
+    ):
         self.cam = cam
         self.gt_kind = gt_kind
         self.gt_topic = gt_topic
@@ -172,6 +183,7 @@ class CameraAccumulator:
         self.panels: list[str] = []
         self.last_ratio: float | None = None
         self.last_shot: tuple | None = None
+        self.stability = stability if stability is not None else StabilityTracker()
 
     def result(self, bins, drops: dict[str, int]) -> CameraResult:
         bnd = None
@@ -205,6 +217,7 @@ class CameraAccumulator:
             mean_confidence=_nanmean(self.conf),
             drops=drops,
             panels=list(self.panels),
+            temporal_stability=self.stability.summary(),
         )
 
 
@@ -231,4 +244,21 @@ def overall_metrics(cams: list[CameraResult], bins) -> dict:
             }
         )
     out["distance_bins"] = rows
+    out["temporal_stability"] = overall_stability(cams)
     return out
+
+
+def overall_stability(cams: list[CameraResult]) -> dict | None:
+    """Mean over cameras of their temporal-stability median and p90, when all cameras with
+    scored pairs used one method (tf_warp or scale_change); None otherwise."""
+    used = [c.temporal_stability for c in cams if c.temporal_stability.get("pairs")]
+    methods = {s["method"] for s in used}
+    if len(methods) != 1:
+        return None
+    return {
+        "method": methods.pop(),
+        "cameras": len(used),
+        "median": _nanmean(s["median"] for s in used),
+        "p90": _nanmean(s["p90"] for s in used),
+        "pairs": int(sum(s["pairs"] for s in used)),
+    }
