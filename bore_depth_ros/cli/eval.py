@@ -129,6 +129,12 @@ def run(args: argparse.Namespace) -> int:
             f"d1 {fmt(m.get('a1'))} | median-scaled AbsRel {fmt(md.get('abs_rel'))} "
             f"d1 {fmt(md.get('a1'))}"
         )
+        ts = c.temporal_stability if c else result.overall.get("temporal_stability")
+        if ts and ts.get("pairs"):
+            print(
+                f"{'':<28} temporal stability ({ts['method']}) median {fmt(ts['median'])} "
+                f"p90 {fmt(ts['p90'])} over {ts['pairs']} frame pairs"
+            )
     f = result.frames
     print(
         f"frames: {f['evaluated']} evaluated of {f['images_read']} images read, {f['dropped']} dropped"
