@@ -312,7 +312,7 @@ def test_run_prebuild_fails_cleanly_here(tmp_path, capsys):
         p.parse_args(["--model", "semi_smd", "--precision", "fp16", "--engine-cache-dir", str(tmp_path)])
     )
     err = capsys.readouterr().err
-    assert code == 2 and "bore-depth prebuild: backend 'tensorrt' needs NVIDIA TensorRT" in err
+    assert code == 2 and "bore-depth prebuild: error: backend 'tensorrt' needs NVIDIA TensorRT" in err
     assert "pip install tensorrt" in err and "Traceback" not in err
 
 
