@@ -122,8 +122,9 @@ def test_run_export_argument_errors(tmp_path, capsys):
     assert "exactly one" in capsys.readouterr().err
     assert export_cli.run(p.parse_args(["--models", "bore_depth", "--height", "65"])) == 2
     assert "multiple of 32" in capsys.readouterr().err
-    assert export_cli.run(p.parse_args(["--models", "nope"])) == 2
-    assert "unknown model 'nope'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:  # checked while parsing the arguments now
+        p.parse_args(["--models", "nope"])
+    assert stop.value.code == 2 and "unknown model 'nope'" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
 
 
