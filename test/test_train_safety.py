@@ -86,7 +86,7 @@ def test_a_diverging_run_stops_in_one_line_and_keeps_the_last_good_files(bag, tm
     assert proc.returncode == 2, proc.stdout + proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
-    assert lines[0].startswith("bore-depth train: training diverged at step 2 (loss nan, lr 1e+06)"), lines
+    assert lines[0].startswith("bore-depth train: error: training diverged at step 2 (loss nan, lr 1e+06)"), lines
     assert (
         f"the last good files were kept: {run / 'last.ckpt'} (step 1), {run / 'weights.pt'} (step 1)"
         in lines[0]
@@ -102,7 +102,7 @@ def test_a_run_that_diverges_before_any_save_says_nothing_was_saved(bag, tmp_pat
     cfg_file.write_text(yaml.safe_dump(dataclasses.asdict(cfg)))
     code, err = cli(cfg_file, capsys)
     assert code == 2 and len(err.strip().splitlines()) == 1, err
-    assert err.startswith("bore-depth train: training diverged at step 2 (loss nan"), err
+    assert err.startswith("bore-depth train: error: training diverged at step 2 (loss nan"), err
     assert f"nothing had been saved in {tmp_path / 'run'} yet" in err
     assert not any((tmp_path / "run").iterdir())
 
@@ -154,7 +154,7 @@ def test_starting_from_nan_weights_is_a_one_line_error(bag, tmp_path, capsys):
     )
     code, err = cli(cfg_file, capsys)
     assert code == 2 and len(err.strip().splitlines()) == 1, err
-    assert err.startswith(f"bore-depth train: {path}: ") and "tensors contain NaN or inf" in err
+    assert err.startswith(f"bore-depth train: error: {path}: ") and "tensors contain NaN or inf" in err
 
 
 @pytest.mark.slow

@@ -61,7 +61,17 @@ class TrainConfig:
     def from_yaml(path: str | Path) -> TrainConfig:
         import yaml
 
-        raw = yaml.safe_load(Path(path).read_text()) or {}
+        p = Path(path)
+        if p.is_dir():
+            raise IsADirectoryError(f"{p}: Is a directory, expected a training YAML file")
+        if not p.is_file():
+            raise FileNotFoundError(f"training config not found: {p}")
+        try:
+            raw = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ValueError(f"{p}: invalid YAML: {' '.join(str(e).split())}") from None
+        if not isinstance(raw, dict):
+            raise ValueError(f"{p}: expected a mapping of settings, got {type(raw).__name__}")
         known = set(TrainConfig.__dataclass_fields__)
         unknown = sorted(set(raw) - known)
         if unknown:
