@@ -141,7 +141,10 @@ def run_live_node(
     with open_bag(bag) as reader:
         cams = [c for c in discover_cameras(reader) if c.namespace == camera]
         frames = list(FrameSync(reader, cams))
-    rclpy.init(args=[])
+    from rclpy.signals import SignalHandlerOptions
+
+    # no rclpy signal handlers: Ctrl-C must not shut the context down under the node's worker
+    rclpy.init(args=[], signal_handler_options=SignalHandlerOptions.NO)
     try:
         from .sim.rig import SURROUND_RIG
 

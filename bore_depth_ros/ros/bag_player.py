@@ -34,6 +34,7 @@ class PlayStats:
     skipped_topics: dict[str, str] = field(default_factory=dict)
     wall_seconds: float = 0.0
     bag_seconds: float = 0.0
+    interrupted: bool = False  # stopped by SIGINT/SIGTERM before the end
 
 
 class BagPlayer(Node):
@@ -89,6 +90,15 @@ class BagPlayer(Node):
             if conn.topic not in self._topic_pubs:
                 self._topic_pubs[conn.topic] = self.create_publisher(cls, conn.topic, qos)
             self._connections.append(conn)
+        in_bag = {c.topic for c in self._reader.connections}
+        for t in topics or []:
+            if t not in in_bag:
+                self.stats.skipped_topics[t] = "not in the bag"
+        if topics and not self._connections:
+            self._bag.close()
+            raise ValueError(
+                f"{bag}: none of the topics {list(topics)} can be played; the bag has {sorted(in_bag)}"
+            )
         self.start_ns = self._reader.start_time
         self.end_ns = self._reader.end_time
 
@@ -133,7 +143,16 @@ class BagPlayer(Node):
         self._stop = True
 
     def play(self, progress=None) -> PlayStats:
+        """Publish the bag (blocks); SIGINT/SIGTERM end it early (``stats.interrupted``)."""
         wall0 = time.monotonic()
+        try:
+            return self._play(wall0, progress)
+        except KeyboardInterrupt:
+            self._stop = True
+            self.stats.interrupted = True
+            return self._finish(wall0)
+
+    def _play(self, wall0: float, progress) -> PlayStats:
         next_clock = wall0
         for conn, t_ns, raw in self._reader.messages(connections=self._connections):
             due = wall0 + (t_ns - self.start_ns) / 1e9 / self.rate
@@ -185,8 +204,11 @@ def run_play(
 
     ensure_local_ros_env()
     import rclpy
+    from rclpy.signals import SignalHandlerOptions
 
-    rclpy.init(args=[])
+    # no rclpy signal handlers: they would shut the context down under a publish in progress;
+    # SIGINT (KeyboardInterrupt) and SIGTERM (the CLI raises it the same way) end play() instead
+    rclpy.init(args=[], signal_handler_options=SignalHandlerOptions.NO)
     try:
         player = BagPlayer(bag, rate=rate, clock_hz=clock_hz, topics=topics)
         if wait_for:
@@ -207,19 +229,16 @@ def run_play(
                 )
             try:
                 stats = player.play(bar)
-            except KeyboardInterrupt:
-                player.stop()
-                stats = player.stats
-                loop = False
             finally:
                 if bar is not None:
                     bar.close()
-            if not loop:
+            if not loop or stats.interrupted:
                 break
         total = sum(stats.published.values())
         print(
             f"[play] published {total} messages on {len(stats.published)} topics in "
             f"{stats.wall_seconds:.2f} s (bag span {stats.bag_seconds:.2f} s, rate {rate})"
+            + ("; interrupted" if stats.interrupted else "")
         )
         for topic, why in stats.skipped_topics.items():
             print(f"[play] skipped {topic}: {why}")
