@@ -114,12 +114,13 @@ def test_engine_warmup_runs_every_model_once(model, backend, batch, torch_one_th
 
 
 def test_engine_warmup_refuses_weights_that_produce_nan(tmp_path):
-    """A checkpoint can load strictly and still be unusable: configure must say so."""
+    """Unusable weights are refused with their cause: NaN in the file when it loads, a graph that
+    loads and still returns NaN at the warm-up inference (configure fails with it)."""
     import torch
 
     from bore_depth_ros.engine import DepthEngine, EngineConfig
     from bore_depth_ros.models import create_model
-    from bore_depth_ros.models.checkpoint import save_lightning_checkpoint
+    from bore_depth_ros.models.checkpoint import CheckpointError, save_lightning_checkpoint
 
     torch.manual_seed(0)
     model = create_model("bore_depth").eval()
@@ -127,7 +128,30 @@ def test_engine_warmup_refuses_weights_that_produce_nan(tmp_path):
         model.decoder.dispconvs[0].conv.weight.fill_(float("nan"))
     path = tmp_path / "nan.ckpt"
     save_lightning_checkpoint(model, path)
-    eng = DepthEngine(EngineConfig(weights=str(path), backend="torch", input_height=64, input_width=96))
+    # NaN in the file itself is refused when it loads, naming the cause
+    with pytest.raises(CheckpointError, match="contain NaN or inf"):
+        DepthEngine(EngineConfig(weights=str(path), backend="torch", input_height=64, input_width=96))
+    # a graph that loads and still returns NaN is caught by the warm-up inference
+    import onnx
+    from onnx import TensorProto, helper
+
+    one = helper.make_tensor("one", TensorProto.FLOAT, [], [1.0])
+    graph = helper.make_graph(
+        [
+            helper.make_node("ReduceMean", ["image"], ["m"], axes=[1], keepdims=1),
+            helper.make_node("Abs", ["m"], ["a"]),
+            helper.make_node("Add", ["a", "one"], ["b"]),
+            helper.make_node("Neg", ["b"], ["c"]),
+            helper.make_node("Sqrt", ["c"], ["depth"]),  # sqrt of a negative number: NaN
+        ],
+        "nan_depth",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 64, 96])],
+        [helper.make_tensor_value_info("depth", TensorProto.FLOAT, [1, 1, 64, 96])],
+        [one],
+    )
+    nan_onnx = tmp_path / "nan.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), nan_onnx)
+    eng = DepthEngine(EngineConfig(weights=str(nan_onnx), backend="onnxruntime"))
     with pytest.raises(RuntimeError, match="non-finite"):
         eng.warmup()
 

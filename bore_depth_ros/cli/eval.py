@@ -66,6 +66,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=d.camera_height,
         help="metres above the ground; 0 = from TF (optical origin z in --base-frame)",
     )
+    a(
+        "--scale-smoothing",
+        type=positive_float,
+        default=d.scale_smoothing,
+        help="ground_plane: weight of each new frame's scale in the running estimate, in (0, 1]; "
+        "1 = no smoothing (compare the report's temporal stability)",
+    )
     a("--min-depth", type=float, default=d.min_depth)
     a("--max-depth", type=float, default=d.max_depth)
     a("--confidence-threshold", type=float, default=d.confidence_threshold)

@@ -29,6 +29,7 @@ class ViewConfig:
     scale_mode: str = "fixed"  # fixed | ground_plane | metric
     depth_scale: float = 1.0  # for scale_mode fixed
     camera_height: float = 0.0  # metres above the ground, for scale_mode ground_plane
+    scale_smoothing: float = 0.3  # ground_plane: weight of each new frame's scale (1 = none)
 
 
 @dataclass
@@ -56,7 +57,9 @@ def make_view_scale(config: ViewConfig, model_is_metric: bool):
                 "scale_mode 'ground_plane' needs camera_height > 0 (metres above the "
                 f"ground), got {config.camera_height}"
             )
-        return make_scale_estimator("ground_plane", camera_height=config.camera_height)
+        return make_scale_estimator(
+            "ground_plane", camera_height=config.camera_height, smoothing=config.scale_smoothing
+        )
     return make_scale_estimator(config.scale_mode)
 
 

@@ -40,6 +40,7 @@ class EvalConfig:
     scale_mode: str = "fixed"  # fixed | ground_plane | median (per-frame GT oracle)
     depth_scale: float = 1.0
     camera_height: float = 0.0  # 0 = z of the optical origin in base_frame, from TF
+    scale_smoothing: float = 0.3  # ground_plane: weight of each new frame's scale (1 = none)
     min_depth: float = 0.1  # metric caps (GT range; predictions are clamped)
     max_depth: float = 80.0
     confidence_threshold: float = 0.0
@@ -81,6 +82,10 @@ class EvalConfig:
             ),
             (self.max_input_pixels >= 1, f"max_input_pixels must be >= 1, got {self.max_input_pixels}"),
             (self.camera_height >= 0, f"camera_height must be >= 0, got {self.camera_height}"),
+            (
+                0 < self.scale_smoothing <= 1,
+                f"scale_smoothing must be in (0, 1], got {self.scale_smoothing}",
+            ),
             (self.lidar_max_dt >= 0 and self.sync_window >= 0, "lidar_max_dt and sync_window must be >= 0"),
             (
                 self.lidar_occlusion_window >= 0 and self.lidar_occlusion_tolerance >= 0,

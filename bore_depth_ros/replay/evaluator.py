@@ -124,6 +124,7 @@ class FrameEvaluator:
             scale_mode=mode,
             depth_scale=cfg.depth_scale,
             camera_height=height,
+            scale_smoothing=cfg.scale_smoothing,
         )
         info = self.engine.info
         acc.view = ViewProcessor(vc, info.metric, (info.min_depth, info.max_depth))

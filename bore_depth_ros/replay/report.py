@@ -267,7 +267,8 @@ def _tables(summary: dict) -> list[tuple[str, list[str], list[list[str]], str]]:
         [
             "scale mode",
             f"{cfg['scale_mode']} (depth_scale {cfg['depth_scale']:g}, camera_height "
-            f"{cfg['camera_height']:g} m{' = from TF' if not cfg['camera_height'] else ''})",
+            f"{cfg['camera_height']:g} m{' = from TF' if not cfg['camera_height'] else ''}, scale_smoothing "
+            f"{cfg.get('scale_smoothing', 0.3):g})",
         ],
         ["depth caps", f"{cfg['min_depth']:g} – {cfg['max_depth']:g} m"],
         ["confidence threshold", f"{cfg['confidence_threshold']:g}"],

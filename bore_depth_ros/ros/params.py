@@ -159,6 +159,15 @@ VIEW = _table(
         hi=1e3,
         in_descriptor=True,
     ),
+    Param(
+        "scale_smoothing",
+        0.3,
+        "scale_mode ground_plane: weight of each new frame's scale in the running estimate "
+        "(1 = no smoothing; eval's temporal stability judges it)",
+        lo=0.0,
+        hi=1.0,
+        lo_open=True,
+    ),
 )
 
 NODE = _table(
