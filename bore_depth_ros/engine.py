@@ -130,8 +130,8 @@ def input_size_warning(config: EngineConfig, input_hw: tuple[int, int]) -> str |
         return None
     return (
         f"input size {input_hw[0]}x{input_hw[1]} differs from the {trained[0]}x{trained[1]} the "
-        f"weights were trained at: accuracy usually drops (leave input_height/input_width at 0 to use "
-        f"{trained[0]}x{trained[1]})"
+        f"weights were trained at: accuracy usually drops (without a size, {trained[0]}x{trained[1]} "
+        "is used)"
     )
 
 

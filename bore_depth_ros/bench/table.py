@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from ..deploy import default_batch, deployment_shapes, load_model
+from ..deploy import default_batch, deployment_shapes, deployment_size, load_model
 
 _RESULT_MARK = "BORE_DEPTH_BENCH_RESULT "
 _WORKER_MODULE = "bore_depth_ros.bench.table"
@@ -198,7 +198,7 @@ def _check_runtime(backend: str, device: str) -> None:
 def bench_table(
     models: Sequence[str] | None = None,
     backends: Sequence[str] = ("torch", "onnxruntime"),
-    sizes: Sequence[tuple[int, int]] | None = None,
+    sizes: Sequence[tuple[int, int]] | None = None,  # default: the weights' training size
     batches: Sequence[int] | None = None,
     repeats: int = DEFAULT_REPEATS,
     warmup: int = DEFAULT_WARMUP,
@@ -225,7 +225,7 @@ def bench_table(
     for name in list(models) if models else list_models():
         info = get_model_info(name)
         torch_model = None
-        for h, w in sizes or [info.default_input_size]:
+        for h, w in sizes or [deployment_size(name, weights=weights)[0]]:
             for n in batches or [default_batch(name)]:
                 for backend in backends:
                     base = {
@@ -241,7 +241,7 @@ def bench_table(
                         "threads": threads,
                     }
                     try:
-                        base["input_shapes"] = deployment_shapes(name, h, w, n)
+                        base["input_shapes"] = deployment_shapes(name, h, w, n, weights)
                         _check_runtime(backend, device)
                         if backend != "torch":
                             if torch_model is None:

@@ -33,7 +33,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         type=size,
         default=None,
         metavar="HxW",
-        help="input sizes (default: each model's own)",
+        help="input sizes (default: the size each model's weights were trained at)",
     )
     p.add_argument(
         "--batches",

@@ -25,8 +25,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--out-dir", type=folder, default="onnx", help="folder for <model>_<N>x3x<H>x<W>.onnx (default: onnx)"
     )
     p.add_argument("--output", default=None, help="exact output file (one model)")
-    p.add_argument("--height", type=positive_int, default=None, help="input height (default: the model's)")
-    p.add_argument("--width", type=positive_int, default=None, help="input width (default: the model's)")
+    p.add_argument(
+        "--height", type=positive_int, default=None, help="input height (default: the weights' training size)"
+    )
+    p.add_argument(
+        "--width", type=positive_int, default=None, help="input width (default: the weights' training size)"
+    )
     p.add_argument(
         "--batch",
         type=positive_int,
@@ -56,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
         force=args.force,
     )
     for r in results:
+        if r.warning:
+            print(f"bore-depth export: warning: {r.model}: {r.warning}", file=sys.stderr)
         shapes = ",".join(f"{n}={shape_str(s)}" for n, s in r.input_shapes.items())
         if r.ok:
             errs = ", ".join(

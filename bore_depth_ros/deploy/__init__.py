@@ -28,15 +28,30 @@ def default_batch(model: str) -> int:
     return DEFAULT_VIEWS.get(model, n if n > 1 else 1)
 
 
+def deployment_size(model: str, height: int | None = None, width: int | None = None, weights: str = ""):
+    """(height, width) to deploy ``model`` at: as given, else the size ``weights`` (default: the
+    embedded default) were trained at, else the model's default; and the warning when a given size
+    differs from the trained one (None if not)."""
+    from ..engine import EngineConfig, input_size_warning, resolve_input_size
+
+    cfg = EngineConfig(model=model, weights=weights, input_height=height or 0, input_width=width or 0)
+    hw = resolve_input_size(cfg)
+    return hw, input_size_warning(cfg, hw)
+
+
 def deployment_shapes(
-    model: str, height: int | None = None, width: int | None = None, batch: int | None = None
+    model: str,
+    height: int | None = None,
+    width: int | None = None,
+    batch: int | None = None,
+    weights: str = "",
 ) -> dict[str, tuple[int, ...]]:
-    """Static input shapes of ``model`` at ``height x width`` (default: the model's) and ``batch`` views."""
+    """Static input shapes of ``model`` at ``height x width`` (default: the size the weights were
+    trained at, :func:`deployment_size`) and ``batch`` views."""
     from ..models import get_model_info
 
-    info = get_model_info(model)
-    h, w = info.default_input_size
-    return info.input_shapes(batch or default_batch(model), height or h, width or w)
+    (h, w), _ = deployment_size(model, height, width, weights)
+    return get_model_info(model).input_shapes(batch or default_batch(model), h, w)
 
 
 def load_model(model: str, weights: str = ""):

@@ -10,7 +10,7 @@ from typing import Any
 
 from ..backends.base import shape_str
 from ..core.files import claim_outputs
-from . import deployment_shapes, load_model
+from . import deployment_shapes, deployment_size, load_model
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,6 +23,7 @@ class ModelExport:
     input_shapes: dict[str, tuple[int, ...]]
     report: Any = None  # backends.ExportReport
     error: str = ""
+    warning: str = ""  # e.g. a size other than the weights were trained at
 
     @property
     def ok(self) -> bool:
@@ -42,7 +43,9 @@ def export_all(
 ) -> list[ModelExport]:
     """Export ``models`` (default: every registered model) to ``out_dir/<model>_<N>x3x<H>x<W>.onnx``.
 
-    ``height``/``width``/``batch`` default to each model's own (:func:`deployment_shapes`); ``weights``
+    ``height``/``width`` default to the size the weights were trained at, ``batch`` to each model's
+    own (:func:`deployment_shapes`); a forced size other than the trained one is exported with a
+    ``warning``. ``weights``
     and ``output`` (an exact file path) need exactly one model (bore_depth if ``models`` is not given
     with ``output``). A model whose graph fails the checker or the parity check is reported with its
     error and nothing is written for it. Raises BackendUnavailable without onnxruntime, ValueError or
@@ -60,17 +63,20 @@ def export_all(
     import_onnxruntime()  # the parity check needs it: fail before any model is built
     plan = []
     for name in names:
-        shapes = deployment_shapes(name, height, width, batch)
+        shapes = deployment_shapes(name, height, width, batch, weights)
+        _, warning = deployment_size(name, height, width, weights)
         path = Path(output) if output else Path(out_dir) / f"{name}_{shape_str(shapes['image'])}.onnx"
-        plan.append((name, shapes, path))
-    claim_outputs([path for _, _, path in plan], force)
+        plan.append((name, shapes, path, warning or ""))
+    claim_outputs([path for _, _, path, _ in plan], force)
     results = []
-    for name, shapes, path in plan:
+    for name, shapes, path, warning in plan:
         info = get_model_info(name)
         model, source = load_model(name, weights)
         try:
             report = export_onnx(model, path, shapes, info.output_names, opset=opset or DEFAULT_OPSET)
-            results.append(ModelExport(name, path, source, shapes, report))
+            results.append(ModelExport(name, path, source, shapes, report, warning=warning))
         except (ExportMismatch, ValueError, RuntimeError) as e:
-            results.append(ModelExport(name, path, source, shapes, error=f"{type(e).__name__}: {e}"))
+            results.append(
+                ModelExport(name, path, source, shapes, error=f"{type(e).__name__}: {e}", warning=warning)
+            )
     return results

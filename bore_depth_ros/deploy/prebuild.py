@@ -61,7 +61,7 @@ def prebuild(
             "tensorrt",
             model=torch_model,
             model_name=model,
-            input_shapes=deployment_shapes(model, height, width, batch),
+            input_shapes=deployment_shapes(model, height, width, batch, weights),
             output_names=info.output_names,
             cache_dir=cache_dir,
             **kw,
