@@ -1,5 +1,6 @@
-"""The lean runtime: the nodes and eval run from an exported .onnx in a process where PyTorch
-cannot be imported (as on a Jetson with only requirements-runtime.txt installed)."""
+"""The lean runtime: eval runs from an exported .onnx in a process where PyTorch cannot be imported,
+and the mono node where nothing outside requirements-runtime.txt can (torch, onnx, matplotlib,
+rosbags, pybullet, tqdm), as on a Jetson with only that set installed."""
 
 from __future__ import annotations
 
@@ -19,12 +20,19 @@ from ros_clients import DepthProbe, camera_info, encode_image, image_msg
 W, H = 80, 60
 
 
-def _blocked(tmp_path) -> dict:
-    """Environment additions that make ``import torch`` fail with a clear message."""
-    block = tmp_path / "block" / "torch"
-    block.mkdir(parents=True)
-    (block / "__init__.py").write_text('raise ImportError("torch is blocked: this is the lean runtime")\n')
-    return {"PYTHONPATH": os.pathsep.join([str(block.parent), os.environ.get("PYTHONPATH", "")])}
+# what requirements-runtime.txt leaves out: the node must not need any of it
+NOT_IN_RUNTIME = ("torch", "onnx", "matplotlib", "rosbags", "pybullet", "tqdm", "hypothesis")
+
+
+def _blocked(tmp_path, modules=("torch",)) -> dict:
+    """Environment additions that make importing ``modules`` fail with a clear message."""
+    for name in modules:
+        block = tmp_path / "block" / name
+        block.mkdir(parents=True)
+        (block / "__init__.py").write_text(
+            f'raise ImportError("{name} is blocked: this is the lean runtime")\n'
+        )
+    return {"PYTHONPATH": os.pathsep.join([str(tmp_path / "block"), os.environ.get("PYTHONPATH", "")])}
 
 
 def _export(tmp_path) -> str:
@@ -81,7 +89,7 @@ def test_eval_and_the_mono_node_run_without_torch(ros, tmp_path):
     node = NodeProcess(
         [entry_point("bore-depth-mono-node"), "--ros-args", "--params-file", str(pfile), "-r", "__ns:=/lean"],
         tmp_path / "node.log",
-        env=_blocked(tmp_path / "n"),
+        env=_blocked(tmp_path / "n", NOT_IN_RUNTIME),
     )
     client = DepthProbe("/lean", name="lean_probe")
     ex = SingleThreadedExecutor()
