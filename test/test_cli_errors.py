@@ -150,3 +150,12 @@ def test_run_command_codes_and_lines(capsys):
     # play: a signal is a requested stop, as for the nodes
     assert errors.run_command("play", raising(errors.Terminated()), ns, stop_is_success=True) == errors.OK
     assert capsys.readouterr().err == ""
+
+
+def test_bench_never_replaces_a_users_table_unless_forced(tmp_path):
+    mine = tmp_path / "table.md"
+    mine.write_text("a user's table")
+    out = bore_depth("bench", "--models", "bore_depth", "--md", str(mine))
+    assert out.returncode == 2 and "table.md already exists" in out.stderr and "--force" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr
+    assert mine.read_text() == "a user's table"

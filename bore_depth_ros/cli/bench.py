@@ -62,12 +62,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--md", default=None, help="write the Markdown table here")
     p.add_argument("--csv", default=None, help="write the CSV here")
+    p.add_argument("--force", action="store_true", help="replace existing --md/--csv files")
 
 
 @command("bench")
 def run(args: argparse.Namespace) -> int:
     """Print the Markdown table, write it to ``--md``/``--csv``; 1 if a row failed."""
     from ..bench.table import bench_table, environment_line, to_csv, to_markdown
+    from ..core.files import claim_outputs
+
+    # refuse to replace a user's file before measuring anything
+    claim_outputs([Path(p) for p in (args.md, args.csv) if p], args.force)
 
     caption = f"Measured on {environment_line()}."
     rows = bench_table(
