@@ -56,6 +56,14 @@ class TrainConfig:
     augment: dict = field(default_factory=dict)  # Augment fields
     loss: dict = field(default_factory=dict)  # recipe loss weights (Recipe.loss_defaults)
     val_max_sets: int = 0
+    # --- recordings (issue 14: any rig, real supervision, streaming) ---
+    cameras: list[str] = field(default_factory=list)  # camera namespaces; [] = all found, ring-ordered by TF
+    slop: float = 0.03  # seconds: largest stamp spread of one synchronized set
+    lidar_topic: str = ""  # PointCloud2 ground truth; "" = /lidar/points or the bag's only cloud
+    num_workers: int = 0  # DataLoader processes decoding frames (0 = in the training process)
+    labels: list[str] = field(default_factory=list)  # teacher label stores (bore-depth label)
+    pose: str = "tf"  # ego motion of temporal terms: tf (odometry from /tf) | network (pose network)
+    model_options: dict = field(default_factory=dict)  # e.g. bins, output_stride, width; saved in the weights
 
     @staticmethod
     def from_yaml(path: str | Path) -> TrainConfig:
@@ -93,4 +101,10 @@ class TrainConfig:
             raise ValueError("no training recordings ('train: [bag, ...]')")
         if self.steps < 1 or self.batch < 1 or self.lr <= 0:
             raise ValueError("steps, batch and lr must be positive")
+        if not self.slop >= 0:
+            raise ValueError(f"slop must be >= 0 seconds, got {self.slop}")
+        if self.num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
+        if self.pose not in ("tf", "network"):
+            raise ValueError(f"pose must be 'tf' or 'network', got {self.pose!r}")
         RECIPES[self.recipe].check_config(self, info)

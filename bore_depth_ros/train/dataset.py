@@ -32,6 +32,8 @@ class RigSample:
     prev: int | None = None  # index of the previous sample of the same bag
     source: str = ""
     cameras: list[str] = field(default_factory=list)
+    topics: list[str] = field(default_factory=list)  # per view: the image topic (label keys)
+    stamps: list[int] = field(default_factory=list)  # per view: the image stamp, ns (label keys)
 
 
 def load_rig_samples(
@@ -94,6 +96,8 @@ def load_rig_samples(
                         prev=len(samples) - 1 if samples and samples[-1].source == str(bag) else None,
                         source=str(bag),
                         cameras=names,
+                        topics=[c.image for c in cams],
+                        stamps=list(g.stamps),
                     )
                 )
                 if max_sets and len(samples) >= max_sets:
