@@ -22,6 +22,14 @@ RESUMABLE_CHANGES = (
 
 def config_differences(old: dict, new: dict) -> list[str]:
     """``key: old -> new`` for every setting a resumed run may not change."""
+    import dataclasses
+
+    # a setting added after the old run was saved had its default there
+    defaults = {
+        f.name: f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        for f in dataclasses.fields(TrainConfig)
+    }
+    old = {**{k: v for k, v in defaults.items() if k in new}, **old}
     keys = sorted((set(old) | set(new)) - set(RESUMABLE_CHANGES))
     return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
 
