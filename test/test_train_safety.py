@@ -86,7 +86,8 @@ def test_a_diverging_run_stops_in_one_line_and_keeps_the_last_good_files(bag, tm
     assert proc.returncode == 2, proc.stdout + proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
-    assert lines[0].startswith("bore-depth train: error: training diverged at step 2 (loss nan, lr 1e+06)"), lines
+    head = "bore-depth train: error: training diverged at step 2 (loss nan, lr 1e+06)"
+    assert lines[0].startswith(head), lines
     assert (
         f"the last good files were kept: {run / 'last.ckpt'} (step 1), {run / 'weights.pt'} (step 1)"
         in lines[0]
