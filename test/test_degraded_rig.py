@@ -16,40 +16,18 @@ from rclpy.qos import QoSProfile, QoSReliabilityPolicy
 from sensor_msgs.msg import PointCloud2
 
 from bore_depth_ros.testing.rig_load import RigLoad
-from harness import NodeProcess, entry_point, spin_until, write_params
+from harness import spin_until
+from test_surround_node import start_surround
 
 NS = "/cameras"
 H, W = 64, 96
 ERROR, WARN = 2, 1
 
 
-def _start(tmp_path, name: str, **overrides) -> NodeProcess:
-    params = dict(
-        model="svr",
-        backend="onnxruntime",
-        input_height=H,
-        input_width=W,
-        points_decimation=2,
-        fused_decimation=2,
-        fused_max_range=500.0,
-        diagnostics_period=0.2,
-        slop=0.01,
-    )
-    params.update(overrides)
-    pfile = write_params(tmp_path / f"{name}.yaml", params)
-    node = NodeProcess(
-        [
-            entry_point("bore-depth-surround-node"),
-            "--ros-args",
-            "--params-file",
-            str(pfile),
-            "-r",
-            f"__ns:={NS}",
-        ],
-        tmp_path / f"{name}.log",
-    )
-    assert node.wait_for_output("ready:", 180), node.output()
-    return node
+def _start(tmp_path, name: str, **overrides):
+    """The surround node in /cameras at 64x96 (test_surround_node's set-up), the fused cloud
+    unclipped so that point counts compare views."""
+    return start_surround(tmp_path, name, **{"fused_max_range": 500.0, **overrides})
 
 
 class Rig:
