@@ -11,15 +11,18 @@ float (None = every pixel). Surround batches hold whole rigs [B*N,...] in ring o
 A loss whose mask selects no pixel returns a zero that is still attached to the graph.
 
 The losses live in :mod:`.photometric` (view synthesis) and :mod:`.depth` (ground truth, LiDAR,
-teachers); this package is their one namespace (``from bore_depth_ros.train import losses as L``).
+teachers), the robust per-image alignment of a relative teacher to metric depth in
+:mod:`.alignment`; this package is their one namespace (``from bore_depth_ros.train import losses as L``).
 """
 
 from __future__ import annotations
 
+from .alignment import apply_inverse_depth_alignment, fit_inverse_depth_alignment
 from .depth import (
     cross_bin_loss,
     curvature_loss,
     kl_bin_loss,
+    metric_bin_assignment,
     normalised_log_depth,
     ring_neighbour_pairs,
     scale_invariant_bin_assignment,
@@ -47,10 +50,13 @@ __all__ = [
     "SC_DEPTH_SSIM_WINDOW",
     "SSIM_C1",
     "SSIM_C2",
+    "apply_inverse_depth_alignment",
     "cross_bin_loss",
     "curvature_loss",
     "edge_aware_smoothness",
+    "fit_inverse_depth_alignment",
     "kl_bin_loss",
+    "metric_bin_assignment",
     "min_reprojection_loss",
     "normalised_log_depth",
     "photometric_error",

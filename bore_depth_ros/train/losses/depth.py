@@ -64,18 +64,30 @@ def silog_loss(
     scale: float = 1.0,
     eps: float = 1e-6,
 ) -> torch.Tensor:
-    """Scale-invariant log loss: scale * sqrt(mean(g^2) - lam * mean(g)^2), g = log pred - log gt.
+    """Scale-invariant log loss per image: scale * sqrt(mean_i D_i), g = log pred - log gt,
+    D_i = mean_i(g^2) - lam * mean_i(g)^2 = var_i(g) + (1 - lam) * mean_i(g)^2.
 
-    Means over all valid pixels of the batch (mask & gt > eps & finite gt), pooled as in AdaBins;
-    AdaBins also uses scale = 10 (default here 1). pred is clamped to eps before the log.
-    lam = 1 is fully scale invariant, lam = 0 is the RMS log error. pred, gt [B,1,H,W] -> scalar.
+    mean_i: over the valid pixels of image i (mask & gt > eps & finite gt); the outer mean is over
+    the images with at least one valid pixel, each counting once whatever its number of pixels.
+    Per image (as Eigen et al.), not pooled over the batch (AdaBins): with lam = 1 a prediction
+    that is any per-image constant multiple of gt (2 gt in one image, 3 gt in the next) costs 0;
+    pooling charged the spread of the scales between images. The variance is taken of g minus its
+    image mean (no float32 cancellation of mean(g^2) - mean(g)^2). AdaBins uses scale = 10 (default
+    here 1). pred is clamped to eps before the log; D below 1e-12 counts as 0 (gradient 0, not
+    sqrt's infinite one). lam = 0 is the RMS log error. pred, gt [B,1,H,W] -> scalar.
     """
     valid = as_mask(mask, gt) & (gt > eps) & torch.isfinite(gt)
     g = torch.log(pred.clamp_min(eps)) - torch.log(torch.where(valid, gt, torch.ones_like(gt)))
-    mean_g = masked_mean(g, valid)
-    mean_g2 = masked_mean(g * g, valid)
-    # the floor keeps sqrt's gradient finite when pred is an exact multiple of gt and lam = 1
-    return scale * torch.sqrt((mean_g2 - lam * mean_g * mean_g).clamp_min(1e-12))
+    g = torch.where(valid, g, torch.zeros_like(g))
+    count = valid.sum(dim=(1, 2, 3)).to(g.dtype)
+    mean_g = g.sum(dim=(1, 2, 3)) / count.clamp_min(1)
+    dev = torch.where(valid, g - mean_g[:, None, None, None], torch.zeros_like(g))
+    per_image = dev.square().sum(dim=(1, 2, 3)) / count.clamp_min(1) + (1.0 - lam) * mean_g.square()
+    has = count > 0
+    d = torch.where(has, per_image, torch.zeros_like(per_image)).sum() / has.sum().clamp_min(1)
+    pos = d > 1e-12
+    # sqrt only where its gradient is finite; an empty mask gives a zero still attached to the graph
+    return scale * torch.where(pos, torch.sqrt(torch.where(pos, d, torch.ones_like(d))), d * 0.0)
 
 
 def normalised_log_depth(
@@ -117,6 +129,10 @@ def scale_invariant_bin_assignment(
     student's k-th bin in depth order. The mask only selects the pixels that set d_lo and d_hi;
     probabilities are returned for every pixel. teacher_depth [B,1,H,W] (positive, depth not
     disparity) -> probs [B,K,H,W], no gradient.
+
+    Not what the ``distill`` recipe uses: the normalised range [d_lo, d_hi] of each image never
+    matches the student's metric edges (min_depth .. max_depth), so the first and last bins cannot
+    agree; the recipe aligns the teacher to metric and uses `metric_bin_assignment`.
     """
     if num_bins < 2:
         raise ValueError(f"num_bins must be >= 2, got {num_bins}")
@@ -125,6 +141,41 @@ def scale_invariant_bin_assignment(
         u = normalised_log_depth(teacher_depth.detach(), mask, quantile)
         centres = (torch.arange(num_bins, device=u.device, dtype=u.dtype) + 0.5) / num_bins
         return torch.softmax(-(u - centres[None, :, None, None]).square() / (2.0 * sigma * sigma), dim=1)
+
+
+def metric_bin_assignment(depth: torch.Tensor, bin_centres: torch.Tensor) -> torch.Tensor:
+    """Teacher probabilities on the student's own metric bins: linear interpolation ("two-hot").
+
+    A depth d between consecutive centres c_k <= d <= c_{k+1} puts (c_{k+1} - d) / (c_{k+1} - c_k)
+    on bin k and (d - c_k) / (c_{k+1} - c_k) on bin k+1, so sum_k p_k c_k = d (the student's
+    depth formula gives back d) and d = c_k is exactly one-hot on bin k, the first and last bins
+    included; d below c_0 (above c_{K-1}) is one-hot on the first (last) bin. With the teacher made
+    metric first (`fit_inverse_depth_alignment`), student and teacher bins are the same bins, so
+    the ends agree (a per-image normalised teacher range never matches the student's edges, which
+    start at its min_depth and end at its max_depth).
+
+    depth [B,1,h,w] metres (finite; NaN counts as beyond the last centre), bin_centres [B,K]
+    increasing, metres for each view's camera (``bin_centres`` of `SVRStudent.forward_train`; K
+    comes from it) -> probs [B,K,h,w], no gradient.
+    """
+    b, k = bin_centres.shape
+    if k < 2 or depth.shape[0] != b or depth.shape[1] != 1:
+        raise ValueError(
+            f"need depth [B,1,h,w] and bin centres [B,K>=2] for the same B, got {list(depth.shape)} "
+            f"and {list(bin_centres.shape)}"
+        )
+    with torch.no_grad():
+        c = bin_centres.detach().to(depth.dtype).contiguous()
+        d = torch.nan_to_num(depth.detach().flatten(1), nan=math.inf)
+        d = torch.minimum(torch.maximum(d, c[:, :1]), c[:, -1:]).contiguous()
+        hi = torch.searchsorted(c, d).clamp(1, k - 1)  # first centre >= d
+        lo = hi - 1
+        c_lo, c_hi = c.gather(1, lo), c.gather(1, hi)
+        w_hi = ((d - c_lo) / (c_hi - c_lo).clamp_min(1e-12)).clamp(0.0, 1.0)
+        probs = torch.zeros(b, k, d.shape[1], dtype=depth.dtype, device=depth.device)
+        probs.scatter_(1, lo[:, None], (1.0 - w_hi)[:, None])
+        probs.scatter_add_(1, hi[:, None], w_hi[:, None])
+        return probs.reshape(b, k, *depth.shape[2:])
 
 
 def kl_bin_loss(
