@@ -73,6 +73,17 @@ def weights_metadata(path: str | Path) -> dict:
     return json.loads(meta) if isinstance(meta, str) else {}
 
 
+def _options_note(name: str, model) -> str:
+    """`` (model_options a=1, b=2)`` for the options of ``model`` that differ from the model's
+    defaults ("" when none do, or the model has no options)."""
+    from .models import get_model_info
+
+    values = model.model_options() if callable(getattr(model, "model_options", None)) else {}
+    defaults = get_model_info(name).resolve_options()
+    changed = [f"{k}={v}" for k, v in values.items() if k in defaults and defaults[k] != v]
+    return f" (model_options {', '.join(changed)})" if changed else ""
+
+
 def trained_input_size(config: EngineConfig) -> tuple[int, int] | None:
     """The input size the configured weights were trained at, when they record it (our
     checkpoints and the embedded defaults do; ONNX files are fixed-size anyway)."""
@@ -197,6 +208,10 @@ class DepthEngine:
 
     @staticmethod
     def _load_torch_model(name: str, weights: str):
+        """(model in eval mode, weights source). A checkpoint is loaded into the network it was
+        trained as: ``load_checkpoint`` rebuilds it with the architecture options the file records
+        (``model_options`` of the training config; none given here); the source string names
+        those that differ from the model's defaults."""
         import torch
 
         from .models import create_model, load_checkpoint
@@ -204,10 +219,12 @@ class DepthEngine:
         if weights:
             if not os.path.isfile(weights):
                 raise FileNotFoundError(f"weights file not found: {weights}")
-            return load_checkpoint(weights, model_name=name), weights
+            model = load_checkpoint(weights, model_name=name)
+            return model, weights + _options_note(name, model)
         default = embedded_weights_path(name)
         if default is not None:
-            return load_checkpoint(str(default), model_name=name), f"embedded:{default.name}"
+            model = load_checkpoint(str(default), model_name=name)
+            return model, f"embedded:{default.name}" + _options_note(name, model)
         # No trained default shipped for this model yet: a seeded initialisation keeps every run
         # reproducible, and the source string says plainly that the depth is not meaningful.
         torch.manual_seed(0)

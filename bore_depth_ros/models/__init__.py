@@ -1,6 +1,6 @@
 """Depth networks, their registry and checkpoint loading.
 
-The registry part (`get_model_info`, `list_models`, `register_model`, `ModelInfo`,
+The registry part (`get_model_info`, `list_models`, `register_model`, `ModelInfo`, `ModelOption`,
 `check_input_size`) imports no torch, so non-PyTorch backends and preprocessing can use it; the
 torch-backed names (`BoReDepthNet`, `SVRStudent`, `SemiSMDNet`, `load_checkpoint`, `CheckpointError`) are
 imported on first use. `svr` and `semi_smd` are our designs after the SVR and Semi-SMD papers, not the
@@ -12,7 +12,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-from .info import ModelInfo, check_input_size
+from .info import ModelInfo, ModelOption, check_input_size
 from .registry import create_model, get_model_info, list_models, register_model
 
 _LAZY = {
@@ -44,6 +44,7 @@ __all__ = [
     "list_models",
     "get_model_info",
     "ModelInfo",
+    "ModelOption",
     "register_model",
     "check_input_size",
     "load_checkpoint",

@@ -14,6 +14,7 @@ equals NaN, so shared tensors would look like alias conflicts).
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import math
 import os
@@ -212,14 +213,65 @@ def match_state_dict(
     return ready
 
 
+def recorded_metadata(checkpoint: Any) -> dict:
+    """What our training wrote next to the weights: the JSON under "bore_depth_ros" (weights.pt:
+    model, recipe, steps, input_size, model_options, ...), else the "model_options" of a resumable
+    ``last.ckpt``'s saved "config"; {} for other files."""
+    if not isinstance(checkpoint, Mapping):
+        return {}
+    for key, pick in (("bore_depth_ros", None), ("config", "model_options")):
+        text = checkpoint.get(key)
+        if not isinstance(text, str):
+            continue
+        try:
+            meta = json.loads(text)
+        except ValueError:
+            continue
+        if isinstance(meta, dict):
+            if pick is None:
+                return meta
+            if isinstance(meta.get(pick), dict):
+                return {"model": meta.get("model"), "model_options": meta[pick]}
+    return {}
+
+
+def model_options_for(
+    checkpoint: Any, model_name: str, options: Mapping[str, Any] | None = None, label: str = "checkpoint"
+) -> dict[str, Any]:
+    """The architecture options to rebuild the network of `checkpoint` (all of them, defaults filled
+    in): those it records (`recorded_metadata`), or `options` when given, which must then agree with
+    the recorded ones. CheckpointError when they disagree, when the file holds another registered
+    model, or when it records options this version does not know."""
+    info = get_model_info(model_name)
+    meta = recorded_metadata(checkpoint)
+    trained_as = meta.get("model")
+    if isinstance(trained_as, str) and trained_as != model_name:
+        raise CheckpointError(f"{label} holds weights of model {trained_as!r}, not {model_name!r}")
+    recorded = meta.get("model_options")
+    try:
+        saved = info.resolve_options(recorded if isinstance(recorded, dict) else {})
+    except ValueError as exc:
+        raise CheckpointError(f"{label}: its recorded {exc}") from None
+    if options is None:
+        return saved
+    wanted = info.resolve_options(options)
+    if isinstance(recorded, dict) and wanted != saved:
+        diffs = ", ".join(
+            f"{k}: {saved[k]!r} in the file, {wanted[k]!r} asked" for k in saved if saved[k] != wanted[k]
+        )
+        raise CheckpointError(f"{label} was trained with other model_options ({diffs})")
+    return wanted
+
+
 def load_checkpoint(
     path_or_file: PathOrFile,
     model: nn.Module | None = None,
     model_name: str = "bore_depth",
     strict: bool = True,
+    options: Mapping[str, Any] | None = None,
 ) -> nn.Module:
-    """Load a checkpoint file into `model` (default: a new `create_model(model_name)`) and return it in
-    eval mode.
+    """Load a checkpoint file into `model` (default: a new `create_model(model_name)` with the
+    architecture options the file records, see `model_options_for`) and return it in eval mode.
 
     Reads with weights_only=True (argparse.Namespace allowed); a file holding other pickled objects
     raises CheckpointError with instructions to re-save it. Only keys under the model's
@@ -228,14 +280,15 @@ def load_checkpoint(
     names the missing/unexpected keys and shape mismatches. Weights holding NaN or inf are refused
     first, with an error counting them (a file from a diverged run). Alias keys (the shared CPE/CRPE
     tensors saved under three names) are verified equal to each other; a tensor needs only one of
-    its names in the file.
+    its names in the file. `options` (only without `model`): the architecture options the caller
+    expects (a training config's `model_options`); a file recording others is refused.
     """
     info = get_model_info(model_name)
     label = _label(path_or_file)
     checkpoint = read_checkpoint_file(path_or_file)
     weights, prefix = extract_state_dict(checkpoint, info.checkpoint_prefix, label)
     if model is None:
-        model = create_model(model_name)
+        model = create_model(model_name, options=model_options_for(checkpoint, model_name, options, label))
     ready = match_state_dict(model, weights, strict=strict, key_prefix=prefix, label=label)
     model.load_state_dict(ready, strict=strict)
     return model.eval()
@@ -346,6 +399,8 @@ __all__ = [
     "load_checkpoint",
     "save_lightning_checkpoint",
     "read_checkpoint_file",
+    "recorded_metadata",
+    "model_options_for",
     "extract_state_dict",
     "check_finite",
     "non_finite_keys",

@@ -7,7 +7,9 @@ the network files (which need the bounds in their output heads) both import it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -36,6 +38,45 @@ INPUT_SHAPE_RULES: dict[str, str] = {
 
 
 @dataclass(frozen=True)
+class ModelOption:
+    """One architecture setting a training YAML may choose (``model_options: {name: value}``).
+
+    ``kwarg`` is the constructor argument it sets; ``default`` its value when not given (the
+    constructor's default, so a file without options rebuilds the default network). A value must
+    have the default's type (int or str) and lie in ``choices`` (when given) or in
+    [``minimum``, ``maximum``] and be a multiple of ``multiple``.
+    """
+
+    name: str
+    kwarg: str
+    default: Any
+    doc: str = ""
+    choices: tuple = ()
+    minimum: int | None = None
+    maximum: int | None = None
+    multiple: int = 1
+
+    def check(self, value: Any, model: str) -> Any:
+        """``value`` if valid for this option, else ValueError (one line naming the option)."""
+        kind = type(self.default)
+        if isinstance(value, bool) or not isinstance(value, kind):
+            raise ValueError(f"model_options.{self.name} of {model} must be {kind.__name__}, got {value!r}")
+        if self.choices and value not in self.choices:
+            raise ValueError(
+                f"model_options.{self.name} of {model} must be one of "
+                f"{', '.join(map(str, self.choices))}, got {value!r}"
+            )
+        low = self.minimum is not None and value < self.minimum
+        high = self.maximum is not None and value > self.maximum
+        if low or high or (kind is int and value % self.multiple):
+            bounds = f"{self.minimum}..{self.maximum}" + (
+                f", a multiple of {self.multiple}" if self.multiple > 1 else ""
+            )
+            raise ValueError(f"model_options.{self.name} of {model} must be in {bounds}, got {value!r}")
+        return value
+
+
+@dataclass(frozen=True)
 class ModelInfo:
     """Static description of a registered model: I/O contract, normalisation and output range.
 
@@ -47,6 +88,8 @@ class ModelInfo:
     takes the previous frame ("prev_image"). `canonical_focal` (pixels at the model input size,
     0 = none): metric models predict depth for this focal and scale it by the "focal" input.
     `min_depth`/`max_depth` are the output bounds at focal = 1 (multiply by "focal" otherwise).
+    `options`: the architecture settings a training config may choose (`model_options`), recorded
+    in the weights file so the same network is rebuilt from the file alone (`resolve_options`).
     """
 
     name: str
@@ -66,12 +109,16 @@ class ModelInfo:
     needs_previous_frame: bool = False
     canonical_focal: float = 0.0
     ray_stride: int = 32
+    options: tuple[ModelOption, ...] = ()
 
     def __post_init__(self) -> None:
         # A private copy, so the caller's dict cannot change a registered ModelInfo afterwards.
         object.__setattr__(self, "input_presets", dict(self.input_presets))
         object.__setattr__(self, "output_names", tuple(self.output_names))
         object.__setattr__(self, "input_names", tuple(self.input_names))
+        object.__setattr__(self, "options", tuple(self.options))
+        if len({o.name for o in self.options}) != len(self.options):
+            raise ValueError(f"model {self.name!r}: option names must be unique")
         if (
             not self.input_names
             or len(set(self.input_names)) != len(self.input_names)
@@ -87,6 +134,24 @@ class ModelInfo:
     def check_input_size(self, height: int, width: int) -> None:
         """`check_input_size` with this model's size multiple."""
         check_input_size(height, width, self.input_multiple)
+
+    def resolve_options(self, options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Every option of this model with its value: ``options`` (validated) over the defaults.
+
+        An unknown name is a one-line ValueError listing the known ones (a model without options
+        accepts only an empty mapping)."""
+        options = dict(options or {})
+        known = {o.name: o for o in self.options}
+        unknown = sorted(set(options) - set(known), key=str)
+        if unknown:
+            listed = ", ".join(sorted(known)) or "none (this model has no options)"
+            raise ValueError(f"unknown model_options {unknown} for model {self.name}; known: {listed}")
+        return {n: o.check(options[n], self.name) if n in options else o.default for n, o in known.items()}
+
+    def option_kwargs(self, options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Constructor keyword arguments of ``options`` (validated, defaults filled in)."""
+        resolved = self.resolve_options(options)
+        return {o.kwarg: resolved[o.name] for o in self.options}
 
     def input_shapes(self, num_views: int, height: int, width: int) -> dict[str, tuple[int, ...]]:
         """Static shape of every input, in `input_names` order, for `num_views` views at height x width.

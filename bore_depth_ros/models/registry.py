@@ -8,7 +8,7 @@ files never import the registry (they take their bounds from `.info`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from .info import (
@@ -19,6 +19,7 @@ from .info import (
     SURROUND_MIN_DEPTH,
     SURROUND_PRESETS,
     ModelInfo,
+    ModelOption,
 )
 
 _FACTORIES: dict[str, Callable[..., Any]] = {}
@@ -42,9 +43,24 @@ def _lookup(name: str) -> str:
     return name
 
 
-def create_model(name: str, **kwargs: Any):
-    """Build a fresh (randomly initialised) instance of the registered model `name`."""
-    return _FACTORIES[_lookup(name)](**kwargs)
+def create_model(name: str, options: Mapping[str, Any] | None = None, **kwargs: Any):
+    """Build a fresh (randomly initialised) instance of the registered model `name`.
+
+    `options`: the model's architecture options by their config names (`ModelInfo.options`, e.g.
+    ``{"bins": 48, "width": 32}`` for svr), validated (an unknown name is a one-line ValueError
+    listing the known ones); `kwargs` go to the constructor as they are and may not set an
+    argument that `options` also sets.
+    """
+    name = _lookup(name)
+    if options:
+        info = _INFOS[name]
+        given = info.option_kwargs(options)
+        given = {o.kwarg: given[o.kwarg] for o in info.options if o.name in options}
+        both = sorted(set(given) & set(kwargs))
+        if both:
+            raise ValueError(f"create_model({name!r}): {both} given both as options and as arguments")
+        kwargs = {**given, **kwargs}
+    return _FACTORIES[name](**kwargs)
 
 
 def list_models() -> list[str]:
@@ -80,6 +96,30 @@ register_model(
 )
 
 
+_POWERS_OF_TWO = (1, 2, 4, 8, 16)
+
+BACKBONE_OPTION = ModelOption(
+    "backbone", "backbone", "mpvit_tiny", "shared encoder", choices=("mpvit_tiny", "resnet18")
+)
+WIDTH_OPTION = ModelOption(
+    "width",
+    "width",
+    64,
+    "channels of the encoder's first stage; the other stages scale with it (MPViT-tiny "
+    "64/96/176/216, ResNet-18 64/128/256/512 at 64)",
+    minimum=8,
+    maximum=256,
+    multiple=8,
+)
+OUTPUT_STRIDE_OPTION = ModelOption(
+    "output_stride",
+    "output_stride",
+    1,
+    "the decoder stops at H/output_stride; depth and confidence are bilinearly upsampled",
+    choices=_POWERS_OF_TWO,
+)
+
+
 def _build_svr(**kwargs: Any):
     from .svr import SVRStudent
 
@@ -108,6 +148,12 @@ register_model(
         min_depth=SURROUND_MIN_DEPTH,
         max_depth=SURROUND_MAX_DEPTH,
         canonical_focal=SURROUND_CANONICAL_FOCAL,
+        options=(
+            ModelOption("bins", "num_bins", 64, "adaptive metric depth bins", minimum=2, maximum=512),
+            BACKBONE_OPTION,
+            WIDTH_OPTION,
+            OUTPUT_STRIDE_OPTION,
+        ),
     ),
 )
 
@@ -129,5 +175,17 @@ register_model(
         max_depth=SURROUND_MAX_DEPTH,
         canonical_focal=SURROUND_CANONICAL_FOCAL,
         ray_stride=32,
+        options=(
+            BACKBONE_OPTION,
+            WIDTH_OPTION,
+            OUTPUT_STRIDE_OPTION,
+            ModelOption(
+                "embed_dim", "embed_dim", 128, "fusion token width", minimum=8, maximum=1024, multiple=8
+            ),
+            ModelOption("blocks", "num_blocks", 2, "fusion blocks (ring reach)", minimum=1, maximum=8),
+            ModelOption(
+                "heads", "num_heads", 4, "attention heads (must divide embed_dim)", minimum=1, maximum=16
+            ),
+        ),
     ),
 )

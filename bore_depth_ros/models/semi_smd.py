@@ -13,10 +13,11 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from .bore_depth import DECODER_CHANNELS, ReflectConv3x3
 from .info import SURROUND_MAX_DEPTH, SURROUND_MIN_DEPTH
-from .svr import EFAFFeatureDecoder, build_encoder, check_views
+from .svr import DEFAULT_WIDTH, OUTPUT_STRIDES, EFAFFeatureDecoder, build_encoder, check_views
 
 TOKEN_STRIDE = 32
 
@@ -103,9 +104,12 @@ class SemiSMDNet(nn.Module):
       seen only views within ring distance k (default 2: with N = 6 the opposite view never
       influences a view). Previous-frame tokens are attended to but not updated.
     - Fused tokens projected back and added to the stride-32 features; per-view EFAF-style decoder
-      to full resolution with the current frame's skips.
+      to H/`output_stride` (1, 2, 4, 8 or 16) with the current frame's skips; above 1 the head
+      logits are bilinearly upsampled to full resolution.
     - depth = focal * exp(log d_min + sigmoid(z) (log d_max - log d_min)); confidence = sigmoid of a
-      separate 3x3 head (to be trained later).
+      separate 3x3 head, trained by the semi_smd recipe to predict how well the depth agrees with
+      the data at each pixel (`train/recipes/semi_smd.py`, docs/training.md).
+    - `backbone` and `width` (channels of the encoder's first stage) as in `build_encoder`.
 
     forward(image, prev_image [B*N,3,H,W], rays [B*N,3,H/32,W/32], origins [B*N,3], focal [B*N,1])
     -> (depth [B*N,1,H,W] metres, confidence [B*N,1,H,W]). B*N must be a multiple of `num_cameras`.
@@ -123,8 +127,12 @@ class SemiSMDNet(nn.Module):
         max_depth: float = SURROUND_MAX_DEPTH,
         decoder_channels: Sequence[int] = DECODER_CHANNELS,
         drop_path_rate: float = 0.0,
+        width: int = DEFAULT_WIDTH,
+        output_stride: int = 1,
     ) -> None:
         super().__init__()
+        if output_stride not in OUTPUT_STRIDES:
+            raise ValueError(f"output_stride must be one of {OUTPUT_STRIDES}, got {output_stride}")
         if num_cameras < 1 or num_blocks < 1:
             raise ValueError(f"need num_cameras >= 1 and num_blocks >= 1, got {num_cameras}, {num_blocks}")
         if not 0 < min_depth < max_depth:
@@ -134,16 +142,42 @@ class SemiSMDNet(nn.Module):
             float(min_depth),
             float(max_depth),
         )
-        self.encoder = build_encoder(backbone, drop_path_rate)
+        self.backbone, self.width, self.output_stride = backbone, int(width), int(output_stride)
+        self.embed_dim, self.num_blocks, self.num_heads = int(embed_dim), int(num_blocks), int(num_heads)
+        self.encoder = build_encoder(backbone, drop_path_rate, width)
         c5 = self.encoder.num_ch_enc[-1]
         self.token_in = nn.Linear(c5, embed_dim)
         self.geometry = GeometryEncoding(embed_dim)
         self.blocks = nn.ModuleList(FusionBlock(embed_dim, num_heads, mlp_ratio) for _ in range(num_blocks))
         self.token_norm = nn.LayerNorm(embed_dim)
         self.token_out = nn.Linear(embed_dim, c5)
-        self.decoder = EFAFFeatureDecoder(self.encoder.num_ch_enc, decoder_channels, out_level=0)
+        self.decoder = EFAFFeatureDecoder(
+            self.encoder.num_ch_enc, decoder_channels, out_level=int(math.log2(output_stride))
+        )
         self.depth_head = ReflectConv3x3(self.decoder.out_channels, 1)
         self.confidence_head = ReflectConv3x3(self.decoder.out_channels, 1)
+
+    def model_options(self) -> dict:
+        """This network's values of the registry's semi_smd options (recorded in trained weights)."""
+        return {
+            "backbone": self.backbone,
+            "width": self.width,
+            "output_stride": self.output_stride,
+            "embed_dim": self.embed_dim,
+            "blocks": self.num_blocks,
+            "heads": self.num_heads,
+        }
+
+    def _full_resolution(self, x: torch.Tensor) -> torch.Tensor:
+        if self.output_stride == 1:
+            return x
+        return F.interpolate(x, scale_factor=float(self.output_stride), mode="bilinear", align_corners=False)
+
+    def confidence_from_features(self, features: torch.Tensor) -> torch.Tensor:
+        """(confidence [B*N,1,H,W], its logit) of decoder `features` (``forward_train()["features"]``);
+        the recipe calls it on detached features to train the confidence head alone."""
+        logit = self._full_resolution(self.confidence_head(features))
+        return torch.sigmoid(logit), logit
 
     def _check(self, image, prev_image, rays, origins, focal) -> None:
         check_views(image, focal)
@@ -169,8 +203,8 @@ class SemiSMDNet(nn.Module):
         origins: torch.Tensor,
         focal: torch.Tensor,
     ) -> dict[str, torch.Tensor]:
-        """depth, confidence [B*N,1,H,W]; depth_logit [B*N,1,H,W] (pre-sigmoid); features [B*N,16,H,W];
-        tokens [B*N,D,H/32,W/32] after fusion."""
+        """depth, confidence [B*N,1,H,W]; depth_logit, confidence_logit [B*N,1,H,W] (pre-sigmoid);
+        features [B*N,C,H/s,W/s] (s = output_stride); tokens [B*N,D,H/32,W/32] after fusion."""
         self._check(image, prev_image, rays, origins, focal)
         n, _, h, w = image.shape
         enc = self.encoder(torch.cat([image, prev_image], dim=0))
@@ -188,14 +222,15 @@ class SemiSMDNet(nn.Module):
         x = self.token_norm(x.reshape(n, hh * ww, d))
         fused = self.token_out(x).transpose(1, 2).reshape(n, -1, hh, ww)
         features = self.decoder([*cur[:-1], f5 + fused])
-        logit = self.depth_head(features)
+        logit = self._full_resolution(self.depth_head(features))
         lo, hi = math.log(self.min_depth), math.log(self.max_depth)
         depth = torch.exp(lo + (hi - lo) * torch.sigmoid(logit)) * focal.reshape(-1, 1, 1, 1)
-        confidence = torch.sigmoid(self.confidence_head(features))
+        confidence, confidence_logit = self.confidence_from_features(features)
         return {
             "depth": depth,
             "confidence": confidence,
             "depth_logit": logit,
+            "confidence_logit": confidence_logit,
             "features": features,
             "tokens": x.transpose(1, 2).reshape(n, d, hh, ww),
         }

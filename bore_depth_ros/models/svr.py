@@ -20,9 +20,10 @@ from torch.nn import functional as F
 
 from .bore_depth import DECODER_CHANNELS, Conv1x1ELU, ReflectConvELU, SpatialChannelEnhancement
 from .info import SURROUND_MAX_DEPTH, SURROUND_MIN_DEPTH, check_input_size
-from .mpvit import mpvit_tiny
+from .mpvit import MPVIT_TINY_CONFIG, MPViTEncoder, mpvit_tiny
 
 BACKBONES = ("mpvit_tiny", "resnet18")
+OUTPUT_STRIDES = (1, 2, 4, 8, 16)  # decoder output levels 0..4
 
 
 # --- encoders --------------------------------------------------------------------------------------
@@ -51,23 +52,24 @@ class BasicBlock(nn.Module):
 class ResNet18Encoder(nn.Module):
     """A plain ResNet-18 (written here; torchvision is not a dependency), no pretrained weights.
 
-    `forward` returns five feature maps at strides 2..32 with `num_ch_enc` = [64, 64, 128, 256, 512].
+    `forward` returns five feature maps at strides 2..32 with `num_ch_enc` = [w, w, 2w, 4w, 8w]
+    (`width` w = 64: the standard ResNet-18).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, width: int = 64) -> None:
         super().__init__()
         self.stem = nn.Sequential(
-            nn.Conv2d(3, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64), nn.ReLU(inplace=True)
+            nn.Conv2d(3, width, 7, 2, 3, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True)
         )
         self.pool = nn.MaxPool2d(3, 2, 1)
-        widths, layers, in_ch = (64, 128, 256, 512), [], 64
-        for i, width in enumerate(widths):
+        widths, layers, in_ch = (width, 2 * width, 4 * width, 8 * width), [], width
+        for i, out_ch in enumerate(widths):
             layers.append(
-                nn.Sequential(BasicBlock(in_ch, width, 1 if i == 0 else 2), BasicBlock(width, width))
+                nn.Sequential(BasicBlock(in_ch, out_ch, 1 if i == 0 else 2), BasicBlock(out_ch, out_ch))
             )
-            in_ch = width
+            in_ch = out_ch
         self.layers = nn.ModuleList(layers)
-        self.num_ch_enc = [64, *widths]
+        self.num_ch_enc = [width, *widths]
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -82,12 +84,35 @@ class ResNet18Encoder(nn.Module):
         return features
 
 
-def build_encoder(backbone: str = "mpvit_tiny", drop_path_rate: float = 0.0) -> nn.Module:
-    """Shared per-view encoder with `num_ch_enc` and five outputs at strides 2, 4, 8, 16, 32."""
+DEFAULT_WIDTH = 64  # channels of the first encoder stage of both backbones as published
+
+
+def mpvit_dims(width: int = DEFAULT_WIDTH) -> tuple[int, ...]:
+    """MPViT-tiny stage widths scaled by width / 64, each rounded to a multiple of 8 (its 8 heads);
+    64 gives the BoRe-Depth encoder's 64/96/176/216."""
+    if width < 8 or width % 8:
+        raise ValueError(f"encoder width must be a positive multiple of 8, got {width}")
+    return tuple(max(8, 8 * round(d * width / DEFAULT_WIDTH / 8)) for d in MPVIT_TINY_CONFIG["embed_dims"])
+
+
+def build_encoder(
+    backbone: str = "mpvit_tiny", drop_path_rate: float = 0.0, width: int = DEFAULT_WIDTH
+) -> nn.Module:
+    """Shared per-view encoder with `num_ch_enc` and five outputs at strides 2, 4, 8, 16, 32.
+
+    `width`: channels of the first stage; the others scale with it (`mpvit_dims`; ResNet-18
+    w/2w/4w/8w). The default builds the published encoders (official checkpoints load).
+    """
     if backbone == "mpvit_tiny":
-        return mpvit_tiny(drop_path_rate=drop_path_rate)
+        if width == DEFAULT_WIDTH:
+            return mpvit_tiny(drop_path_rate=drop_path_rate)
+        return MPViTEncoder(
+            drop_path_rate=drop_path_rate, **{**MPVIT_TINY_CONFIG, "embed_dims": mpvit_dims(width)}
+        )
     if backbone == "resnet18":
-        return ResNet18Encoder()
+        if width < 1:
+            raise ValueError(f"encoder width must be positive, got {width}")
+        return ResNet18Encoder(width)
     raise ValueError(f"unknown backbone {backbone!r}; choose one of {', '.join(BACKBONES)}")
 
 
@@ -157,8 +182,9 @@ def check_views(image: torch.Tensor, focal: torch.Tensor) -> None:
 class SVRStudent(nn.Module):
     """SVR-style student (our design, not the official model): adaptive metric depth bins per image.
 
-    - Shared encoder (`backbone` "mpvit_tiny" = BoRe-Depth's, or "resnet18"), EFAF-style decoder to
-      resolution H/`output_stride` (1 or 2; at 2 depth and confidence are bilinearly upsampled).
+    - Shared encoder (`backbone` "mpvit_tiny" = BoRe-Depth's, or "resnet18"; `width` = channels of
+      its first stage, see `build_encoder`), EFAF-style decoder to resolution H/`output_stride`
+      (1, 2, 4, 8 or 16; above 1 depth and confidence are bilinearly upsampled).
     - Per-pixel head: 3x3 conv+ELU, 1x1 conv to `num_bins` logits; p = softmax over bins.
     - Per-image bin centres: global average of the stride-32 features -> MLP -> softmax widths
       (+`min_width`, renormalised) -> cumulative sum -> edges between `min_depth` and `max_depth`,
@@ -185,17 +211,19 @@ class SVRStudent(nn.Module):
         min_width: float = 1e-3,
         decoder_channels: Sequence[int] = DECODER_CHANNELS,
         drop_path_rate: float = 0.0,
+        width: int = DEFAULT_WIDTH,
     ) -> None:
         super().__init__()
-        if output_stride not in (1, 2):
-            raise ValueError(f"output_stride must be 1 or 2, got {output_stride}")
+        if output_stride not in OUTPUT_STRIDES:
+            raise ValueError(f"output_stride must be one of {OUTPUT_STRIDES}, got {output_stride}")
         if not 0 < min_depth < max_depth or num_bins < 2:
             raise ValueError(
                 f"need 0 < min_depth < max_depth and num_bins >= 2, got {min_depth}, {max_depth}, {num_bins}"
             )
         self.num_bins, self.min_depth, self.max_depth = int(num_bins), float(min_depth), float(max_depth)
         self.output_stride, self.log_bins, self.min_width = output_stride, bool(log_bins), float(min_width)
-        self.encoder = build_encoder(backbone, drop_path_rate)
+        self.backbone, self.width = backbone, int(width)
+        self.encoder = build_encoder(backbone, drop_path_rate, width)
         self.decoder = EFAFFeatureDecoder(
             self.encoder.num_ch_enc, decoder_channels, out_level=int(math.log2(output_stride))
         )
@@ -208,6 +236,15 @@ class SVRStudent(nn.Module):
             nn.GELU(),
             nn.Linear(bin_hidden, self.num_bins),
         )
+
+    def model_options(self) -> dict:
+        """This network's values of the registry's svr options (recorded in trained weights files)."""
+        return {
+            "bins": self.num_bins,
+            "backbone": self.backbone,
+            "width": self.width,
+            "output_stride": self.output_stride,
+        }
 
     def bin_edges(self, bottleneck: torch.Tensor) -> torch.Tensor:
         """Metric bin edges [B, K+1] at the canonical focal from the stride-32 features."""
@@ -274,4 +311,14 @@ class SVRStudent(nn.Module):
         return out["depth"], out["confidence"]
 
 
-__all__ = ["SVRStudent", "EFAFFeatureDecoder", "ResNet18Encoder", "build_encoder", "check_views", "BACKBONES"]
+__all__ = [
+    "SVRStudent",
+    "EFAFFeatureDecoder",
+    "ResNet18Encoder",
+    "build_encoder",
+    "mpvit_dims",
+    "check_views",
+    "BACKBONES",
+    "OUTPUT_STRIDES",
+    "DEFAULT_WIDTH",
+]

@@ -4,6 +4,9 @@
 recipe under ``<name>.`` (e.g. ``pose_net.``, Lightning layout), the optimiser, the step and every
 RNG state, so resuming continues exactly; it loads with ``torch.load(weights_only=True)``.
 ``weights.pt`` holds the depth net only, in the layout ``models.load_checkpoint`` reads.
+Both record the network's architecture options (``model_options``: bins, width, output stride,
+...) in their "bore_depth_ros" metadata, so ``load_checkpoint`` (nodes, eval, export, teachers)
+rebuilds the same network from the file alone.
 
 Both are written only when every tensor they would hold is finite (:class:`TrainingDiverged`
 otherwise, nothing written), and atomically (:func:`atomic_save`): a good file is replaced by a
@@ -91,6 +94,12 @@ def load_state_with_modules(
     )
 
 
+def model_options_of(model: nn.Module) -> dict:
+    """The architecture options of ``model`` (its ``model_options()``; {} for models without)."""
+    get = getattr(model, "model_options", None)
+    return dict(get()) if callable(get) else {}
+
+
 def save_training_state(
     path: Path,
     model: nn.Module,
@@ -114,6 +123,7 @@ def save_training_state(
         "torch_rng": torch.get_rng_state(),
         "numpy_rng": json.dumps(rng.bit_generator.state),
         "config": json.dumps(asdict(cfg)),
+        "bore_depth_ros": json.dumps({"model": cfg.model, "model_options": model_options_of(model)}),
     }
     atomic_save(state, path)
 
@@ -121,10 +131,12 @@ def save_training_state(
 def save_weights(path: Path, model: nn.Module, info, fp16: bool, meta: dict) -> None:
     """Model weights only, in the layout ``models.load_checkpoint`` reads (fp16 halves the size).
     Refused (:class:`TrainingDiverged`, ``path`` untouched) when a weight is not finite, or does
-    not fit in fp16 (beyond +-65504) when ``fp16``."""
+    not fit in fp16 (beyond +-65504) when ``fp16``. ``meta`` gets the model's ``model_options``
+    (unless it has them already)."""
     full = {info.checkpoint_prefix + k: v for k, v in model.state_dict().items()}
     refuse_non_finite(full, path)
     sd = {k: (v.half() if fp16 and v.is_floating_point() else v) for k, v in full.items()}
     if fp16:
         refuse_non_finite(sd, path, "values beyond the fp16 range (save_fp16: false keeps fp32)")
+    meta = {**meta, "model_options": meta.get("model_options", model_options_of(model))}
     atomic_save({"state_dict": sd, "bore_depth_ros": json.dumps(meta)}, path)

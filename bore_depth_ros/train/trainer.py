@@ -142,10 +142,11 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
     info = get_model_info(cfg.model)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
+    options = cfg.model_options or None  # None: init_weights' own (recorded) options
     model = (
-        load_checkpoint(cfg.init_weights, model_name=cfg.model)
+        load_checkpoint(cfg.init_weights, model_name=cfg.model, options=options)
         if cfg.init_weights
-        else create_model(cfg.model)
+        else create_model(cfg.model, options=options)
     )
     model.train()
     recipe = build_recipe(cfg, info, model)
