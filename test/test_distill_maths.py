@@ -152,6 +152,11 @@ def test_images_without_enough_gt_are_masked_or_aligned_to_the_student():
     assert torch.allclose(depth[0], truth[0], rtol=1e-4)
     # 2 x truth on the bins 1 .. 8 m: 2, 4, 8 and 16 -> clamped to the last centre, 8
     assert torch.allclose(depth[1], (2.0 * truth[1]).clamp_max(8.0), rtol=1e-4)
+    # a hole in the teacher (NaN, e.g. in stored labels) is no target
+    holed = teacher.clone()
+    holed[0, 0, 3, 2] = math.nan
+    t = teacher_bin_targets(holed, *args[1:], "mask")
+    assert t.gt_aligned.tolist() == [True, False] and t.kl_mask[0].sum() == 31 and not t.kl_mask[0, 0, 3, 2]
     with pytest.raises(ValueError, match="align_fallback"):
         teacher_bin_targets(*args, "nearest")
     with pytest.raises(ValueError, match="student's depth"):

@@ -33,7 +33,7 @@ class TeacherTargets(NamedTuple):
     """The teacher's bin probabilities on the student's bins (`teacher_bin_targets`)."""
 
     kl_probs: torch.Tensor  # [B,K,h,w] teacher aligned to GT (or to the student: fallback)
-    kl_mask: torch.Tensor  # [B,1,h,w] bool, the images whose kl_probs hold
+    kl_mask: torch.Tensor  # [B,1,h,w] bool, pixels of the images whose kl_probs hold
     cross_probs: torch.Tensor | None  # [B,K,h,w] teacher aligned to the student's depth
     cross_ok: torch.Tensor | None  # [B] bool, the images whose cross_probs hold
     gt_aligned: torch.Tensor  # [B] bool, the images aligned to GT
@@ -66,7 +66,8 @@ def teacher_bin_targets(
        reproduces its depth), so the cross term could not see the centres.
     3. metric teacher = 1 / clamp(a / teacher + b, 1 / max_depth, 1 / min_depth) at ``map_hw``,
        assigned to ``bin_centres`` [B,K] (the student's, metres; K is the model's) by
-       `metric_bin_assignment`.
+       `metric_bin_assignment`. Teacher pixels that are not finite and positive (holes in stored
+       labels) are fitted on by neither fit and left out of the KL mask.
     """
     if fallback not in ALIGN_FALLBACKS:
         raise ValueError(f"align_fallback must be one of {ALIGN_FALLBACKS}, got {fallback!r}")
@@ -88,7 +89,7 @@ def teacher_bin_targets(
             kl_ok = ok | ok_s
     metric = L.apply_inverse_depth_alignment(small, a, b, min_depth, max_depth)
     probs = L.metric_bin_assignment(metric, bin_centres)
-    kl_mask = kl_ok[:, None, None, None].expand(-1, 1, *probs.shape[-2:])
+    kl_mask = kl_ok[:, None, None, None] & torch.isfinite(small) & (small > 0)  # label holes: left out
     return TeacherTargets(probs, kl_mask, cross_probs, ok_s if cross else None, ok)
 
 
