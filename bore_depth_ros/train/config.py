@@ -102,6 +102,7 @@ class TrainConfig:
         from .recipes import RECIPES
 
         info = get_model_info(self.model)
+        info.resolve_options(self.model_options)  # unknown options or bad values: before any file is touched
         check_input_size(self.input_height, self.input_width)
         if self.recipe not in RECIPES:
             raise ValueError(f"unknown recipe '{self.recipe}', known: {', '.join(RECIPES)}")
