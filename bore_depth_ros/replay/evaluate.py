@@ -32,14 +32,13 @@ from ..core.messages import CAMERA_INFO, COMPRESSED_IMAGE, IMAGE
 from ..core.sync import ApproximateSynchronizer
 from ..core.tf_buffer import TfBuffer
 from ..engine import DepthEngine, EngineConfig
-from ..sim.rig import ring_ordered
 from .config import (
     DISTANCE_BINS,
     LIDAR_DEFAULT_TOPIC,
     EvalConfig,
 )
 from .evaluator import FrameEvaluator
-from .ground_truth import choose_ground_truth
+from .ground_truth import choose_ground_truth, ring_ordered_by_tf
 from .output_bag import OutputBag
 from .scoring import EvalResult, overall_metrics
 
@@ -75,8 +74,8 @@ def evaluate(config: EvalConfig, progress: bool = True, engine: DepthEngine | No
         from ..models import get_model_info
 
         rig_model = get_model_info(config.model).num_cameras > 1
-        if rig_model:
-            cams = ring_ordered(cams)
+        if rig_model:  # ring order from TF (most forward first, counter-clockwise), as training's
+            cams, _ = ring_ordered_by_tf(reader, cams, config.base_frame)
         if engine is None:
             engine = DepthEngine(
                 EngineConfig(

@@ -1,16 +1,29 @@
 """Ground truth for a camera frame: dense depth images, or LiDAR clouds projected through TF
-(motion-compensated, occluded points removed), and which one each camera uses."""
+(motion-compensated, occluded points removed), and which one each camera uses; the rig's ring
+order from TF.
+
+Shared by ``bore-depth eval`` and training (``train.dataset``), so both compare with, and learn
+from, the same LiDAR depth: :func:`lidar_camera_transform` (camera at the image stamp <- LiDAR at
+the cloud stamp, through the fixed frame) then :func:`project_cloud` / :func:`sparse_lidar_depth`.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
-from ..bag.reader import CameraStreams, topics_of_type
+from ..bag.reader import TF_STATIC_TOPIC, CameraStreams, add_tf_message, first_message, topics_of_type
 from ..core.camera import Intrinsics
-from ..core.messages import POINTCLOUD2
+from ..core.messages import POINTCLOUD2, TF_MESSAGE
 from ..core.pointcloud import transform_points
+from ..core.ring import ring_order
 from ..core.tf_buffer import TfBuffer
+from ..core.transforms import Transform
 from .config import LIDAR_DEFAULT_TOPIC, EvalConfig
+
+# eval's defaults, used by training's LiDAR targets too
+LIDAR_MAX_DT_S = EvalConfig.lidar_max_dt
+OCCLUSION_WINDOW = EvalConfig.lidar_occlusion_window
+OCCLUSION_TOLERANCE = EvalConfig.lidar_occlusion_tolerance
 
 
 def project_points(points: np.ndarray, intr: Intrinsics, min_z: float = 1e-3) -> np.ndarray:
@@ -74,13 +87,98 @@ def lidar_gt_depth(
     camera(t_image), which removes the ego motion between the two stamps (static world).
     Raises TfLookupError when a transform is missing.
     """
+    t, compensated = lidar_camera_transform(
+        tf, cloud_frame, cloud_stamp_ns, camera_frame, stamp_ns, fixed_frame
+    )
+    return project_cloud(xyz, t, intr), compensated
+
+
+def lidar_camera_transform(
+    tf: TfBuffer,
+    cloud_frame: str,
+    cloud_stamp_ns: int,
+    camera_frame: str,
+    stamp_ns: int,
+    fixed_frame: str = "odom",
+) -> tuple[Transform, bool]:
+    """(camera at ``stamp_ns`` <- cloud frame at ``cloud_stamp_ns``, motion compensated?): through
+    ``fixed_frame`` when the stamps differ and it is known (see :func:`lidar_gt_depth`).
+    Raises TfLookupError when a transform is missing."""
     compensated = cloud_stamp_ns != stamp_ns and tf.has_frame(fixed_frame)
     if compensated:
         t = tf.lookup_full(camera_frame, stamp_ns, cloud_frame, cloud_stamp_ns, fixed_frame)
     else:
         t = tf.lookup_transform(camera_frame, cloud_frame, stamp_ns)
-    cam_pts = transform_points(xyz, t.rotation, t.translation)
-    return project_points(cam_pts, intr), compensated
+    return t, compensated
+
+
+def project_cloud(xyz: np.ndarray, camera_from_cloud: Transform, intr: Intrinsics) -> np.ndarray:
+    """Sparse (H, W) depth of cloud points ``xyz`` (cloud frame) seen by a camera (no occlusion test)."""
+    return project_points(
+        transform_points(xyz, camera_from_cloud.rotation, camera_from_cloud.translation), intr
+    )
+
+
+def sparse_lidar_depth(
+    xyz: np.ndarray,
+    camera_from_cloud: Transform,
+    intr: Intrinsics,
+    occlusion_window: int = OCCLUSION_WINDOW,
+    occlusion_tolerance: float = OCCLUSION_TOLERANCE,
+) -> np.ndarray:
+    """What eval scores against: the projected cloud without the points hidden from the camera
+    (:func:`project_cloud`, then :func:`remove_occluded` with eval's default settings)."""
+    return remove_occluded(project_cloud(xyz, camera_from_cloud, intr), occlusion_window, occlusion_tolerance)
+
+
+def find_lidar_topic(reader, lidar_topic: str = "") -> str | None:
+    """The LiDAR PointCloud2 topic: ``lidar_topic`` (ValueError when the bag has no such
+    PointCloud2 topic), else /lidar/points, else the bag's only PointCloud2 topic, else None."""
+    clouds = topics_of_type(reader, POINTCLOUD2)
+    if lidar_topic:
+        if lidar_topic not in clouds:
+            raise ValueError(
+                f"LiDAR topic {lidar_topic} is not a PointCloud2 topic of the bag "
+                f"(PointCloud2 topics: {', '.join(clouds) or 'none'})"
+            )
+        return lidar_topic
+    if LIDAR_DEFAULT_TOPIC in clouds:
+        return LIDAR_DEFAULT_TOPIC
+    return clouds[0] if len(clouds) == 1 else None
+
+
+def static_extrinsics(
+    reader, cams: list[CameraStreams], base_frame: str = "base_link"
+) -> list[Transform | None]:
+    """Per camera, ``base_frame`` <- its optical frame (the first image's header.frame_id) from
+    /tf_static; None where /tf_static does not connect them."""
+    tf = TfBuffer(cache_time_ns=None)
+    conns = [c for c in reader.connections if c.topic == TF_STATIC_TOPIC and c.msgtype == TF_MESSAGE]
+    for conn, _, raw in reader.messages(connections=conns) if conns else ():  # none given reads all
+        add_tf_message(tf, reader.deserialize(raw, conn.msgtype), static=True)
+    out = []
+    for cam in cams:
+        msg = first_message(reader, cam.image)
+        out.append(None if msg is None else tf.lookup(base_frame, msg.header.frame_id, 0))
+    return out
+
+
+def ring_ordered_by_tf(
+    reader, cams: list[CameraStreams], base_frame: str = "base_link"
+) -> tuple[list[CameraStreams], list[Transform | None]]:
+    """(cameras in ring order, their extrinsics): by the azimuth of each optical axis in
+    ``base_frame`` (:func:`core.ring.ring_order`: most forward first, counter-clockwise), so
+    eval, training and a node configured in that order agree on any rig; when /tf_static lacks
+    a camera, the project's layout by name (``sim.rig.ring_ordered``), else as given."""
+    from ..sim.rig import ring_ordered
+
+    extrinsics = static_extrinsics(reader, cams, base_frame)
+    if cams and all(t is not None for t in extrinsics):
+        order = ring_order(extrinsics)  # type: ignore[arg-type]
+    else:
+        named = ring_ordered(cams)
+        order = [cams.index(c) for c in named]
+    return [cams[i] for i in order], [extrinsics[i] for i in order]
 
 
 def choose_ground_truth(
@@ -93,17 +191,7 @@ def choose_ground_truth(
     else /lidar/points, else the bag's only PointCloud2 topic. ValueError names what is missing
     and what the bag has."""
     clouds = topics_of_type(reader, POINTCLOUD2)
-    lidar = config.lidar_topic or None
-    if lidar is None:
-        if LIDAR_DEFAULT_TOPIC in clouds:
-            lidar = LIDAR_DEFAULT_TOPIC
-        elif len(clouds) == 1:
-            lidar = clouds[0]
-    elif lidar not in clouds:
-        raise ValueError(
-            f"LiDAR topic {lidar} is not a PointCloud2 topic of the bag "
-            f"(PointCloud2 topics: {', '.join(clouds) or 'none'})"
-        )
+    lidar = find_lidar_topic(reader, config.lidar_topic)
     sources = {}
     for cam in cams:
         if cam.gt_cloud:

@@ -92,7 +92,11 @@ def rig_by_name(name: str) -> tuple[CameraSpec, ...]:
 
 def ring_ordered(cams: list) -> list:
     """Camera streams (objects with a ``namespace``, e.g. bag.reader.CameraStreams) in the rig's
-    ring order when their names are this layout's; otherwise as given."""
+    ring order when their names are this layout's; otherwise as given.
+
+    Only the fallback when /tf_static lacks a camera: the ring order of any rig comes from where
+    its cameras look (``core.ring.ring_order``, read from a bag by
+    ``replay.ground_truth.ring_ordered_by_tf``), which gives this order for this layout."""
     by_name = {c.namespace.rstrip("/").split("/")[-1]: c for c in cams}
     if set(by_name) == set(RING_ORDER):
         return [by_name[n] for n in RING_ORDER]
