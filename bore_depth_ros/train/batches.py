@@ -2,9 +2,14 @@
 and the forward call that feeds a batch to a model in its argument order (numpy only; torch is passed in).
 
 Shared by the recipes (sampling) and the held-out evaluation, so both prepare images the same way.
+:func:`step_batches` hands the trainer one recipe batch per step, prepared in the training process or
+ahead in DataLoader worker processes (``num_workers``), the same batches either way.
 """
 
 from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -109,3 +114,62 @@ def model_forward(model, info, batch: dict, torch):
     if isinstance(out, (tuple, list)):
         return out[0], out[1:]
     return out, ()
+
+
+def _step_seed(rng: np.random.Generator) -> int:
+    return int(rng.integers(2**63))
+
+
+class _SeededSampling:
+    """``[seed]`` -> the recipe's batch drawn with a generator seeded by ``seed`` (a DataLoader
+    dataset: the workers get a copy of the recipe and of the dataset, which opens its bags itself)."""
+
+    def __init__(self, recipe, data, out_hw, aug):
+        self.recipe, self.data, self.out_hw, self.aug = recipe, data, out_hw, aug
+
+    def __getitem__(self, seed: int) -> dict:
+        return self.recipe.sample(self.data, seeded(int(seed)), self.out_hw, self.aug)
+
+
+class _Seeds:
+    """The step seeds, drawn from a copy of the trainer's generator (an endless sampler)."""
+
+    def __init__(self, rng: np.random.Generator):
+        self.rng = rng
+
+    def __iter__(self) -> Iterator[int]:
+        while True:
+            yield _step_seed(self.rng)
+
+
+def _as_is(batch):
+    return batch
+
+
+def step_batches(recipe, data, rng: np.random.Generator, out_hw, aug, num_workers: int = 0) -> Iterator[dict]:
+    """One batch per training step, endless: step k's batch is ``recipe.sample(data, seeded(s_k), ...)``
+    where s_k is the k-th draw of ``rng``, which advances one draw per batch handed out (so a
+    checkpoint of ``rng`` resumes the same sequence). ``num_workers`` > 0 prepares the batches ahead
+    in that many DataLoader processes (decoding frames there), from a copy of ``rng``: the same
+    batches as with 0. Close the generator (``.close()``) to stop the workers."""
+    if num_workers <= 0:
+        while True:
+            yield recipe.sample(data, seeded(_step_seed(rng)), out_hw, aug)
+    import torch
+    from torch.utils.data import DataLoader
+
+    loader = DataLoader(
+        _SeededSampling(recipe, data, out_hw, aug),
+        batch_size=None,
+        sampler=_Seeds(copy.deepcopy(rng)),
+        num_workers=num_workers,
+        collate_fn=_as_is,
+        generator=torch.Generator().manual_seed(0),  # leaves the global torch generator alone
+    )
+    batches = iter(loader)
+    try:
+        for batch in batches:
+            _step_seed(rng)  # the trainer's generator follows the batches handed out
+            yield batch
+    finally:
+        del batches  # shuts the workers down

@@ -38,6 +38,7 @@ import torch
 
 from ..core.files import claim_outputs
 from ..models import create_model, get_model_info, load_checkpoint
+from .batches import step_batches
 from .config import TrainConfig, config_differences
 from .dataset import Augment, RigDataset
 from .evaluation import evaluate
@@ -169,7 +170,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
         rng.bit_generator.state = json.loads(state["numpy_rng"])
         say(f"[train] resumed from {last} at step {step}")
     t_load = time.perf_counter()
-    data = RigDataset(cfg.train)
+    recordings = dict(cameras=cfg.cameras or None, slop_s=cfg.slop, lidar_topic=cfg.lidar_topic)
+    data = RigDataset(cfg.train, **recordings)
     say(
         f"[train] {len(data)} synchronized sets x {data.num_views} views from {len(cfg.train)} "
         f"recording(s) in {time.perf_counter() - t_load:.1f} s; drops {data.drops or 'none'}"
@@ -191,8 +193,9 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
     def not_saved(at: int, e: TrainingDiverged) -> TrainingDiverged:
         return TrainingDiverged(f"training stopped at step {at}: {e}; {_kept_files(out, saved_step)}")
 
+    batches = step_batches(recipe, data, rng, out_hw, aug, cfg.num_workers)
     while step < cfg.steps:
-        batch = recipe.sample(data, rng, out_hw, aug)
+        batch = next(batches)
         for g in optimiser.param_groups:
             g["lr"] = _lr_at(cfg, step)
         loss, parts = recipe.loss(batch)
@@ -228,6 +231,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
         if out_of_time:
             say(f"[train] stopping after {cfg.max_minutes} min at step {step} (resume continues)")
             break
+    batches.close()
     seconds = time.perf_counter() - t0
     meta = {
         "model": cfg.model,
@@ -242,7 +246,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
         raise not_saved(step, e) from None
     card = None
     if cfg.val:
-        val = RigDataset(cfg.val, max_sets_per_bag=cfg.val_max_sets)
+        val = RigDataset(cfg.val, max_sets_per_bag=cfg.val_max_sets, **recordings)
         held_out = held_out_independence(cfg.train, cfg.val, data.fingerprints(), val.fingerprints())
         card = {
             "model": cfg.model,
