@@ -497,3 +497,14 @@ def test_posenet_imagenet_init_duplicates_and_halves_conv1():
         w[:, 3:], src["conv1.weight"] / 2
     )
     assert torch.equal(net.encoder.encoder.fc.weight, src["fc.weight"])
+
+
+def test_neighbour_pairs_from_the_rig_match_the_ring_default_and_allow_other_rigs():
+    x = torch.arange(12.0).reshape(12, 1)  # two rigs of six views
+    ring = [((v + 1) % 6, v) for v in range(6)]
+    a, b = L.ring_neighbour_pairs(x, 6)
+    a2, b2 = L.ring_neighbour_pairs(x, 6, ring)
+    assert torch.equal(a, a2) and torch.equal(b, b2)
+    # a rig whose views 0 and 3 do not overlap anyone: only the listed pairs
+    a3, b3 = L.ring_neighbour_pairs(x, 6, [(2, 1), (5, 4)])
+    assert a3.flatten().tolist() == [2.0, 5.0, 8.0, 11.0] and b3.flatten().tolist() == [1.0, 4.0, 7.0, 10.0]

@@ -374,6 +374,8 @@ def read_tf(reader: AnyReader, buffer: TfBuffer | None = None) -> TfBuffer:
     conns = [
         c for c in reader.connections if c.topic in (TF_TOPIC, TF_STATIC_TOPIC) and c.msgtype == TF_MESSAGE
     ]
+    if not conns:  # rosbags reads every topic for an empty connection list
+        return buffer
     for conn, _, raw in reader.messages(connections=conns):
         add_tf_message(buffer, reader.deserialize(raw, conn.msgtype), conn.topic == TF_STATIC_TOPIC)
     return buffer

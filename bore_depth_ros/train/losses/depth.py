@@ -233,18 +233,26 @@ def cross_bin_loss(
     return _depth_loss(depth, gt, mask, kind, lam)
 
 
-def ring_neighbour_pairs(x: torch.Tensor, num_views: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pairs of ring-adjacent views (a, b) = (view v+1, view v) of each rig, for v = 0..N-1.
-
-    With the ring order's yaw increasing (view v+1 left of view v), the right border of a overlaps
-    the left border of b. x [B*N,...] -> (x_a, x_b), each [B*N,...].
+def ring_neighbour_pairs(
+    x: torch.Tensor, num_views: int, pairs: list[tuple[int, int]] | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pairs of neighbouring views (a, b) of each rig, a to the left of b, so that the right border
+    of a overlaps the left border of b. ``pairs``: the (a, b) view indices whose fields of view
+    overlap (``RigDataset.neighbour_pairs``, from the rig's extrinsics); default the ring-adjacent
+    (v+1, v) for v = 0..N-1 (ring order: yaw increasing). x [B*N,...] -> (x_a, x_b), each
+    [B*P,...] for P pairs.
     """
     if num_views < 2 or x.shape[0] % num_views:
         raise ValueError(
             f"batch of {x.shape[0]} views is not a whole number of {num_views}-view rigs (N >= 2)"
         )
     rigs = x.reshape(-1, num_views, *x.shape[1:])
-    return torch.roll(rigs, -1, dims=1).reshape(x.shape), x
+    if pairs is None:
+        return torch.roll(rigs, -1, dims=1).reshape(x.shape), x
+    if not pairs:
+        raise ValueError("no overlapping view pairs in this rig: the relational term needs one")
+    a, b = (list(t) for t in zip(*pairs))
+    return rigs[:, a].flatten(0, 1), rigs[:, b].flatten(0, 1)
 
 
 def _strip_affinity(fa: torch.Tensor, fb: torch.Tensor, strip_width: int) -> torch.Tensor:

@@ -161,6 +161,7 @@ class Distill(Recipe):
         batch = stack_rigs(rigs)
         batch["image"] = batch["image"].astype(np.float32)
         batch["num_views"] = n
+        batch["pairs"] = getattr(data, "neighbour_pairs", None)  # views whose fields of view overlap
         return batch
 
     def loss(self, batch):
@@ -205,8 +206,9 @@ class Distill(Recipe):
             stride = int(w["relational_stride"])
             grid = (max(1, h // stride), max(1, wd // stride))
             strip = max(1, min(grid[1], int(round(grid[1] * float(w["relational_strip"])))))
-            sa, sb = L.ring_neighbour_pairs(to_grid(out["features"], grid), n)
-            ta, tb = L.ring_neighbour_pairs(to_grid(t_feat, grid), n)
+            pairs = batch.get("pairs")
+            sa, sb = L.ring_neighbour_pairs(to_grid(out["features"], grid), n, pairs)
+            ta, tb = L.ring_neighbour_pairs(to_grid(t_feat, grid), n, pairs)
             parts["relational"] = float(w["relational"]) * L.view_relational_loss(
                 sa, sb, ta, tb, strip, kind=str(w["relational_kind"])
             )
