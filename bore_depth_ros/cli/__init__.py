@@ -22,7 +22,7 @@ from importlib import import_module
 from . import errors
 
 # Sub-commands in the order ``bore-depth --help`` lists them (module names in this package).
-COMMANDS = ("demo", "synth", "eval", "play", "train", "export", "prebuild", "bench")
+COMMANDS = ("demo", "synth", "eval", "play", "train", "label", "export", "prebuild", "bench")
 DEBUG_HELP = "show the traceback of an error instead of its one-line summary"
 
 

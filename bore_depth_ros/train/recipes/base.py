@@ -6,11 +6,21 @@ step calls ``sample(data, rng, out_hw, aug)`` then ``loss(batch)``; ``modules`` 
 modules besides the depth net (saved in ``last.ckpt`` as ``<name>.*``, never in ``weights.pt``).
 Every random draw comes from the trainer's numpy generator (or torch's), so resuming stays exact.
 ``check_config`` (a classmethod, no model needed) refuses settings the recipe cannot run with.
+
+Teacher labels (``labels: [...]``, ``bore-depth label``): the teacher is a
+:class:`~.teacher.LabelTeacher` and is never loaded. ``sample`` is then seen through a
+:class:`~.teacher.DrawRecorder`, so the batch's views are known by their (recording, topic,
+stamp) keys (``batch["label_views"]``), and ``loss`` hands them to ``teacher_depth_features``. A
+recipe that puts ``batch["label_views"]`` itself (with each view's crop window,
+``labels.view_window``) sets ``label_views = True``; for the others the labels cover whole images,
+so zoom-and-crop and flip augmentation are turned off (colour jitter stays).
 """
 
 from __future__ import annotations
 
 import abc
+import dataclasses
+import warnings
 from typing import Any, ClassVar
 
 import numpy as np
@@ -19,7 +29,7 @@ from torch import nn
 
 from ..batches import PER_VIEW_INPUTS
 from ..dataset import Augment, RigDataset
-from .teacher import load_teacher
+from .teacher import DrawRecorder, LabelTeacher, check_labels, drawn_label_views, is_registered, load_teacher
 
 
 class Recipe(abc.ABC):
@@ -30,6 +40,7 @@ class Recipe(abc.ABC):
     per_view: ClassVar[bool] = False  # the model must take views independently (image, focal)
     requires_teacher: ClassVar[bool] = False
     teacher_weight: ClassVar[str | None] = None  # the loss weight whose term uses the teacher (if any)
+    label_views: ClassVar[bool] = False  # sample() puts batch["label_views"] (with crop windows) itself
 
     def __init__(self, cfg, info, model: nn.Module | None, teacher=None):
         """``teacher``: (module, ModelInfo) to use instead of loading ``cfg.teacher``."""
@@ -41,6 +52,41 @@ class Recipe(abc.ABC):
             self.teacher, self.teacher_info = teacher
         elif self.uses_teacher(cfg):
             self.teacher, self.teacher_info = load_teacher(cfg)
+        if isinstance(self.teacher, LabelTeacher):
+            self._read_labels()
+
+    def _read_labels(self) -> None:
+        """Wrap this recipe's ``sample`` and ``loss`` so that the teacher's depth comes from labels."""
+        sample, loss, teacher = self.sample, self.loss, self.teacher
+
+        def sample_with_keys(data, rng, out_hw, aug):
+            teacher.check_complete(data)
+            if self.label_views:
+                return sample(data, rng, out_hw, aug)
+            if aug is not None and (tuple(aug.zoom) != (1.0, 1.0) or aug.flip):
+                if not getattr(self, "_warned_aug", False):
+                    warnings.warn(
+                        f"recipe '{self.name}' with labels: zoom-and-crop and flip augmentation are off "
+                        "(labels cover whole images and the recipe does not pass its crop windows)",
+                        stacklevel=2,
+                    )
+                    self._warned_aug = True
+                aug = dataclasses.replace(aug, zoom=(1.0, 1.0), flip=0.0)
+            recorder = DrawRecorder(data)
+            batch = sample(recorder, rng, out_hw, aug)
+            if "label_views" not in batch:
+                rows = len(batch["rgb"] if "rgb" in batch else batch["image"])
+                batch["label_views"] = drawn_label_views(recorder, rows, self.name)
+            return batch
+
+        def loss_with_keys(batch):
+            teacher.current = batch.get("label_views")
+            try:
+                return loss(batch)
+            finally:
+                teacher.current = None
+
+        self.sample, self.loss = sample_with_keys, loss_with_keys
 
     @classmethod
     def loss_options(cls, cfg) -> dict:
@@ -49,7 +95,7 @@ class Recipe(abc.ABC):
 
     @classmethod
     def uses_teacher(cls, cfg) -> bool:
-        """Whether the recipe with this config runs a teacher."""
+        """Whether the recipe with this config uses a teacher (run, or read from its labels)."""
         if cls.requires_teacher:
             return True
         return (
@@ -78,11 +124,21 @@ class Recipe(abc.ABC):
                 f"recipe '{cls.name}' needs a teacher model ('teacher: bore_depth', 'teacher_weights')"
             )
         if cfg.teacher:
-            t = get_model_info(cfg.teacher)
-            if set(t.input_names) - PER_VIEW_INPUTS:
+            from ..foundation import is_foundation_spec
+
+            if is_registered(cfg.teacher) or not is_foundation_spec(cfg.teacher):
+                t = get_model_info(cfg.teacher)  # KeyError naming the registered models
+                if set(t.input_names) - PER_VIEW_INPUTS:
+                    raise ValueError(
+                        f"teacher {cfg.teacher} is not a per-view model (needs {list(t.input_names)})"
+                    )
+        if getattr(cfg, "labels", None):
+            if not cls.uses_teacher(cfg):
                 raise ValueError(
-                    f"teacher {cfg.teacher} is not a per-view model (needs {list(t.input_names)})"
+                    f"labels {', '.join(map(str, cfg.labels))} given, but recipe '{cls.name}' with this "
+                    "config uses no teacher (set teacher and its loss weight, or remove labels)"
                 )
+            check_labels(cfg)
 
     def train(self) -> None:
         """Put the recipe's own trainable modules in training mode (after loading a checkpoint)."""
