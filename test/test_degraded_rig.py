@@ -33,8 +33,8 @@ def _start(tmp_path, name: str, **overrides):
 class Rig:
     """The rig publisher plus a fused-cloud listener, driven at a fixed rate."""
 
-    def __init__(self, name: str):
-        self.load = RigLoad(NS, height=H, width=W, name=name)
+    def __init__(self, name: str, **load_kw):
+        self.load = RigLoad(NS, height=H, width=W, name=name, **load_kw)
         self.clouds: list[tuple[int, int]] = []  # (stamp ns, points)
         reliable = QoSProfile(depth=50, reliability=QoSReliabilityPolicy.RELIABLE)
         self.load.create_subscription(
@@ -178,3 +178,17 @@ def test_semi_smd_runs_with_the_missing_view_masked(ros, tmp_path):
         rig.close()
         node.stop()
     assert "Traceback" not in node.output()
+
+
+def test_a_camera_list_out_of_ring_order_is_named_from_tf(ros, tmp_path):
+    shuffled = ["front", "back", "front_left", "back_left", "back_right", "front_right"]
+    node = _start(tmp_path, "order", cameras=shuffled)
+    rig = Rig("rig_order", cameras=shuffled)  # the same rig, listed in the shuffled order
+    try:
+        assert spin_until(rig.ex, rig.load.connected, 30)
+        rig.run(1.5, 4.0)
+        assert spin_until(rig.ex, lambda: "not in ring order by TF" in node.output(), 10), node.output()
+        assert node.output().count("not in ring order by TF") == 1
+    finally:
+        rig.close()
+        node.stop()

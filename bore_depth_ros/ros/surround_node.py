@@ -47,6 +47,7 @@ from ..core.fusion import fuse_views, pack_unorganized, view_consistency
 from ..core.messages import intrinsics, stamp_ns, transform, validate_image
 from ..core.pairing import InfoPairer
 from ..core.rig_health import RigHealth
+from ..core.ring import check_order, ring_order
 from ..core.stats import RateMeter, ReasonCounter, RollingStats, SequenceGaps
 from ..core.sync import ApproximateSynchronizer, SyncEvent
 from ..core.tf_buffer import TfBuffer
@@ -130,6 +131,7 @@ class SurroundDepthNode(RigDiagnostics, ManagedDepthNode):
         self.in_sets = [0] * n  # frames of each camera inside emitted sets
         self._last_view: list[tuple[str, object] | None] = [None] * n  # frame_id, intrinsics
         self._logs = ReasonCounter()  # throttles restart and geometry-change lines (5 s)
+        self._order_checked = False  # the cameras' ring order against TF, checked once
         self.rejections = [ReasonCounter() for _ in self.cameras]
         self.sync_drops = [ReasonCounter() for _ in self.cameras]
         self.set_drops = ReasonCounter()  # whole synchronized sets not published (executor)
@@ -529,6 +531,17 @@ class SurroundDepthNode(RigDiagnostics, ManagedDepthNode):
         header = msgs[int(np.argmax([group.stamps[i] for i in present]))].header
         fused = False
         overlaps = []
+        if have_tf and not self._order_checked and not missing:
+            self._order_checked = True  # once: the rig's geometry does not change
+            wrong = check_order(self.cameras, tfs)
+            n = len(self.cameras)
+            order = ring_order(tfs) if wrong else []
+            if wrong and not any(order == [(k + r) % n for k in range(n)] for r in range(n)):
+                # (a ring started at another camera has the same neighbours: nothing to say)
+                self.get_logger().warning(
+                    f"the 'cameras' parameter is not in ring order by TF ({wrong}): models that "
+                    "fuse neighbours (semi_smd) and the overlap check pair the wrong views"
+                )
         if have_tf:
             fused = self._publish_fused(header, [r.depth for r in results], intrs, tfs, rgbs)
             overlaps = self._overlaps(present, msgs, results, intrs, tfs)

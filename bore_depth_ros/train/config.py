@@ -65,7 +65,9 @@ class TrainConfig:
     loss: dict = field(default_factory=dict)  # recipe loss weights (Recipe.loss_defaults)
     val_max_sets: int = 0
     # --- recordings (issue 14: any rig, real supervision, streaming) ---
-    cameras: list[str] = field(default_factory=list)  # camera namespaces; [] = all found, ring-ordered by TF
+    cameras: list[str] = field(
+        default_factory=list
+    )  # namespaces or image topics; [] = all, ring-ordered by TF
     slop: float = 0.03  # seconds: largest stamp spread of one synchronized set
     lidar_topic: str = ""  # PointCloud2 ground truth; "" = /lidar/points or the bag's only cloud
     num_workers: int = 0  # DataLoader processes decoding frames (0 = in the training process)

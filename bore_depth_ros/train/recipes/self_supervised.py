@@ -54,6 +54,15 @@ class SelfSupervised(Recipe):
         "ssim_window": L.DEFAULT_SSIM_WINDOW,
     }
 
+    @classmethod
+    def check_config(cls, cfg, info) -> None:
+        super().check_config(cfg, info)
+        if cfg.labels and float(cls.loss_options(cfg)["semantic"]) > 0:
+            raise ValueError(
+                "recipe 'self_supervised': its semantic term compares encoder features, which teacher "
+                "labels do not hold; drop 'labels' (use teacher + teacher_weights) or set loss.semantic: 0"
+            )
+
     def __init__(self, cfg, info, model, teacher=None):
         super().__init__(cfg, info, model, teacher)
         if self.teacher is not None and not hasattr(self.teacher, "encoder"):
