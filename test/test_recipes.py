@@ -94,7 +94,7 @@ def test_a_few_steps_reduce_the_recipe_loss_on_a_fixed_batch(
     expected = {
         "self_supervised": {"photo", "smooth", "silog", "semantic"},
         "distill": {"silog", "kl", "cross", "relational"},
-        "semi_smd": {"spatial", "temporal", "lidar", "curvature", "smooth"},
+        "semi_smd": {"spatial", "temporal", "lidar", "curvature", "smooth", "confidence"},
     }[recipe]
     assert set(parts) == expected and all(np.isfinite(v) for v in parts.values()), parts
     for _ in range(5):

@@ -21,6 +21,7 @@ from ...core.preprocess import normalise_into
 from .. import losses as L
 from ..batches import stack_rigs, view_focal
 from ..dataset import finite_or_nan, prepare_view
+from ..labels import LabelView, view_window
 from ..losses.alignment import DEFAULT_MIN_POINTS
 from .base import Recipe
 from .teacher import teacher_depth_features
@@ -140,15 +141,25 @@ class Distill(Recipe):
         if int(w["align_min_points"]) < 2:
             raise ValueError(f"recipe 'distill': align_min_points must be >= 2, got {w['align_min_points']}")
 
+    label_views = True  # sample() names each view's crop window: labels keep zoom augmentation
+
     def sample(self, data, rng, out_hw, aug):
         n = data.num_views
         rigs = []
+        label_views = []  # (recording, topic, stamp, crop window) of each view, for teacher labels
         for _ in range(max(1, self.cfg.batch // n)):
             s = data[int(rng.integers(len(data)))]
             views = [
                 prepare_view(s.images[v], s.intrinsics[v], s.depth_gt[v], out_hw, rng, aug, allow_flip=False)
                 for v in range(n)
             ]
+            if s.topics:
+                label_views += [
+                    LabelView(
+                        s.source, s.topics[v], s.stamps[v], view_window(s.intrinsics[v], x[1], x[3]), x[3]
+                    )
+                    for v, x in enumerate(views)
+                ]
             rigs.append(
                 {
                     "rgb": np.stack([x[0] for x in views]).transpose(0, 3, 1, 2).astype(np.float32),
@@ -162,6 +173,8 @@ class Distill(Recipe):
         batch["image"] = batch["image"].astype(np.float32)
         batch["num_views"] = n
         batch["pairs"] = getattr(data, "neighbour_pairs", None)  # views whose fields of view overlap
+        if label_views:
+            batch["label_views"] = label_views
         return batch
 
     def loss(self, batch):
