@@ -7,7 +7,7 @@ import dataclasses
 import math
 
 from .argtypes import folder, model_name, non_negative_int, positive_float, positive_int
-from .errors import command
+from .errors import UsageError, command
 
 HELP = "run the depth pipeline on a rosbag2 and compare with ground truth (offline)"
 
@@ -18,7 +18,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     d = EvalConfig(bag="")
     a = parser.add_argument
-    a("bag", help="rosbag2 directory, .mcap or .db3 file")
+    a(
+        "bags",
+        nargs="+",
+        metavar="BAG",
+        help="rosbag2 directory, .mcap or .db3 file; several, a folder of bags or a text file listing "
+        "them (one a line, # comments) evaluate a fleet (per-frame JSON Lines, summary, fleet report)",
+    )
     a(
         "--camera",
         dest="cameras",
@@ -105,20 +111,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="picture panels per camera in the report",
     )
     a("--no-progress", action="store_true")
+    a(
+        "--ray",
+        nargs="?",
+        const="local",
+        default=None,
+        metavar="ADDRESS",
+        help="fleet: one task per bag on Ray (no ADDRESS: a local Ray on this machine; else join it)",
+    )
+    a("--ray-num-cpus", type=positive_float, default=1.0, help="CPUs per Ray model actor (default 1)")
+    a("--ray-num-gpus", type=float, default=0.0, help="GPUs per Ray model actor (default 0)")
+    a("--ray-workers", type=non_negative_int, default=0, help="Ray model actors (0: as the CPUs allow)")
 
 
 def config_from_args(args: argparse.Namespace):
     from ..replay.config import EvalConfig
 
     names = {f.name for f in dataclasses.fields(EvalConfig)}
-    return EvalConfig(**{k: v for k, v in vars(args).items() if k in names})
+    return EvalConfig(**{k: v for k, v in vars(args).items() if k in names}, bag=args.bags[0])
 
 
 @command("eval")
 def run(args: argparse.Namespace) -> int:
     """Run ``bore-depth eval`` from parsed arguments; prints a summary; 0 if any frame was evaluated."""
     from ..replay.evaluate import evaluate
+    from ..replay.fleet import expand_bags
 
+    bags = expand_bags(args.bags)
+    if len(bags) > 1 or args.ray:
+        return run_fleet(args, bags)
+    args.bags = bags
     result = evaluate(config_from_args(args), progress=not args.no_progress)
     fmt = lambda v: "nan" if v is None or not math.isfinite(v) else f"{v:.3f}"  # noqa: E731
     print(
@@ -155,3 +177,28 @@ def run(args: argparse.Namespace) -> int:
     for note in result.notes:
         print(f"note: {note}")
     return 0 if f["evaluated"] else 1
+
+
+def run_fleet(args: argparse.Namespace, bags: list[str]) -> int:
+    """Several bags: ``replay.fleet``; prints one line per failed bag and the totals."""
+    from ..replay.fleet import evaluate_fleet
+
+    config = config_from_args(args)
+    if config.output_bag:
+        raise UsageError("--output-bag takes one bag; a fleet evaluation writes no output bags")
+    runner = None
+    if args.ray:
+        from ..replay.fleet import ray_runner
+
+        runner = ray_runner(args.ray, args.ray_num_cpus, args.ray_num_gpus, args.ray_workers)
+    s = evaluate_fleet(config, bags, config.report_dir, args.force, not args.no_progress, runner)
+    for f in s["failed"]:
+        print(f"failed: {f['bag']}: {f['reason']}")
+    m = s["overall"]["metric"]
+    fmt = lambda v: "nan" if v is None else f"{v:.3f}"  # noqa: E731
+    print(
+        f"{s['ok']} of {s['bags']} bags evaluated ({s['resumed_bags']} kept from an earlier run), "
+        f"{s['frames_scored']} frames; fleet metric AbsRel {fmt(m.get('abs_rel'))} RMSE "
+        f"{fmt(m.get('rmse'))} d1 {fmt(m.get('a1'))}; {s['wall_s']:.1f} s; report: {s['paths']['fleet_html']}"
+    )
+    return 0 if s["ok"] else 1

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-from pathlib import Path
 
 from .argtypes import non_negative_int, positive_int
 from .errors import UsageError, command
@@ -22,7 +21,12 @@ HELP = "store a teacher's depth for every camera frame of recordings (training r
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("bags", nargs="+", metavar="BAG", help="rosbag2 recordings (folders or .mcap/.db3)")
+    p.add_argument(
+        "bags",
+        nargs="+",
+        metavar="BAG",
+        help="rosbag2 recordings (folders or .mcap/.db3), folders of bags, or text files listing them",
+    )
     p.add_argument(
         "--teacher",
         required=True,
@@ -57,9 +61,10 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.force:
         claim_outputs([args.out])  # refused before the teacher is loaded (nothing is touched)
-    for bag in args.bags:
-        if not Path(bag).exists():
-            raise FileNotFoundError(f"bag not found: {bag}")
+    from ..replay.fleet import expand_bags
+
+    # folders of bags and bag lists; a missing bag is named before the teacher loads
+    args.bags = expand_bags(args.bags, keep_unknown_folders=True)
     import torch
 
     from ..train.labels import describe_teacher, label_bags

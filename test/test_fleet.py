@@ -1,0 +1,129 @@
+"""Fleet evaluation (bore-depth eval over several bags): bag lists, JSON Lines, fleet report,
+failing bags, resume, and the same results on a real local Ray bound to 127.0.0.1.
+
+The bags are real rosbag2 files from test_replay_eval's writer (two cameras, three frames, depth
+and LiDAR ground truth), tiny so that the whole file stays short on two cores.
+"""
+
+import json
+import shutil
+
+import pytest
+
+from bore_depth_ros.cli import main
+from bore_depth_ros.replay import EvalConfig, fleet
+from test_replay_eval import write_test_bag
+
+
+@pytest.fixture(scope="module")
+def fleet_dir(tmp_path_factory):
+    """A folder with three bags (two folders, one bare .mcap) and a text file listing them."""
+    root = tmp_path_factory.mktemp("fleet")
+    bags = root / "bags"
+    bags.mkdir()
+    write_test_bag(bags / "a")
+    shutil.copytree(bags / "a", bags / "b")
+    write_test_bag(root / "c_src")
+    mcap = next((root / "c_src").glob("*.mcap"))
+    shutil.copy(mcap, bags / "c.mcap")
+    (bags / "notes.txt").write_text("not a bag")
+    return bags
+
+
+def _config(weights, out):
+    return EvalConfig(
+        bag="",
+        weights=str(weights),
+        input_height=64,
+        input_width=96,
+        report_dir=str(out),
+        panels_per_camera=1,
+    )
+
+
+def test_expand_bags_from_folder_list_and_paths(fleet_dir, tmp_path):
+    names = [p.split("/")[-1] for p in fleet.expand_bags([fleet_dir])]
+    assert names == ["a", "b", "c.mcap"]
+    listing = tmp_path / "bags.txt"
+    listing.write_text(f"# fleet\n{fleet_dir / 'b'}\n\n{fleet_dir / 'a'}  # second\n{fleet_dir / 'b'}\n")
+    assert [p.split("/")[-1] for p in fleet.expand_bags([listing])] == ["b", "a"]
+    with pytest.raises(FileNotFoundError):
+        fleet.expand_bags([tmp_path / "missing"])
+    assert fleet.bag_ids(["x/a", "y/a", "z/c.mcap"]) == ["a", "a_2", "c"]
+
+
+def test_fleet_eval_lines_report_and_a_corrupt_bag(fleet_dir, structured_weights, tmp_path):
+    bags = fleet.expand_bags([fleet_dir])
+    bad = tmp_path / "bad.mcap"
+    bad.write_bytes(b"\x89MCAP0\r\n" + b"\0" * 200)
+    out = tmp_path / "out"
+    s = fleet.evaluate_fleet(
+        _config(structured_weights, out), [*bags[:1], str(bad), *bags[1:]], out, progress=False
+    )
+    assert s["bags"] == 4 and s["ok"] == 3 and s["unfinished"] == []
+    assert [f["bag"] for f in s["failed"]] == [str(bad)] and s["failed"][0]["reason"]
+    lines = (out / "frames.jsonl").read_text().splitlines()
+    assert len(lines) == 3 * 2 * 3  # three bags, two cameras, three scored frames each
+    first = json.loads(lines[0])
+    assert set(first) >= {"bag", "topic", "stamp_ns", "metrics", "drops"} and first["bag"] == bags[0]
+    # identical bags give identical frame metrics
+    assert [json.loads(x)["metrics"] for x in lines[:6]] == [json.loads(x)["metrics"] for x in lines[6:12]]
+    md = (out / "fleet.md").read_text()
+    assert "bad" in md and "Worst cameras" in md and (out / "fleet.html").is_file()
+    assert (out / "fleet_metrics.png").is_file() and json.loads((out / "summary.json").read_text())["ok"] == 3
+    assert (out / "bags" / "a" / "report.html").is_file()
+
+
+def test_resume_reruns_only_unfinished_bags_and_refuses_another_config(
+    fleet_dir, structured_weights, tmp_path
+):
+    bags = fleet.expand_bags([fleet_dir])
+    out = tmp_path / "out"
+    cfg = _config(structured_weights, out)
+    calls = []
+
+    def interrupted(todo, config, bags_dir, on_done):
+        for bag, bid in todo:
+            calls.append(bid)
+            if len(calls) == 2:
+                raise KeyboardInterrupt
+            on_done(fleet.run_bag(config, bag, bid, bags_dir))
+
+    with pytest.raises(KeyboardInterrupt):
+        fleet.evaluate_fleet(cfg, bags, out, progress=False, runner=interrupted)
+    assert (out / "bags" / "a.json").is_file() and not (out / "bags" / "b.json").exists()
+    # an incomplete bag's lines without its summary count as unfinished
+    (out / "bags" / "c.jsonl").write_text("partial\n")
+    calls.clear()
+    s = fleet.evaluate_fleet(
+        cfg, bags, out, progress=False, runner=lambda *a: (calls.append(a[0]), fleet.run_serial(*a))
+    )
+    assert [bid for _, bid in calls[0]] == ["b", "c"] and s["resumed_bags"] == 1 and s["ok"] == 3
+    assert len((out / "frames.jsonl").read_text().splitlines()) == 18
+    with pytest.raises(FileExistsError, match="another config"):
+        fleet.evaluate_fleet(
+            _config(structured_weights, out).__class__(**{**vars(cfg), "max_depth": 50.0}),
+            bags,
+            out,
+            progress=False,
+        )
+
+
+def test_cli_fleet_and_single_bag(fleet_dir, structured_weights, tmp_path, capsys):
+    common = [
+        "--weights",
+        str(structured_weights),
+        "--input-height",
+        "64",
+        "--input-width",
+        "96",
+        "--no-progress",
+    ]
+    assert (
+        main(["eval", str(fleet_dir / "a"), str(fleet_dir / "b"), "--out", str(tmp_path / "f"), *common]) == 0
+    )
+    assert "2 of 2 bags evaluated" in capsys.readouterr().out
+    assert len((tmp_path / "f" / "frames.jsonl").read_text().splitlines()) == 12
+    # one bag: today's report, no fleet files
+    assert main(["eval", str(fleet_dir / "a"), "--out", str(tmp_path / "one"), *common]) == 0
+    assert (tmp_path / "one" / "report.html").is_file() and not (tmp_path / "one" / "frames.jsonl").exists()
