@@ -127,3 +127,42 @@ def test_cli_fleet_and_single_bag(fleet_dir, structured_weights, tmp_path, capsy
     # one bag: today's report, no fleet files
     assert main(["eval", str(fleet_dir / "a"), "--out", str(tmp_path / "one"), *common]) == 0
     assert (tmp_path / "one" / "report.html").is_file() and not (tmp_path / "one" / "frames.jsonl").exists()
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """A real local Ray: 2 CPUs, bound to 127.0.0.1, no dashboard, no usage statistics."""
+    import time
+
+    ray = pytest.importorskip("ray")
+    t0 = time.perf_counter()
+    fleet.start_ray("local", num_cpus=2)
+    print(f"ray start-up {time.perf_counter() - t0:.2f} s")
+    yield ray
+    ray.shutdown()
+
+
+def test_ray_gives_the_serial_lines_and_survives_a_killed_worker(
+    fleet_dir, structured_weights, tmp_path, local_ray
+):
+    import os
+    import signal
+
+    bags = fleet.expand_bags([fleet_dir])
+    serial = fleet.evaluate_fleet(
+        _config(structured_weights, tmp_path / "s"), bags, tmp_path / "s", progress=False
+    )
+    killed = []
+
+    def kill_one(actors):  # the first worker process dies while its first bag may be running
+        pid = local_ray.get(actors[0].pid.remote())
+        os.kill(pid, signal.SIGKILL)
+        killed.append(pid)
+
+    runner = fleet.ray_runner(workers=2, on_actors=kill_one)
+    on_ray = fleet.evaluate_fleet(
+        _config(structured_weights, tmp_path / "r"), bags, tmp_path / "r", progress=False, runner=runner
+    )
+    assert killed and on_ray["ok"] == serial["ok"] == 3 and on_ray["unfinished"] == []
+    assert (tmp_path / "r" / "frames.jsonl").read_text() == (tmp_path / "s" / "frames.jsonl").read_text()
+    assert (tmp_path / "r" / "fleet.html").is_file()

@@ -529,3 +529,101 @@ def write_fleet_report(summary: dict, out: Path) -> dict[str, str]:
         "fleet_html": str(out / "fleet.html"),
         "summary": str(out / SUMMARY),
     }
+
+
+class _BagWorker:
+    """A Ray actor holding one loaded model; evaluates one bag per call with :func:`run_bag`."""
+
+    def __init__(self, config: EvalConfig, threads: int):
+        import torch
+
+        torch.set_num_threads(max(1, threads))
+        from ..models import get_model_info
+
+        self.config = config
+        self.engine = _load_engine(config) if get_model_info(config.model).num_cameras == 1 else None
+
+    def run(self, bag: str, bag_id: str, bags_dir: str) -> dict:
+        return run_bag(self.config, bag, bag_id, bags_dir, self.engine)
+
+    def pid(self) -> int:
+        return os.getpid()
+
+
+def start_ray(address: str = "local", num_cpus: int | None = None) -> bool:
+    """Connect to Ray: ``local`` starts one on this machine, bound to 127.0.0.1, without dashboard
+    or usage statistics; else join the cluster at ``address``. False if already connected."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    import ray
+
+    if ray.is_initialized():
+        return False
+    if address == "local":
+        ray.init(
+            num_cpus=num_cpus or os.cpu_count() or 1,
+            include_dashboard=False,
+            _node_ip_address="127.0.0.1",
+            configure_logging=False,
+            log_to_driver=False,
+        )
+    else:
+        ray.init(address=address, configure_logging=False, log_to_driver=False)
+    return True
+
+
+def ray_runner(
+    address: str = "local",
+    num_cpus: float = 1.0,
+    num_gpus: float = 0.0,
+    workers: int = 0,
+    max_retries: int = 3,
+    on_actors=None,
+):
+    """A runner for :func:`evaluate_fleet`: one Ray task per bag on model-holding actors
+    (``num_cpus``/``num_gpus`` each; ``workers`` actors, 0: as many as the cluster's CPUs hold).
+    A killed actor is restarted and its bag retried (``max_retries``); Ctrl-C kills the actors and
+    keeps the finished bags. ``OUT`` must be on a file system every node sees."""
+
+    def run(todo, config: EvalConfig, bags_dir: Path, on_done) -> None:
+        if not todo:
+            return
+        import ray
+
+        started = start_ray(address)
+        actors = []
+        try:
+            n = workers or max(1, int(ray.cluster_resources().get("CPU", 1) // max(num_cpus, 1e-3)))
+            worker = ray.remote(
+                num_cpus=num_cpus,
+                num_gpus=num_gpus,
+                max_restarts=max_retries,
+                max_task_retries=max_retries,
+            )(_BagWorker)
+            threads = max(1, int(num_cpus))
+            actors = [worker.remote(config, threads) for _ in range(min(n, len(todo)))]
+            if on_actors is not None:
+                on_actors(actors)
+            queue = list(todo)
+            running, refs_bag = {}, {}
+            idle = list(actors)
+            while queue or running:
+                while queue and idle:
+                    actor = idle.pop(0)
+                    bag, bid = queue.pop(0)
+                    ref = actor.run.remote(bag, bid, str(bags_dir))
+                    running[ref], refs_bag[ref] = actor, (bag, bid)
+                done, _ = ray.wait(list(running), num_returns=1)
+                for ref in done:
+                    idle.append(running.pop(ref))
+                    bag, bid = refs_bag.pop(ref)
+                    try:
+                        on_done(ray.get(ref))
+                    except ray.exceptions.RayError as exc:  # retries spent: this bag fails, not the run
+                        on_done({"bag": bag, "id": bid, "status": "failed", "reason": _reason(exc)})
+        finally:
+            for a in actors:
+                ray.kill(a, no_restart=True)
+            if started:
+                ray.shutdown()
+
+    return run
