@@ -166,3 +166,31 @@ def test_ray_gives_the_serial_lines_and_survives_a_killed_worker(
     assert killed and on_ray["ok"] == serial["ok"] == 3 and on_ray["unfinished"] == []
     assert (tmp_path / "r" / "frames.jsonl").read_text() == (tmp_path / "s" / "frames.jsonl").read_text()
     assert (tmp_path / "r" / "fleet.html").is_file()
+
+
+def test_label_over_two_bags_on_ray_equals_serial(tmp_path, local_ray):
+    import numpy as np
+    import torch
+
+    from bore_depth_ros.models import create_model
+    from bore_depth_ros.train.labels import label_bags, ray_label_runner
+    from bore_depth_ros.train.recipes.teacher import open_labelling_teacher
+    from test_label import _record
+
+    torch.manual_seed(1)
+    weights = tmp_path / "teacher.pt"
+    torch.save({"state_dict": create_model("bore_depth").state_dict()}, weights)
+    bags = [_record(tmp_path / "r1", 3), _record(tmp_path / "r2", 4)]
+    listing = tmp_path / "bags.txt"
+    listing.write_text("r1\nr2\n")
+    assert fleet.expand_bags([listing]) == bags
+    args = ("bore_depth", str(weights), (32, 64), "cpu")
+    serial = label_bags(bags, open_labelling_teacher(*args), tmp_path / "s")
+    on_ray = label_bags(
+        bags, open_labelling_teacher(*args), tmp_path / "r", runner=ray_label_runner(args, workers=2)
+    )
+    for key in ("teacher", "recordings", "arrays", "views", "input_size"):
+        assert on_ray[key] == serial[key]
+    for a in serial["arrays"]:
+        for f in (a["file"], a["stamps"]):
+            np.testing.assert_array_equal(np.load(tmp_path / "r" / f), np.load(tmp_path / "s" / f))

@@ -50,6 +50,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=non_negative_int, default=0, help="torch CPU threads (0: default)")
     p.add_argument("--force", action="store_true", help="replace an existing LABELS")
     p.add_argument("--quiet", action="store_true", help="no per-recording lines")
+    p.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        default=None,
+        metavar="ADDRESS",
+        help="one task per bag on Ray (no ADDRESS: a local Ray on this machine; else join it); "
+        "LABELS must be on a file system every node sees",
+    )
+    p.add_argument("--ray-num-cpus", type=float, default=1.0, help="CPUs per Ray teacher actor (default 1)")
+    p.add_argument("--ray-num-gpus", type=float, default=0.0, help="GPUs per Ray teacher actor (default 0)")
+    p.add_argument(
+        "--ray-workers", type=non_negative_int, default=0, help="Ray actors (0: as the CPUs allow)"
+    )
 
 
 @command("label")
@@ -75,7 +89,17 @@ def run(args: argparse.Namespace) -> int:
     size = (args.label_height, args.label_width) if args.label_height else None
     teacher = open_labelling_teacher(args.teacher, args.teacher_weights, size, args.device)
     say = (lambda *_: None) if args.quiet else (lambda line: print(f"bore-depth label: {line}", flush=True))
-    index = label_bags(args.bags, teacher, args.out, force=args.force, batch=args.batch, say=say)
+    runner = None
+    if args.ray:
+        from ..train.labels import ray_label_runner
+
+        teacher_args = (args.teacher, args.teacher_weights, size, args.device)
+        runner = ray_label_runner(
+            teacher_args, args.ray, args.ray_num_cpus, args.ray_num_gpus, args.ray_workers
+        )
+    index = label_bags(
+        args.bags, teacher, args.out, force=args.force, batch=args.batch, say=say, runner=runner
+    )
     views, secs, tsecs = index["views"], index["seconds"], index["teacher_seconds"]
     sizes = sorted({tuple(a["input_size"]) for a in index["arrays"]})
     print(

@@ -193,18 +193,60 @@ class _BagLabeller:
         ]
 
 
-def label_bags(bags, teacher, out: str | Path, force: bool = False, batch: int = 6, say=None) -> dict:
+def label_one_bag(ri: int, bag, teacher, out: str | Path, batch: int = 6) -> dict:
+    """Label recording number ``ri`` (``bag``) into the store folder ``out``: its arrays are named
+    after ``ri``, so bags can be labelled in any order or place. Returns its index entries:
+    ``recording``, ``arrays``, ``teacher_s`` and a ``line`` to show."""
+    from ..bag.reader import FrameSync, discover_cameras, open_bag
+    from ..core.errors import InputRejected
+    from ..core.messages import intrinsics, validate_image
+
+    out = Path(out)
+    t_bag = time.perf_counter()
+    with open_bag(bag) as reader:
+        fp = recording_fingerprint(reader)
+        cams = discover_cameras(reader)
+        if not cams:
+            raise ValueError(f"{bag}: no camera (Image or CompressedImage + its camera_info) found")
+        counts = {c.image: sum(k.msgcount for k in reader.connections if k.topic == c.image) for c in cams}
+        labeller = _BagLabeller(teacher, out, f"{ri:03d}", bag, counts, batch)
+        sync = FrameSync(reader, cams)
+        for fr in sync:
+            try:
+                rgb = validate_image(fr.image)
+                hw = tuple(int(v) for v in teacher.input_size(rgb.shape[:2]))
+                k = intrinsics(fr.camera_info, rgb.shape[1], rgb.shape[0]).scaled_to(hw[1], hw[0])
+            except InputRejected as e:
+                sync.drop(fr.camera.namespace, e.reason, e.detail)
+                continue
+            labeller.add(fr.camera.image, fr.stamp_ns, rgb, k.fx, hw)
+        arrays = labeller.finish(ri)
+        drops = sync.drops_by_reason()
+    n = labeller.views
+    dt = time.perf_counter() - t_bag
+    return {
+        "recording": {"bag": str(bag), "fingerprint": fp, "views": n, "dropped": drops},
+        "arrays": arrays,
+        "teacher_s": labeller.teacher_s,
+        "line": f"{bag}: {n} views of {len(labeller.writers)} camera(s) in {dt:.1f} s "
+        f"({n / max(dt, 1e-9):.2f} views/s)" + (f"; dropped {drops}" if drops else ""),
+    }
+
+
+def label_bags(
+    bags, teacher, out: str | Path, force: bool = False, batch: int = 6, say=None, runner=None
+) -> dict:
     """Run ``teacher`` over every camera frame of ``bags`` and write the label store ``out``.
 
     ``teacher``: a labelling teacher (``recipes.teacher.open_labelling_teacher``): ``name``,
     ``kind``, ``hash``, ``output``, ``input_size(image_hw)``, ``resize(rgb, hw)``,
     ``inverse_depth(rgb01 [B,3,h,w], fx)``. Cameras and frames are those training sees (camera
     discovery and camera_info pairing of ``bag.reader``; the nodes' input checks). An existing
-    ``out`` is refused unless ``force``; a failed run leaves nothing behind. Returns the index."""
-    from ..bag.reader import FrameSync, discover_cameras, open_bag
-    from ..core.errors import InputRejected
+    ``out`` is refused unless ``force``; a failed run leaves nothing behind. ``runner(jobs, out,
+    batch)`` labels ``jobs`` ((number, bag) pairs) elsewhere (:func:`ray_label_runner`) and
+    yields :func:`label_one_bag`'s results in order; by default they run here with ``teacher``.
+    Returns the index."""
     from ..core.files import claim_outputs
-    from ..core.messages import intrinsics, validate_image
 
     say = say or (lambda *_: None)
     out = Path(out)
@@ -213,41 +255,21 @@ def label_bags(bags, teacher, out: str | Path, force: bool = False, batch: int =
     t_start = time.perf_counter()
     teacher_s = 0.0
     recordings, arrays, seen = [], [], {}
+    jobs = list(enumerate(bags))
     try:
-        for ri, bag in enumerate(bags):
-            t_bag = time.perf_counter()
-            with open_bag(bag) as reader:
-                fp = recording_fingerprint(reader)
-                if fp in seen:
-                    raise ValueError(f"{bag} holds the same recording as {seen[fp]} (same first images)")
-                seen[fp] = bag
-                cams = discover_cameras(reader)
-                if not cams:
-                    raise ValueError(f"{bag}: no camera (Image or CompressedImage + its camera_info) found")
-                counts = {
-                    c.image: sum(k.msgcount for k in reader.connections if k.topic == c.image) for c in cams
-                }
-                labeller = _BagLabeller(teacher, out, f"{ri:03d}", bag, counts, batch)
-                sync = FrameSync(reader, cams)
-                for fr in sync:
-                    try:
-                        rgb = validate_image(fr.image)
-                        hw = tuple(int(v) for v in teacher.input_size(rgb.shape[:2]))
-                        k = intrinsics(fr.camera_info, rgb.shape[1], rgb.shape[0]).scaled_to(hw[1], hw[0])
-                    except InputRejected as e:
-                        sync.drop(fr.camera.namespace, e.reason, e.detail)
-                        continue
-                    labeller.add(fr.camera.image, fr.stamp_ns, rgb, k.fx, hw)
-                arrays += labeller.finish(ri)
-                drops = sync.drops_by_reason()
-            teacher_s += labeller.teacher_s
-            n = labeller.views
-            recordings.append({"bag": str(bag), "fingerprint": fp, "views": n, "dropped": drops})
-            dt = time.perf_counter() - t_bag
-            say(
-                f"{bag}: {n} views of {len(labeller.writers)} camera(s) in {dt:.1f} s "
-                f"({n / max(dt, 1e-9):.2f} views/s)" + (f"; dropped {drops}" if drops else "")
-            )
+        if runner is None:
+            results = (label_one_bag(ri, bag, teacher, out, batch) for ri, bag in jobs)
+        else:
+            results = runner(jobs, out, batch)
+        for (_, bag), r in zip(jobs, results, strict=True):
+            fp = r["recording"]["fingerprint"]
+            if fp in seen:
+                raise ValueError(f"{bag} holds the same recording as {seen[fp]} (same first images)")
+            seen[fp] = bag
+            arrays += r["arrays"]
+            teacher_s += r["teacher_s"]
+            recordings.append(r["recording"])
+            say(r["line"])
         sizes = {tuple(a["input_size"]) for a in arrays}
         index = {
             "format": FORMAT,
@@ -276,6 +298,61 @@ def label_bags(bags, teacher, out: str | Path, force: bool = False, batch: int =
         shutil.rmtree(out, ignore_errors=True)
         raise
     return index
+
+
+class _LabelWorker:
+    """A Ray actor holding one labelling teacher (opened once) for :func:`label_one_bag`."""
+
+    def __init__(self, teacher_args: tuple, threads: int):
+        import torch
+
+        from .recipes.teacher import open_labelling_teacher
+
+        torch.set_num_threads(max(1, threads))
+        self.teacher = open_labelling_teacher(*teacher_args)
+
+    def run(self, ri: int, bag: str, out: str, batch: int) -> dict:
+        return label_one_bag(ri, bag, self.teacher, out, batch)
+
+
+def ray_label_runner(
+    teacher_args: tuple,
+    address: str = "local",
+    num_cpus: float = 1.0,
+    num_gpus: float = 0.0,
+    workers: int = 0,
+    max_retries: int = 3,
+):
+    """A ``runner`` for :func:`label_bags`: one Ray task per bag on actors that open the teacher
+    (``open_labelling_teacher(*teacher_args)``) once each; results in bag order. ``out`` must be
+    on a file system every node sees."""
+
+    def run(jobs, out: Path, batch: int):
+        import ray
+
+        from ..replay.fleet import start_ray
+
+        started = start_ray(address)
+        actors = []
+        try:
+            n = workers or max(1, int(ray.cluster_resources().get("CPU", 1) // max(num_cpus, 1e-3)))
+            worker = ray.remote(
+                num_cpus=num_cpus, num_gpus=num_gpus, max_restarts=max_retries, max_task_retries=max_retries
+            )(_LabelWorker)
+            actors = [worker.remote(teacher_args, max(1, int(num_cpus))) for _ in range(min(n, len(jobs)))]
+            refs = [
+                actors[i % len(actors)].run.remote(ri, str(bag), str(out), batch)
+                for i, (ri, bag) in enumerate(jobs)
+            ]
+            for ref in refs:
+                yield ray.get(ref)
+        finally:
+            for a in actors:
+                ray.kill(a, no_restart=True)
+            if started:
+                ray.shutdown()
+
+    return run
 
 
 # ---------------------------------------------------------------------------------- reading
