@@ -187,7 +187,10 @@ def test_label_over_two_bags_on_ray_equals_serial(tmp_path, local_ray):
     args = ("bore_depth", str(weights), (32, 64), "cpu")
     serial = label_bags(bags, open_labelling_teacher(*args), tmp_path / "s")
     on_ray = label_bags(
-        bags, open_labelling_teacher(*args), tmp_path / "r", runner=ray_label_runner(args, workers=2)
+        bags,
+        open_labelling_teacher(*args),
+        tmp_path / "r",
+        runner=ray_label_runner(open_labelling_teacher, args, workers=2),
     )
     for key in ("teacher", "recordings", "arrays", "views", "input_size"):
         assert on_ray[key] == serial[key]

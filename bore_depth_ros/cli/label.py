@@ -95,7 +95,12 @@ def run(args: argparse.Namespace) -> int:
 
         teacher_args = (args.teacher, args.teacher_weights, size, args.device)
         runner = ray_label_runner(
-            teacher_args, args.ray, args.ray_num_cpus, args.ray_num_gpus, args.ray_workers
+            open_labelling_teacher,
+            teacher_args,
+            args.ray,
+            args.ray_num_cpus,
+            args.ray_num_gpus,
+            args.ray_workers,
         )
     index = label_bags(
         args.bags, teacher, args.out, force=args.force, batch=args.batch, say=say, runner=runner

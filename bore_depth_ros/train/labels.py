@@ -303,19 +303,18 @@ def label_bags(
 class _LabelWorker:
     """A Ray actor holding one labelling teacher (opened once) for :func:`label_one_bag`."""
 
-    def __init__(self, teacher_args: tuple, threads: int):
+    def __init__(self, open_teacher, teacher_args: tuple, threads: int):
         import torch
 
-        from .recipes.teacher import open_labelling_teacher
-
         torch.set_num_threads(max(1, threads))
-        self.teacher = open_labelling_teacher(*teacher_args)
+        self.teacher = open_teacher(*teacher_args)
 
     def run(self, ri: int, bag: str, out: str, batch: int) -> dict:
         return label_one_bag(ri, bag, self.teacher, out, batch)
 
 
 def ray_label_runner(
+    open_teacher,
     teacher_args: tuple,
     address: str = "local",
     num_cpus: float = 1.0,
@@ -324,8 +323,8 @@ def ray_label_runner(
     max_retries: int = 3,
 ):
     """A ``runner`` for :func:`label_bags`: one Ray task per bag on actors that open the teacher
-    (``open_labelling_teacher(*teacher_args)``) once each; results in bag order. ``out`` must be
-    on a file system every node sees."""
+    (``open_teacher(*teacher_args)``, e.g. ``recipes.teacher.open_labelling_teacher``) once
+    each; results in bag order. ``out`` must be on a file system every node sees."""
 
     def run(jobs, out: Path, batch: int):
         import ray
@@ -339,7 +338,10 @@ def ray_label_runner(
             worker = ray.remote(
                 num_cpus=num_cpus, num_gpus=num_gpus, max_restarts=max_retries, max_task_retries=max_retries
             )(_LabelWorker)
-            actors = [worker.remote(teacher_args, max(1, int(num_cpus))) for _ in range(min(n, len(jobs)))]
+            actors = [
+                worker.remote(open_teacher, teacher_args, max(1, int(num_cpus)))
+                for _ in range(min(n, len(jobs)))
+            ]
             refs = [
                 actors[i % len(actors)].run.remote(ri, str(bag), str(out), batch)
                 for i, (ri, bag) in enumerate(jobs)
