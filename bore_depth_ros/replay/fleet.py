@@ -554,6 +554,10 @@ def start_ray(address: str = "local", num_cpus: int | None = None) -> bool:
     """Connect to Ray: ``local`` starts one on this machine, bound to 127.0.0.1, without dashboard
     or usage statistics; else join the cluster at ``address``. False if already connected."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if address == "local" and "ray" not in sys.modules:
+        # Ray replaces a node address of 127.0.0.1 by the machine's routable one unless it believes
+        # it runs outside a cluster (read when ray is imported): a local run stays on loopback
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     import ray
 
     if ray.is_initialized():
