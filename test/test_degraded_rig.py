@@ -7,6 +7,7 @@ to ``rig_confidence``, the fused cloud and ``/diagnostics``.
 
 from __future__ import annotations
 
+import re
 import time
 
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
@@ -131,9 +132,11 @@ def test_a_camera_with_its_clock_ahead_is_named_and_compensated(ros, tmp_path):
         t0 = time.time_ns()
         rig.run(4.0, rate, offsets={"front_left": 200_000_000})
         out = node.output()
-        assert "front_left stamps are 0.20 s ahead of the rig: check clock sync" in out, out
+        # measured from arrival times: within a few hundredths of the true 0.20 s
+        named = re.compile(r"front_left stamps are 0\.(1[89]|2[012]) s ahead of the rig: check clock sync")
+        assert named.search(out), out
         level, message = rig.status(": front_left")
-        assert level >= WARN and "front_left stamps are 0.20 s ahead of the rig" in message, message
+        assert level >= WARN and named.search(message), message
         # it no longer matches anyone: left out, the five others keep going
         late = [m for m in rig.sets_since(t0 + 2_000_000_000)]
         assert late and all(list(m.missing_cameras) == ["front_left"] for m in late), out
