@@ -64,6 +64,22 @@ class EvalConfig:
     force: bool = False  # replace an existing report in report_dir
     max_input_pixels: int = DEFAULT_MAX_INPUT_PIXELS  # as the nodes' parameter: larger is rejected
 
+    def engine_config(self, batch: int = 1):
+        """The EngineConfig of this evaluation, for ``batch`` views per call (the one place eval,
+        fleet runs and their Ray workers build it)."""
+        from ..engine import EngineConfig
+
+        return EngineConfig(
+            model=self.model,
+            weights=self.weights,
+            backend=self.backend,
+            device=self.device,
+            input_height=self.input_height,
+            input_width=self.input_width,
+            batch=batch,
+            cache_dir=self.cache_dir,
+        )
+
     def validate(self) -> None:
         checks = [
             (self.gt in GT_MODES, f"gt must be one of {', '.join(GT_MODES)}, got {self.gt!r}"),

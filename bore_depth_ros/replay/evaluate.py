@@ -31,7 +31,7 @@ from ..core.files import claim_outputs
 from ..core.messages import CAMERA_INFO, COMPRESSED_IMAGE, IMAGE
 from ..core.sync import ApproximateSynchronizer
 from ..core.tf_buffer import TfBuffer
-from ..engine import DepthEngine, EngineConfig
+from ..engine import DepthEngine
 from .config import (
     DISTANCE_BINS,
     LIDAR_DEFAULT_TOPIC,
@@ -77,18 +77,7 @@ def evaluate(config: EvalConfig, progress: bool = True, engine: DepthEngine | No
         if rig_model:  # ring order from TF (most forward first, counter-clockwise), as training's
             cams, _ = ring_ordered_by_tf(reader, cams, config.base_frame)
         if engine is None:
-            engine = DepthEngine(
-                EngineConfig(
-                    model=config.model,
-                    weights=config.weights,
-                    backend=config.backend,
-                    device=config.device,
-                    input_height=config.input_height,
-                    input_width=config.input_width,
-                    batch=len(cams) if rig_model else 1,
-                    cache_dir=config.cache_dir,
-                )
-            )
+            engine = DepthEngine(config.engine_config(batch=len(cams) if rig_model else 1))
         load_s = time.perf_counter() - t_load
         copy_topics = {c.image for c in cams} | {c.camera_info for c in cams}
         copy_topics |= {TF_TOPIC, TF_STATIC_TOPIC, CLOCK_TOPIC} | set(cloud_topics)

@@ -332,20 +332,9 @@ def run_serial(todo, config: EvalConfig, bags_dir: Path, on_done) -> None:
 
 
 def _load_engine(config: EvalConfig):
-    from ..engine import DepthEngine, EngineConfig
+    from ..engine import DepthEngine
 
-    return DepthEngine(
-        EngineConfig(
-            model=config.model,
-            weights=config.weights,
-            backend=config.backend,
-            device=config.device,
-            input_height=config.input_height,
-            input_width=config.input_width,
-            batch=1,
-            cache_dir=config.cache_dir,
-        )
-    )
+    return DepthEngine(config.engine_config(batch=1))
 
 
 def write_fleet_outputs(out: Path, bags, ids, results: dict, wall_s: float, resumed: int = 0) -> dict:
