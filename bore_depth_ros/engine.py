@@ -37,6 +37,7 @@ class EngineConfig:
     input_height: int = 0  # 0: the size the weights were trained at, else the model default
     input_width: int = 0
     batch: int = 1  # views per inference call (fixed per deployment)
+    threads: int = 0  # CPU threads of one inference (ONNX Runtime intra-op); 0 = the runtime's default
     cache_dir: str | None = None
     force_engine_rebuild: bool = False  # tensorrt: rebuild the engine even if a cached one matches
     engine_cache_dir: str | None = None  # tensorrt engine cache (default $BORE_DEPTH_CACHE/engines)
@@ -147,8 +148,12 @@ def input_size_warning(config: EngineConfig, input_hw: tuple[int, int]) -> str |
 
 
 def _engine_options(config: EngineConfig) -> dict:
-    """TensorRT engine-cache options, for the backends that build engines."""
+    """Backend options from the config: CPU threads (ONNX Runtime) and the TensorRT engine cache."""
     opts = {}
+    if config.threads < 0:
+        raise ValueError(f"threads must be >= 0 (0 = the runtime's default), got {config.threads}")
+    if config.backend == "onnxruntime" and config.threads:
+        opts["intra_op_threads"] = config.threads
     if config.backend == "tensorrt":
         opts["force_rebuild"] = config.force_engine_rebuild
     if config.backend == "tensorrt" or config.device.startswith("tensorrt"):
