@@ -1,6 +1,14 @@
 """The backend benchmark table (``bore-depth bench``): latency p50/p95, views per second and memory
 per model x backend x input size x batch; :func:`to_markdown` / :func:`to_csv` write the table.
 
+How close to the hardware: :func:`model_gflop` counts each model's FLOPs once per size and batch
+(``torch.utils.flop_counter.FlopCounterMode``: two FLOPs per multiply-add, convolutions and matrix
+products only), :func:`measure_peaks` measures in the same run what this machine reaches on a plain
+3x3 convolution (torch channels_last and ONNX Runtime, best of several) and a large memory copy;
+:func:`apply_peaks` gives each row its achieved GFLOP/s (at p50) and its percentage of the convolution
+peak. The percentage is a ceiling check, not a target: depthwise convolutions, attention, resizes and
+element-wise layers cannot run at the dense-convolution rate.
+
 Memory figures (Linux ``/proc/self/status``): ``load_rss_mb`` is the resident set once the backend is
 built, before the first inference; ``peak_rss_mb`` the process's peak resident set while warming up
 and timing (``VmHWM``, reset with ``/proc/self/clear_refs`` after loading); ``infer_mb`` their
@@ -16,6 +24,7 @@ import csv
 import dataclasses
 import io
 import json
+import logging
 import os
 import platform
 import subprocess
@@ -28,6 +37,8 @@ from typing import Any
 import numpy as np
 
 from ..deploy import default_batch, deployment_shapes, deployment_size, load_model
+
+log = logging.getLogger(__name__)
 
 _RESULT_MARK = "BORE_DEPTH_BENCH_RESULT "
 _WORKER_MODULE = "bore_depth_ros.bench.table"
@@ -50,6 +61,9 @@ class BenchRow:
     p50_ms: float | None = None
     p95_ms: float | None = None
     fps: float | None = None  # views per second at the p50 latency
+    gflop: float | None = None  # model FLOPs of one call (all views), in 1e9
+    gflops: float | None = None  # achieved GFLOP/s at the p50 latency
+    peak_pct: float | None = None  # gflops as a percentage of the measured convolution peak
     load_rss_mb: float | None = None
     peak_rss_mb: float | None = None
     infer_mb: float | None = None
@@ -183,6 +197,205 @@ def _row(spec: Mapping[str, Any], result: Mapping[str, Any]) -> BenchRow:
     return row
 
 
+# ------------------------------------------------------------------------------- FLOPs and peaks
+
+_GFLOP_CACHE: dict[tuple[Any, ...], float] = {}
+
+
+def model_gflop(name: str, input_shapes: Mapping[str, Sequence[int]], weights: str = "", model=None) -> float:
+    """FLOPs (in 1e9) of one forward pass of model ``name`` at ``input_shapes`` (all views of the batch).
+
+    Counted once per model, shapes and weights in this process with ``FlopCounterMode`` (two FLOPs per
+    multiply-add; convolutions, matrix products and attention, not element-wise layers). ``model`` avoids
+    loading the weights again.
+    """
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from ..backends import seeded_inputs
+
+    shapes = {n: tuple(int(d) for d in s) for n, s in input_shapes.items()}
+    key = (name, weights, tuple(shapes.items()))
+    if key not in _GFLOP_CACHE:
+        if model is None:
+            model, _ = load_model(name, weights)
+        xs = [torch.from_numpy(a) for a in seeded_inputs(shapes).values()]
+        counter = FlopCounterMode(display=False)
+        with torch.inference_mode(), counter:
+            model.eval()(*xs)
+        _GFLOP_CACHE[key] = counter.get_total_flops() / 1e9
+    return _GFLOP_CACHE[key]
+
+
+@dataclasses.dataclass
+class Peaks:
+    """What this machine reached in this run: a 3x3 convolution (GFLOP/s) and a memory copy (GB/s)."""
+
+    conv_shape: str  # the convolution measured, e.g. "1x64x128x160, 64->64, 3x3"
+    torch_conv_gflops: float | None = None
+    ort_conv_gflops: float | None = None
+    copy_gbps: float | None = None  # bytes read + bytes written per second, one numpy copy
+    notes: tuple[str, ...] = ()
+
+    @property
+    def conv_gflops(self) -> float | None:
+        """The best convolution rate measured (the denominator of the rows' percentage)."""
+        vals = [v for v in (self.torch_conv_gflops, self.ort_conv_gflops) if v]
+        return max(vals) if vals else None
+
+    def merge(self, other: Peaks) -> Peaks:
+        """The better figure of two measurements (before and after the table) of the same machine."""
+
+        def best(a: float | None, b: float | None) -> float | None:
+            return max(a, b) if a is not None and b is not None else a if b is None else b
+
+        return Peaks(
+            self.conv_shape,
+            best(self.torch_conv_gflops, other.torch_conv_gflops),
+            best(self.ort_conv_gflops, other.ort_conv_gflops),
+            best(self.copy_gbps, other.copy_gbps),
+            tuple(dict.fromkeys(self.notes + other.notes)),
+        )
+
+    def line(self) -> str:
+        """One sentence for the table's header."""
+
+        def fmt(v: float | None, unit: str) -> str:
+            return "not measured" if v is None else f"{v:.1f} {unit}"
+
+        text = (
+            f"Peaks measured in this run (best of several): 3x3 convolution {self.conv_shape}, "
+            f"float32, {fmt(self.torch_conv_gflops, 'GFLOP/s')} in torch (channels_last) and "
+            f"{fmt(self.ort_conv_gflops, 'GFLOP/s')} in ONNX Runtime; memory copy "
+            f'{fmt(self.copy_gbps, "GB/s")} (read + write). "% of peak" is a row\'s GFLOP/s at p50 over '
+            f"the better convolution figure."
+        )
+        return text + ("" if not self.notes else " " + " ".join(self.notes))
+
+
+def _best_seconds(fn, repeats: int, warmup: int = 2) -> float:
+    for _ in range(warmup):
+        fn()
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def _ort_conv_seconds(
+    shape: tuple[int, int, int, int], cout: int, repeats: int, threads: int | None
+) -> float:
+    from onnx import TensorProto, helper, numpy_helper
+
+    from ..backends.runtimes import import_onnxruntime
+
+    ort = import_onnxruntime()
+    n, cin, h, w = shape
+    rng = np.random.default_rng(0)
+    weight = numpy_helper.from_array(rng.standard_normal((cout, cin, 3, 3)).astype(np.float32) * 0.05, "w")
+    bias = numpy_helper.from_array(np.zeros(cout, np.float32), "b")
+    node = helper.make_node("Conv", ["x", "w", "b"], ["y"], pads=[1, 1, 1, 1])
+    graph = helper.make_graph(
+        [node],
+        "conv3x3",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(shape))],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [n, cout, h, w])],
+        [weight, bias],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.intra_op_num_threads = int(threads or 0)
+    opts.log_severity_level = 3
+    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    x = rng.random(shape, dtype=np.float32)
+    return _best_seconds(lambda: sess.run(None, {"x": x}), repeats)
+
+
+def measure_peaks(
+    device: str = "cpu",
+    threads: int | None = None,
+    repeats: int = 10,
+    shape: tuple[int, int, int, int] = (1, 64, 128, 160),
+    copy_mb: int = 256,
+) -> Peaks:
+    """This machine's convolution peak (torch conv2d 3x3 ``shape`` -> 64 channels, channels_last; the same
+    convolution in ONNX Runtime on the CPU) and memory-copy bandwidth, best of ``repeats`` each.
+
+    ``device`` "cuda[:N]" times the torch convolution on that GPU (fp32) and skips ONNX Runtime;
+    ``threads`` as for the table. Figures that cannot be measured here stay None with a note.
+    """
+    import torch
+
+    n, cin, h, w = shape
+    cout = cin
+    flop = 2.0 * n * cout * h * w * cin * 9
+    peaks = Peaks(f"{n}x{cin}x{h}x{w}, {cin}->{cout}")
+    notes = []
+    kind = device.partition(":")[0]
+    old_threads = torch.get_num_threads()
+    try:
+        if threads:
+            torch.set_num_threads(int(threads))
+        if kind == "cpu" or kind == "tensorrt":
+            tdev = torch.device("cpu")
+        elif kind == "cuda" and torch.cuda.is_available():
+            tdev = torch.device(device)
+        else:
+            tdev = None
+            notes.append(f"No torch convolution peak for device '{device}' here.")
+        if tdev is not None:
+            conv = torch.nn.Conv2d(cin, cout, 3, padding=1).eval().to(tdev)
+            x = torch.rand(shape, device=tdev)
+            if tdev.type == "cpu":
+                conv = conv.to(memory_format=torch.channels_last)
+                x = x.contiguous(memory_format=torch.channels_last)
+
+            def step() -> None:
+                with torch.inference_mode():
+                    conv(x)
+                if tdev.type == "cuda":
+                    torch.cuda.synchronize(tdev)
+
+            peaks.torch_conv_gflops = flop / _best_seconds(step, repeats) / 1e9
+    finally:
+        torch.set_num_threads(old_threads)
+    if kind == "cpu":
+        try:
+            peaks.ort_conv_gflops = flop / _ort_conv_seconds(shape, cout, repeats, threads) / 1e9
+        except Exception as e:  # noqa: BLE001 - the torch figure still stands
+            notes.append(f"No ONNX Runtime convolution peak ({type(e).__name__}: {e}).")
+    src = np.ones(copy_mb * (1 << 20) // 4, np.float32)
+    dst = np.empty_like(src)
+    peaks.copy_gbps = (
+        2.0 * src.nbytes / _best_seconds(lambda: np.copyto(dst, src), max(3, repeats // 2)) / 1e9
+    )
+    peaks.notes = tuple(notes)
+    return peaks
+
+
+def apply_peaks(rows: Iterable[BenchRow], peaks: Peaks | None) -> None:
+    """Fill each measured row's achieved GFLOP/s and, given ``peaks``, its percentage of the conv peak."""
+    for r in rows:
+        if r.gflop is None or not r.p50_ms:
+            continue
+        r.gflops = r.gflop / (r.p50_ms / 1e3)
+        peak = peaks.conv_gflops if peaks is not None else None
+        r.peak_pct = 100.0 * r.gflops / peak if peak else None
+
+
+def _flags() -> list[str]:
+    want = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "amx_fp16")
+    try:
+        with open("/proc/cpuinfo") as f:
+            have = next((ln.split(":", 1)[1].split() for ln in f if ln.startswith("flags")), [])
+    except OSError:
+        return []
+    return [f for f in want if f in have]
+
+
 def _check_runtime(backend: str, device: str) -> None:
     """Raise BackendUnavailable now (before any export) if ``backend`` cannot run on ``device`` here."""
     if backend == "tensorrt":
@@ -240,12 +453,17 @@ def bench_table(
                         "input_shapes": {"image": (n, 3, h, w)},
                         "threads": threads,
                     }
+                    gflop = None
                     try:
                         base["input_shapes"] = deployment_shapes(name, h, w, n, weights)
+                        if torch_model is None:
+                            torch_model, _ = load_model(name, weights)
+                        try:
+                            gflop = model_gflop(name, base["input_shapes"], weights, torch_model)
+                        except Exception as e:  # noqa: BLE001 - the row's timing still stands
+                            log.warning("no FLOP count for %s at %s: %s", name, base["input_shapes"], e)
                         _check_runtime(backend, device)
                         if backend != "torch":
-                            if torch_model is None:
-                                torch_model, _ = load_model(name, weights)
                             base["onnx_path"] = os.fspath(
                                 ensure_onnx(
                                     torch_model, name, base["input_shapes"], info.output_names, cache_dir
@@ -259,6 +477,8 @@ def bench_table(
                     except Exception as e:  # noqa: BLE001 - a row that says why, never a crash of the whole table
                         result = {"error": f"{type(e).__name__}: {e}"}
                     rows.append(_row(base, result))
+                    rows[-1].gflop = gflop
+    apply_peaks(rows, None)
     return rows
 
 
@@ -272,6 +492,9 @@ _COLUMNS = (
     ("p50_ms", "p50 ms"),
     ("p95_ms", "p95 ms"),
     ("fps", "FPS (views/s)"),
+    ("gflop", "GFLOP"),
+    ("gflops", "GFLOP/s"),
+    ("peak_pct", "% of peak"),
     ("load_rss_mb", "RSS loaded MB"),
     ("peak_rss_mb", "peak RSS MB"),
     ("infer_mb", "inference MB"),
@@ -292,32 +515,40 @@ def _cells(row: BenchRow) -> dict[str, str]:
 
 
 def environment_line() -> str:
-    """CPU, core count, runtime versions and the current 1-minute load average, for the table's caption."""
+    """Date, CPU model, core count, the CPU's vector/matrix flags, the current 1-minute load average and
+    the runtime versions, for the table's caption."""
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
             cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
     except OSError:
         pass
-    versions = []
+    versions = [f"numpy {np.__version__}"]
     for mod in ("torch", "onnxruntime", "tensorrt"):
         try:
             versions.append(f"{mod} {__import__(mod).__version__}")
         except ImportError:
             pass
+    flags = _flags()
+    flag_text = f" (flags: {' '.join(flags)})" if flags else ""
     load = (
         f", 1-min load average {os.getloadavg()[0]:.2f} before the run" if hasattr(os, "getloadavg") else ""
     )
-    return f"{cpu}, {os.cpu_count()} logical CPUs{load}, Python {platform.python_version()}, " + ", ".join(
-        versions
+    date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    return (
+        f"{date}, {cpu}, {os.cpu_count()} logical CPUs{flag_text}{load}, "
+        f"Python {platform.python_version()}, " + ", ".join(versions)
     )
 
 
-def to_markdown(rows: Iterable[BenchRow], caption: str | None = None) -> str:
-    """A Markdown table of ``rows`` (with an environment caption unless ``caption=""``)."""
+def to_markdown(rows: Iterable[BenchRow], caption: str | None = None, peaks: Peaks | None = None) -> str:
+    """A Markdown table of ``rows`` (with an environment caption unless ``caption=""``; with the
+    :meth:`Peaks.line` of ``peaks`` under it)."""
     rows = list(rows)
     keep = [(k, t) for k, t in _COLUMNS if k != "note" or any(r.note for r in rows)]
     lines = [] if caption == "" else [caption or f"Measured on {environment_line()}.", ""]
+    if peaks is not None:
+        lines += [peaks.line(), ""]
     lines.append("| " + " | ".join(t for _, t in keep) + " |")
     lines.append(
         "|"

@@ -1,4 +1,5 @@
-"""``bore-depth bench``: latency/FPS/memory table per model, backend, size and batch."""
+"""``bore-depth bench``: latency/FPS/memory table per model, backend, size and batch, with each row's
+FLOPs, achieved GFLOP/s and percentage of this machine's convolution peak measured in the same run."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from ..bench.table import DEFAULT_REPEATS, DEFAULT_WARMUP
 from .argtypes import model_name, non_negative_int, positive_int, size
 from .errors import command
 
-HELP = "latency/FPS/memory table per model, backend, size and batch"
+HELP = "latency/FPS/memory/% of peak table per model, backend, size and batch"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -48,12 +49,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--device", default="cpu", help="cpu | cuda[:N] (torch, tensorrt) | tensorrt[:N] (onnxruntime)"
     )
-    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16"])
+    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"])
     p.add_argument(
         "--threads",
         type=positive_int,
         default=None,
         help="CPU threads for torch and ONNX Runtime (default: the runtimes' own)",
+    )
+    p.add_argument(
+        "--peak-repeats",
+        type=non_negative_int,
+        default=10,
+        metavar="N",
+        help="timed calls of the convolution and memory-copy peaks, before and after the table "
+        "(best of N; 0: no peaks, no %% of peak)",
     )
     p.add_argument(
         "--in-process",
@@ -68,13 +77,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 @command("bench")
 def run(args: argparse.Namespace) -> int:
     """Print the Markdown table, write it to ``--md``/``--csv``; 1 if a row failed."""
-    from ..bench.table import bench_table, environment_line, to_csv, to_markdown
+    from ..bench.table import apply_peaks, bench_table, environment_line, measure_peaks, to_csv, to_markdown
     from ..core.files import claim_outputs
 
     # refuse to replace a user's file before measuring anything
     claim_outputs([Path(p) for p in (args.md, args.csv) if p], args.force)
 
     caption = f"Measured on {environment_line()}."
+    peaks = None
+    if args.peak_repeats:
+        peaks = measure_peaks(args.device, args.threads, args.peak_repeats)
     rows = bench_table(
         args.models,
         args.backends,
@@ -87,7 +99,11 @@ def run(args: argparse.Namespace) -> int:
         isolate=not args.in_process,
         threads=args.threads,
     )
-    md = to_markdown(rows, caption)
+    if peaks is not None:
+        # best of before and after the table: the CPU may be shared, so take its least-disturbed figure
+        peaks = peaks.merge(measure_peaks(args.device, args.threads, args.peak_repeats))
+        apply_peaks(rows, peaks)
+    md = to_markdown(rows, caption, peaks)
     print(md, end="")
     for path, text in ((args.md, md), (args.csv, to_csv(rows) if args.csv else "")):
         if path:
