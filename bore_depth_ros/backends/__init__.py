@@ -84,11 +84,13 @@ def create_backend(
     Give exactly one of ``input_shape`` (one (N, 3, H, W) shape: single-input models) and
     ``input_shapes`` (``{name: shape}`` in the model's forward-argument order: multi-input models).
 
-    "torch" needs ``model``. "onnxruntime" and "tensorrt" use ``onnx_path`` if given, else export ``model``
-    through the ONNX cache (:func:`ensure_onnx`, keyed by ``model_name``). "tensorrt" needs
-    ``device="cuda[:N]"`` and reuses or builds a cached, self-checked engine; its ``kw``:
-    ``force_rebuild``, ``engine_cache_dir``, ``engine_path`` (a file to use instead of the cache),
-    ``self_check``, ``tolerance``, ``workspace_bytes``. "onnxruntime" on ``device="tensorrt[:N]"``
+    "torch" needs ``model``; its ``kw``: ``memory_format`` ("auto": channels_last on CPU) and
+    ``bf16_check`` (precision "bf16" on CPU is compared with fp32 at start; see torch_backend).
+    "onnxruntime" and "tensorrt" use ``onnx_path`` if given, else export ``model`` through the ONNX
+    cache (:func:`ensure_onnx`, keyed by ``model_name``). "tensorrt" needs ``device="cuda[:N]"``
+    and reuses or builds a cached, self-checked engine; its ``kw``: ``force_rebuild``,
+    ``engine_cache_dir``, ``engine_path`` (a file to use instead of the cache), ``self_check``,
+    ``tolerance``, ``workspace_bytes``. "onnxruntime" on ``device="tensorrt[:N]"``
     accepts ``precision="fp16"`` and ``engine_cache_dir``.
     Raises BackendUnavailable (before any export) if the runtime is not installed.
     """
@@ -102,6 +104,12 @@ def create_backend(
                 f"input_shapes must be a mapping name -> shape, got {type(input_shapes).__name__}"
             )
         input_shape = dict(input_shapes)
+    if precision == "bf16" and name != "torch":
+        raise ValueError(
+            f"precision 'bf16' is for backend 'torch' on a CPU with native bf16 (AVX512-BF16 or AMX); "
+            f"backend '{name}' takes 'fp32'"
+            + (" or 'fp16' (CUDA)" if name == "tensorrt" else " (or 'fp16' with device='tensorrt')")
+        )
     if name == "torch":
         if model is None:
             raise ValueError("backend 'torch' needs model=")
@@ -115,7 +123,8 @@ def create_backend(
         if precision != "fp32" and not (precision == "fp16" and device.startswith("tensorrt")):
             raise ValueError(
                 f"backend 'onnxruntime' runs the exported fp32 graph; precision '{precision}' is "
-                "available with the torch (CUDA) and tensorrt backends, or with device='tensorrt'"
+                "available with the torch (fp16 on CUDA, bf16 on CPU) and tensorrt backends, or with "
+                "device='tensorrt'"
             )
         resolve_providers(device, kw.get("providers"), precision, kw.get("engine_cache_dir"))
         path = _onnx_file(name, model, model_name, onnx_path, input_shape, output_names, cache_dir)

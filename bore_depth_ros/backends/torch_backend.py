@@ -1,4 +1,18 @@
-"""PyTorch eager backend (CPU or CUDA, optional fp16 autocast on CUDA)."""
+"""PyTorch eager backend: CPU or CUDA; fp16 autocast on CUDA, bf16 autocast on CPUs with native bf16.
+
+Memory layout (``memory_format``): on CPU the model and its 4-D inputs run in ``channels_last``
+(NHWC) by default: oneDNN's convolutions are about twice as fast in that layout as in the default
+NCHW one (docs/performance.md). The outputs are the same to float32 rounding (test/test_torch_paths.py
+states the tolerance); ``memory_format="contiguous"`` keeps the default layout.
+
+``precision="bf16"`` (CPU only) runs convolutions, linear layers and matmuls in bfloat16 under
+``torch.autocast`` (normalisation, softmax and the output heads stay float32). It is accepted only on
+CPUs with native bf16 arithmetic (AVX512-BF16 or AMX, :func:`cpu_bf16_support`), where it is
+faster than float32; elsewhere oneDNN would emulate it, slower than float32. At start the backend
+compares one bf16 and one fp32 pass on seeded inputs and refuses to run when the median relative
+output difference exceeds :data:`BF16_MAX_MEDIAN_REL` (:func:`precision_gap`; ``bf16_check=False``
+skips it).
+"""
 
 from __future__ import annotations
 
@@ -11,8 +25,19 @@ import torch
 from torch import nn
 
 from .base import Backend, BackendUnavailable, Inputs, InputShapes, shape_str, shapes_str
+from .seeded import seeded_inputs
 
-PRECISIONS = ("fp32", "fp16")
+PRECISIONS = ("fp32", "fp16", "bf16")
+MEMORY_FORMATS = ("auto", "channels_last", "contiguous")
+BF16_MAX_MEDIAN_REL = 0.01  # the bf16 start check: median relative output difference vs fp32
+BF16_CHECK_SEED = 0
+# outputs judged by absolute difference over their value range (confidence in [0, 1]), as the
+# engine self-check does (selfcheck.VALUE_RANGES)
+VALUE_RANGES: dict[str, float] = {"confidence": 1.0}
+
+
+class PrecisionCheckFailed(RuntimeError):
+    """bf16 outputs differ from fp32 ones by more than :data:`BF16_MAX_MEDIAN_REL` on the start check."""
 
 
 def outputs_to_dict(outputs: Any, output_names: Sequence[str]) -> dict[str, torch.Tensor]:
@@ -68,10 +93,92 @@ def resolve_device(device: str) -> torch.device:
     return dev
 
 
-class TorchBackend(Backend):
-    """Eager PyTorch inference; the model is switched to eval mode and moved to ``device`` in place.
+def cpu_bf16_support() -> tuple[bool, str]:
+    """(native bf16 arithmetic on this CPU, what was found): AVX512-BF16 or AMX tiles, as torch's
+    CPU feature probes report them."""
+    found = []
+    for probe, label in (("_is_avx512_bf16_supported", "AVX512-BF16"), ("_is_amx_tile_supported", "AMX")):
+        fn = getattr(torch.cpu, probe, None)
+        try:
+            if fn is not None and fn():
+                found.append(label)
+        except Exception:  # noqa: BLE001 - a probe that cannot run means the feature is not usable
+            pass
+    capability = torch.backends.cpu.get_cpu_capability()
+    text = " + ".join(found) if found else f"no AVX512-BF16 or AMX (torch CPU capability {capability})"
+    return bool(found), text
 
-    Calls ``model(*[inputs[n] for n in input_names])``.
+
+def resolve_memory_format(memory_format: str, device: torch.device) -> str:
+    """``"auto"`` -> ``"channels_last"`` on CPU (oneDNN convolutions are ~2x faster in NHWC), the
+    default layout on CUDA (not measured here; tools/gpu_check.sh compares both); other values as given."""
+    if memory_format not in MEMORY_FORMATS:
+        raise ValueError(f"memory_format must be one of {MEMORY_FORMATS}, got {memory_format!r}")
+    if memory_format == "auto":
+        return "channels_last" if device.type == "cpu" else "contiguous"
+    return memory_format
+
+
+def check_precision(precision: str, device: torch.device) -> None:
+    """ValueError unless ``precision`` runs on ``device``: fp16 needs CUDA, bf16 a CPU with native
+    bf16 arithmetic."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got '{precision}'")
+    if precision == "fp16" and device.type != "cuda":
+        raise ValueError(
+            "precision 'fp16' (autocast) is only supported on CUDA devices; on CPU use 'fp32', or "
+            "'bf16' where the CPU has native bf16 (AVX512-BF16 or AMX)"
+        )
+    if precision == "bf16":
+        if device.type != "cpu":
+            raise ValueError(
+                f"precision 'bf16' is for the torch backend on CPU; on '{device}' use 'fp16' or 'fp32'"
+            )
+        native, found = cpu_bf16_support()
+        if not native:
+            raise ValueError(
+                f"precision 'bf16' needs a CPU with native bf16 arithmetic (AVX512-BF16 or AMX); this "
+                f"CPU has {found}, where bf16 would be emulated and slower than fp32: use 'fp32'"
+            )
+
+
+def precision_gap(
+    candidate: Mapping[str, np.ndarray], reference: Mapping[str, np.ndarray]
+) -> dict[str, float]:
+    """Median relative difference of each output of ``candidate`` against ``reference``.
+
+    ``|c - r| / max(|r|, 1 % of max |r|)`` per element (the engine self-check's floor), the median
+    over all elements; outputs in :data:`VALUE_RANGES` use ``|c - r| / range`` instead. A
+    non-finite candidate value where the reference is finite makes the gap infinite.
+    """
+    gaps = {}
+    for name, r in reference.items():
+        r = np.asarray(r, np.float64)
+        c = np.asarray(candidate[name], np.float64)
+        if c.shape != r.shape:
+            raise ValueError(f"output '{name}': shapes {c.shape} and {r.shape} differ")
+        finite = np.isfinite(r)
+        if not np.isfinite(c[finite]).all():
+            gaps[name] = float("inf")
+            continue
+        diff = np.abs(c[finite] - r[finite])
+        if name in VALUE_RANGES:
+            rel = diff / VALUE_RANGES[name]
+        else:
+            floor = max(0.01 * float(np.abs(r[finite]).max(initial=0.0)), 1e-12)
+            rel = diff / np.maximum(np.abs(r[finite]), floor)
+        gaps[name] = float(np.median(rel)) if rel.size else 0.0
+    return gaps
+
+
+class TorchBackend(Backend):
+    """Eager PyTorch inference. The model is switched to eval mode, moved to ``device`` and converted
+    to the memory layout in place.
+
+    Calls ``model(*[inputs[n] for n in input_names])``. ``memory_format``: "auto" (channels_last on
+    CPU, the default layout on CUDA), "channels_last" or "contiguous". ``precision``: "fp32", "fp16"
+    (CUDA autocast) or "bf16" (CPU autocast, native-bf16 CPUs only; checked against fp32 at start
+    unless ``bf16_check=False``, see :func:`precision_gap`).
     """
 
     name = "torch"
@@ -83,37 +190,69 @@ class TorchBackend(Backend):
         output_names: Sequence[str],
         device: str = "cpu",
         precision: str = "fp32",
+        memory_format: str = "auto",
+        bf16_check: bool = True,
     ) -> None:
         super().__init__(input_shape, output_names)
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got '{precision}'")
         self.device = resolve_device(device)
-        if precision == "fp16" and self.device.type != "cuda":
-            raise ValueError(
-                "precision 'fp16' (autocast) is only supported on CUDA devices; use 'fp32' on CPU"
-            )
+        check_precision(precision, self.device)
         self.precision = precision
-        self.model: nn.Module | None = model.eval().to(self.device)
+        self.memory_format = resolve_memory_format(memory_format, self.device)
+        self._layout = torch.channels_last if self.memory_format == "channels_last" else None
+        model = model.eval().to(self.device)
+        if self._layout is not None:
+            model = model.to(memory_format=self._layout)
+        self.model: nn.Module | None = model
+        self.bf16_gap: dict[str, float] | None = None
+        if precision == "bf16" and bf16_check:
+            self.bf16_gap = self._check_bf16()
 
-    def infer(self, inputs: Inputs) -> dict[str, np.ndarray]:
-        """Run the model on an array or a dict of arrays; outputs are copied to host float32 arrays."""
-        arrays = self.check_inputs(inputs)
+    def _autocast(self, precision: str):
+        if precision == "fp16":
+            return torch.autocast("cuda", dtype=torch.float16)
+        if precision == "bf16":
+            return torch.autocast("cpu", dtype=torch.bfloat16)
+        return torch.autocast(self.device.type, enabled=False)
+
+    def _run(self, arrays: Mapping[str, np.ndarray], precision: str) -> dict[str, np.ndarray]:
         if self.model is None:
             raise RuntimeError("backend 'torch' is closed")
         with torch.inference_mode():
-            xs = [numpy_to_tensor(arrays[n]) for n in self.input_names]
-            if self.device.type == "cuda":
-                xs = [x.to(self.device) for x in xs]
-            with torch.autocast("cuda", dtype=torch.float16, enabled=self.precision == "fp16"):
+            xs = [numpy_to_tensor(arrays[n]).to(self.device) for n in self.input_names]
+            if self._layout is not None:
+                xs = [x.contiguous(memory_format=self._layout) if x.dim() == 4 else x for x in xs]
+            with self._autocast(precision):
                 outputs = self.model(*xs)
             tensors = outputs_to_dict(outputs, self.output_names)
-            return {n: t.detach().to(device="cpu", dtype=torch.float32).numpy() for n, t in tensors.items()}
+            return {
+                n: t.detach().to(device="cpu", dtype=torch.float32).contiguous().numpy()
+                for n, t in tensors.items()
+            }
+
+    def _check_bf16(self) -> dict[str, float]:
+        """One fp32 and one bf16 pass on seeded inputs; PrecisionCheckFailed when an output's median
+        relative difference exceeds BF16_MAX_MEDIAN_REL. Also warms the bf16 kernels up."""
+        feed = seeded_inputs(self.input_shapes, BF16_CHECK_SEED)
+        gaps = precision_gap(self._run(feed, "bf16"), self._run(feed, "fp32"))
+        bad = {n: g for n, g in gaps.items() if not g <= BF16_MAX_MEDIAN_REL}
+        if bad:
+            raise PrecisionCheckFailed(
+                "refusing precision 'bf16': on seeded inputs its outputs differ from fp32 by a median "
+                + ", ".join(f"{g:.2%} ({n})" for n, g in bad.items())
+                + f", more than the {BF16_MAX_MEDIAN_REL:.0%} allowed: use precision 'fp32'"
+            )
+        return gaps
+
+    def infer(self, inputs: Inputs) -> dict[str, np.ndarray]:
+        """Run the model on an array or a dict of arrays; outputs are copied to host float32 arrays."""
+        return self._run(self.check_inputs(inputs), self.precision)
 
     def describe(self) -> dict[str, str]:
-        return {
+        d = {
             "backend": self.name,
             "device": str(self.device),
             "precision": self.precision,
+            "memory_format": self.memory_format,
             "model": type(self.model).__name__ if self.model is not None else "(closed)",
             "input_shape": shapes_str(self.input_shapes)
             if self.named_inputs
@@ -121,6 +260,13 @@ class TorchBackend(Backend):
             "outputs": ",".join(self.output_names),
             "torch": torch.__version__,
         }
+        if self.precision == "bf16":
+            d["cpu_bf16"] = cpu_bf16_support()[1]
+        if self.bf16_gap is not None:
+            d["bf16_check"] = ", ".join(f"{n} median {g:.2%}" for n, g in self.bf16_gap.items()) + (
+                f" vs fp32 (limit {BF16_MAX_MEDIAN_REL:.0%})"
+            )
+        return d
 
     def close(self) -> None:
         self.model = None
