@@ -23,6 +23,9 @@ from .core.preprocess import model_input
 log = logging.getLogger(__name__)
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
+# fp16: CUDA (torch autocast, tensorrt, onnxruntime on device tensorrt); bf16: torch on a CPU with
+# native bf16 (AVX512-BF16 or AMX), checked against fp32 when the backend starts (torch_backend)
+PRECISIONS = ("fp32", "fp16", "bf16")
 
 
 @dataclass(frozen=True)
@@ -33,7 +36,7 @@ class EngineConfig:
     weights: str = ""  # checkpoint (.ckpt/.pt/.pth) or .onnx; "" = the embedded default
     backend: str = "onnxruntime"  # torch | onnxruntime | tensorrt
     device: str = "cpu"
-    precision: str = "fp32"
+    precision: str = "fp32"  # one of PRECISIONS; which backend and device run which: check_precision
     input_height: int = 0  # 0: the size the weights were trained at, else the model default
     input_width: int = 0
     batch: int = 1  # views per inference call (fixed per deployment)
@@ -162,6 +165,19 @@ def _engine_options(config: EngineConfig) -> dict:
     return opts
 
 
+def check_precision(config: EngineConfig) -> None:
+    """ValueError naming what runs ``config.precision`` when the configured backend and device
+    cannot (before any model is loaded); the torch backend checks the CPU's bf16 support itself."""
+    p, backend, device = config.precision, config.backend, config.device
+    if p not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {p!r}")
+    if p == "bf16" and (backend != "torch" or not device.startswith("cpu")):
+        raise ValueError(
+            f"precision 'bf16' runs on backend 'torch' with device 'cpu' (got backend '{backend}', "
+            f"device '{device}'): use fp16 on CUDA, fp32 elsewhere"
+        )
+
+
 class DepthEngine:
     """A model loaded once behind a backend; thread-safe ``infer`` on batches of RGB images."""
 
@@ -173,6 +189,7 @@ class DepthEngine:
         self.info = get_model_info(config.model)
         if config.batch < 1:
             raise ValueError(f"batch must be >= 1, got {config.batch}")
+        check_precision(config)
         self.input_hw = resolve_input_size(config)
         check_input_size(*self.input_hw)
         self.size_warning = input_size_warning(config, self.input_hw)

@@ -19,7 +19,7 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 
 from ..core.errors import DEFAULT_MAX_INPUT_PIXELS
 from ..core.view import ViewConfig
-from ..engine import EngineConfig
+from ..engine import PRECISIONS, EngineConfig
 
 RUNTIME, UNCONFIGURED, STARTUP = "runtime", "unconfigured", "startup"
 DEFAULT_CAMERAS = ["front", "front_left", "back_left", "back", "back_right", "front_right"]
@@ -77,7 +77,14 @@ ENGINE = _table(
     ),
     Param("backend", "onnxruntime", "inference backend: torch | onnxruntime | tensorrt", UNCONFIGURED),
     Param("device", "cpu", "cpu, cuda, cuda:N", UNCONFIGURED),
-    Param("precision", "fp32", "fp32 | fp16 (CUDA/TensorRT only)", UNCONFIGURED),
+    Param(
+        "precision",
+        "fp32",
+        "fp32 | fp16 (CUDA: torch, tensorrt, onnxruntime on device tensorrt) | bf16 (backend torch "
+        "on a CPU with native bf16, AVX512-BF16 or AMX; checked against fp32 at start)",
+        UNCONFIGURED,
+        choices=PRECISIONS,
+    ),
     Param(
         "input_preset",
         "",
