@@ -31,6 +31,7 @@ def run(args: argparse.Namespace) -> int:
         height=positive_int,
         rate=positive_float,
         jitter_ms=non_negative_float,
-        density=non_negative_float,
     )
+    if args.density is not None:  # None: the default, or drawn with --randomise
+        check(args, density=non_negative_float)
     return run_synth(args)

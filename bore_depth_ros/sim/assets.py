@@ -149,3 +149,40 @@ def pattern_texture(rng, size=128):
         g = 120 + 120 * (smooth_noise(rng, size, size, 6) > 0.5)
     g = g - 25 * rng.random((size, size))
     return to_rgb(g)
+
+
+PERIODIC_KINDS = ("stripes", "checkers", "bricks")
+
+
+def periodic_texture(rng, size=256, kind: str | None = None):
+    """A strong periodic pattern that tiles seamlessly: stripes of random period and orientation,
+    a (possibly skewed) checkerboard or a brick grid, in two high-contrast random colours.
+
+    Used by ``--randomise`` on flat walls so that texture frequency carries no depth cue; ``kind``
+    (one of PERIODIC_KINDS) forces the pattern, else it is drawn."""
+    vv, uu = np.mgrid[0:size, 0:size] / size
+    drawn = PERIODIC_KINDS[rng.integers(3)]
+    kind = drawn if kind is None else kind
+    if kind not in PERIODIC_KINDS:
+        raise ValueError(f"unknown periodic texture kind {kind!r}, known: {', '.join(PERIODIC_KINDS)}")
+    if kind == "stripes":  # stripes: integer frequencies keep the tile seamless
+        kx, ky = 0, 0
+        while kx == 0 and ky == 0:
+            kx, ky = rng.integers(-10, 11, 2)
+        on = ((kx * uu + ky * vv) % 1.0) < rng.uniform(0.3, 0.7)
+    elif kind == "checkers":  # checkerboard, sometimes skewed
+        k1, k2 = rng.integers(2, 13, 2)
+        skew = rng.integers(0, 3) if rng.random() < 0.3 else 0
+        on = ((np.floor(uu * k1 + skew * vv) + np.floor(vv * k2)) % 2) == 0
+    else:  # bricks: rows of bricks offset by half a brick, dark mortar
+        rows, cols = rng.integers(4, 17), rng.integers(2, 9)
+        row = np.floor(vv * rows)
+        x = uu * cols + 0.5 * (row % 2)
+        mortar = rng.uniform(0.06, 0.15)
+        on = ((x % 1.0) > mortar / 2) & (((vv * rows) % 1.0) > mortar)
+    light = rng.uniform(180, 255, 3)
+    dark = rng.uniform(0, 70, 3)
+    if rng.random() < 0.5:
+        light, dark = dark, light  # dark pattern on light background or the other way round
+    img = np.where(on[..., None], light, dark) + rng.normal(0, 4, (size, size, 1))
+    return np.clip(img, 0, 255).astype(np.uint8)

@@ -28,11 +28,12 @@ from .assets import (
     facade_texture,
     grid_mesh,
     pattern_texture,
+    periodic_texture,
     road_texture,
     terrain_texture,
     vehicle_texture,
 )
-from .scene_config import SceneConfig  # noqa: F401  (part of this module's API)
+from .scene_config import Lighting, SceneConfig  # noqa: F401  (part of this module's API)
 
 SKY, GROUND, BUILDING, VEHICLE, POLE, SPHERE = range(6)
 # Lidar return strength per semantic class (lane paint is not modelled).
@@ -82,11 +83,13 @@ class PybulletWorld:
     def __init__(self, config: SceneConfig | None = DEFAULT_SCENE_CONFIG, light_direction=(0.4, 0.25, 1.0)):
         self.config = config
         self.light_direction = [float(v) for v in light_direction]
+        self.lighting: Lighting | None = None if config is None else config.lighting
         self.client = p.connect(p.DIRECT)
         if self.client < 0:
             raise RuntimeError("could not start a pybullet DIRECT client")
         self.body_classes: dict[int, int] = {}
         self._lut: np.ndarray | None = None
+        self._periodic = None  # (stream, share, textures) with SceneConfig.periodic_share > 0
         self._tmp = tempfile.TemporaryDirectory(prefix="bore_depth_textures_")
         self._n_textures = 0
         try:
@@ -237,9 +240,18 @@ class PybulletWorld:
         facades = [self.load_texture(facade_texture(rng)) for _ in range(4)]
         paints = [self.load_texture(vehicle_texture(rng)) for _ in range(3)]
         patterns = [self.load_texture(pattern_texture(rng)) for _ in range(4)]
+        self._periodic = None
+        if cfg.periodic_share > 0:  # own stream: the layout stays the one of the scene seed
+            prng = np.random.default_rng([cfg.seed, 3])
+            self._periodic = (
+                prng,
+                cfg.periodic_share,
+                [self.load_texture(periodic_texture(prng)) for _ in range(8)],
+            )
         if cfg.density <= 0:
             return
         gap = 1.0 / cfg.density
+        hscale = cfg.building_height_scale
 
         def colour(lo=0.35, hi=1.0):
             return (*rng.uniform(lo, hi, 3).tolist(), 1.0)
@@ -247,16 +259,14 @@ class PybulletWorld:
         for side in (1.0, -1.0):
             x = x_lo + rng.uniform(0.0, 4.0)
             while x < x_hi:  # buildings
-                length, depth, height = rng.uniform(6, 18), rng.uniform(6, 14), rng.uniform(4, 22)
+                length, depth, height = rng.uniform(6, 18), rng.uniform(6, 14), rng.uniform(4, 22) * hscale
                 setback = half + 5.0 + rng.uniform(0.0, 4.0)
                 self.add_box(
                     (x + length / 2, side * (setback + depth / 2), height / 2),
                     (length / 2, depth / 2, height / 2),
                     0.0,
                     BUILDING,
-                    colour(0.5, 1.0),
-                    facades[rng.integers(len(facades))],
-                    (12.0, 12.8),
+                    *self._look(colour(0.5, 1.0), facades[rng.integers(len(facades))], (12.0, 12.8)),
                 )
                 x += length + rng.uniform(1.0, 6.0) * gap
             x = x_lo + rng.uniform(0.0, 6.0)
@@ -304,15 +314,13 @@ class PybulletWorld:
             self._add_vehicle(rng, x, -half / 2 + rng.normal(0, 0.15), rng.normal(0, 0.03), paints, colour)
             x += rng.uniform(10.0, 20.0) * gap
         for x_end in (x_lo - 15.0, x_hi + 15.0):  # closes the street at both ends
-            h = rng.uniform(10.0, 25.0)
+            h = rng.uniform(10.0, 25.0) * hscale
             self.add_box(
                 (x_end, 0.0, h / 2),
                 (4.0, half + 25.0, h / 2),
                 0.0,
                 BUILDING,
-                colour(0.5, 1.0),
-                facades[rng.integers(len(facades))],
-                (12.0, 12.8),
+                *self._look(colour(0.5, 1.0), facades[rng.integers(len(facades))], (12.0, 12.8)),
             )
 
     def _add_vehicle(self, rng, x: float, y: float, yaw: float, paints, colour) -> int:
@@ -325,9 +333,19 @@ class PybulletWorld:
             (length / 2, width / 2, height / 2),
             yaw,
             VEHICLE,
-            colour(0.25, 1.0),
-            paints[rng.integers(len(paints))],
+            *self._look(colour(0.25, 1.0), paints[rng.integers(len(paints))], None),
         )
+
+    def _look(self, rgba, texture: int, tile):
+        """(rgba, texture, tile) of a box: the given ones, or with ``periodic_share`` a periodic
+        texture (untinted, tile 1.5-10 m, so stripe periods span about 0.1-10 m)."""
+        if self._periodic is None:
+            return rgba, texture, tile
+        prng, share, textures = self._periodic
+        if prng.random() >= share:
+            return rgba, texture, tile
+        s = float(prng.uniform(1.5, 10.0))
+        return (1.0, 1.0, 1.0, 1.0), textures[prng.integers(len(textures))], (s, s)
 
     # --- sensors ----------------------------------------------------------------------------------
 
@@ -345,16 +363,27 @@ class PybulletWorld:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """RGB (H, W, 3) uint8, depth (H, W) float32 metres along optical z (+inf: sky), labels uint8."""
         w, h = intr.width, intr.height
+        light = {"lightDirection": self.light_direction}
+        if self.lighting is not None:
+            lt = self.lighting
+            light = {
+                "lightDirection": [float(v) for v in lt.direction],
+                "lightColor": [float(v) for v in lt.color],
+                "lightDistance": float(lt.distance),
+                "lightAmbientCoeff": float(lt.ambient),
+                "lightDiffuseCoeff": float(lt.diffuse),
+                "lightSpecularCoeff": float(lt.specular),
+            }
         _, _, rgba, zbuf, seg = p.getCameraImage(
             w,
             h,
             viewMatrix=_gl(view_matrix(world_from_optical)),
             projectionMatrix=_gl(projection_matrix(intr, near, far)),
-            lightDirection=self.light_direction,
             shadow=0,
             flags=0,
             renderer=p.ER_TINY_RENDERER,
             physicsClientId=self.client,
+            **light,
         )
         rgb = np.asarray(rgba, np.uint8).reshape(h, w, 4)[..., :3].copy()
         zbuf = np.asarray(zbuf, np.float64).reshape(h, w)

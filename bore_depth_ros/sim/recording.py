@@ -2,11 +2,16 @@
 
 With ``compress`` ("jpeg" or "png") the camera images are written as image_transport's compressed
 plugin publishes them: ``sensor_msgs/CompressedImage`` on ``<camera>/image/compressed``, the
-camera_info staying at ``<camera>/camera_info``; ground truth stays exact (32FC1 metres)."""
+camera_info staying at ``<camera>/camera_info``; ground truth stays exact (32FC1 metres).
+
+With ``randomise`` the scene, lighting and camera mounting are drawn from the seed
+(``sim.randomise``); the rig actually rendered is what /tf_static describes, and the drawn values
+are written next to the bag's metadata.yaml as ``synth_params.json`` (docs/synth.md)."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from dataclasses import dataclass, field, replace
@@ -19,6 +24,7 @@ from ..bag.reader import COMPRESSED_SUFFIX
 from ..bag.writer import BagWriter
 from ..core.pointcloud import FLOAT32, PackedCloud
 from ..core.transforms import Transform, rotation_z
+from .randomise import PARAMS_FILE, SynthParams, draw
 from .rig import (
     BASE_FRAME,
     LIDAR_FRAME,
@@ -55,6 +61,10 @@ class RecordingConfig:
     lidar: bool = True
     compress: str = ""  # "" (sensor_msgs/Image rgb8), "jpeg" or "png" (CompressedImage)
     jpeg_quality: int = 90
+    randomise: bool = False  # draw scene, lighting and camera mounting from the seed (sim.randomise)
+    keep_density: bool = False  # with randomise: scene.density is kept, not drawn
+    camera_height_offset_m: float = 0.0  # added to every camera's z in base_link
+    camera_pitch_offset_deg: float = 0.0  # added to every camera's pitch (positive: looks down)
 
 
 @dataclass
@@ -68,6 +78,7 @@ class RecordingSummary:
     total_seconds: float
     images_per_second: float  # camera images rendered per second of rendering
     rig_frames_per_second: float  # all cameras of one frame per second of rendering
+    params: SynthParams | None = None  # the drawn parameters with randomise
 
 
 def scene_for(config: RecordingConfig) -> SceneConfig:
@@ -83,6 +94,36 @@ def ego_pose(t_s: float, config: RecordingConfig) -> Transform:
     y = -config.scene.road_width / 4.0 + _LANE_WIGGLE_M * np.sin(k * x)
     yaw = np.arctan(_LANE_WIGGLE_M * k * np.cos(k * x))
     return Transform(rotation_z(yaw), np.array([x, y, 0.0]))
+
+
+def randomised(config: RecordingConfig) -> tuple[RecordingConfig, SynthParams | None]:
+    """The config actually rendered: with ``randomise``, the seed's drawn scene, lighting and
+    camera offsets filled in (``randomise`` then stays set, the fields hold the drawn values)."""
+    if not config.randomise:
+        return config, None
+    params = draw(config.seed, config.scene.density if config.keep_density else None)
+    return (
+        replace(
+            config,
+            scene=params.scene(config.scene),
+            camera_height_offset_m=params.camera_height_offset_m,
+            camera_pitch_offset_deg=params.camera_pitch_offset_deg,
+        ),
+        params,
+    )
+
+
+def rig_for(config: RecordingConfig) -> tuple[CameraSpec, ...]:
+    """The named rig with the config's camera height and pitch offsets applied to every camera."""
+    dz, dp = config.camera_height_offset_m, config.camera_pitch_offset_deg
+    return tuple(
+        replace(
+            cam,
+            pitch_deg=cam.pitch_deg + dp,
+            position=(cam.position[0], cam.position[1], cam.position[2] + dz),
+        )
+        for cam in rig_by_name(config.rig)
+    )
 
 
 def base_from_lidar() -> Transform:
@@ -136,7 +177,8 @@ def record(
         raise ValueError(f"compress must be one of {', '.join(c or repr(c) for c in COMPRESS_CODECS)}")
     if not 1 <= config.jpeg_quality <= 100:
         raise ValueError(f"jpeg_quality must be in [1, 100], got {config.jpeg_quality}")
-    rig = rig_by_name(config.rig)
+    config, params = randomised(config)
+    rig = rig_for(config)
     period_ns = 1e9 / config.rate_hz
     stamps = [config.start_time_ns + int(round(i * period_ns)) for i in range(config.frames)]
     offsets = _camera_offsets_ns(config, len(rig))
@@ -214,6 +256,8 @@ def record(
             bar.update(1)
         bar.close()
         counts = dict(bag.counts)
+    if params is not None:
+        (Path(out_path) / PARAMS_FILE).write_text(json.dumps(params.to_json_dict(), indent=2) + "\n")
     total_s = time.perf_counter() - t_start
     n_images = config.frames * len(rig)
     return RecordingSummary(
@@ -226,6 +270,7 @@ def record(
         total_seconds=total_s,
         images_per_second=n_images / render_s if render_s > 0 else float("inf"),
         rig_frames_per_second=config.frames / render_s if render_s > 0 else float("inf"),
+        params=params,
     )
 
 
@@ -264,7 +309,18 @@ def add_synth_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument(
         "--jpeg-quality", type=int, default=d.jpeg_quality, help="JPEG quality with --compress jpeg (1-100)"
     )
-    parser.add_argument("--density", type=float, default=d.scene.density, help="object density multiplier")
+    parser.add_argument(
+        "--density",
+        type=float,
+        default=None,
+        help=f"object density multiplier (default {d.scene.density:g}; with --randomise drawn, unless given)",
+    )
+    parser.add_argument(
+        "--randomise",
+        action="store_true",
+        help="draw clutter density, road width, building heights, lighting, periodic wall textures and "
+        "the camera height and pitch from --seed (docs/synth.md); writes synth_params.json into the bag",
+    )
     return parser
 
 
@@ -282,9 +338,13 @@ def run_synth(args: argparse.Namespace) -> int:
         lidar=not args.no_lidar,
         compress=args.compress,
         jpeg_quality=args.jpeg_quality,
-        scene=SceneConfig(density=args.density),
+        scene=SceneConfig() if args.density is None else SceneConfig(density=args.density),
+        randomise=args.randomise,
+        keep_density=args.density is not None,
     )
     s = record(args.out, config, progress=True)
+    if s.params is not None:
+        print(s.params.summary())
     print(f"wrote {s.path}: {s.frames} frames x {len(s.cameras)} cameras ({', '.join(s.cameras)})")
     for topic, n in sorted(s.topics.items()):
         print(f"  {topic}: {n}")
