@@ -83,11 +83,11 @@ def test_resume_reruns_only_unfinished_bags_and_refuses_another_config(
     calls = []
 
     def interrupted(todo, config, bags_dir, on_done):
-        for bag, bid in todo:
-            calls.append(bid)
+        for task in todo:
+            calls.append(task.bag_id)
             if len(calls) == 2:
                 raise KeyboardInterrupt
-            on_done(fleet.run_bag(config, bag, bid, bags_dir))
+            on_done(fleet.run_task(config, task, bags_dir))
 
     with pytest.raises(KeyboardInterrupt):
         fleet.evaluate_fleet(cfg, bags, out, progress=False, runner=interrupted)
@@ -98,7 +98,7 @@ def test_resume_reruns_only_unfinished_bags_and_refuses_another_config(
     s = fleet.evaluate_fleet(
         cfg, bags, out, progress=False, runner=lambda *a: (calls.append(a[0]), fleet.run_serial(*a))
     )
-    assert [bid for _, bid in calls[0]] == ["b", "c"] and s["resumed_bags"] == 1 and s["ok"] == 3
+    assert [t.bag_id for t in calls[0]] == ["b", "c"] and s["resumed_bags"] == 1 and s["ok"] == 3
     assert len((out / "frames.jsonl").read_text().splitlines()) == 18
     with pytest.raises(FileExistsError, match="another config"):
         fleet.evaluate_fleet(
@@ -106,6 +106,39 @@ def test_resume_reruns_only_unfinished_bags_and_refuses_another_config(
             bags,
             out,
             progress=False,
+        )
+
+
+def test_a_long_bag_split_into_segments_gives_the_whole_bag_lines(fleet_dir, structured_weights, tmp_path):
+    bags = fleet.expand_bags([fleet_dir])[:2]
+    whole = fleet.evaluate_fleet(
+        _config(structured_weights, tmp_path / "w"), bags, tmp_path / "w", progress=False
+    )
+    # frames are logged 0.305, 0.405 and 0.505 s after each bag's first message: two segments each
+    assert [t.n for t in fleet.plan_tasks(bags[0], "a", 0.35)] == [2, 2]
+    split = fleet.evaluate_fleet(
+        _config(structured_weights, tmp_path / "s"), bags, tmp_path / "s", progress=False, segment_s=0.35
+    )
+    # each segment carries the TF and camera_info before it: the same frames, metrics and drops
+    assert (tmp_path / "s" / "frames.jsonl").read_text() == (tmp_path / "w" / "frames.jsonl").read_text()
+    a = split["per_bag"][0]
+    assert [(g["segment"], g["status"], g["frames_scored"]) for g in a["segments"]] == [
+        (0, "ok", 2),
+        (1, "ok", 4),
+    ]
+    w = whole["per_bag"][0]
+    assert a["frames"]["evaluated"] == w["frames"]["evaluated"] == 6 and a["drops"] == w["drops"]
+    for mode in ("metric", "median"):
+        for k, v in w["overall"][mode].items():
+            if k in a["overall"][mode] and v is not None:
+                assert a["overall"][mode][k] == pytest.approx(v, rel=1e-5)
+    assert not list((tmp_path / "s" / "bags").glob("*.seg*"))  # joined into the bag's files
+    # the first line carries the image dropped before it (no camera_info yet, then no ground truth)
+    first = json.loads((tmp_path / "s" / "frames.jsonl").read_text().splitlines()[0])
+    assert sum(first["drops"].values()) == 1
+    with pytest.raises(FileExistsError, match="segment_s"):  # a different split is another config
+        fleet.evaluate_fleet(
+            _config(structured_weights, tmp_path / "s"), bags, tmp_path / "s", progress=False, segment_s=0.2
         )
 
 
@@ -127,6 +160,11 @@ def test_cli_fleet_and_single_bag(fleet_dir, structured_weights, tmp_path, capsy
     # one bag: today's report, no fleet files
     assert main(["eval", str(fleet_dir / "a"), "--out", str(tmp_path / "one"), *common]) == 0
     assert (tmp_path / "one" / "report.html").is_file() and not (tmp_path / "one" / "frames.jsonl").exists()
+    # a time window of one bag: the frames logged 0.405 and 0.505 s after its first message
+    assert main(["eval", str(fleet_dir / "a"), "--start", "0.35", "--out", str(tmp_path / "w"), *common]) == 0
+    assert "frames: 4 evaluated" in capsys.readouterr().out
+    bad = ["eval", str(fleet_dir / "a"), "--segment", "0.2", "--start", "0.1", "--out", str(tmp_path / "x")]
+    assert main(bad) == 2 and "--segment" in capsys.readouterr().err
 
 
 @pytest.fixture(scope="module")

@@ -438,6 +438,13 @@ class FrameSync:
     raw)`` sees every message read (to copy topics into another bag). PointCloud2 messages of
     ``cloud_topic`` (one topic or several) and of the cameras' ``gt_cloud`` topics are kept for
     :meth:`nearest_cloud`. Topics may be shared: two cameras may use one camera_info topic.
+
+    A time segment (``start_ns``/``stop_ns``, log time, stop exclusive) yields only the frames whose
+    images were logged in it, with the history a node would have had: every /tf and /tf_static
+    message before ``start_ns`` fills the TF buffer first, and each camera's newest camera_info
+    before it is offered to its pairing. Messages up to ``window_ns`` after ``stop_ns`` are still
+    read for TF and ground-truth clouds; images, camera_info and depth after it belong to the next
+    segment and are neither used nor counted as drops.
     """
 
     def __init__(
@@ -449,8 +456,12 @@ class FrameSync:
         extra_topics: Iterable[str] = (),
         window_ns: int = 500_000_000,
         on_message: Callable[[object, int, bytes], None] | None = None,
+        start_ns: int | None = None,
+        stop_ns: int | None = None,
     ):
         self.reader = reader
+        self.start_ns = start_ns
+        self.stop_ns = stop_ns
         self.cameras = cameras
         self.tf = tf if tf is not None else TfBuffer()
         given = [cloud_topic] if isinstance(cloud_topic, str) else list(cloud_topic or ())
@@ -516,7 +527,13 @@ class FrameSync:
     # ------------------------------------------------------------------ streaming
     def __iter__(self) -> Iterator[CameraFrame]:
         conns = [c for c in self.reader.connections if c.topic in self._role]
-        for conn, log_ns, raw in self.reader.messages(connections=conns):
+        if self.start_ns is not None:
+            self._history(conns)
+        stop = None if self.stop_ns is None else self.stop_ns + self.window_ns
+        for conn, log_ns, raw in self.reader.messages(connections=conns, start=self.start_ns, stop=stop):
+            if self.stop_ns is not None and log_ns >= self.stop_ns:
+                if self._role[conn.topic][0][0] in ("image", "info", "gt"):
+                    continue  # the next segment's
             self.messages_read += 1
             if self.on_message is not None:
                 self.on_message(conn, log_ns, raw)
@@ -525,6 +542,21 @@ class FrameSync:
             yield from self._emit()
         self._finalise(None)
         yield from self._emit()
+
+    def _history(self, conns) -> None:
+        """What came before ``start_ns``: all TF, and the newest camera_info of each camera."""
+        before = [c for c in conns if self._role[c.topic][0][0] in ("tf", "tf_static", "info")]
+        newest: dict[str, tuple[object, bytes]] = {}
+        for conn, log_ns, raw in self.reader.messages(connections=before, stop=self.start_ns):
+            if self._role[conn.topic][0][0] == "info":
+                newest[conn.topic] = (conn, raw)
+            else:
+                self._handle(conn, log_ns, raw)
+        for topic, (conn, raw) in newest.items():
+            info = self.reader.deserialize(raw, conn.msgtype)
+            for role, st in self._role[topic]:
+                if role == "info":
+                    self._paired(st, st.pairer.add_info(stamp_ns(info.header), info))
 
     def _handle(self, conn, log_ns: int, raw: bytes) -> None:
         roles = self._role[conn.topic]

@@ -6,7 +6,14 @@ import argparse
 import dataclasses
 import math
 
-from .argtypes import folder, model_name, non_negative_int, positive_float, positive_int
+from .argtypes import (
+    folder,
+    model_name,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
 from .errors import UsageError, command
 
 HELP = "run the depth pipeline on a rosbag2 and compare with ground truth (offline)"
@@ -112,6 +119,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     a("--no-progress", action="store_true")
     a(
+        "--threads",
+        type=non_negative_int,
+        default=d.threads,
+        help="CPU threads of one inference (ONNX Runtime; 0 = its default; Ray workers: --ray-num-cpus)",
+    )
+    a(
+        "--start",
+        dest="start_s",
+        type=non_negative_float,
+        default=d.start_s,
+        help="one bag: evaluate from this many seconds after its first message (TF before it is used)",
+    )
+    a(
+        "--end",
+        dest="end_s",
+        type=non_negative_float,
+        default=d.end_s,
+        help="one bag: stop this many seconds after its first message (0 = at its end)",
+    )
+    a(
+        "--segment",
+        type=non_negative_float,
+        default=0.0,
+        metavar="SECONDS",
+        help="fleet: split bags longer than this into segments evaluated as separate tasks (each with "
+        "the TF and camera_info before it), joined per bag (0 = one task per bag)",
+    )
+    a(
         "--ray",
         nargs="?",
         const="local",
@@ -138,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
     from ..replay.fleet import expand_bags
 
     bags = expand_bags(args.bags)
-    if len(bags) > 1 or args.ray:
+    if len(bags) > 1 or args.ray or args.segment:
         return run_fleet(args, bags)
     args.bags = bags
     result = evaluate(config_from_args(args), progress=not args.no_progress)
@@ -186,12 +221,16 @@ def run_fleet(args: argparse.Namespace, bags: list[str]) -> int:
     config = config_from_args(args)
     if config.output_bag:
         raise UsageError("--output-bag takes one bag; a fleet evaluation writes no output bags")
+    if config.start_s or config.end_s:
+        raise UsageError("--start/--end select a window of one bag; a fleet splits its bags with --segment")
     runner = None
     if args.ray:
         from ..replay.fleet import ray_runner
 
         runner = ray_runner(args.ray, args.ray_num_cpus, args.ray_num_gpus, args.ray_workers)
-    s = evaluate_fleet(config, bags, config.report_dir, args.force, not args.no_progress, runner)
+    s = evaluate_fleet(
+        config, bags, config.report_dir, args.force, not args.no_progress, runner, segment_s=args.segment
+    )
     for f in s["failed"]:
         print(f"failed: {f['bag']}: {f['reason']}")
     m = s["overall"]["metric"]

@@ -63,6 +63,11 @@ class EvalConfig:
     cache_dir: str | None = None
     force: bool = False  # replace an existing report in report_dir
     max_input_pixels: int = DEFAULT_MAX_INPUT_PIXELS  # as the nodes' parameter: larger is rejected
+    threads: int = 0  # CPU threads of one inference (ONNX Runtime); 0 = the runtime's default
+    # a time segment of the bag, seconds of log time from its first message (end 0 = to the end):
+    # frames whose images were logged in [start_s, end_s), with all TF and camera_info before it
+    start_s: float = 0.0
+    end_s: float = 0.0
 
     def engine_config(self, batch: int = 1):
         """The EngineConfig of this evaluation, for ``batch`` views per call (the one place eval,
@@ -77,6 +82,7 @@ class EvalConfig:
             input_height=self.input_height,
             input_width=self.input_width,
             batch=batch,
+            threads=self.threads,
             cache_dir=self.cache_dir,
         )
 
@@ -92,6 +98,11 @@ class EvalConfig:
                 f"need 0 < min_depth < max_depth, got {self.min_depth} and {self.max_depth}",
             ),
             (self.max_frames >= 0, f"max_frames must be >= 0, got {self.max_frames}"),
+            (self.threads >= 0, f"threads must be >= 0 (0 = the runtime's default), got {self.threads}"),
+            (
+                self.start_s >= 0 and (self.end_s == 0 or self.end_s > self.start_s),
+                f"need 0 <= start_s < end_s (end_s 0 = to the end), got {self.start_s} and {self.end_s}",
+            ),
             (
                 1 <= self.points_decimation <= 64,
                 f"points_decimation must be in [1, 64], got {self.points_decimation}",

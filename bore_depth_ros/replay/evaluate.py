@@ -16,6 +16,7 @@ import logging
 import math
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from ..bag.reader import (
@@ -45,8 +46,14 @@ from .scoring import EvalResult, overall_metrics
 log = logging.getLogger(__name__)
 
 
-def evaluate(config: EvalConfig, progress: bool = True, engine: DepthEngine | None = None) -> EvalResult:
-    """Run the evaluation described by ``config``; ``engine`` reuses an already loaded model."""
+def evaluate(
+    config: EvalConfig,
+    progress: bool = True,
+    engine: DepthEngine | None = None,
+    on_frame: Callable[[dict], None] | None = None,
+) -> EvalResult:
+    """Run the evaluation described by ``config``; ``engine`` reuses an already loaded model;
+    ``on_frame`` receives one record per scored camera frame (:meth:`FrameEvaluator.frame_record`)."""
     from tqdm import tqdm
 
     from .report import write_report
@@ -84,6 +91,7 @@ def evaluate(config: EvalConfig, progress: bool = True, engine: DepthEngine | No
         try:
             if config.output_bag:
                 out = OutputBag(config.output_bag, config.storage, copy_topics)
+            t_first = reader.start_time  # the bag's first log time: segments count from it
             sync = FrameSync(
                 reader,
                 cams,
@@ -92,6 +100,8 @@ def evaluate(config: EvalConfig, progress: bool = True, engine: DepthEngine | No
                 extra_topics=[CLOCK_TOPIC],
                 window_ns=int(config.sync_window * 1e9),
                 on_message=out.copy if out else None,
+                start_ns=t_first + round(config.start_s * 1e9) if config.start_s else None,
+                stop_ns=t_first + round(config.end_s * 1e9) if config.end_s else None,
             )
             counts = {c.image: 0 for c in cams}
             for conn in reader.connections:
@@ -102,7 +112,7 @@ def evaluate(config: EvalConfig, progress: bool = True, engine: DepthEngine | No
                 per_cam = -(-config.max_frames // len(cams))
                 expected = {k: min(v, per_cam) for k, v in expected.items()}
             report_dir.mkdir(parents=True, exist_ok=True)  # only once the bag and model are usable
-            ev = FrameEvaluator(config, engine, sync, sources, out, report_dir, expected)
+            ev = FrameEvaluator(config, engine, sync, sources, out, report_dir, expected, on_frame)
             total = sum(counts.values())
             bar = tqdm(
                 total=min(total, config.max_frames) if config.max_frames else total,

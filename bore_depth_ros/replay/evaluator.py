@@ -8,6 +8,7 @@ import dataclasses
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from ..core.camera import Intrinsics
 from ..core.errors import InputRejected
 from ..core.frame import infer_views, view_outputs
 from ..core.messages import cloud_fields, depth_metres, intrinsics, validate_image
+from ..core.metrics import METRIC_NAMES
 from ..core.resize import resize_nearest
 from ..core.scale import ScaleResult
 from ..core.tf_buffer import TfLookupError
@@ -67,8 +69,11 @@ class FrameEvaluator:
         out: OutputBag | None,
         report_dir: Path,
         expected: dict[str, int],
+        on_frame: Callable[[dict], None] | None = None,
     ):
         self.config = config
+        self.on_frame = on_frame
+        self._drops_told: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
         self.engine = engine
         self.sync = sync
         self.out = out
@@ -300,6 +305,8 @@ class FrameEvaluator:
             self.no_valid_gt += 1  # processed, but left out of the means (not a drop)
         acc.metric.append(cmp.metric)
         acc.median.append(cmp.median)
+        if self.on_frame is not None:
+            self.on_frame(self.frame_record(p, cmp))
         if cmp.boundary is not None:
             acc.boundary.append(cmp.boundary)
         acc.sums += cmp.bin_abs_rel_sum
@@ -327,6 +334,24 @@ class FrameEvaluator:
         tm["stability_ms"] += (t5s - t5) * 1e3
         tm["output_bag_ms"] += (t6 - t5s) * 1e3
         tm["panels_ms"] += (t7 - t6) * 1e3
+
+    def frame_record(self, p: _Prepared, cmp) -> dict:
+        """One scored camera frame: camera, topic, stamp, metric and median-scaled metrics, and the
+        frames of this camera dropped since its previous scored frame, by reason."""
+        ns = p.acc.cam.namespace
+        now = collections.Counter({r: n for (src, r), n in self.sync.drops.items() if src == ns})
+        told = self._drops_told[ns]
+        new = {r: n - told[r] for r, n in sorted(now.items()) if n > told[r]}
+        self._drops_told[ns] = now
+        keys = (*METRIC_NAMES, "n_valid")
+        return {
+            "camera": ns,
+            "topic": p.frame.camera.image,
+            "stamp_ns": int(p.frame.stamp_ns),
+            "metrics": {k: cmp.metric[k] for k in keys if k in cmp.metric},
+            "median": {k: cmp.median[k] for k in keys if k in cmp.median},
+            "drops": new,
+        }
 
     def _panel(self, acc: CameraAccumulator, shot) -> None:
         from .report import save_panel

@@ -15,7 +15,6 @@ same bags compare line for line.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import json
@@ -34,8 +33,8 @@ MANIFEST = "manifest.json"
 FRAMES = "frames.jsonl"
 SUMMARY = "summary.json"
 # config fields that do not change the results (where they go, whether to replace them)
-_NOT_RESULT = ("bag", "report_dir", "force", "output_bag", "cache_dir")
-_FRAME_KEYS = ("abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3", "n_valid")
+_SEGMENT_KEYS = ("segment", "start_s", "end_s", "status", "reason", "frames_scored", "seconds")
+_NOT_RESULT = ("bag", "report_dir", "force", "output_bag", "cache_dir", "threads")
 
 
 def is_bag(p: Path) -> bool:
@@ -129,61 +128,73 @@ def config_key(config: EvalConfig) -> dict:
     return {k: v for k, v in sorted(dataclasses.asdict(config).items()) if k not in _NOT_RESULT}
 
 
-@contextlib.contextmanager
-def _recording_frames(lines: list, bag: str):
-    """Collect one line per scored camera frame while :func:`evaluate` runs in this process.
-
-    evaluate() keeps its per-frame comparisons inside its FrameEvaluator; until it offers a
-    per-frame callback, its ``complete`` is wrapped here for the duration of one bag."""
-    from . import evaluator as ev_mod
-
-    original = ev_mod.FrameEvaluator.complete
-
-    def complete(self, p, res, infer_ms, preprocess_ms):
-        n_metric = len(p.acc.metric)
-        original(self, p, res, infer_ms, preprocess_ms)
-        if len(p.acc.metric) > n_metric:
-            lines.append(
-                {
-                    "bag": bag,
-                    "camera": p.frame.camera.namespace,
-                    "topic": p.frame.camera.image,
-                    "stamp_ns": int(p.frame.stamp_ns),
-                    "metrics": {k: p.acc.metric[-1].get(k) for k in _FRAME_KEYS if k in p.acc.metric[-1]},
-                    "median": {k: p.acc.median[-1].get(k) for k in _FRAME_KEYS if k in p.acc.median[-1]},
-                    "drops": {},
-                }
-            )
-
-    ev_mod.FrameEvaluator.complete = complete
-    try:
-        yield
-    finally:
-        ev_mod.FrameEvaluator.complete = original
-
-
 def _reason(exc: BaseException) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text if len(text) < 500 else text[:497] + "..."
 
 
+@dataclasses.dataclass(frozen=True)
+class Task:
+    """One unit of work: a whole bag, or segment ``k`` of ``n`` of it ([start_s, end_s) seconds of
+    log time from the bag's first message; end_s 0 = to the end)."""
+
+    bag: str
+    bag_id: str
+    k: int = 0
+    n: int = 1
+    start_s: float = 0.0
+    end_s: float = 0.0
+
+    @property
+    def name(self) -> str:
+        return self.bag_id if self.n == 1 else f"{self.bag_id}.seg{self.k:03d}"
+
+    def failed(self, reason: str) -> dict:
+        """The summary of a task that could not run at all (a worker's retries spent)."""
+        return {**self.keys(), "status": "failed", "reason": reason}
+
+    def keys(self) -> dict:
+        d = {"bag": self.bag, "id": self.bag_id}
+        if self.n > 1:
+            d.update(segment=self.k, segments=self.n, start_s=self.start_s, end_s=self.end_s)
+        return d
+
+
 def run_bag(config: EvalConfig, bag: str, bag_id: str, bags_dir: str | Path, engine=None) -> dict:
-    """Evaluate one bag into ``bags_dir/<bag_id>/`` and write ``<bag_id>.jsonl`` and
-    ``<bag_id>.json`` (temporary names, renamed when complete). Returns the bag's summary; a
-    failing bag gives ``status: failed`` and its reason. The same code runs serially and on Ray."""
+    """Evaluate one whole bag (see :func:`run_task`)."""
+    return run_task(config, Task(bag, bag_id), bags_dir, engine)
+
+
+def run_task(config: EvalConfig, task: Task, bags_dir: str | Path, engine=None) -> dict:
+    """Evaluate one bag or segment into ``bags_dir/<bag_id>/`` and write ``<name>.jsonl`` and
+    ``<name>.json`` (temporary names, renamed when complete). Returns the summary; a failing bag
+    gives ``status: failed`` and its reason. The same code runs serially and on Ray."""
     from .evaluate import evaluate
 
     bags_dir = Path(bags_dir)
-    report = bags_dir / bag_id
+    report = bags_dir / task.bag_id
+    if task.n > 1:
+        report = report / f"seg{task.k:03d}"
     if report.exists():
         shutil.rmtree(report)  # a previous, unfinished attempt
-    cfg = dataclasses.replace(config, bag=bag, report_dir=str(report), force=True, output_bag=None)
+    cfg = dataclasses.replace(
+        config,
+        bag=task.bag,
+        report_dir=str(report),
+        force=True,
+        output_bag=None,
+        start_s=task.start_s,
+        end_s=task.end_s,
+    )
     lines: list[dict] = []
     t0 = time.perf_counter()
-    summary: dict = {"bag": bag, "id": bag_id}
+    summary: dict = task.keys()
+
+    def on_frame(record: dict) -> None:
+        lines.append({"bag": task.bag, **record})
+
     try:
-        with _recording_frames(lines, bag):
-            result = evaluate(cfg, progress=False, engine=engine)
+        result = evaluate(cfg, progress=False, engine=engine, on_frame=on_frame)
     except (KeyboardInterrupt, MemoryError):
         raise
     except Exception as exc:  # noqa: BLE001 (one bad bag is reported, the others go on)
@@ -211,11 +222,111 @@ def run_bag(config: EvalConfig, bag: str, bag_id: str, bags_dir: str | Path, eng
             engine={k: d["engine"].get(k) for k in ("model", "backend", "weights_source")},
             report=str(report / "report.html"),
         )
-    seconds = time.perf_counter() - t0
-    summary["seconds"] = seconds
-    _write_atomic(bags_dir / f"{bag_id}.jsonl", "".join(dumps_line(x) + "\n" for x in lines))
+    summary["seconds"] = time.perf_counter() - t0
+    _write_atomic(bags_dir / f"{task.name}.jsonl", "".join(dumps_line(x) + "\n" for x in lines))
     summary["frames_scored"] = len(lines)
+    _write_atomic(bags_dir / f"{task.name}.json", json.dumps(_num(summary), indent=1, sort_keys=True))
+    return summary
+
+
+def bag_duration_s(bag: str) -> float | None:
+    """Seconds from the bag's first to its last message (None if it cannot be opened: the bag's
+    task then reports why)."""
+    from ..bag.reader import open_bag
+
+    try:
+        with open_bag(bag) as reader:
+            return (reader.end_time - reader.start_time) / 1e9
+    except Exception:  # noqa: BLE001 (reported by the bag's own task)
+        return None
+
+
+def plan_tasks(bag: str, bag_id: str, segment_s: float) -> list[Task]:
+    """The tasks of one bag: the whole bag, or ``segment_s``-second segments of a longer one."""
+    if segment_s <= 0:
+        return [Task(bag, bag_id)]
+    duration = bag_duration_s(bag)
+    n = 1 if duration is None else max(1, math.ceil(duration / segment_s - 1e-9))
+    if n == 1:
+        return [Task(bag, bag_id)]
+    return [
+        Task(bag, bag_id, k, n, k * segment_s, (k + 1) * segment_s if k < n - 1 else 0.0) for k in range(n)
+    ]
+
+
+def _mean_rows(rows: list[dict]) -> dict:
+    keep = [r for r in rows if (r.get("n_valid") or 0) > 0]
+    keys = [k for k in (rows[0] if rows else {}) if k != "n_valid"]
+    return {k: (sum(r[k] for r in keep if r.get(k) is not None) / len(keep) if keep else None) for k in keys}
+
+
+def merge_segments(bags_dir: Path, bag: str, bag_id: str, segs: list[dict]) -> dict:
+    """Join a bag's segment results into ``<bag_id>.jsonl`` and ``<bag_id>.json``: lines in
+    segment order; per-camera means recomputed from the lines (frames with valid ground truth),
+    overall = mean of the per-camera means, counts and drops summed."""
+    segs = sorted(segs, key=lambda s: s["segment"])
+    text = ""
+    for s in segs:
+        p = bags_dir / f"{bag_id}.seg{s['segment']:03d}.jsonl"
+        text += p.read_text() if p.is_file() else ""
+    lines = [json.loads(x) for x in text.splitlines()]
+    by_cam: dict[str, list[dict]] = {}
+    for x in lines:
+        by_cam.setdefault(x["camera"], []).append(x)
+    cam_drops: dict[str, dict] = {}
+    for s in segs:
+        for c in s.get("cameras", []):
+            d = cam_drops.setdefault(c["camera"], {})
+            for r, n in c.get("drops", {}).items():
+                d[r] = d.get(r, 0) + n
+    cameras = [
+        {
+            "camera": cam,
+            "topic": rows[0]["topic"],
+            "frames": len(rows),
+            "metric": _mean_rows([r["metrics"] for r in rows]),
+            "median": _mean_rows([r["median"] for r in rows]),
+            "drops": dict(sorted(cam_drops.get(cam, {}).items())),
+        }
+        for cam, rows in by_cam.items()
+    ]
+
+    def over(mode: str) -> dict:
+        keys = {k for c in cameras for k in c[mode]}
+        out = {}
+        for k in sorted(keys):
+            v = [c[mode][k] for c in cameras if c[mode].get(k) is not None]
+            out[k] = sum(v) / len(v) if v else None
+        return out
+
+    def total(key: str) -> dict:
+        out: dict = {}
+        for s in segs:
+            for k, v in s.get(key, {}).items():
+                out[k] = out.get(k, 0) + v
+        return dict(sorted(out.items()))
+
+    ok = [s for s in segs if s.get("status") == "ok"]
+    bad = [s for s in segs if s.get("status") != "ok"]
+    summary = {
+        "bag": bag,
+        "id": bag_id,
+        "status": "ok" if ok else "failed",
+        "reason": "; ".join(f"segment {s['segment']}: {s.get('reason', '')}" for s in bad),
+        "frames": total("frames"),
+        "drops": total("drops"),
+        "overall": {"metric": over("metric"), "median": over("median")},
+        "cameras": cameras,
+        "engine": next((s["engine"] for s in ok), {}),
+        "segments": [{k: s.get(k) for k in _SEGMENT_KEYS} for s in segs],
+        "seconds": sum(float(s.get("seconds", 0.0)) for s in segs),
+        "frames_scored": len(lines),
+    }
+    _write_atomic(bags_dir / f"{bag_id}.jsonl", text)
     _write_atomic(bags_dir / f"{bag_id}.json", json.dumps(_num(summary), indent=1, sort_keys=True))
+    for s in segs:
+        for ext in (".jsonl", ".json"):
+            (bags_dir / f"{bag_id}.seg{s['segment']:03d}{ext}").unlink(missing_ok=True)
     return summary
 
 
@@ -225,20 +336,28 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _finished(bags_dir: Path, bag_id: str, bag: str) -> dict | None:
-    js, jl = bags_dir / f"{bag_id}.json", bags_dir / f"{bag_id}.jsonl"
+def _finished(bags_dir: Path, name: str, task: Task) -> dict | None:
+    """The summary of a finished bag or segment (None: not finished, or another bag's)."""
+    js, jl = bags_dir / f"{name}.json", bags_dir / f"{name}.jsonl"
     if not (js.is_file() and jl.is_file()):
         return None
     try:
         s = json.loads(js.read_text())
     except ValueError:
         return None
-    return s if s.get("bag") == bag else None
+    if s.get("bag") != task.bag:
+        return None
+    if name != task.bag_id and (s.get("segment"), s.get("segments")) != (task.k, task.n):
+        return None
+    return s
 
 
-def prepare_out(out: Path, config: EvalConfig, bags: list[str], force: bool) -> dict:
+def prepare_out(out: Path, config: EvalConfig, bags: list[str], force: bool, segment_s: float = 0.0) -> dict:
     """Create or resume ``out``; returns the manifest. Refuses another config unless ``force``."""
-    manifest = {"config": config_key(config), "bags": bags, "ids": bag_ids(bags)}
+    key = config_key(config)
+    if segment_s:
+        key["segment_s"] = segment_s
+    manifest = {"config": key, "bags": bags, "ids": bag_ids(bags)}
     mpath = out / MANIFEST
     if mpath.is_file() and not force:
         old = json.loads(mpath.read_text())
@@ -270,11 +389,14 @@ class _Progress:
         )
         self.frames, self.t0 = 0, time.perf_counter()
 
-    def update(self, summary: dict) -> None:
-        self.frames += int(summary.get("frames_scored", 0))
+    def update(self, task_summary: dict, bag_done: bool) -> None:
+        self.frames += int(task_summary.get("frames_scored", 0))
         dt = time.perf_counter() - self.t0
         self.bar.set_postfix_str(f"{self.frames / dt if dt > 0 else 0:.1f} frames/s")
-        self.bar.update(1)
+        if bag_done:
+            self.bar.update(1)
+        else:
+            self.bar.refresh()
 
     def close(self) -> None:
         self.bar.close()
@@ -287,48 +409,71 @@ def evaluate_fleet(
     force: bool = False,
     progress: bool = True,
     runner=None,
+    segment_s: float = 0.0,
 ) -> dict:
     """Evaluate ``bags`` into ``out`` (resuming a run there), then write ``frames.jsonl``,
-    ``summary.json`` and the fleet report. ``runner(todo, config, bags_dir, on_done)`` schedules
-    the unfinished bags (default: serially in this process, one model for all). Ctrl-C keeps the
-    finished bags and re-raises."""
+    ``summary.json`` and the fleet report. A bag longer than ``segment_s`` seconds (0: never) is
+    split into segments evaluated as separate tasks and joined when all are done. ``runner(todo,
+    config, bags_dir, on_done)`` schedules the unfinished :class:`Task` objects (default: serially
+    in this process, one model for all). Ctrl-C keeps the finished bags and segments and re-raises."""
     config.validate()
+    if segment_s < 0:
+        raise ValueError(f"segment must be >= 0 seconds (0 = whole bags), got {segment_s}")
+    if segment_s and (config.start_s or config.end_s):
+        raise ValueError("start_s/end_s select a window of one bag; a fleet splits its bags by segment")
     out = Path(out)
-    manifest = prepare_out(out, config, bags, force)
+    manifest = prepare_out(out, config, bags, force, segment_s)
     bags_dir = out / "bags"
     ids = manifest["ids"]
     results: dict[str, dict] = {}
-    todo = []
+    segs: dict[str, dict[int, dict]] = {}
+    todo: list[Task] = []
     for bag, bid in zip(bags, ids, strict=True):
-        s = _finished(bags_dir, bid, bag)
-        if s is None:
-            todo.append((bag, bid))
-        else:
-            results[bid] = s
+        whole = _finished(bags_dir, bid, Task(bag, bid))
+        if whole is not None:
+            results[bid] = whole
+            continue
+        for task in plan_tasks(bag, bid, segment_s):
+            done = _finished(bags_dir, task.name, task) if task.n > 1 else None
+            if done is None:
+                todo.append(task)
+            else:
+                segs.setdefault(bid, {})[task.k] = done
     bar = _Progress(len(bags), len(results), progress)
     t0 = time.perf_counter()
 
     def on_done(summary: dict) -> None:
-        results[summary["id"]] = summary
-        bar.update(summary)
+        bid = summary["id"]
+        n = summary.get("segments", 1)
+        if n == 1:
+            results[bid] = summary
+            bar.update(summary, True)
+            return
+        parts = segs.setdefault(bid, {})
+        parts[summary["segment"]] = summary
+        complete = len(parts) == n
+        if complete:
+            results[bid] = merge_segments(bags_dir, summary["bag"], bid, list(parts.values()))
+        bar.update(summary, complete)
 
     try:
         (runner or run_serial)(todo, config, bags_dir, on_done)
     finally:
         bar.close()
     wall = time.perf_counter() - t0
-    return write_fleet_outputs(out, bags, ids, results, wall, resumed=len(bags) - len(todo))
+    resumed = len(bags) - len({t.bag_id for t in todo})
+    return write_fleet_outputs(out, bags, ids, results, wall, resumed=resumed)
 
 
-def run_serial(todo, config: EvalConfig, bags_dir: Path, on_done) -> None:
-    """One bag after the other in this process; one loaded model reused (mono models)."""
+def run_serial(todo: list[Task], config: EvalConfig, bags_dir: Path, on_done) -> None:
+    """One task after the other in this process; one loaded model reused (mono models)."""
     from ..models import get_model_info
 
     engine = None
-    for bag, bid in todo:
+    for task in todo:
         if engine is None and get_model_info(config.model).num_cameras == 1:
             engine = _load_engine(config)
-        on_done(run_bag(config, bag, bid, bags_dir, engine))
+        on_done(run_task(config, task, bags_dir, engine))
 
 
 def _load_engine(config: EvalConfig):
@@ -521,7 +666,8 @@ def write_fleet_report(summary: dict, out: Path) -> dict[str, str]:
 
 
 class _BagWorker:
-    """A Ray actor holding one loaded model; evaluates one bag per call with :func:`run_bag`."""
+    """A Ray actor holding one loaded model; runs one task per call with :func:`run_task`, on
+    the CPUs Ray gave it (``threads`` for torch and ONNX Runtime alike)."""
 
     def __init__(self, config: EvalConfig, threads: int):
         import torch
@@ -529,11 +675,12 @@ class _BagWorker:
         torch.set_num_threads(max(1, threads))
         from ..models import get_model_info
 
-        self.config = config
-        self.engine = _load_engine(config) if get_model_info(config.model).num_cameras == 1 else None
+        self.config = dataclasses.replace(config, threads=max(1, threads))
+        mono = get_model_info(config.model).num_cameras == 1
+        self.engine = _load_engine(self.config) if mono else None
 
-    def run(self, bag: str, bag_id: str, bags_dir: str) -> dict:
-        return run_bag(self.config, bag, bag_id, bags_dir, self.engine)
+    def run(self, task: Task, bags_dir: str) -> dict:
+        return run_task(self.config, task, bags_dir, self.engine)
 
     def pid(self) -> int:
         return os.getpid()
@@ -572,7 +719,7 @@ def ray_runner(
     max_retries: int = 3,
     on_actors=None,
 ):
-    """A runner for :func:`evaluate_fleet`: one Ray task per bag on model-holding actors
+    """A runner for :func:`evaluate_fleet`: one Ray task per bag or segment on model-holding actors
     (``num_cpus``/``num_gpus`` each; ``workers`` actors, 0: as many as the cluster's CPUs hold).
     A killed actor is restarted and its bag retried (``max_retries``); Ctrl-C kills the actors and
     keeps the finished bags. ``OUT`` must be on a file system every node sees."""
@@ -597,22 +744,22 @@ def ray_runner(
             if on_actors is not None:
                 on_actors(actors)
             queue = list(todo)
-            running, refs_bag = {}, {}
+            running, refs_task = {}, {}
             idle = list(actors)
             while queue or running:
                 while queue and idle:
                     actor = idle.pop(0)
-                    bag, bid = queue.pop(0)
-                    ref = actor.run.remote(bag, bid, str(bags_dir))
-                    running[ref], refs_bag[ref] = actor, (bag, bid)
+                    task = queue.pop(0)
+                    ref = actor.run.remote(task, str(bags_dir))
+                    running[ref], refs_task[ref] = actor, task
                 done, _ = ray.wait(list(running), num_returns=1)
                 for ref in done:
                     idle.append(running.pop(ref))
-                    bag, bid = refs_bag.pop(ref)
+                    task = refs_task.pop(ref)
                     try:
                         on_done(ray.get(ref))
-                    except ray.exceptions.RayError as exc:  # retries spent: this bag fails, not the run
-                        on_done({"bag": bag, "id": bid, "status": "failed", "reason": _reason(exc)})
+                    except ray.exceptions.RayError as exc:  # retries spent: this task fails, not the run
+                        on_done(task.failed(_reason(exc)))
         finally:
             for a in actors:
                 ray.kill(a, no_restart=True)
