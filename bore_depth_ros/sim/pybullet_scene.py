@@ -119,7 +119,8 @@ class PybulletWorld:
         """Register an (H, W, 3) uint8 image as a pybullet texture (written as a temporary PNG)."""
         path = Path(self._tmp.name) / f"tex_{self._n_textures:04d}.png"
         self._n_textures += 1
-        Image.fromarray(np.ascontiguousarray(rgb, np.uint8)).save(path)
+        # a temporary file: no compression (lossless either way; zlib was most of a scene's build time)
+        Image.fromarray(np.ascontiguousarray(rgb, np.uint8)).save(path, compress_level=0)
         tex = p.loadTexture(str(path), physicsClientId=self.client)
         if tex < 0:
             raise RuntimeError(f"pybullet could not load texture {path}")
