@@ -8,6 +8,11 @@ Teacher targets (`teacher_bin_targets`): the relative teacher is made metric per
 affine fit of its inverse depth to the ground truth's (or, for the cross term, to the student's
 depth), then assigned to the student's own metric bins, so both use the same bin edges and the
 first and last bins can agree.
+
+``grad_match`` (default 0): multi-scale gradient matching of the student's log depth against the
+ground truth (:mod:`..losses.gradient`), over the pixels where the ground truth is valid: dense in
+the simulated recordings; with sparse LiDAR only pairs of neighbouring returns count, so it does
+little there.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from ..batches import stack_rigs, view_focal
 from ..dataset import finite_or_nan, prepare_view
 from ..labels import LabelView, view_window
 from ..losses.alignment import DEFAULT_MIN_POINTS
+from ..losses.gradient import DEFAULT_GRAD_MATCH_SCALES, gradient_matching_loss
 from .base import Recipe
 from .teacher import teacher_depth_features
 from .tensors import as_tensor, gt_and_mask, resize_to, to_grid
@@ -120,6 +126,8 @@ class Distill(Recipe):
         "relational_kind": "mse",
         "align_min_points": DEFAULT_MIN_POINTS,  # valid GT pixels an image needs
         "align_fallback": "mask",  # images without enough GT: "mask" (no KL) or "student"
+        "grad_match": 0.0,  # multi-scale log-depth gradient matching against the ground truth
+        "grad_match_scales": DEFAULT_GRAD_MATCH_SCALES,
     }
 
     def __init__(self, cfg, info, model, teacher=None):
@@ -186,6 +194,10 @@ class Distill(Recipe):
         parts = {}
         if float(w["silog"]):
             parts["silog"] = float(w["silog"]) * L.silog_loss(out["depth"], gt, mask, lam=lam)
+        if float(w["grad_match"]):
+            parts["grad_match"] = float(w["grad_match"]) * gradient_matching_loss(
+                out["depth"], gt, mask, int(w["grad_match_scales"])
+            )
         relational = float(w["relational"]) > 0
         t_depth, t_feat = teacher_depth_features(
             self.teacher, self.teacher_info, rgb, batch["fx"], relational

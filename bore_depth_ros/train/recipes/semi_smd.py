@@ -18,6 +18,11 @@ the per-pixel photometric error e the spatial and temporal terms already compute
 the two; temporal pixels removed by auto-masking and pixels no warp reaches do not count). By
 default the head sees detached decoder features, so this term trains the confidence head only and
 never the depth.
+
+Gradient matching (``grad_match``, default 0): the recipe's only dense target is the teacher's
+depth (the LiDAR rows are sparse and the dense ground truth is deliberately not used), so the term
+matches the multi-scale log-depth gradients of the prediction to the teacher's
+(:mod:`..losses.gradient`; scale-invariant, so a relative teacher serves); it needs ``teacher``.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from torch.nn import functional as F
 
 from .. import losses as L
 from ..batches import rig_batch, stack_rigs
+from ..losses.gradient import DEFAULT_GRAD_MATCH_SCALES, gradient_matching_loss
 from ..posenet import RigPoseNet, pose_difference
 from .base import Recipe
 from .teacher import teacher_depth_features
@@ -114,6 +120,8 @@ class SemiSMD(Recipe):
         "confidence_tau": 0.1,  # photometric error at which the agreement target is e^-1
         "confidence_detach": True,  # the confidence term trains the confidence head only
         "pose_width": 32,  # channels of the rig pose network's first layer
+        "grad_match": 0.0,  # log-depth gradient matching against the teacher's (dense) depth
+        "grad_match_scales": DEFAULT_GRAD_MATCH_SCALES,
     }
 
     def __init__(self, cfg, info, model, teacher=None):
@@ -136,6 +144,16 @@ class SemiSMD(Recipe):
             raise ValueError(f"loss confidence_tau must be > 0, got {w['confidence_tau']}")
         if int(w["pose_width"]) < 1:
             raise ValueError(f"loss pose_width must be >= 1, got {w['pose_width']}")
+        if float(w["grad_match"]) and not cfg.teacher:
+            raise ValueError(
+                "loss grad_match in semi_smd matches the teacher's dense depth (the LiDAR rows are "
+                "sparse): set teacher (and teacher_weights or labels)"
+            )
+
+    @classmethod
+    def uses_teacher(cls, cfg) -> bool:
+        w = cls.loss_options(cfg)
+        return bool(cfg.teacher) and (float(w["curvature"]) > 0 or float(w["grad_match"]) > 0)
 
     def sample(self, data, rng, out_hw, aug):
         with_prev = [i for i, s in enumerate(data.samples) if s.prev is not None]
@@ -221,11 +239,17 @@ class SemiSMD(Recipe):
             parts["lidar"] = float(w["lidar"]) * L.sparse_depth_loss(
                 depth, lidar, lidar_mask, kind=str(w["lidar_kind"]), lam=float(w["lambda"])
             )
-        if self.teacher is not None and float(w["curvature"]):
+        if self.teacher is not None and (float(w["curvature"]) or float(w["grad_match"])):
             t_depth, _ = teacher_depth_features(self.teacher, self.teacher_info, rgb, batch["fx"], False)
-            parts["curvature"] = float(w["curvature"]) * L.curvature_loss(
-                depth, resize_to(t_depth, depth.shape[-2:]), match_spread=bool(w["curvature_match_spread"])
-            )
+            t_depth = resize_to(t_depth, depth.shape[-2:])
+            if float(w["curvature"]):
+                parts["curvature"] = float(w["curvature"]) * L.curvature_loss(
+                    depth, t_depth, match_spread=bool(w["curvature_match_spread"])
+                )
+            if float(w["grad_match"]):
+                parts["grad_match"] = float(w["grad_match"]) * gradient_matching_loss(
+                    depth, t_depth, None, int(w["grad_match_scales"])
+                )
         if float(w["smoothness"]):
             parts["smooth"] = float(w["smoothness"]) * L.edge_aware_smoothness(1.0 / depth, rgb)
         head = getattr(self.model, "confidence_from_features", None)

@@ -5,6 +5,10 @@
   evaluated median-scaled.
 - ``supervised_metric``: SILog (lambda 0.85) on metric depth, optional L1 of log depth (SVR-style
   student with ground truth).
+
+Both (loss keys ``grad_match``, ``grad_match_scales``, default off): multi-scale gradient matching of
+log depth against the ground truth (:mod:`..losses.gradient`, scale-invariant, so it suits the
+relative recipe as well): sharper depth boundaries. SILog is per image (``losses.silog_loss``).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import torch
 
 from .. import losses as L
 from ..batches import PER_VIEW_INPUTS, model_forward, sample_views
+from ..losses.gradient import DEFAULT_GRAD_MATCH_SCALES, gradient_matching_loss
 from .base import Recipe
 from .tensors import as_tensor, gt_and_mask
 
@@ -53,6 +58,10 @@ class _Supervised(Recipe):
         weight = float(self.w[self.extra_term])
         if weight:
             parts[self.extra_term_name] = self.extra(weight, depth, gt, mask, batch)
+        grad = float(self.w.get("grad_match", 0.0))
+        if grad:
+            scales = int(self.w.get("grad_match_scales", DEFAULT_GRAD_MATCH_SCALES))
+            parts["grad_match"] = grad * gradient_matching_loss(depth, gt, mask, scales)
         return self._finish(parts)
 
     @abc.abstractmethod
@@ -62,7 +71,7 @@ class _Supervised(Recipe):
 
 class SupervisedRelative(_Supervised):
     name = "supervised_relative"
-    loss_defaults = {"lambda": 1.0, "smoothness": 0.0}
+    loss_defaults = {"lambda": 1.0, "smoothness": 0.0, "grad_match": 0.0, "grad_match_scales": 4}
     extra_term, extra_term_name = "smoothness", "smooth"
 
     def extra(self, weight, depth, gt, mask, batch):
@@ -71,7 +80,7 @@ class SupervisedRelative(_Supervised):
 
 class SupervisedMetric(_Supervised):
     name = "supervised_metric"
-    loss_defaults = {"lambda": 0.85, "l1_log": 0.0}
+    loss_defaults = {"lambda": 0.85, "l1_log": 0.0, "grad_match": 0.0, "grad_match_scales": 4}
     extra_term = extra_term_name = "l1_log"
 
     def extra(self, weight, depth, gt, mask, batch):
