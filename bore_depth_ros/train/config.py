@@ -74,6 +74,24 @@ class TrainConfig:
     labels: list[str] = field(default_factory=list)  # teacher label stores (bore-depth label)
     pose: str = "tf"  # ego motion of temporal terms: tf (odometry from /tf) | network (pose network)
     model_options: dict = field(default_factory=dict)  # e.g. bins, output_stride, width; saved in the weights
+    # --- recipe v2 (issue 16): every key off by default, so older configs train as before ---
+    # warmup_steps: the learning rate rises linearly over the first N steps (lr * (k + 1) / N at
+    #   step k, from about 0 to lr), then follows the cosine from lr to lr_final over the remaining
+    #   steps - N. 0: the plain cosine over all steps, as before.
+    warmup_steps: int = 0
+    # ema: decay of an exponential moving average of the depth net's parameters (buffers copied),
+    #   updated after every optimiser step with the decay min(ema, (1 + k) / (10 + k)) at step k, so
+    #   short runs are not dominated by the initial weights. The average is what weights.pt holds and
+    #   the card evaluates; last.ckpt holds the raw and the averaged weights (resume is exact), and
+    #   weights.pt records ``ema`` in its metadata. 0: off (weights.pt holds the raw weights).
+    ema: float = 0.0
+    # warmup_size: [h, w] (multiples of 32) at which the first warmup_size_steps steps sample their
+    #   batches; after them input_height x input_width. The weights record input_height x
+    #   input_width (the size the node and eval run at). [] / 0: every step at the input size.
+    warmup_size: list[int] = field(default_factory=list)
+    warmup_size_steps: int = 0
+    # (the gradient-matching loss is a recipe loss weight: ``loss: {grad_match: 0.5}``,
+    #  train/losses/gradient.py; 0 by default)
 
     @staticmethod
     def from_yaml(path: str | Path) -> TrainConfig:
@@ -118,4 +136,46 @@ class TrainConfig:
             raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
         if self.pose not in ("tf", "network"):
             raise ValueError(f"pose must be 'tf' or 'network', got {self.pose!r}")
+        self._validate_schedule(info)
         RECIPES[self.recipe].check_config(self, info)
+
+    def _validate_schedule(self, info) -> None:
+        if (
+            not isinstance(self.warmup_steps, int)
+            or isinstance(self.warmup_steps, bool)
+            or self.warmup_steps < 0
+        ):
+            raise ValueError(f"warmup_steps must be an integer >= 0, got {self.warmup_steps!r}")
+        if self.warmup_steps >= self.steps:
+            raise ValueError(
+                f"warmup_steps ({self.warmup_steps}) must be below steps ({self.steps}): "
+                "the cosine decay follows the warm-up"
+            )
+        if isinstance(self.ema, bool) or not isinstance(self.ema, (int, float)) or not 0.0 <= self.ema < 1.0:
+            raise ValueError(f"ema must be a decay in [0, 1) (0 = off, e.g. 0.999), got {self.ema!r}")
+        n = self.warmup_size_steps
+        if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+            raise ValueError(f"warmup_size_steps must be an integer >= 0, got {n!r}")
+        size = self.warmup_size
+        if size in (None, []):
+            if n:
+                raise ValueError(f"warmup_size_steps: {n} needs warmup_size: [height, width]")
+            return
+        if (
+            not isinstance(size, (list, tuple))
+            or len(size) != 2
+            or not all(isinstance(x, int) and not isinstance(x, bool) for x in size)
+        ):
+            raise ValueError(f"warmup_size must be [height, width] in pixels, got {size!r}")
+        if not n:
+            raise ValueError(f"warmup_size {list(size)} needs warmup_size_steps > 0 (the steps run at it)")
+        try:
+            info.check_input_size(int(size[0]), int(size[1]))
+        except ValueError as e:
+            raise ValueError(f"warmup_size: {e}") from None
+
+    def step_size(self, step: int) -> tuple[int, int]:
+        """The (height, width) at which step ``step`` (0-based) samples its batch."""
+        if self.warmup_size and step < self.warmup_size_steps:
+            return int(self.warmup_size[0]), int(self.warmup_size[1])
+        return self.input_height, self.input_width

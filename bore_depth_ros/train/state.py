@@ -8,6 +8,9 @@ Both record the network's architecture options (``model_options``: bins, width, 
 ...) in their "bore_depth_ros" metadata, so ``load_checkpoint`` (nodes, eval, export, teachers)
 rebuilds the same network from the file alone.
 
+With ``ema`` (:class:`ModelEMA`), ``last.ckpt`` also holds the averaged depth net under
+``ema_state_dict`` (same prefix as ``state_dict``), and ``weights.pt`` holds the average.
+
 Both are written only when every tensor they would hold is finite (:class:`TrainingDiverged`
 otherwise, nothing written), and atomically (:func:`atomic_save`): a good file is replaced by a
 complete good file or not at all.
@@ -100,6 +103,49 @@ def model_options_of(model: nn.Module) -> dict:
     return dict(get()) if callable(get) else {}
 
 
+class ModelEMA:
+    """An exponential moving average of a model's parameters (its buffers copied).
+
+    After optimiser step ``k`` (1-based, the global step): p_ema <- d p_ema + (1 - d) p with
+    d = min(decay, (1 + k) / (10 + k)), so the first updates follow the model closely and a short
+    run is not an average dominated by the initial weights; buffers (batch-norm statistics, ...)
+    are copied. ``module`` is a frozen copy of the model in eval mode."""
+
+    def __init__(self, model: nn.Module, decay: float):
+        import copy
+
+        if not 0.0 < decay < 1.0:
+            raise ValueError(f"EMA decay must be in (0, 1), got {decay}")
+        self.decay = float(decay)
+        self.module = copy.deepcopy(model).eval()
+        self.module.requires_grad_(False)
+
+    def decay_at(self, step: int) -> float:
+        return min(self.decay, (1.0 + step) / (10.0 + step))
+
+    @torch.no_grad()
+    def update(self, model: nn.Module, step: int) -> None:
+        """Average in ``model`` (the same architecture) after optimiser step ``step``."""
+        d = self.decay_at(step)
+        for e, p in zip(self.module.parameters(), model.parameters(), strict=True):
+            e.mul_(d).add_(p.detach(), alpha=1.0 - d)
+        for e, b in zip(self.module.buffers(), model.buffers(), strict=True):
+            e.copy_(b)
+
+    def state_dict(self, info) -> dict:
+        return {info.checkpoint_prefix + k: v for k, v in self.module.state_dict().items()}
+
+    def load_state_dict(self, state_dict: dict, info, label: str = "checkpoint") -> None:
+        """Strict, NaN and inf refused (``models.CheckpointError``)."""
+        from ..models.checkpoint import check_finite, extract_state_dict, match_state_dict
+
+        check_finite(state_dict, label)
+        weights, prefix = extract_state_dict(state_dict, info.checkpoint_prefix, label)
+        self.module.load_state_dict(
+            match_state_dict(self.module, weights, strict=True, key_prefix=prefix, label=label), strict=True
+        )
+
+
 def save_training_state(
     path: Path,
     model: nn.Module,
@@ -109,13 +155,22 @@ def save_training_state(
     cfg,
     info,
     modules: dict[str, nn.Module] | None = None,
+    ema: ModelEMA | None = None,
 ) -> None:
     """Everything needed to resume exactly, in a weights_only-loadable file (atomic write).
-    Refused (:class:`TrainingDiverged`, ``path`` untouched) when a weight or optimiser state is not
-    finite."""
+    Refused (:class:`TrainingDiverged`, ``path`` untouched) when a weight, an averaged weight or an
+    optimiser state is not finite."""
     state_dict = state_with_modules(model, info, modules or {})
     optimiser_state = optimiser.state_dict()
-    refuse_non_finite({**state_dict, **_optimiser_tensors(optimiser_state)}, path)
+    ema_state = ema.state_dict(info) if ema is not None else {}
+    refuse_non_finite(
+        {
+            **state_dict,
+            **{"ema." + k: v for k, v in ema_state.items()},
+            **_optimiser_tensors(optimiser_state),
+        },
+        path,
+    )
     state = {
         "state_dict": state_dict,
         "optimizer": optimiser_state,
@@ -125,6 +180,8 @@ def save_training_state(
         "config": json.dumps(asdict(cfg)),
         "bore_depth_ros": json.dumps({"model": cfg.model, "model_options": model_options_of(model)}),
     }
+    if ema is not None:
+        state["ema_state_dict"] = ema_state
     atomic_save(state, path)
 
 

@@ -21,6 +21,12 @@ in :data:`.recipes.RECIPES` (losses in ``train/losses/``):
 - ``semi_smd``: Semi-SMD-style semi-supervision on whole rigs and their previous set.
 Extra trainable modules of a recipe (the PoseNet) are saved in ``last.ckpt`` under ``pose_net.*``
 next to the depth net, never in ``weights.pt``.
+
+Schedules (all off by default; :class:`~.config.TrainConfig`): a linear learning-rate warm-up
+before the cosine (``warmup_steps``), an exponential moving average of the depth net that
+``weights.pt`` and the card use (``ema``, :class:`~.state.ModelEMA`), and a smaller input size for
+the first ``warmup_size_steps`` steps (``warmup_size``): each step's batch is drawn at
+``cfg.step_size(step)``, from the same per-step seeds, so a resumed run draws the same batches.
 """
 
 from __future__ import annotations
@@ -43,11 +49,16 @@ from .config import TrainConfig, config_differences
 from .dataset import Augment, RigDataset
 from .evaluation import evaluate
 from .recipes import build_recipe
-from .state import TrainingDiverged, load_state_with_modules, save_training_state, save_weights
+from .state import ModelEMA, TrainingDiverged, load_state_with_modules, save_training_state, save_weights
 
 
 def _lr_at(cfg: TrainConfig, step: int) -> float:
-    a = min(step / max(cfg.steps, 1), 1.0)
+    """The learning rate of step ``step`` (0-based): a linear warm-up over ``warmup_steps`` (lr *
+    (step + 1) / warmup_steps), then the cosine from lr to lr_final over the remaining steps."""
+    warm = cfg.warmup_steps
+    if step < warm:
+        return cfg.lr * (step + 1) / warm
+    a = min((step - warm) / max(cfg.steps - warm, 1), 1.0)
     return cfg.lr_final + 0.5 * (cfg.lr - cfg.lr_final) * (1 + math.cos(math.pi * a))
 
 
@@ -154,6 +165,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
     modules = recipe.modules
     groups = [{"params": m.parameters()} for m in (model, *modules.values())]  # depth net first
     optimiser = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    ema = ModelEMA(model, cfg.ema) if cfg.ema else None
     step = 0
     last = out / "last.ckpt"
     if cfg.resume and last.is_file():
@@ -165,6 +177,10 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
             load_checkpoint(last, model=model, model_name=cfg.model)
         model.train()
         optimiser.load_state_dict(state["optimizer"])
+        if ema is not None:
+            if "ema_state_dict" not in state:
+                raise ValueError(f"{last} holds no EMA weights (ema: {cfg.ema}); use --force to start again")
+            ema.load_state_dict(state["ema_state_dict"], info, label=f"{last} (EMA weights)")
         step = int(state["global_step"])
         torch.set_rng_state(state["torch_rng"])
         rng.bit_generator.state = json.loads(state["numpy_rng"])
@@ -177,7 +193,6 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
         f"recording(s) in {time.perf_counter() - t_load:.1f} s; drops {data.drops or 'none'}"
     )
     aug = Augment(**cfg.augment)
-    out_hw = (cfg.input_height, cfg.input_width)
     t0 = time.perf_counter()
     loss_val = math.nan
     history = []
@@ -193,8 +208,14 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
     def not_saved(at: int, e: TrainingDiverged) -> TrainingDiverged:
         return TrainingDiverged(f"training stopped at step {at}: {e}; {_kept_files(out, saved_step)}")
 
-    batches = step_batches(recipe, data, rng, out_hw, aug, cfg.num_workers)
+    batches = batches_hw = None
     while step < cfg.steps:
+        hw = cfg.step_size(step)
+        if hw != batches_hw:  # the first step, or the end of the size warm-up
+            if batches is not None:
+                batches.close()
+                say(f"[train] step {step}: batches at {hw[0]}x{hw[1]} from now on")
+            batches, batches_hw = step_batches(recipe, data, rng, hw, aug, cfg.num_workers), hw
         batch = next(batches)
         for g in optimiser.param_groups:
             g["lr"] = _lr_at(cfg, step)
@@ -206,6 +227,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
         loss.backward()
         optimiser.step()
         step += 1
+        if ema is not None:
+            ema.update(model, step)
         bad = _non_finite_weights(trainable)
         if bad:
             what = f"{len(bad)} tensors non-finite after the optimiser step, e.g. {bad[0]}"
@@ -224,15 +247,17 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
         out_of_time = cfg.max_minutes and elapsed > cfg.max_minutes * 60
         if step % cfg.checkpoint_every == 0 or step == cfg.steps or out_of_time:
             try:
-                save_training_state(last, model, optimiser, step, rng, cfg, info, modules)
+                save_training_state(last, model, optimiser, step, rng, cfg, info, modules, ema)
             except TrainingDiverged as e:
                 raise not_saved(step, e) from None
             saved_step = step
         if out_of_time:
             say(f"[train] stopping after {cfg.max_minutes} min at step {step} (resume continues)")
             break
-    batches.close()
+    if batches is not None:
+        batches.close()
     seconds = time.perf_counter() - t0
+    final = ema.module if ema is not None else model  # what weights.pt holds and the card evaluates
     meta = {
         "model": cfg.model,
         "recipe": cfg.recipe,
@@ -240,8 +265,10 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
         "input_size": [cfg.input_height, cfg.input_width],
         "train": cfg.train,
     }
+    if cfg.ema:
+        meta["ema"] = cfg.ema
     try:
-        save_weights(out / "weights.pt", model, info, cfg.save_fp16, meta)
+        save_weights(out / "weights.pt", final, info, cfg.save_fp16, meta)
     except TrainingDiverged as e:
         raise not_saved(step, e) from None
     card = None
@@ -258,7 +285,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
             "held_out": cfg.val,
             "held_out_data": held_out,
             "final_loss": loss_val,
-            **evaluate(model, info, val, cfg),
+            **({"ema": cfg.ema} if cfg.ema else {}),
+            **evaluate(final, info, val, cfg),
         }
         write_card(out, card, cfg)
         say(
