@@ -229,14 +229,24 @@ def test_label_over_two_bags_on_ray_equals_serial(tmp_path, local_ray):
     assert fleet.expand_bags([listing]) == bags
     args = ("bore_depth", str(weights), (32, 64), "cpu")
     serial = label_bags(bags, open_labelling_teacher(*args), tmp_path / "s")
+    # a corrupt bag among them is reported and left out; the others are labelled as before
+    bad = tmp_path / "bad.mcap"
+    bad.write_bytes(b"\x89MCAP0\r\n" + b"\0" * 200)
     on_ray = label_bags(
-        bags,
+        [bags[0], str(bad), bags[1]],
         open_labelling_teacher(*args),
         tmp_path / "r",
         runner=ray_label_runner(open_labelling_teacher, args, workers=2),
     )
-    for key in ("teacher", "recordings", "arrays", "views", "input_size"):
+    assert serial["failed"] == [] and [f["bag"] for f in on_ray["failed"]] == [str(bad)]
+    assert on_ray["failed"][0]["reason"]
+    for key in ("teacher", "recordings", "views", "input_size"):
         assert on_ray[key] == serial[key]
-    for a in serial["arrays"]:
-        for f in (a["file"], a["stamps"]):
-            np.testing.assert_array_equal(np.load(tmp_path / "r" / f), np.load(tmp_path / "s" / f))
+    # arrays are named after the bag's number in the list: r2 is the third bag on Ray
+    assert len(on_ray["arrays"]) == len(serial["arrays"])
+    for a, b in zip(serial["arrays"], on_ray["arrays"], strict=True):
+        assert {k: v for k, v in a.items() if k not in ("file", "stamps")} == {
+            k: v for k, v in b.items() if k not in ("file", "stamps")
+        }
+        for fa, fb in ((a["file"], b["file"]), (a["stamps"], b["stamps"])):
+            np.testing.assert_array_equal(np.load(tmp_path / "r" / fb), np.load(tmp_path / "s" / fa))

@@ -113,4 +113,6 @@ def run(args: argparse.Namespace) -> int:
         f"{', '.join(f'{h}x{w}' for h, w in sizes)} (float16); {views / max(secs, 1e-9):.2f} views/s "
         f"({views / max(tsecs, 1e-9):.2f} views/s in the teacher)"
     )
-    return 0
+    for f in index["failed"]:
+        print(f"failed: {f['bag']}: {f['reason']} (left out of the store)")
+    return 1 if index["failed"] else 0

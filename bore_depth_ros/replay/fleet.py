@@ -711,6 +711,27 @@ def start_ray(address: str = "local", num_cpus: int | None = None) -> bool:
     return True
 
 
+def on_actors_as_done(actors: list, items: list, submit):
+    """Ray scheduling for model-holding actors: every idle actor takes the next item
+    (``submit(actor, item)`` returns its object ref); yields ``(item, result)`` as each finishes,
+    the result being a ``ray.exceptions.RayError`` when the item failed (after Ray's retries)."""
+    import ray
+
+    queue, running, idle = list(items), {}, list(actors)
+    while queue or running:
+        while queue and idle:
+            actor, item = idle.pop(0), queue.pop(0)
+            running[submit(actor, item)] = (actor, item)
+        done, _ = ray.wait(list(running), num_returns=1)
+        for ref in done:
+            actor, item = running.pop(ref)
+            idle.append(actor)
+            try:
+                yield item, ray.get(ref)
+            except ray.exceptions.RayError as exc:
+                yield item, exc
+
+
 def ray_runner(
     address: str = "local",
     num_cpus: float = 1.0,
@@ -744,22 +765,9 @@ def ray_runner(
             if on_actors is not None:
                 on_actors(actors)
             queue = list(todo)
-            running, refs_task = {}, {}
-            idle = list(actors)
-            while queue or running:
-                while queue and idle:
-                    actor = idle.pop(0)
-                    task = queue.pop(0)
-                    ref = actor.run.remote(task, str(bags_dir))
-                    running[ref], refs_task[ref] = actor, task
-                done, _ = ray.wait(list(running), num_returns=1)
-                for ref in done:
-                    idle.append(running.pop(ref))
-                    task = refs_task.pop(ref)
-                    try:
-                        on_done(ray.get(ref))
-                    except ray.exceptions.RayError as exc:  # retries spent: this task fails, not the run
-                        on_done(task.failed(_reason(exc)))
+            for task, value in on_actors_as_done(actors, queue, lambda a, t: a.run.remote(t, str(bags_dir))):
+                # a RayError: retries spent or the task raised; this task fails, not the run
+                on_done(task.failed(_reason(value)) if isinstance(value, ray.exceptions.RayError) else value)
         finally:
             for a in actors:
                 ray.kill(a, no_restart=True)

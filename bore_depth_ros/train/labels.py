@@ -258,18 +258,28 @@ def label_bags(
     jobs = list(enumerate(bags))
     try:
         if runner is None:
-            results = (label_one_bag(ri, bag, teacher, out, batch) for ri, bag in jobs)
+            results = (label_bag_or_failure(ri, bag, teacher, out, batch) for ri, bag in jobs)
         else:
             results = runner(jobs, out, batch)
+        failed = []
         for (_, bag), r in zip(jobs, results, strict=True):
+            if "failed" in r:
+                failed.append(r["failed"])
+                say(f"failed: {bag}: {r['failed']['reason']}")
+                continue
             fp = r["recording"]["fingerprint"]
             if fp in seen:
                 raise ValueError(f"{bag} holds the same recording as {seen[fp]} (same first images)")
             seen[fp] = bag
-            arrays += r["arrays"]
+            # arrays point at their recording's place in the index (failed bags are not there)
+            arrays += [{**a, "recording": len(recordings)} for a in r["arrays"]]
             teacher_s += r["teacher_s"]
             recordings.append(r["recording"])
             say(r["line"])
+        if not recordings:
+            raise ValueError(
+                "no bag could be labelled: " + "; ".join(f"{f['bag']}: {f['reason']}" for f in failed)
+            )
         sizes = {tuple(a["input_size"]) for a in arrays}
         index = {
             "format": FORMAT,
@@ -287,6 +297,7 @@ def label_bags(
             "recordings": recordings,
             "arrays": arrays,
             "views": sum(r["views"] for r in recordings),
+            "failed": failed,  # bags left out, with the reason
             "seconds": round(time.perf_counter() - t_start, 3),
             "teacher_seconds": round(teacher_s, 3),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -310,7 +321,25 @@ class _LabelWorker:
         self.teacher = open_teacher(*teacher_args)
 
     def run(self, ri: int, bag: str, out: str, batch: int) -> dict:
-        return label_one_bag(ri, bag, self.teacher, out, batch)
+        return label_bag_or_failure(ri, bag, self.teacher, out, batch)
+
+
+def _failed_bag(bag, exc: BaseException) -> dict:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return {"failed": {"bag": str(bag), "reason": text if len(text) < 500 else text[:497] + "..."}}
+
+
+def label_bag_or_failure(ri: int, bag, teacher, out: str | Path, batch: int = 6) -> dict:
+    """:func:`label_one_bag`, or ``{"failed": {bag, reason}}`` when the bag cannot be labelled
+    (corrupt file, no camera): its partial arrays are removed and the other bags go on."""
+    try:
+        return label_one_bag(ri, bag, teacher, out, batch)
+    except (KeyboardInterrupt, MemoryError):
+        raise
+    except Exception as exc:  # noqa: BLE001 (one bad bag is reported, the others go on)
+        for f in Path(out).glob(f"{ri:03d}_*"):
+            f.unlink(missing_ok=True)
+        return _failed_bag(bag, exc)
 
 
 def ray_label_runner(
@@ -329,7 +358,7 @@ def ray_label_runner(
     def run(jobs, out: Path, batch: int):
         import ray
 
-        from ..replay.fleet import start_ray
+        from ..replay.fleet import on_actors_as_done, start_ray
 
         started = start_ray(address)
         actors = []
@@ -342,12 +371,15 @@ def ray_label_runner(
                 worker.remote(open_teacher, teacher_args, max(1, int(num_cpus)))
                 for _ in range(min(n, len(jobs)))
             ]
-            refs = [
-                actors[i % len(actors)].run.remote(ri, str(bag), str(out), batch)
-                for i, (ri, bag) in enumerate(jobs)
-            ]
-            for ref in refs:
-                yield ray.get(ref)
+            # idle actors take the next bag; results are handed on in bag order
+            done, next_ri = {}, 0
+            order = [ri for ri, _ in jobs]
+            submit = lambda a, job: a.run.remote(job[0], str(job[1]), str(out), batch)  # noqa: E731
+            for (ri, bag), r in on_actors_as_done(actors, jobs, submit):
+                done[ri] = _failed_bag(bag, r) if isinstance(r, ray.exceptions.RayError) else r
+                while next_ri < len(order) and order[next_ri] in done:
+                    yield done.pop(order[next_ri])
+                    next_ri += 1
         finally:
             for a in actors:
                 ray.kill(a, no_restart=True)
