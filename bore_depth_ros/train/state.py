@@ -127,8 +127,11 @@ class ModelEMA:
     def update(self, model: nn.Module, step: int) -> None:
         """Average in ``model`` (the same architecture) after optimiser step ``step``."""
         d = self.decay_at(step)
-        for e, p in zip(self.module.parameters(), model.parameters(), strict=True):
-            e.mul_(d).add_(p.detach(), alpha=1.0 - d)
+        mine, theirs = list(self.module.parameters()), [p.detach() for p in model.parameters()]
+        if len(mine) != len(theirs):
+            raise ValueError(f"EMA of {len(mine)} parameters updated from a model with {len(theirs)}")
+        # e + (1 - d)(p - e) = d e + (1 - d) p, all tensors in one call (one launch per group on a GPU)
+        torch._foreach_lerp_(mine, theirs, 1.0 - d)
         for e, b in zip(self.module.buffers(), model.buffers(), strict=True):
             e.copy_(b)
 
