@@ -308,7 +308,7 @@ def test_gradient_matching_pulls_a_prediction_towards_the_target_boundaries():
     first = None
     for _ in range(60):
         loss = gradient_matching_loss(torch.exp(logp), gt)
-        first = float(loss) if first is None else first
+        first = float(loss.detach()) if first is None else first
         opt.zero_grad()
         loss.backward()
         opt.step()
