@@ -77,7 +77,10 @@ def numpy_to_tensor(array: np.ndarray) -> torch.Tensor:
 def resolve_device(device: str) -> torch.device:
     """``"cpu"`` / ``"cuda"`` / ``"cuda:N"`` -> torch.device; BackendUnavailable if CUDA is requested
     but absent."""
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):  # torch's own message lists every device type it knows
+        raise ValueError(f"backend 'torch' supports devices 'cpu' and 'cuda[:N]', got {device!r}") from None
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             raise BackendUnavailable(
