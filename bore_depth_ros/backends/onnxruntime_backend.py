@@ -6,10 +6,17 @@ directory named after the ONNX Runtime and TensorRT versions, see :func:`tensorr
 and the session is self-checked against ONNX Runtime CPU at start (:mod:`.selfcheck`). UNTESTED HERE:
 no onnxruntime-gpu and no GPU on the development machine; only the option building and the CPU
 self-check path are tested.
+
+Session options (:class:`SessionConfig`, backend keywords of the same names) were chosen by measurement
+on the CPU (docs/benchmarks.md, "ONNX Runtime session options"): graph optimisation level "all"
+(NCHWc layouts and fusions), the default thread pools, sequential execution, memory arena and pattern
+on, no spin-waiting of idle pool threads, and inputs and outputs bound with an I/O binding (ORT reads
+the caller's array and writes into fresh numpy arrays, no copies).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Sequence
@@ -112,8 +119,85 @@ def resolve_providers(
     return providers
 
 
+GRAPH_OPTIMIZATIONS = ("disabled", "basic", "extended", "layout", "all")
+EXECUTION_MODES = ("sequential", "parallel")
+
+
+@dataclasses.dataclass(frozen=True)
+class SessionConfig:
+    """ONNX Runtime session options of :class:`OnnxRuntimeBackend` (the defaults are the measured best).
+
+    ``graph_optimization``: one of :data:`GRAPH_OPTIMIZATIONS` ("layout" and "all" add the CPU's NCHWc
+    layout; "all" also the fusions of "extended"). ``intra_op_threads`` / ``inter_op_threads``: 0 is ORT's
+    default (one per core; inter-op only matters with ``execution_mode="parallel"``). ``memory_arena``,
+    ``memory_pattern``: ORT's CPU arena and planned activation buffers. ``allow_spinning``: idle pool
+    threads spin-wait for the next operator (fast on an idle machine, wasted cycles on a shared one).
+    ``io_binding``: run with ``session.io_binding()`` on the caller's input arrays and fresh output arrays.
+    """
+
+    graph_optimization: str = "all"
+    intra_op_threads: int = 0
+    inter_op_threads: int = 0
+    execution_mode: str = "sequential"
+    memory_arena: bool = True
+    memory_pattern: bool = True
+    allow_spinning: bool = False
+    io_binding: bool = True
+
+    def __post_init__(self) -> None:
+        if self.graph_optimization not in GRAPH_OPTIMIZATIONS:
+            raise ValueError(
+                f"graph_optimization must be one of {', '.join(GRAPH_OPTIMIZATIONS)}, "
+                f"got {self.graph_optimization!r}"
+            )
+        if self.execution_mode not in EXECUTION_MODES:
+            raise ValueError(
+                f"execution_mode must be one of {', '.join(EXECUTION_MODES)}, got {self.execution_mode!r}"
+            )
+        for name in ("intra_op_threads", "inter_op_threads"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ValueError(f"{name} must be an integer >= 0 (0: one per core), got {v!r}")
+        for name in ("memory_arena", "memory_pattern", "allow_spinning", "io_binding"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
+
+    def session_options(self, ort: Any = None) -> Any:
+        """The ``onnxruntime.SessionOptions`` these settings describe (warnings and info not logged)."""
+        ort = ort or import_onnxruntime()
+        levels = {
+            "disabled": "ORT_DISABLE_ALL",
+            "basic": "ORT_ENABLE_BASIC",
+            "extended": "ORT_ENABLE_EXTENDED",
+            "layout": "ORT_ENABLE_LAYOUT",
+            "all": "ORT_ENABLE_ALL",
+        }
+        level = getattr(ort.GraphOptimizationLevel, levels[self.graph_optimization], None)
+        if level is None:
+            raise BackendUnavailable(
+                f"graph_optimization {self.graph_optimization!r} needs a newer onnxruntime than "
+                f"{ort.__version__}"
+            )
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = level
+        opts.intra_op_num_threads = self.intra_op_threads
+        opts.inter_op_num_threads = self.inter_op_threads
+        opts.execution_mode = (
+            ort.ExecutionMode.ORT_PARALLEL
+            if self.execution_mode == "parallel"
+            else ort.ExecutionMode.ORT_SEQUENTIAL
+        )
+        opts.enable_cpu_mem_arena = self.memory_arena
+        opts.enable_mem_pattern = self.memory_pattern
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.allow_spinning else "0")
+        opts.add_session_config_entry("session.inter_op.allow_spinning", "1" if self.allow_spinning else "0")
+        opts.log_severity_level = 3
+        return opts
+
+
 class OnnxRuntimeBackend(Backend):
-    """Runs a static-shape ONNX graph with ONNX Runtime (graph optimisation level ALL).
+    """Runs a static-shape ONNX graph with ONNX Runtime; session options as :class:`SessionConfig`
+    (its fields are keywords here; ``session`` gives them all at once, and the keywords override it).
 
     With one ``input_shape`` the graph must have exactly one input (any name); with ``{name: shape}``
     its inputs must be exactly those names, each float32 of that shape. ``precision`` "fp16" only with
@@ -134,8 +218,16 @@ class OnnxRuntimeBackend(Backend):
         precision: str = "fp32",
         engine_cache_dir: str | os.PathLike | None = None,
         self_check: bool | None = None,
+        session: SessionConfig | None = None,
+        **session_kw: Any,
     ) -> None:
         super().__init__(input_shape, output_names)
+        unknown = sorted(set(session_kw) - {f.name for f in dataclasses.fields(SessionConfig)})
+        if unknown:
+            raise TypeError(f"OnnxRuntimeBackend got unexpected keyword arguments {', '.join(unknown)}")
+        if intra_op_threads:
+            session_kw.setdefault("intra_op_threads", intra_op_threads)
+        self.config = dataclasses.replace(session or SessionConfig(), **session_kw)
         ort = import_onnxruntime()
         self.onnx_path = Path(onnx_path)
         self.device = device
@@ -148,10 +240,7 @@ class OnnxRuntimeBackend(Backend):
         requested = resolve_providers(device, providers, precision, engine_cache_dir)
         if not self.onnx_path.is_file():
             raise FileNotFoundError(f"ONNX model not found: {self.onnx_path}")
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.intra_op_num_threads = int(intra_op_threads)
-        opts.log_severity_level = 3
+        opts = self.config.session_options(ort)
         self.session = ort.InferenceSession(os.fspath(self.onnx_path), opts, providers=requested)
         # ORT silently falls back to CPU when a GPU provider fails to load (missing CUDA/cuDNN libraries).
         active = self.session.get_providers()
@@ -199,6 +288,14 @@ class OnnxRuntimeBackend(Backend):
         if missing:
             raise ValueError(f"{self.onnx_path} has outputs {graph_outputs}, lacking {missing}")
         self._run_names = list(self.output_names)
+        nodes = {o.name: o for o in self.session.get_outputs()}
+        # static float outputs: bind fresh numpy arrays ORT writes into; else let ORT allocate, then copy
+        self._out_shapes = {
+            n: tuple(nodes[n].shape)
+            if nodes[n].type == "tensor(float)" and all(isinstance(d, int) and d >= 0 for d in nodes[n].shape)
+            else None
+            for n in self.output_names
+        }
         self.self_check_report = None
         if self_check is None:
             self_check = active[0] == "TensorrtExecutionProvider"
@@ -226,8 +323,31 @@ class OnnxRuntimeBackend(Backend):
         arrays = self.check_inputs(inputs)
         if self.session is None:
             raise RuntimeError("backend 'onnxruntime' is closed")
-        outputs = self.session.run(self._run_names, {self._feed_names[n]: a for n, a in arrays.items()})
+        feed = {self._feed_names[n]: a for n, a in arrays.items()}
+        if self.config.io_binding:
+            return self._run_bound(feed)
+        outputs = self.session.run(self._run_names, feed)
         return {n: np.asarray(o, dtype=np.float32) for n, o in zip(self.output_names, outputs)}
+
+    def _run_bound(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        # One binding per call, so concurrent infer() calls never share one.
+        binding = self.session.io_binding()
+        for name, a in feed.items():
+            binding.bind_cpu_input(name, a)
+        out: dict[str, np.ndarray] = {}
+        for name in self.output_names:
+            shape = self._out_shapes[name]
+            if shape is None:
+                binding.bind_output(name, "cpu")
+            else:
+                out[name] = np.empty(shape, np.float32)
+                binding.bind_output(name, "cpu", 0, np.float32, list(shape), out[name].ctypes.data)
+        self.session.run_with_iobinding(binding)
+        if len(out) < len(self.output_names):
+            copied = dict(zip(self.output_names, binding.copy_outputs_to_cpu()))
+            for name in self.output_names:
+                out.setdefault(name, np.asarray(copied[name], dtype=np.float32))
+        return out
 
     def describe(self) -> dict[str, str]:
         import onnxruntime
@@ -243,6 +363,7 @@ class OnnxRuntimeBackend(Backend):
             else shape_str(self.input_shape),
             "outputs": ",".join(self.output_names),
             "onnxruntime": onnxruntime.__version__,
+            "session": ",".join(f"{k}={v}" for k, v in dataclasses.asdict(self.config).items()),
         }
 
     def close(self) -> None:
