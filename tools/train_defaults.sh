@@ -1,25 +1,76 @@
 #!/usr/bin/env bash
-# Reproduces the embedded default weights: renders the training and held-out recordings, trains
-# BoRe-Depth and the SVR-style student side by side (one CPU thread each), and copies the results
-# into bore_depth_ros/data. About an hour on 2 CPU cores. Run from any folder; work goes to $WORK.
+# Reproduces the embedded default weights of the three models (issue 16):
+#   tools/train_defaults.sh [render|train|cards|install|all]   (default: all)
+# render  : domain-randomised training recordings (seeds 1000-1031, `synth --randomise`, 24 frames
+#           each) and the held-out recordings (seeds 9000/9001, density 1.6: never trained on)
+# train   : BoRe-Depth, the SVR-style student and the Semi-SMD-style model side by side, one CPU
+#           thread each (config/train/*_default.yaml: warm-up + cosine, EMA, per-image SILog,
+#           gradient matching, a low-resolution warm-up then the recordings' 192x320); each run
+#           resumes exactly from its last.ckpt, so the step can be repeated across sessions
+# cards   : re-evaluates the held-out recordings with `bore-depth eval` and writes the cards
+#           (tools/make_cards.py) next to the new weights
+# install : copies weights and cards into bore_depth_ros/data (refuses to replace them unless
+#           FORCE=1: they are tracked in git)
+# Work goes to $WORK (default ./bore_depth_training). BoRe-Depth and SVR start from the previous
+# embedded weights (init/ holds a copy made on the first run); Semi-SMD starts from the previous
+# SVR-style encoder and decoder (tools/init_from.py), its fusion blocks from scratch.
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck disable=SC1091
 . "$repo/tools/env.sh"
 work=${WORK:-$PWD/bore_depth_training}
+stage=${1:-all}
 mkdir -p "$work" && cd "$work"
-for s in 10 11 12 13; do
-  [[ -d train_data/rec_$s ]] || bore-depth synth train_data/rec_$s --frames 80 --seed $s --no-lidar --rate 5
-done
-[[ -d train_data/heldout_99 ]] || bore-depth synth train_data/heldout_99 --frames 20 --seed 99 --density 1.3 --rate 5 --no-lidar
-for stage in "" _stage2; do   # stage 2: a warm restart from stage 1's last.ckpt
-  bore-depth train "$repo/config/train/bore_depth_default$stage.yaml" > "bore_depth$stage.log" 2>&1 &
-  bore-depth train "$repo/config/train/svr_default$stage.yaml" > "svr$stage.log" 2>&1 &
+
+render() {
+  local jobs=${JOBS:-2} seeds=()
+  for s in $(seq 1000 1031); do
+    [[ -d train_data/rand_$s ]] || seeds+=("$s")
+  done
+  # two renderers at a time (pybullet is single-threaded)
+  printf '%s\n' "${seeds[@]}" | xargs -r -P "$jobs" -I{} \
+    bore-depth synth train_data/rand_{} --randomise --seed {} --frames 24 --rate 5 --no-lidar
+  [[ -d train_data/heldout_9000 ]] ||
+    bore-depth synth train_data/heldout_9000 --randomise --seed 9000 --density 1.6 --frames 20 --rate 5 --no-lidar
+  [[ -d train_data/heldout_9001 ]] ||
+    bore-depth synth train_data/heldout_9001 --seed 9001 --density 1.6 --frames 20 --rate 5 --no-lidar
+}
+
+train() {
+  mkdir -p init
+  for m in bore_depth svr; do
+    [[ -f init/${m}_default.pt ]] || cp "$repo/bore_depth_ros/data/${m}_default.pt" "init/${m}_default.pt"
+  done
+  [[ -f init/semi_smd_init.pt ]] ||
+    python "$repo/tools/init_from.py" --model semi_smd --source init/svr_default.pt --out init/semi_smd_init.pt
+  for m in bore_depth svr semi_smd; do
+    bore-depth train "$repo/config/train/${m}_default.yaml" >> "train_$m.log" 2>&1 &
+  done
   wait
-done
-for m in bore_depth svr; do
-  cp "train_output/${m}_ft/weights.pt" "$repo/bore_depth_ros/data/${m}_default.pt"
-done
-# The shipped cards (bore_depth_ros/data/*_default.card.*) combine both stages' cards
-# (train_output/<model>/card.json and train_output/<model>_ft/card.json).
-echo "embedded weights updated in $repo/bore_depth_ros/data; cards: train_output/*/card.md"
+}
+
+cards() {
+  python "$repo/tools/make_cards.py" --work "$work" --out "$work/cards"
+}
+
+install() {
+  for m in bore_depth svr semi_smd; do
+    dst="$repo/bore_depth_ros/data/${m}_default.pt"
+    if [[ -e $dst && ${FORCE:-0} != 1 ]] && ! cmp -s "train_output/$m/weights.pt" "$dst"; then
+      echo "refusing to replace $dst (tracked in git): run with FORCE=1" >&2
+      exit 1
+    fi
+    cp "train_output/$m/weights.pt" "$dst"
+    cp "cards/${m}_default.card.md" "cards/${m}_default.card.json" "$repo/bore_depth_ros/data/"
+  done
+  echo "embedded weights and cards updated in $repo/bore_depth_ros/data"
+}
+
+case $stage in
+  render) render ;;
+  train) train ;;
+  cards) cards ;;
+  install) install ;;
+  all) render && train && cards && install ;;
+  *) echo "usage: $0 [render|train|cards|install|all]" >&2; exit 2 ;;
+esac
