@@ -33,7 +33,7 @@ MANIFEST = "manifest.json"
 FRAMES = "frames.jsonl"
 SUMMARY = "summary.json"
 # config fields that do not change the results (where they go, whether to replace them)
-_SEGMENT_KEYS = ("segment", "start_s", "end_s", "status", "reason", "frames_scored", "seconds")
+_SEGMENT_KEYS = ("segment", "start_s", "end_s", "status", "reason", "frames_scored", "seconds", "process")
 _NOT_RESULT = ("bag", "report_dir", "force", "output_bag", "cache_dir", "threads")
 
 
@@ -223,10 +223,20 @@ def run_task(config: EvalConfig, task: Task, bags_dir: str | Path, engine=None) 
             report=str(report / "report.html"),
         )
     summary["seconds"] = time.perf_counter() - t0
+    summary["process"] = _process_facts()
     _write_atomic(bags_dir / f"{task.name}.jsonl", "".join(dumps_line(x) + "\n" for x in lines))
     summary["frames_scored"] = len(lines)
     _write_atomic(bags_dir / f"{task.name}.json", json.dumps(_num(summary), indent=1, sort_keys=True))
     return summary
+
+
+def _process_facts() -> dict:
+    """The process that ran a task (the driver or a Ray worker): pid, host, peak RSS so far."""
+    import resource
+    import socket
+
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    return {"pid": os.getpid(), "host": socket.gethostname(), "peak_rss_mb": round(peak_kb / 1024, 1)}
 
 
 def bag_duration_s(bag: str) -> float | None:
@@ -507,12 +517,26 @@ def write_fleet_outputs(out: Path, bags, ids, results: dict, wall_s: float, resu
         "wall_s": wall_s,
         "bag_seconds": busy,
         "resumed_bags": resumed,
+        "peak_rss_mb": _peak_rss(per_bag),
         "overall": _fleet_means(ok),
         "per_bag": per_bag,
     }
     _write_atomic(out / SUMMARY, json.dumps(_num(summary), indent=1, sort_keys=True))
     summary["paths"] = write_fleet_report(summary, out)
     return summary
+
+
+def _peak_rss(per_bag: list[dict]) -> dict:
+    """Peak RSS (MB) of each process that ran tasks, by host:pid."""
+    peaks: dict[str, float] = {}
+    procs = [s.get("process") for s in per_bag] + [
+        g.get("process") for s in per_bag for g in s.get("segments", [])
+    ]
+    for p in procs:
+        if p:
+            k = f"{p['host']}:{p['pid']}"
+            peaks[k] = max(peaks.get(k, 0.0), float(p["peak_rss_mb"]))
+    return dict(sorted(peaks.items()))
 
 
 def _fleet_means(ok: list[dict]) -> dict:
@@ -599,6 +623,12 @@ def _totals(summary: dict) -> list[str]:
         f"{summary['frames_scored']} camera frames scored; this run {wall:.1f} s wall, "
         f"{summary['bag_seconds']:.1f} s in bags; "
         f"{(summary['finished'] - summary['resumed_bags']) / wall if wall > 0 else 0:.3f} bags/s",
+        (
+            f"{len(summary['peak_rss_mb'])} process(es) ran the bags; peak RSS "
+            f"{max(summary['peak_rss_mb'].values()):.0f} MB"
+            if summary.get("peak_rss_mb")
+            else "no bag ran in this run"
+        ),
         "fleet mean of per-bag means, metric: "
         + ", ".join(f"{k} {_f(v)}" for k, v in summary["overall"]["metric"].items()),
     ]
