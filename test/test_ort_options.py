@@ -4,17 +4,20 @@ benchmark compared gives today's outputs (a plain ``InferenceSession`` at ORT_EN
 the same bits as ``session.run``, in fresh float32 arrays; bad options are refused by name.
 
 Real exported models (BoRe-Depth, and SVR for two inputs and two outputs) at 64x96; no timing here:
-the speed of each option set is measured by the benchmark (docs/benchmarks.md).
+the speed of each option set is measured by the benchmark (docs/benchmarks.md). ``device="openvino"``
+(an optional package) gives the same outputs where the plugin is installed and a clear error where not.
 """
 
 from __future__ import annotations
+
+import importlib.util
 
 import numpy as np
 import onnxruntime as ort
 import pytest
 
 from bore_depth_ros import deploy
-from bore_depth_ros.backends import create_backend, ensure_onnx, seeded_inputs
+from bore_depth_ros.backends import BackendUnavailable, create_backend, ensure_onnx, seeded_inputs
 from bore_depth_ros.backends.onnxruntime_backend import OnnxRuntimeBackend, SessionConfig
 from bore_depth_ros.models import get_model_info
 
@@ -153,3 +156,29 @@ def test_unknown_keyword_is_refused(bore):
     path, shapes, names = bore
     with pytest.raises(TypeError, match="graph_optimisation"):
         OnnxRuntimeBackend(path, shapes, names, graph_optimisation="all")
+
+
+def _openvino_installed() -> bool:
+    return (
+        importlib.util.find_spec("onnxruntime_ep_openvino") is not None
+        or "OpenVINOExecutionProvider" in ort.get_available_providers()
+    )
+
+
+@pytest.mark.parametrize("model", ["bore", "svr"])
+def test_openvino_device_gives_todays_outputs_or_a_clear_error(model, request):
+    path, shapes, names = request.getfixturevalue(model)
+    kw = dict(onnx_path=path, input_shapes=shapes, output_names=names, device="openvino")
+    if not _openvino_installed():
+        with pytest.raises(BackendUnavailable, match="pip install onnxruntime-ep-openvino"):
+            create_backend("onnxruntime", **kw)
+        return
+    backend = create_backend("onnxruntime", **kw)
+    assert backend.session.get_providers()[0] == "OpenVINOExecutionProvider"
+    assert backend.self_check_report is not None and backend.self_check_report.passed
+    feed = seeded_inputs(shapes, seed=4)
+    want = _today(path, feed, names)
+    got = backend.infer(feed)
+    for n in names:
+        scale = float(np.abs(want[n]).max())
+        np.testing.assert_allclose(got[n], want[n], rtol=1e-5, atol=1e-5 * scale, err_msg=n)

@@ -1,4 +1,8 @@
-"""ONNX Runtime backend (CPU, CUDA or TensorRT execution providers).
+"""ONNX Runtime backend (CPU, OpenVINO, CUDA or TensorRT execution providers).
+
+``device="openvino"`` runs the graph with the OpenVINO execution provider on the CPU, in float32
+(optional package ``onnxruntime-ep-openvino``; measured faster than ORT's own CPU provider with the
+same outputs to 1e-5, docs/benchmarks.md), self-checked against ONNX Runtime CPU at start.
 
 onnxruntime is imported when a backend is built, so this module imports without it. With the TensorRT
 execution provider (``device="tensorrt[:N]"``) engines are cached on disk (ORT's own engine cache, in a
@@ -17,6 +21,7 @@ the caller's array and writes into fresh numpy arrays, no copies).
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 from collections.abc import Sequence
@@ -34,6 +39,50 @@ log = logging.getLogger(__name__)
 _GPU_HINT = (
     "pip install onnxruntime-gpu (in place of onnxruntime; on Jetson use the JetPack onnxruntime-gpu wheel)"
 )
+
+
+_OPENVINO = "OpenVINOExecutionProvider"
+_OPENVINO_HINT = (
+    "pip install onnxruntime-ep-openvino (the OpenVINO execution provider plugin for the installed "
+    "onnxruntime; optional, not in the requirements)"
+)
+# OpenVINO's CPU plugin runs bf16 on AMX/AVX512-BF16 CPUs unless told otherwise: keep the fp32 results.
+_OPENVINO_OPTIONS = {"load_config": json.dumps({"CPU": {"INFERENCE_PRECISION_HINT": "f32"}})}
+
+
+def _openvino_plugin() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("onnxruntime_ep_openvino") is not None
+
+
+def openvino_devices(ort: Any = None) -> list[Any]:
+    """The OpenVINO plugin's CPU devices (``onnxruntime-ep-openvino``, registered once per process).
+
+    Raises BackendUnavailable when the plugin is not installed or finds no CPU.
+    """
+    ort = ort or import_onnxruntime()
+    try:
+        import onnxruntime_ep_openvino as plugin
+    except ImportError as e:
+        raise BackendUnavailable(
+            "backend 'onnxruntime' on device 'openvino' needs the OpenVINO execution provider: "
+            + _OPENVINO_HINT
+        ) from e
+    if not hasattr(ort, "get_ep_devices"):
+        raise BackendUnavailable(
+            f"device 'openvino' needs onnxruntime >= 1.23 (plugin execution providers), got {ort.__version__}"
+        )
+    if not any(d.ep_name == _OPENVINO for d in ort.get_ep_devices()):
+        ort.register_execution_provider_library(_OPENVINO, plugin.get_library_path())
+    devices = [
+        d
+        for d in ort.get_ep_devices()
+        if d.ep_name == _OPENVINO and d.device.type == ort.OrtHardwareDeviceType.CPU
+    ]
+    if not devices:
+        raise BackendUnavailable("the OpenVINO execution provider plugin found no CPU device here")
+    return devices
 
 
 def _provider_name(p: str | tuple[str, dict[str, Any]]) -> str:
@@ -72,8 +121,11 @@ def resolve_providers(
     precision: str = "fp32",
     engine_cache_dir: str | os.PathLike | None = None,
 ) -> list[Any]:
-    """Execution providers for ``device`` ("cpu", "cuda[:N]", "tensorrt[:N]") or the explicit ``providers``.
+    """Execution providers for ``device`` ("cpu", "openvino", "cuda[:N]", "tensorrt[:N]") or the explicit
+    ``providers``.
 
+    "openvino" is the OpenVINO execution provider on the CPU in float32 (optional: the
+    ``onnxruntime-ep-openvino`` plugin, or an ``onnxruntime-openvino`` build).
     "tensorrt[:N]" gets :func:`tensorrt_provider_options` (``precision``, ``engine_cache_dir``).
     Raises BackendUnavailable if the installed onnxruntime lacks a requested provider.
     """
@@ -88,6 +140,12 @@ def resolve_providers(
 
         if kind == "cpu" and not index:
             providers = ["CPUExecutionProvider"]
+        elif kind == "openvino" and not index:
+            if (
+                _OPENVINO not in ort.get_available_providers()
+            ):  # an onnxruntime-openvino build has it built in
+                openvino_devices(ort)
+            return [(_OPENVINO, dict(_OPENVINO_OPTIONS)), "CPUExecutionProvider"]
         elif kind == "cuda":
             providers = [gpu("CUDAExecutionProvider"), "CPUExecutionProvider"]
         elif kind == "tensorrt":
@@ -99,7 +157,8 @@ def resolve_providers(
             ]
         else:
             raise ValueError(
-                f"backend 'onnxruntime' supports devices 'cpu', 'cuda[:N]' and 'tensorrt[:N]', got '{device}'"
+                f"backend 'onnxruntime' supports devices 'cpu', 'cuda[:N]', 'tensorrt[:N]' and 'openvino', "
+                f"got '{device}'"
             )
     providers = list(providers)
     if not providers:
@@ -201,8 +260,8 @@ class OnnxRuntimeBackend(Backend):
 
     With one ``input_shape`` the graph must have exactly one input (any name); with ``{name: shape}``
     its inputs must be exactly those names, each float32 of that shape. ``precision`` "fp16" only with
-    the TensorRT execution provider. ``self_check`` (default: only with the TensorRT provider) compares
-    the session with ONNX Runtime CPU at start and raises EngineSelfCheckFailed outside tolerance.
+    the TensorRT execution provider. ``self_check`` (default: with the TensorRT and OpenVINO providers)
+    compares the session with ONNX Runtime CPU at start and raises EngineSelfCheckFailed outside tolerance.
     """
 
     name = "onnxruntime"
@@ -241,14 +300,23 @@ class OnnxRuntimeBackend(Backend):
         if not self.onnx_path.is_file():
             raise FileNotFoundError(f"ONNX model not found: {self.onnx_path}")
         opts = self.config.session_options(ort)
-        self.session = ort.InferenceSession(os.fspath(self.onnx_path), opts, providers=requested)
+        if _provider_name(requested[0]) == _OPENVINO and _openvino_plugin():
+            # the plugin package: its devices go into the session options, ORT adds the CPU fallback
+            opts.add_provider_for_devices(openvino_devices(ort), dict(requested[0][1]))
+            self.session = ort.InferenceSession(os.fspath(self.onnx_path), opts)
+        else:
+            self.session = ort.InferenceSession(os.fspath(self.onnx_path), opts, providers=requested)
         # ORT silently falls back to CPU when a GPU provider fails to load (missing CUDA/cuDNN libraries).
         active = self.session.get_providers()
         if _provider_name(requested[0]) not in active:
             raise BackendUnavailable(
                 f"backend 'onnxruntime': {_provider_name(requested[0])} is installed but failed to load "
-                f"(active: {', '.join(active)}); check the CUDA/cuDNN libraries onnxruntime-gpu "
-                f"{ort.__version__} needs"
+                f"(active: {', '.join(active)}); "
+                + (
+                    f"check the onnxruntime-ep-openvino install against onnxruntime {ort.__version__}"
+                    if _provider_name(requested[0]) == _OPENVINO
+                    else f"check the CUDA/cuDNN libraries onnxruntime-gpu {ort.__version__} needs"
+                )
             )
 
         inputs = {i.name: i for i in self.session.get_inputs()}
@@ -298,7 +366,7 @@ class OnnxRuntimeBackend(Backend):
         }
         self.self_check_report = None
         if self_check is None:
-            self_check = active[0] == "TensorrtExecutionProvider"
+            self_check = active[0] in ("TensorrtExecutionProvider", _OPENVINO)
         if self_check:
             self._self_check(active[0])
 

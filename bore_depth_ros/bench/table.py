@@ -324,7 +324,8 @@ def measure_peaks(
     """This machine's convolution peak (torch conv2d 3x3 ``shape`` -> 64 channels, channels_last; the same
     convolution in ONNX Runtime on the CPU) and memory-copy bandwidth, best of ``repeats`` each.
 
-    ``device`` "cuda[:N]" times the torch convolution on that GPU (fp32) and skips ONNX Runtime;
+    ``device`` "cuda[:N]" or "tensorrt[:N]" times the torch convolution on that GPU (fp32) and skips
+    ONNX Runtime (whose figure is its CPU provider's, also for "openvino");
     ``threads`` as for the table. Figures that cannot be measured here stay None with a note.
     """
     import torch
@@ -339,10 +340,10 @@ def measure_peaks(
     try:
         if threads:
             torch.set_num_threads(int(threads))
-        if kind == "cpu" or kind == "tensorrt":
+        if kind in ("cpu", "openvino"):
             tdev = torch.device("cpu")
-        elif kind == "cuda" and torch.cuda.is_available():
-            tdev = torch.device(device)
+        elif kind in ("cuda", "tensorrt") and torch.cuda.is_available():
+            tdev = torch.device("cuda" + device[len(kind) :])  # ORT's tensorrt[:N] is GPU N
         else:
             tdev = None
             notes.append(f"No torch convolution peak for device '{device}' here.")
@@ -362,7 +363,7 @@ def measure_peaks(
             peaks.torch_conv_gflops = flop / _best_seconds(step, repeats) / 1e9
     finally:
         torch.set_num_threads(old_threads)
-    if kind == "cpu":
+    if kind in ("cpu", "openvino"):
         try:
             peaks.ort_conv_gflops = flop / _ort_conv_seconds(shape, cout, repeats, threads) / 1e9
         except Exception as e:  # noqa: BLE001 - the torch figure still stands

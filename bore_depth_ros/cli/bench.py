@@ -47,7 +47,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repeats", type=positive_int, default=DEFAULT_REPEATS)
     p.add_argument("--warmup", type=non_negative_int, default=DEFAULT_WARMUP)
     p.add_argument(
-        "--device", default="cpu", help="cpu | cuda[:N] (torch, tensorrt) | tensorrt[:N] (onnxruntime)"
+        "--device",
+        default="cpu",
+        help="cpu | cuda[:N] (torch, tensorrt) | tensorrt[:N] or openvino (onnxruntime)",
     )
     p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"])
     p.add_argument(
