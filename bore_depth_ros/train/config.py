@@ -9,6 +9,7 @@ from pathlib import Path
 # not what it learns
 RESUMABLE_CHANGES = (
     "steps",
+    "warmup_size_steps",  # where the low-resolution phase ends (a run cut short keeps both phases)
     "max_minutes",
     "out_dir",
     "resume",
