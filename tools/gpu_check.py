@@ -186,9 +186,58 @@ def run(device: str, quick: bool, iters: int | None, models: list[str], out=sys.
     say(f"speed: backend.infer end to end (host in, host out), median of {iters} call(s):")
     say("")
     table(say, ("model", "input", "views/call", "precision", "layout", "ms/call", "views/s"), speed_rows)
+    if not quick and "svr" in models:
+        rows = batching_rows(dev, precisions, iters, warmup)
+        say("")
+        say(f"batching: svr, one {RIG_VIEWS}-view call vs {RIG_VIEWS} one-view calls (median of {iters}):")
+        say("")
+        table(
+            say, ("input", "precision", f"batch-{RIG_VIEWS} ms", f"{RIG_VIEWS} x batch-1 ms", "ratio"), rows
+        )
     say("")
     say("gpu_check: " + ("all parity checks passed" if ok else "PARITY FAILED"))
     return ok
+
+
+def batching_rows(dev, precisions: list[str], iters: int, warmup: int) -> list[tuple[str, ...]]:
+    """svr at its default size: ms of one six-view call and of six one-view calls, per precision
+    (the models run the views of a call as one batch: no per-view loop on the device)."""
+    from bore_depth_ros.backends import create_backend, seeded_inputs
+    from bore_depth_ros.models import get_model_info
+
+    info = get_model_info("svr")
+    base, _ = load_model("svr")
+    hw = info.default_input_size
+    six = seeded_inputs(info.input_shapes(RIG_VIEWS, *hw), seed=2)
+    singles = [{k: v[i : i + 1].copy() for k, v in six.items()} for i in range(RIG_VIEWS)]
+    rows = []
+    for precision in precisions:
+        made = {}
+        for n in (RIG_VIEWS, 1):
+            made[n] = create_backend(
+                "torch",
+                model=copy.deepcopy(base),
+                input_shapes=info.input_shapes(n, *hw),
+                output_names=info.output_names,
+                device=str(dev),
+                precision=precision,
+                bf16_check=False,
+            )
+        batched = time_calls(made[RIG_VIEWS], six, iters, warmup)
+        for x in singles[:warmup]:
+            made[1].infer(x)
+        times = []
+        for _ in range(iters):
+            t0 = time.perf_counter()
+            for x in singles:
+                made[1].infer(x)
+            times.append((time.perf_counter() - t0) * 1e3)
+        single = statistics.median(times)
+        hw_s = f"{hw[0]}x{hw[1]}"
+        rows.append((hw_s, precision, f"{batched:.1f}", f"{single:.1f}", f"{single / batched:.2f}x"))
+        for b in made.values():
+            b.close()
+    return rows
 
 
 def table(say, header, rows) -> None:
