@@ -10,7 +10,9 @@ six one-view calls, and the median over rounds of the per-round ratio (6 x batch
 (the CPU default), torch bf16 (channels_last, only on CPUs with native bf16) and ONNX Runtime fp32,
 all through ``create_backend`` with the embedded svr weights at 192x320 and seeded inputs.
 
-Then the thread scaling of one torch channels_last call (1 thread vs all threads, batch 1 and
+Then the CPU time (process time on one thread, which other processes' load barely changes) of the
+torch variants split into the per-call fixed cost and per-view compute at batch 1 and batch 6, and
+the thread scaling of one torch channels_last call (1 thread vs all threads, batch 1 and
 batch 6): when one view already keeps every core busy, a batch has no idle core to fill.
 ``--profile`` adds the per-view time of each op kind at batch 1 and batch 6 (torch.profiler).
 """
@@ -109,6 +111,57 @@ def thread_scaling(hw, six, singles, rounds: int) -> None:
         print(f"| {b} | {one:.0f} | {many:.0f} | {one / many:.2f}x |")
 
 
+def cpu_time(variants: dict, hw, six, singles, rounds: int) -> None:
+    """Process CPU time (not wall time) on one intra-op thread: what a call costs in work, which
+    other processes' load barely changes (unlike wall time). Splits a view's cost into the per-call
+    fixed cost (a forward at 32x64, where compute is ~1/30 of 192x320) and compute, per batch."""
+    full = torch.get_num_threads()
+    torch.set_num_threads(1)
+    info = get_model_info(MODEL)
+    tiny_shapes = info.input_shapes(1, 32, 64)
+    tiny_feed = seeded_inputs(tiny_shapes, seed=3)
+    res = {}
+    for name, (b6, b1) in variants.items():
+        if not name.startswith("torch"):
+            continue  # ONNX Runtime's pool threads spin: its process time is not its work
+        layout = "contiguous" if "default layout" in name else "channels_last"
+        precision = "bf16" if "bf16" in name else "fp32"
+        tiny = create_backend(
+            "torch",
+            model=svr(),
+            input_shapes=tiny_shapes,
+            output_names=info.output_names,
+            precision=precision,
+            memory_format=layout,
+            bf16_check=False,
+        )
+        tiny.infer(tiny_feed)
+        b6.infer(six)
+        b1.infer(singles[0])
+        t = {"fixed": [], "b1": [], "b6": []}
+        for _ in range(rounds):
+            for key, fn in (
+                ("fixed", lambda tiny=tiny: tiny.infer(tiny_feed)),
+                ("b1", lambda b1=b1: [b1.infer(x) for x in singles]),
+                ("b6", lambda b6=b6: b6.infer(six)),
+            ):
+                t0 = time.process_time()
+                fn()
+                t[key].append((time.process_time() - t0) * 1e3 / (1 if key == "fixed" else VIEWS))
+        res[name] = {k: statistics.median(v) for k, v in t.items()}
+        tiny.close()
+    torch.set_num_threads(full)
+    print(f"\nCPU time on 1 thread, ms per view (median of {rounds}); fixed = one forward at 32x64:")
+    print("| variant | fixed per call | batch 1 | batch 6 | batch-6 compute / batch-1 compute | ratio |")
+    print("|---|---|---|---|---|---|")
+    for name, r in res.items():
+        c1 = r["b1"] - r["fixed"]
+        c6 = r["b6"] - r["fixed"] / VIEWS
+        ratio = r["b1"] / r["b6"]
+        row = f"| {name} | {r['fixed']:.0f} | {r['b1']:.0f} | {r['b6']:.0f} | {c6 / c1:.2f} | {ratio:.2f}x |"
+        print(row)
+
+
 def profile(hw, six, singles) -> None:
     """Per-view self CPU ms of each op kind at batch 1 and batch 6 (channels_last fp32)."""
     from torch.profiler import ProfilerActivity
@@ -146,6 +199,7 @@ def main() -> None:
     ap.add_argument("--cache-dir", default=None, help="ONNX cache (default $BORE_DEPTH_CACHE/onnx)")
     ap.add_argument("--skip", nargs="*", default=[], help="variants to leave out, e.g. onnxruntime")
     ap.add_argument("--profile", action="store_true", help="per-op breakdown at batch 1 and 6")
+    ap.add_argument("--cpu-time-only", action="store_true", help="only the 1-thread CPU-time table")
     a = ap.parse_args()
     hw = (a.height, a.width)
     names = ["torch fp32 default layout", "torch fp32 channels_last"]
@@ -153,12 +207,17 @@ def main() -> None:
         names.append("torch bf16 channels_last")
     names.append("onnxruntime fp32")
     names = [n for n in names if not any(s in n for s in a.skip)]
+    if a.cpu_time_only:
+        names = [n for n in names if n.startswith("torch")]
     print(
         f"svr {hw[0]}x{hw[1]}, {VIEWS} views: one batch-{VIEWS} call vs {VIEWS} batch-1 calls; torch "
         f"{torch.__version__} with {torch.get_num_threads()} threads; CPU bf16: {cpu_bf16_support()[1]}"
     )
     variants = {n: backends(n, hw, a.cache_dir) for n in names}
     six, singles = feeds(hw)
+    if a.cpu_time_only:
+        cpu_time(variants, hw, six, singles, a.rounds)
+        return
     res = compare(variants, six, singles, a.rounds)
     print(
         f"\nms, median of {a.rounds} alternating rounds; ratio = (6 x batch-1) / batch-6, per-round median:"
@@ -168,6 +227,7 @@ def main() -> None:
     for n, r in res.items():
         b6, b1, ratio = (statistics.median(r[k]) for k in ("b6", "6xb1", "ratio"))
         print(f"| {n} | {b6:.0f} | {b1:.0f} | {ratio:.2f}x | {b6 / VIEWS:.0f} |")
+    cpu_time(variants, hw, six, singles, a.rounds)
     for b6, b1 in variants.values():
         b6.close()
         b1.close()
