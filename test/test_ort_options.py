@@ -182,3 +182,31 @@ def test_openvino_device_gives_todays_outputs_or_a_clear_error(model, request):
     for n in names:
         scale = float(np.abs(want[n]).max())
         np.testing.assert_allclose(got[n], want[n], rtol=1e-5, atol=1e-5 * scale, err_msg=n)
+
+
+def test_session_sweep_times_every_set_against_the_first(bore, tmp_path):
+    import csv
+    import subprocess
+
+    from bore_depth_ros.bench import table
+    from harness import entry_point
+
+    sets = {k: table.SESSION_SWEEP[k] for k in list(table.SESSION_SWEEP)[:3]}
+    rows = table.session_sweep(["bore_depth"], [(H, W)], rounds=2, per_round=1, sets=sets)
+    assert [r.options for r in rows] == list(sets)
+    assert all(r.runs == 2 and 0 < r.min_ms <= r.median_ms for r in rows)
+    assert rows[0].ratio == 1.0 and rows[1].ratio == pytest.approx(rows[1].median_ms / rows[0].median_ms)
+    assert all(r.max_rel_diff == 0.0 for r in rows)  # level "all", same threads: the same bits
+    md = table.sweep_markdown(rows, caption="")
+    assert md.count("\n") == 2 + len(rows) and "| bore_depth | 64x96 | 1 | defaults (all" in md
+
+    out_csv = tmp_path / "sweep.csv"
+    args = ["bench", "--models", "bore_depth", "--sizes", "64x96", "--session-sweep", "1"]
+    done = subprocess.run(
+        [entry_point("bore-depth"), *args, "--csv", str(out_csv)], capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("Measured on ")
+    parsed = list(csv.DictReader(out_csv.open()))
+    assert [r["options"] for r in parsed] == list(table.SESSION_SWEEP)
+    assert all(float(r["median_ms"]) > 0 for r in parsed)

@@ -483,6 +483,113 @@ def bench_table(
     return rows
 
 
+# ------------------------------------------------------------------- ONNX Runtime session options
+
+# The option sets ``bore-depth bench --session-sweep`` compares (SessionConfig overrides), first the
+# previous defaults that every other set is timed against.
+SESSION_SWEEP: dict[str, dict[str, Any]] = {
+    "previous defaults (all, spinning, session.run)": {"allow_spinning": True, "io_binding": False},
+    "defaults (all, no spinning, I/O binding)": {},
+    "no spinning, session.run": {"io_binding": False},
+    "spinning, I/O binding": {"allow_spinning": True},
+    'graph optimisation "basic"': {"graph_optimization": "basic"},
+    'graph optimisation "extended"': {"graph_optimization": "extended"},
+    'graph optimisation "layout"': {"graph_optimization": "layout"},
+    "1 intra-op thread": {"intra_op_threads": 1},
+    "parallel execution, 2 inter-op threads": {"execution_mode": "parallel", "inter_op_threads": 2},
+    "no memory arena": {"memory_arena": False},
+    "no memory pattern": {"memory_pattern": False},
+}
+
+
+@dataclasses.dataclass
+class SweepRow:
+    """One option set on one model and shape: median and best time, and the ratio to the first set."""
+
+    model: str
+    height: int
+    width: int
+    batch: int
+    options: str
+    runs: int
+    median_ms: float
+    min_ms: float
+    ratio: float
+    max_rel_diff: float  # largest output difference over the first set's largest value
+
+
+def session_sweep(
+    models: Sequence[str] | None = None,
+    sizes: Sequence[tuple[int, int]] | None = None,
+    batches: Sequence[int] | None = None,
+    rounds: int = 6,
+    per_round: int = 2,
+    sets: Mapping[str, Mapping[str, Any]] | None = None,
+    weights: str = "",
+    cache_dir: str | os.PathLike | None = None,
+) -> list[SweepRow]:
+    """Time ONNX Runtime session option sets against each other in this process, on the CPU.
+
+    All sessions are built first; then ``rounds`` rounds run ``per_round`` calls of every set, in
+    forward order on even rounds and backward on odd ones, so a change of load hits every set alike.
+    Medians over all calls. The first set (default :data:`SESSION_SWEEP`'s previous defaults) is
+    the reference of the ratios and of the output differences.
+    """
+    from ..backends import ensure_onnx, seeded_inputs
+    from ..backends.onnxruntime_backend import OnnxRuntimeBackend
+    from ..models import get_model_info, list_models
+
+    sets = dict(sets or SESSION_SWEEP)
+    out: list[SweepRow] = []
+    for name in list(models) if models else list_models():
+        info = get_model_info(name)
+        model, _ = load_model(name, weights)
+        for h, w in sizes or [deployment_size(name, weights=weights)[0]]:
+            for n in batches or [default_batch(name)]:
+                shapes = deployment_shapes(name, h, w, n, weights)
+                path = ensure_onnx(model, name, shapes, info.output_names, cache_dir)
+                backends = {
+                    k: OnnxRuntimeBackend(path, shapes, info.output_names, **kw) for k, kw in sets.items()
+                }
+                feed = seeded_inputs(shapes)
+                outputs = {k: b.infer(feed) for k, b in backends.items()}  # also the warm-up
+                ref = next(iter(outputs.values()))
+                times: dict[str, list[float]] = {k: [] for k in backends}
+                for r in range(rounds):
+                    for k in list(backends) if r % 2 == 0 else list(backends)[::-1]:
+                        for _ in range(per_round):
+                            t0 = time.perf_counter()
+                            backends[k].infer(feed)
+                            times[k].append((time.perf_counter() - t0) * 1e3)
+                for b in backends.values():
+                    b.close()
+                base = float(np.median(next(iter(times.values()))))
+                for k, t in times.items():
+                    diff = max(
+                        float(np.abs(outputs[k][o] - ref[o]).max() / max(np.abs(ref[o]).max(), 1e-12))
+                        for o in ref
+                    )
+                    med = float(np.median(t))
+                    out.append(SweepRow(name, h, w, n, k, len(t), med, float(np.min(t)), med / base, diff))
+    return out
+
+
+def sweep_markdown(rows: Iterable[SweepRow], caption: str | None = None) -> str:
+    """The sweep as a Markdown table (with an environment caption unless ``caption=""``)."""
+    lines = [] if caption == "" else [caption or f"Measured on {environment_line()}.", ""]
+    lines.append(
+        "| model | input HxW | views | ONNX Runtime options | runs | median ms | best ms "
+        "| time vs first | max output diff |"
+    )
+    lines.append("|---|---:|---:|---|---:|---:|---:|---:|---:|")
+    for r in rows:
+        lines.append(
+            f"| {r.model} | {r.height}x{r.width} | {r.batch} | {r.options} | {r.runs} | {r.median_ms:.1f} | "
+            f"{r.min_ms:.1f} | {r.ratio:.2f} | {r.max_rel_diff:.1e} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 _COLUMNS = (
     ("model", "model"),
     ("backend", "backend"),

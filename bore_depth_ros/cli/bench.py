@@ -67,6 +67,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "(best of N; 0: no peaks, no %% of peak)",
     )
     p.add_argument(
+        "--session-sweep",
+        type=positive_int,
+        nargs="?",
+        const=6,
+        default=None,
+        metavar="ROUNDS",
+        help="instead of the table: time every ONNX Runtime session option set against the previous "
+        "defaults on the CPU, in alternating rounds (default 6) in this process (docs/benchmarks.md)",
+    )
+    p.add_argument(
         "--in-process",
         action="store_true",
         help="measure in this process (faster; no per-configuration RSS figures)",
@@ -86,6 +96,8 @@ def run(args: argparse.Namespace) -> int:
     claim_outputs([Path(p) for p in (args.md, args.csv) if p], args.force)
 
     caption = f"Measured on {environment_line()}."
+    if args.session_sweep:
+        return _sweep(args, caption)
     peaks = None
     if args.peak_repeats:
         peaks = measure_peaks(args.device, args.threads, args.peak_repeats)
@@ -112,3 +124,28 @@ def run(args: argparse.Namespace) -> int:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             Path(path).write_text(text)
     return 1 if any(r.note for r in rows) else 0
+
+
+def _sweep(args: argparse.Namespace, caption: str) -> int:
+    import csv
+    import dataclasses
+    import io
+
+    from ..bench.table import SweepRow, session_sweep, sweep_markdown
+
+    if args.device != "cpu":
+        raise ValueError(f"--session-sweep times ONNX Runtime's CPU provider; got --device {args.device}")
+    rows = session_sweep(args.models, args.sizes, args.batches, rounds=args.session_sweep)
+    md = sweep_markdown(rows, caption)
+    print(md, end="")
+    if args.md:
+        Path(args.md).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.md).write_text(md)
+    if args.csv:
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow([f.name for f in dataclasses.fields(SweepRow)])
+        writer.writerows(dataclasses.astuple(r) for r in rows)
+        Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.csv).write_text(buf.getvalue())
+    return 0
