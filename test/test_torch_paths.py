@@ -28,6 +28,7 @@ from bore_depth_ros.backends.torch_backend import (
     TorchBackend,
     check_precision,
     cpu_bf16_support,
+    keep_bf16_weights,
     precision_gap,
 )
 from bore_depth_ros.engine import DepthEngine, EngineConfig, embedded_weights_path
@@ -209,3 +210,22 @@ def test_precision_gap_measures_median_relative_difference():
     assert (
         precision_gap({"depth": np.array([np.nan, 2.0])}, {"depth": np.array([1.0, 2.0])})["depth"] == np.inf
     )
+
+
+def test_bf16_weights_cast_once_give_the_same_outputs():
+    """keep_bf16_weights stores conv/linear weights in bf16: autocast then skips their per-call
+    cast, with bit-identical outputs (the same rounding)."""
+    import copy
+
+    plain = embedded("svr").eval()
+    cast = copy.deepcopy(plain)
+    keep_bf16_weights(cast)
+    convs = [m for m in cast.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    assert convs and all(m.weight.dtype == torch.bfloat16 for m in convs)
+    norms = [m for m in cast.modules() if isinstance(m, (nn.LayerNorm, nn.BatchNorm2d))]
+    assert norms and all(m.weight.dtype == torch.float32 for m in norms)
+    x, focal = torch.from_numpy(seeded_inputs({"image": (1, 3, 64, 96)})["image"]), torch.ones(1, 1)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        a, b = plain(x, focal), cast(x, focal)
+    for ta, tb in zip(a, b):
+        assert torch.equal(ta, tb)
