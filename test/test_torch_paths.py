@@ -157,8 +157,10 @@ def test_bf16_start_check_refuses_a_model_that_loses_precision():
         with pytest.raises(ValueError, match="native bf16"):
             TorchBackend(RoundsAwayTheSignal(), (1, 3, 32, 32), ("depth",), precision="bf16")
         return
+    refused = RoundsAwayTheSignal()
     with pytest.raises(PrecisionCheckFailed, match=r"refusing precision 'bf16'.*more than the 1% allowed"):
-        TorchBackend(RoundsAwayTheSignal(), (1, 3, 32, 32), ("depth",), precision="bf16")
+        TorchBackend(refused, (1, 3, 32, 32), ("depth",), precision="bf16")
+    assert refused.conv.weight.dtype == torch.float32  # a refused model is left in fp32
     # without the check the backend starts (and computes what bf16 gives)
     backend = TorchBackend(
         RoundsAwayTheSignal(), (1, 3, 32, 32), ("depth",), precision="bf16", bf16_check=False
