@@ -10,7 +10,8 @@
 # cards   : re-evaluates the held-out recordings with `bore-depth eval` and writes the cards
 #           (tools/make_cards.py) next to the new weights
 # install : copies weights and cards into bore_depth_ros/data (refuses to replace them unless
-#           FORCE=1: they are tracked in git)
+#           FORCE=1: they are tracked in git); KEEP="model ..." keeps those models' previous weights
+#           (their cards then show both), as was done in this session for bore_depth and svr
 # Work goes to $WORK (default ./bore_depth_training). BoRe-Depth and SVR start from the previous
 # embedded weights (init/ holds a copy made on the first run); Semi-SMD starts from the previous
 # SVR-style encoder and decoder (tools/init_from.py), its fusion blocks from scratch.
@@ -50,18 +51,22 @@ train() {
 }
 
 cards() {
-  python "$repo/tools/make_cards.py" --work "$work" --out "$work/cards"
+  # KEEP="bore_depth svr": models whose previous weights stay shipped (the retrained ones did worse)
+  # shellcheck disable=SC2086
+  python "$repo/tools/make_cards.py" --work "$work" --out "$work/cards" --before init \
+    --docs "$repo/docs/images" --keep ${KEEP:-}
 }
 
 install() {
   for m in bore_depth svr semi_smd; do
+    cp "cards/${m}_default.card.md" "cards/${m}_default.card.json" "$repo/bore_depth_ros/data/"
+    [[ " ${KEEP:-} " == *" $m "* ]] && continue   # the previous weights stay
     dst="$repo/bore_depth_ros/data/${m}_default.pt"
     if [[ -e $dst && ${FORCE:-0} != 1 ]] && ! cmp -s "train_output/$m/weights.pt" "$dst"; then
       echo "refusing to replace $dst (tracked in git): run with FORCE=1" >&2
       exit 1
     fi
     cp "train_output/$m/weights.pt" "$dst"
-    cp "cards/${m}_default.card.md" "cards/${m}_default.card.json" "$repo/bore_depth_ros/data/"
   done
   echo "embedded weights and cards updated in $repo/bore_depth_ros/data"
 }
