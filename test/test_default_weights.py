@@ -1,8 +1,11 @@
-"""The shipped default weights reach their card's metrics on (a subset of) the held-out recording.
+"""The shipped default weights reach their card's figures on (a subset of) a held-out recording.
 
-The cards in bore_depth_ros/data were computed on 20 frames of a recording rendered with seed 99
-and density 1.3 (tools/train_defaults.sh); this test renders its first two frames again
-(rendering is deterministic) and evaluates the embedded defaults through `bore-depth eval`'s code.
+The cards in bore_depth_ros/data come from tools/make_cards.py: `bore-depth eval` over the held-out
+recordings of tools/train_defaults.sh (seeds 9000 and 9001 at density 1.6, 9000 domain-randomised;
+never trained on). This test renders the first two frames of heldout_9000 again with the same
+`bore-depth synth` command (rendering is deterministic) and evaluates each embedded default with
+eval's code: its card's figure on that recording must hold, within the scatter of a two-frame
+subset.
 """
 
 import json
@@ -10,34 +13,32 @@ from pathlib import Path
 
 import pytest
 
+from bore_depth_ros.cli import main
 from bore_depth_ros.engine import embedded_weights_path
 from bore_depth_ros.replay.evaluate import EvalConfig, evaluate
-from bore_depth_ros.sim.recording import RecordingConfig, record
-from bore_depth_ros.sim.scene_config import SceneConfig
 
 DATA = Path(__file__).resolve().parent.parent / "bore_depth_ros" / "data"
-# a two-frame subset scatters around the 20-frame figure: allow this much above the card
-SUBSET_MARGIN = 0.05
+# a two-frame subset scatters around the 20-frame figure: allow this much above the card; the
+# Semi-SMD-style model's first set runs without a previous set (no temporal context), half of a
+# two-frame subset, so its subset figure sits further above the card's (0.307 against 0.257)
+SUBSET_MARGIN = {"bore_depth": 0.05, "svr": 0.05, "semi_smd": 0.08}
+MODELS = ("bore_depth", "svr", "semi_smd")
 
 
 @pytest.fixture(scope="module")
 def heldout(tmp_path_factory):
-    path = tmp_path_factory.mktemp("heldout") / "heldout_99"
-    record(
-        path,
-        RecordingConfig(
-            rig="surround", frames=2, seed=99, rate_hz=5.0, lidar=False, scene=SceneConfig(density=1.3)
-        ),
-        progress=False,
-    )
+    path = tmp_path_factory.mktemp("heldout") / "heldout_9000"
+    argv = ["synth", str(path), "--randomise", "--seed", "9000", "--density", "1.6", "--frames", "2"]
+    assert main([*argv, "--rate", "5", "--no-lidar"]) == 0
     return str(path)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model,mode", [("bore_depth", "median"), ("svr", "metric")])
-def test_default_weights_reach_their_card(heldout, tmp_path, model, mode):
+@pytest.mark.parametrize("model", MODELS)
+def test_default_weights_reach_their_card(heldout, tmp_path, model):
     assert embedded_weights_path(model) is not None, f"no embedded default for {model}"
     card = json.loads((DATA / f"{model}_default.card.json").read_text())
+    mode = card["target"]["mode"]  # median_scaled for relative BoRe-Depth, metric for the others
     res = evaluate(
         EvalConfig(
             bag=heldout,
@@ -51,6 +52,6 @@ def test_default_weights_reach_their_card(heldout, tmp_path, model, mode):
     )
     assert res.engine["weights_source"].startswith("embedded:")
     assert res.engine["input"] == "x".join(map(str, card["input_size"]))
-    card_abs_rel = card["median_scaled" if mode == "median" else "metric"]["abs_rel"]
-    got = res.overall[mode]["abs_rel"]
-    assert got <= card_abs_rel + SUBSET_MARGIN, (model, mode, got, card_abs_rel)
+    card_abs_rel = card["held_out"]["after"]["per_recording"]["heldout_9000"][mode]["abs_rel"]
+    got = res.overall["median" if mode == "median_scaled" else "metric"]["abs_rel"]
+    assert got <= card_abs_rel + SUBSET_MARGIN[model], (model, mode, got, card_abs_rel)

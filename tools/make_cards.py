@@ -102,21 +102,25 @@ def _evaluate_weights(model: str, weights: str, bags: list[Path], report_root: P
 
 
 def _training(work: Path, model: str) -> dict:
-    """What the run's weights and log say: steps, minutes, config, recordings."""
-    import torch
+    """What the run's weights (their recorded metadata) and training card say."""
+    from bore_depth_ros.models.checkpoint import read_checkpoint_file, recorded_metadata
 
-    meta = torch.load(work / "train_output" / model / "weights.pt", map_location="cpu", weights_only=True)
-    meta = meta.get("metadata", meta.get("meta", {})) if isinstance(meta, dict) else {}
-    cfg = meta.get("config", {}) if isinstance(meta.get("config"), dict) else {}
+    run = work / "train_output" / model
+    meta = recorded_metadata(read_checkpoint_file(run / "weights.pt"))
+    card = json.loads((run / "card.json").read_text()) if (run / "card.json").is_file() else {}
+    import yaml
+
+    cfg_path = Path(__file__).resolve().parent.parent / "config" / "train" / f"{model}_default.yaml"
+    cfg = yaml.safe_load(cfg_path.read_text()) if cfg_path.is_file() else {}
     return {
         "config": f"config/train/{model}_default.yaml",
-        "recipe": cfg.get("recipe", meta.get("recipe")),
-        "steps": meta.get("step", meta.get("steps")),
-        "train_seconds": meta.get("train_seconds"),
+        "recipe": meta.get("recipe"),
+        "steps": meta.get("steps"),
+        "last_leg_seconds": card.get("train_seconds"),
         "input_size": meta.get("input_size"),
-        "ema": meta.get("ema", cfg.get("ema")),
+        "ema": meta.get("ema"),
         "init_weights": cfg.get("init_weights"),
-        "train_recordings": [Path(p).name for p in cfg.get("train", [])],
+        "train_recordings": [Path(p).name for p in meta.get("train", [])],
     }
 
 
@@ -153,7 +157,6 @@ def write_card(out: Path, model: str, card: dict) -> None:
         f"{NAMES[model]}, `{card['weights']}` (sha256 {card['sha256'][:16]}...).",
         "",
         f"- training: `{t['config']}` (recipe `{t['recipe']}`), {t['steps']} steps"
-        + (f" in {t['train_seconds'] / 60:.1f} min" if t.get("train_seconds") else "")
         + f", EMA {t['ema']}, started from `{t['init_weights'] or 'scratch'}`; "
         f"{len(t['train_recordings'])} domain-randomised recordings (`synth --randomise`, seeds "
         f"{t['train_recordings'][0] if t['train_recordings'] else '?'} ... "
