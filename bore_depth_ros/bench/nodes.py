@@ -67,7 +67,8 @@ def bench_node_overhead(frames: int, height: int, width: int, backend: str = "on
                 ex.spin_once(timeout_sec=0.01)
             if i >= 2:  # the first frames warm up caches and DDS
                 round_trip.append((time.perf_counter() - t0) * 1e3)
-        t = {k: statistics.median(v.values()[2:]) for k, v in node.timing.items()}
+        # latency is left out for stamps far from the node's clock (these are): skip empty series
+        t = {k: statistics.median(v.values()[2:]) for k, v in node.timing.items() if len(v.values()) > 2}
         ex.remove_node(node)
         ex.remove_node(probe)
         node.destroy_node()
@@ -112,7 +113,7 @@ def run_mono_bench(frames: int = 20, height: int = 256, width: int = 320) -> dic
         f"  node end-to-end (msg in->out)  {t['e2e_ms']:8.2f} ms  (preprocess "
         f"{t['preprocess_ms']:.2f}, post {t['post_ms']:.2f}, publish {t['publish_ms']:.2f})"
     )
-    print(f"  node overhead / model time     {overhead / t['infer_ms']:8.4f}   (target <= 0.05)")
+    print(f"  node overhead / model time     {overhead / t['infer_ms']:8.4f}   (issue 17 target <= 0.03)")
     print(
         f"  probe round trip (publish->all outputs received) {t['round_trip_ms']:.2f} ms, "
         f"ratio to model {t['round_trip_ms'] / t['infer_ms']:.3f}"
@@ -263,7 +264,8 @@ def bench_surround_latency(frames: int, height: int, width: int, model: str = "s
             target = i + 1
             while len(latencies) < target:
                 ex.spin_once(timeout_sec=0.01)
-        t = {k: statistics.median(v.values()[2:]) for k, v in node.timing.items()}
+        # latency is left out for stamps far from the node's clock (these are): skip empty series
+        t = {k: statistics.median(v.values()[2:]) for k, v in node.timing.items() if len(v.values()) > 2}
         lat = latencies[2:]
         for n in [node, listener, *probes.values()]:
             ex.remove_node(n)
