@@ -66,7 +66,7 @@ def main() -> None:
     fleet.start_ray("local", num_cpus=2)
     ray_start = time.perf_counter() - t0
     for w in (1, 2):
-        run(f"ray_{w}_worker", fleet.ray_runner(workers=w, num_cpus=1))
+        run(f"ray_{w}_worker", fleet.ray_runner(fleet.RayPool(workers=w, num_cpus=1)))
     import ray
 
     ray.shutdown()

@@ -202,7 +202,7 @@ def test_ray_gives_the_serial_lines_and_survives_a_killed_worker(
         os.kill(pid, signal.SIGKILL)
         killed.append(pid)
 
-    runner = fleet.ray_runner(workers=2, on_actors=kill_one)
+    runner = fleet.ray_runner(fleet.RayPool(workers=2), on_actors=kill_one)
     on_ray = fleet.evaluate_fleet(
         _config(structured_weights, tmp_path / "r"), bags, tmp_path / "r", progress=False, runner=runner
     )
@@ -236,7 +236,7 @@ def test_label_over_two_bags_on_ray_equals_serial(tmp_path, local_ray):
         [bags[0], str(bad), bags[1]],
         open_labelling_teacher(*args),
         tmp_path / "r",
-        runner=ray_label_runner(open_labelling_teacher, args, workers=2),
+        runner=ray_label_runner(open_labelling_teacher, args, fleet.RayPool(workers=2)),
     )
     assert serial["failed"] == [] and [f["bag"] for f in on_ray["failed"]] == [str(bad)]
     assert on_ray["failed"][0]["reason"]

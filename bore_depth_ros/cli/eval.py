@@ -225,9 +225,9 @@ def run_fleet(args: argparse.Namespace, bags: list[str]) -> int:
         raise UsageError("--start/--end select a window of one bag; a fleet splits its bags with --segment")
     runner = None
     if args.ray:
-        from ..replay.fleet import ray_runner
+        from ..replay.fleet import RayPool, ray_runner
 
-        runner = ray_runner(args.ray, args.ray_num_cpus, args.ray_num_gpus, args.ray_workers)
+        runner = ray_runner(RayPool(args.ray, args.ray_num_cpus, args.ray_num_gpus, args.ray_workers))
     s = evaluate_fleet(
         config, bags, config.report_dir, args.force, not args.no_progress, runner, segment_s=args.segment
     )

@@ -91,17 +91,12 @@ def run(args: argparse.Namespace) -> int:
     say = (lambda *_: None) if args.quiet else (lambda line: print(f"bore-depth label: {line}", flush=True))
     runner = None
     if args.ray:
+        from ..replay.fleet import RayPool
         from ..train.labels import ray_label_runner
 
         teacher_args = (args.teacher, args.teacher_weights, size, args.device)
-        runner = ray_label_runner(
-            open_labelling_teacher,
-            teacher_args,
-            args.ray,
-            args.ray_num_cpus,
-            args.ray_num_gpus,
-            args.ray_workers,
-        )
+        pool = RayPool(args.ray, args.ray_num_cpus, args.ray_num_gpus, args.ray_workers)
+        runner = ray_label_runner(open_labelling_teacher, teacher_args, pool)
     index = label_bags(
         args.bags, teacher, args.out, force=args.force, batch=args.batch, say=say, runner=runner
     )

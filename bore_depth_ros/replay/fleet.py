@@ -1,6 +1,6 @@
 """Evaluation of many recordings (a fleet): bag lists, per-bag results, resume, the fleet report.
 
-ROS-free orchestration around :func:`evaluate`: every bag is evaluated by :func:`run_bag` into its
+ROS-free orchestration around :func:`evaluate`: every bag is evaluated by :func:`run_task` into its
 own folder under ``OUT/bags/``; its per-frame metrics (JSON Lines) and its summary (JSON) are
 written to temporary names and renamed when complete, so a bag counts as finished only when both
 files exist. ``OUT/manifest.json`` records the evaluation config; a later run into the same
@@ -15,6 +15,7 @@ same bags compare line for line.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -128,7 +129,8 @@ def config_key(config: EvalConfig) -> dict:
     return {k: v for k, v in sorted(dataclasses.asdict(config).items()) if k not in _NOT_RESULT}
 
 
-def _reason(exc: BaseException) -> str:
+def short_reason(exc: BaseException) -> str:
+    """One line of at most 500 characters saying why ``exc`` happened (for reports and indexes)."""
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text if len(text) < 500 else text[:497] + "..."
 
@@ -158,11 +160,6 @@ class Task:
         if self.n > 1:
             d.update(segment=self.k, segments=self.n, start_s=self.start_s, end_s=self.end_s)
         return d
-
-
-def run_bag(config: EvalConfig, bag: str, bag_id: str, bags_dir: str | Path, engine=None) -> dict:
-    """Evaluate one whole bag (see :func:`run_task`)."""
-    return run_task(config, Task(bag, bag_id), bags_dir, engine)
 
 
 def run_task(config: EvalConfig, task: Task, bags_dir: str | Path, engine=None) -> dict:
@@ -199,7 +196,7 @@ def run_task(config: EvalConfig, task: Task, bags_dir: str | Path, engine=None) 
         raise
     except Exception as exc:  # noqa: BLE001 (one bad bag is reported, the others go on)
         lines = []
-        summary.update(status="failed", reason=_reason(exc), error=type(exc).__name__)
+        summary.update(status="failed", reason=short_reason(exc), error=type(exc).__name__)
     else:
         d = result.to_dict()
         summary.update(
@@ -762,46 +759,74 @@ def on_actors_as_done(actors: list, items: list, submit):
                 yield item, exc
 
 
-def ray_runner(
-    address: str = "local",
-    num_cpus: float = 1.0,
-    num_gpus: float = 0.0,
-    workers: int = 0,
-    max_retries: int = 3,
-    on_actors=None,
-):
+@dataclasses.dataclass(frozen=True)
+class RayPool:
+    """Where and how big the Ray actors of a fleet command are: ``address`` ("local": a Ray on
+    this machine, :func:`start_ray`), ``num_cpus``/``num_gpus`` per actor, ``workers`` actors (0: as
+    many as the cluster's CPUs hold), ``max_retries`` restarts of a killed actor and retries of
+    its task."""
+
+    address: str = "local"
+    num_cpus: float = 1.0
+    num_gpus: float = 0.0
+    workers: int = 0
+    max_retries: int = 3
+
+    @property
+    def threads(self) -> int:
+        """CPU threads of one actor's runtime: its whole CPUs."""
+        return max(1, int(self.num_cpus))
+
+    def run(self, actor_class, args: tuple, items: list, submit, on_actors=None):
+        """Yield ``(item, result)`` for every item as the actors finish them (:func:`on_actors_as_done`;
+        a ``RayError`` result is an item whose retries are spent). ``actor_class(*args)`` is
+        started on min(workers, len(items)) actors, which ``on_actors`` gets once started. When the
+        iteration ends, fails or is closed (Ctrl-C), the actors are killed and a Ray started here
+        shut down."""
+        import ray
+
+        started = start_ray(self.address)
+        actors = []
+        try:
+            n = self.workers or max(1, int(ray.cluster_resources().get("CPU", 1) // max(self.num_cpus, 1e-3)))
+            worker = ray.remote(
+                num_cpus=self.num_cpus,
+                num_gpus=self.num_gpus,
+                max_restarts=self.max_retries,
+                max_task_retries=self.max_retries,
+            )(actor_class)
+            actors = [worker.remote(*args) for _ in range(min(n, len(items)))]
+            if on_actors is not None:
+                on_actors(actors)
+            yield from on_actors_as_done(actors, items, submit)
+        finally:
+            for a in actors:
+                ray.kill(a, no_restart=True)
+            if started:
+                ray.shutdown()
+
+
+def ray_runner(pool: RayPool, on_actors=None):
     """A runner for :func:`evaluate_fleet`: one Ray task per bag or segment on model-holding actors
-    (``num_cpus``/``num_gpus`` each; ``workers`` actors, 0: as many as the cluster's CPUs hold).
-    A killed actor is restarted and its bag retried (``max_retries``); Ctrl-C kills the actors and
-    keeps the finished bags. ``OUT`` must be on a file system every node sees."""
+    of ``pool``. A killed actor is restarted and its bag retried (``max_retries``); Ctrl-C kills the
+    actors and keeps the finished bags. ``OUT`` must be on a file system every node sees."""
 
     def run(todo, config: EvalConfig, bags_dir: Path, on_done) -> None:
         if not todo:
             return
         import ray
 
-        started = start_ray(address)
-        actors = []
-        try:
-            n = workers or max(1, int(ray.cluster_resources().get("CPU", 1) // max(num_cpus, 1e-3)))
-            worker = ray.remote(
-                num_cpus=num_cpus,
-                num_gpus=num_gpus,
-                max_restarts=max_retries,
-                max_task_retries=max_retries,
-            )(_BagWorker)
-            threads = max(1, int(num_cpus))
-            actors = [worker.remote(config, threads) for _ in range(min(n, len(todo)))]
-            if on_actors is not None:
-                on_actors(actors)
-            queue = list(todo)
-            for task, value in on_actors_as_done(actors, queue, lambda a, t: a.run.remote(t, str(bags_dir))):
+        results = pool.run(
+            _BagWorker,
+            (config, pool.threads),
+            list(todo),
+            lambda a, t: a.run.remote(t, str(bags_dir)),
+            on_actors,
+        )
+        with contextlib.closing(results):
+            for task, value in results:
                 # a RayError: retries spent or the task raised; this task fails, not the run
-                on_done(task.failed(_reason(value)) if isinstance(value, ray.exceptions.RayError) else value)
-        finally:
-            for a in actors:
-                ray.kill(a, no_restart=True)
-            if started:
-                ray.shutdown()
+                failed = isinstance(value, ray.exceptions.RayError)
+                on_done(task.failed(short_reason(value)) if failed else value)
 
     return run

@@ -325,8 +325,9 @@ class _LabelWorker:
 
 
 def _failed_bag(bag, exc: BaseException) -> dict:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return {"failed": {"bag": str(bag), "reason": text if len(text) < 500 else text[:497] + "..."}}
+    from ..replay.fleet import short_reason
+
+    return {"failed": {"bag": str(bag), "reason": short_reason(exc)}}
 
 
 def label_bag_or_failure(ri: int, bag, teacher, out: str | Path, batch: int = 6) -> dict:
@@ -342,49 +343,32 @@ def label_bag_or_failure(ri: int, bag, teacher, out: str | Path, batch: int = 6)
         return _failed_bag(bag, exc)
 
 
-def ray_label_runner(
-    open_teacher,
-    teacher_args: tuple,
-    address: str = "local",
-    num_cpus: float = 1.0,
-    num_gpus: float = 0.0,
-    workers: int = 0,
-    max_retries: int = 3,
-):
-    """A ``runner`` for :func:`label_bags`: one Ray task per bag on actors that open the teacher
+def ray_label_runner(open_teacher, teacher_args: tuple, pool):
+    """A ``runner`` for :func:`label_bags`: one Ray task per bag on the actors of ``pool``
+    (:class:`~bore_depth_ros.replay.fleet.RayPool`), which open the teacher
     (``open_teacher(*teacher_args)``, e.g. ``recipes.teacher.open_labelling_teacher``) once
     each; results in bag order. ``out`` must be on a file system every node sees."""
 
     def run(jobs, out: Path, batch: int):
+        import contextlib
+
         import ray
 
-        from ..replay.fleet import on_actors_as_done, start_ray
-
-        started = start_ray(address)
-        actors = []
-        try:
-            n = workers or max(1, int(ray.cluster_resources().get("CPU", 1) // max(num_cpus, 1e-3)))
-            worker = ray.remote(
-                num_cpus=num_cpus, num_gpus=num_gpus, max_restarts=max_retries, max_task_retries=max_retries
-            )(_LabelWorker)
-            actors = [
-                worker.remote(open_teacher, teacher_args, max(1, int(num_cpus)))
-                for _ in range(min(n, len(jobs)))
-            ]
-            # idle actors take the next bag; results are handed on in bag order
-            done, next_ri = {}, 0
-            order = [ri for ri, _ in jobs]
-            submit = lambda a, job: a.run.remote(job[0], str(job[1]), str(out), batch)  # noqa: E731
-            for (ri, bag), r in on_actors_as_done(actors, jobs, submit):
+        # idle actors take the next bag; results are handed on in bag order
+        done, next_ri = {}, 0
+        order = [ri for ri, _ in jobs]
+        results = pool.run(
+            _LabelWorker,
+            (open_teacher, teacher_args, pool.threads),
+            list(jobs),
+            lambda a, job: a.run.remote(job[0], str(job[1]), str(out), batch),
+        )
+        with contextlib.closing(results):
+            for (ri, bag), r in results:
                 done[ri] = _failed_bag(bag, r) if isinstance(r, ray.exceptions.RayError) else r
                 while next_ri < len(order) and order[next_ri] in done:
                     yield done.pop(order[next_ri])
                     next_ri += 1
-        finally:
-            for a in actors:
-                ray.kill(a, no_restart=True)
-            if started:
-                ray.shutdown()
 
     return run
 
