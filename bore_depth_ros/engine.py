@@ -41,6 +41,7 @@ class EngineConfig:
     input_width: int = 0
     batch: int = 1  # views per inference call (fixed per deployment)
     threads: int = 0  # CPU threads of one inference (ONNX Runtime intra-op); 0 = the runtime's default
+    compile: bool = False  # torch: torch.compile (inductor, frozen weights), compiled and checked at start
     cache_dir: str | None = None
     force_engine_rebuild: bool = False  # tensorrt: rebuild the engine even if a cached one matches
     engine_cache_dir: str | None = None  # tensorrt engine cache (default $BORE_DEPTH_CACHE/engines)
@@ -151,12 +152,20 @@ def input_size_warning(config: EngineConfig, input_hw: tuple[int, int]) -> str |
 
 
 def _engine_options(config: EngineConfig) -> dict:
-    """Backend options from the config: CPU threads (ONNX Runtime) and the TensorRT engine cache."""
+    """Backend options from the config: CPU threads (ONNX Runtime), compile (torch) and the TensorRT
+    engine cache."""
     opts = {}
     if config.threads < 0:
         raise ValueError(f"threads must be >= 0 (0 = the runtime's default), got {config.threads}")
     if config.backend == "onnxruntime" and config.threads:
         opts["intra_op_threads"] = config.threads
+    if config.compile:
+        if config.backend != "torch":
+            raise ValueError(
+                f"compile is an option of backend 'torch' (torch.compile); backend '{config.backend}' "
+                "optimises its own graph: set compile to false or use backend 'torch'"
+            )
+        opts["compile"] = True
     if config.backend == "tensorrt":
         opts["force_rebuild"] = config.force_engine_rebuild
     if config.backend == "tensorrt" or config.device.startswith("tensorrt"):

@@ -12,10 +12,21 @@ faster than float32; elsewhere oneDNN would emulate it, slower than float32. At 
 compares one bf16 and one fp32 pass on seeded inputs and refuses to run when the median relative
 output difference exceeds :data:`BF16_MAX_MEDIAN_REL` (:func:`precision_gap`; ``bf16_check=False``
 skips it).
+
+``compile=True`` runs the model through ``torch.compile`` (TorchInductor) with frozen weights: batch
+normalisation folded into the convolutions, element-wise layers fused into generated C++/OpenMP
+(CPU) or Triton (CUDA) kernels, convolution weights prepacked for oneDNN. It is paid for once, at
+start: the backend compiles on seeded inputs of its fixed shapes (minutes on a small CPU; compiled
+kernels are cached under ``$BORE_DEPTH_CACHE/inductor`` unless ``TORCHINDUCTOR_CACHE_DIR`` is set, so
+a restart is quicker) and refuses to serve when the compiled outputs differ from eager ones by more
+than :data:`COMPILE_MAX_MEDIAN_REL` (:class:`CompileFailed` for a compiler that fails, e.g. no
+C++ compiler). docs/performance.md has the figures.
 """
 
 from __future__ import annotations
 
+import os
+import time
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -25,19 +36,27 @@ import torch
 from torch import nn
 
 from .base import Backend, BackendUnavailable, Inputs, InputShapes, shape_str, shapes_str
+from .cache_paths import cache_root
 from .seeded import seeded_inputs
 
 PRECISIONS = ("fp32", "fp16", "bf16")
 MEMORY_FORMATS = ("auto", "channels_last", "contiguous")
 BF16_MAX_MEDIAN_REL = 0.01  # the bf16 start check: median relative output difference vs fp32
 BF16_CHECK_SEED = 0
+# compile=True: the compiled model's outputs against eager ones at start (median relative difference,
+# precision_gap); fusion reorders float32 sums, which moves outputs by ~1e-6
+COMPILE_MAX_MEDIAN_REL = 1e-3
 # outputs judged by absolute difference over their value range (confidence in [0, 1]), as the
 # engine self-check does (selfcheck.VALUE_RANGES)
 VALUE_RANGES: dict[str, float] = {"confidence": 1.0}
 
 
 class PrecisionCheckFailed(RuntimeError):
-    """bf16 outputs differ from fp32 ones by more than :data:`BF16_MAX_MEDIAN_REL` on the start check."""
+    """bf16 (or compiled) outputs differ from fp32 eager ones by more than allowed on the start check."""
+
+
+class CompileFailed(BackendUnavailable):
+    """``compile=True`` and torch.compile could not build the model on this machine."""
 
 
 def outputs_to_dict(outputs: Any, output_names: Sequence[str]) -> dict[str, torch.Tensor]:
@@ -193,14 +212,15 @@ def keep_bf16_weights(model: nn.Module) -> None:
 
 
 class TorchBackend(Backend):
-    """Eager PyTorch inference. The model is switched to eval mode, moved to ``device`` and converted
-    to the memory layout in place.
+    """PyTorch inference, eager or compiled (``compile=True``). The model is switched to eval mode,
+    moved to ``device`` and converted to the memory layout in place.
 
     Calls ``model(*[inputs[n] for n in input_names])``. ``memory_format``: "auto" (channels_last on
     CPU, the default layout on CUDA), "channels_last" or "contiguous". ``precision``: "fp32", "fp16"
     (CUDA autocast) or "bf16" (CPU autocast, native-bf16 CPUs only; convolution and linear weights
     are then stored in bf16, :func:`keep_bf16_weights`; checked against fp32 at start unless
-    ``bf16_check=False``, see :func:`precision_gap`).
+    ``bf16_check=False``, see :func:`precision_gap`). ``compile``: TorchInductor with frozen weights,
+    compiled and checked against eager at start (module docstring).
     """
 
     name = "torch"
@@ -214,6 +234,7 @@ class TorchBackend(Backend):
         precision: str = "fp32",
         memory_format: str = "auto",
         bf16_check: bool = True,
+        compile: bool = False,  # noqa: A002 - the option's name in configs and parameters
     ) -> None:
         super().__init__(input_shape, output_names)
         self.device = resolve_device(device)
@@ -225,11 +246,17 @@ class TorchBackend(Backend):
         if self._layout is not None:
             model = model.to(memory_format=self._layout)
         self.model: nn.Module | None = model
+        self._forward = model  # the eager model, or its compiled form (compile=True)
         self.bf16_gap: dict[str, float] | None = None
+        self.compile_gap: dict[str, float] | None = None
+        self.compile_s: float | None = None
+        fp32_reference = None
         if precision == "bf16":
             if bf16_check:  # before the cast: a refused model is left as it came
-                self.bf16_gap = self._check_bf16()
+                self.bf16_gap, fp32_reference = self._check_bf16()
             keep_bf16_weights(model)
+        if compile:
+            self._compile(fp32_reference)
 
     def _autocast(self, precision: str):
         if precision == "fp16":
@@ -246,19 +273,21 @@ class TorchBackend(Backend):
             if self._layout is not None:
                 xs = [x.contiguous(memory_format=self._layout) if x.dim() == 4 else x for x in xs]
             with self._autocast(precision):
-                outputs = self.model(*xs)
+                outputs = self._forward(*xs)
             tensors = outputs_to_dict(outputs, self.output_names)
             return {
                 n: t.detach().to(device="cpu", dtype=torch.float32).contiguous().numpy()
                 for n, t in tensors.items()
             }
 
-    def _check_bf16(self) -> dict[str, float]:
+    def _check_bf16(self) -> tuple[dict[str, float], dict[str, np.ndarray]]:
         """One fp32 and one bf16 pass on seeded inputs (autocast with the fp32 weights: bit-identical
         to the bf16-stored weights served afterwards); PrecisionCheckFailed when an output's median
-        relative difference exceeds BF16_MAX_MEDIAN_REL. Also warms the bf16 kernels up."""
+        relative difference exceeds BF16_MAX_MEDIAN_REL. Also warms the bf16 kernels up. Returns
+        the gaps and the fp32 outputs."""
         feed = seeded_inputs(self.input_shapes, BF16_CHECK_SEED)
-        gaps = precision_gap(self._run(feed, "bf16"), self._run(feed, "fp32"))
+        fp32 = self._run(feed, "fp32")
+        gaps = precision_gap(self._run(feed, "bf16"), fp32)
         bad = {n: g for n, g in gaps.items() if not g <= BF16_MAX_MEDIAN_REL}
         if bad:
             raise PrecisionCheckFailed(
@@ -266,7 +295,49 @@ class TorchBackend(Backend):
                 + ", ".join(f"{g:.2%} ({n})" for n, g in bad.items())
                 + f", more than the {BF16_MAX_MEDIAN_REL:.0%} allowed: use precision 'fp32'"
             )
-        return gaps
+        return gaps, fp32
+
+    def _compile(self, fp32_reference: dict[str, np.ndarray] | None = None) -> None:
+        """Compile the model for this backend's fixed input shapes and check it against eager:
+        CompileFailed when inductor cannot build it, PrecisionCheckFailed when its outputs differ
+        by a median of more than COMPILE_MAX_MEDIAN_REL from eager ones in the same precision; in
+        bf16, by more than BF16_MAX_MEDIAN_REL from fp32 eager ones (``fp32_reference``, the bf16
+        start check's; else bf16 eager ones: two bf16 roundings differ by ~0.5 %). Sets
+        ``compile_s`` (the first compiled call, compilation included) and ``compile_gap``."""
+        from torch._inductor import config as inductor_config
+
+        os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", os.fspath(cache_root() / "inductor"))
+        feed = seeded_inputs(self.input_shapes, BF16_CHECK_SEED)
+        eager = fp32_reference if fp32_reference is not None else self._run(feed, self.precision)
+        limit = BF16_MAX_MEDIAN_REL if self.precision == "bf16" else COMPILE_MAX_MEDIAN_REL
+        compiled = torch.compile(self.model, backend="inductor", dynamic=False)
+        self._forward = compiled
+        t0 = time.perf_counter()
+        try:
+            # freezing: weights become constants (BatchNorm folded, convolution weights prepacked)
+            with inductor_config.patch(freezing=True):
+                out = self._run(feed, self.precision)
+        except Exception as e:  # noqa: BLE001 - any compiler failure means: serve without compile
+            self._forward = self.model
+            first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            raise CompileFailed(
+                f"compile=True: torch.compile (inductor) could not build the model on this machine "
+                f"({type(e).__name__}: {first[:300]}); on CPU it needs a C++ compiler (g++) and the "
+                "Python headers: use compile=False"
+            ) from e
+        self.compile_s = time.perf_counter() - t0
+        gaps = precision_gap(out, eager)
+        bad = {n: g for n, g in gaps.items() if not g <= limit}
+        if bad:
+            self._forward = self.model
+            against = "fp32 eager" if fp32_reference is not None else "eager"
+            raise PrecisionCheckFailed(
+                f"refusing compile=True: on seeded inputs the compiled model's outputs differ from "
+                f"{against} ones by a median "
+                + ", ".join(f"{g:.2%} ({n})" for n, g in bad.items())
+                + f", more than the {limit:.1%} allowed: use compile=False"
+            )
+        self.compile_gap = gaps
 
     def infer(self, inputs: Inputs) -> dict[str, np.ndarray]:
         """Run the model on an array or a dict of arrays; outputs are copied to host float32 arrays."""
@@ -285,6 +356,12 @@ class TorchBackend(Backend):
             "outputs": ",".join(self.output_names),
             "torch": torch.__version__,
         }
+        if self.compile_s is not None:
+            d["compile"] = (
+                f"inductor, first call {self.compile_s:.1f} s, "
+                + ", ".join(f"{n} median {g:.1e}" for n, g in (self.compile_gap or {}).items())
+                + (" vs fp32 eager" if self.precision == "bf16" else " vs eager")
+            )
         if self.precision == "bf16":
             d["cpu_bf16"] = cpu_bf16_support()[1]
         if self.bf16_gap is not None:
@@ -295,5 +372,6 @@ class TorchBackend(Backend):
 
     def close(self) -> None:
         self.model = None
+        self._forward = None
         if self.device.type == "cuda":
             torch.cuda.empty_cache()

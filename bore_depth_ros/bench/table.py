@@ -108,7 +108,7 @@ def _make_backend(spec: Mapping[str, Any]):
         if threads:
             torch.set_num_threads(int(threads))
         model, _ = load_model(spec["model"], spec.get("weights", ""))
-        return create_backend("torch", model=model, **kw)
+        return create_backend("torch", model=model, compile=bool(spec.get("compile")), **kw)
     if threads and spec["backend"] == "onnxruntime":
         kw["intra_op_threads"] = int(threads)
     return create_backend(spec["backend"], onnx_path=spec["onnx_path"], **kw)
@@ -177,9 +177,8 @@ def _kb_to_mb(kb: float | None) -> float | None:
 
 def _row(spec: Mapping[str, Any], result: Mapping[str, Any]) -> BenchRow:
     shape = spec["input_shapes"]["image"]
-    row = BenchRow(
-        spec["model"], spec["backend"], spec["device"], spec["precision"], shape[2], shape[3], shape[0]
-    )
+    backend = spec["backend"] + (" compiled" if spec.get("compile") else "")
+    row = BenchRow(spec["model"], backend, spec["device"], spec["precision"], shape[2], shape[3], shape[0])
     if "error" in result:
         row.note = result["error"]
         return row
@@ -423,8 +422,12 @@ def bench_table(
     weights: str = "",
     timeout: float = 3600.0,
     threads: int | None = None,
+    compile: bool = False,  # noqa: A002 - the torch backend's option
 ) -> list[BenchRow]:
     """Measure every model x backend x size x batch (default size and batch: each model's own).
+
+    ``compile``: after each torch row, the torch backend compiled (``compile=True``; its start-up
+    compilation is not timed), as backend "torch compiled".
 
     ``threads``: CPU threads for torch and ONNX Runtime (default: each runtime's own, one per core).
     In-process runs with ``threads`` leave torch at that thread count.
@@ -441,10 +444,14 @@ def bench_table(
         torch_model = None
         for h, w in sizes or [deployment_size(name, weights=weights)[0]]:
             for n in batches or [default_batch(name)]:
-                for backend in backends:
+                runs = [(b, False) for b in backends]
+                if compile and "torch" in backends:
+                    runs.insert(runs.index(("torch", False)) + 1, ("torch", True))
+                for backend, compiled in runs:
                     base = {
                         "model": name,
                         "backend": backend,
+                        "compile": compiled,
                         "device": device,
                         "precision": precision,
                         "output_names": list(info.output_names),

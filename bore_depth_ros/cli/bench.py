@@ -59,6 +59,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="CPU threads for torch and ONNX Runtime (default: the runtimes' own)",
     )
     p.add_argument(
+        "--compile",
+        action="store_true",
+        help="also time the torch backend compiled (torch.compile, inductor; minutes of compilation "
+        "per row on a small CPU, not timed), as rows 'torch compiled'",
+    )
+    p.add_argument(
         "--peak-repeats",
         type=non_negative_int,
         default=10,
@@ -112,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
         args.precision,
         isolate=not args.in_process,
         threads=args.threads,
+        compile=args.compile,
     )
     if peaks is not None:
         # best of before and after the table: the CPU may be shared, so take its least-disturbed figure

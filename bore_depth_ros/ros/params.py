@@ -86,6 +86,13 @@ ENGINE = _table(
         choices=PRECISIONS,
     ),
     Param(
+        "compile",
+        False,
+        "backend torch: torch.compile (inductor, frozen weights) at configure, checked against eager; "
+        "minutes on a small CPU the first time (kernels cached under $BORE_DEPTH_CACHE/inductor)",
+        UNCONFIGURED,
+    ),
+    Param(
         "input_preset",
         "",
         "named input size of the model overriding input_height/width: nyu "
@@ -320,6 +327,7 @@ def engine_config_from_values(values: dict, batch: int = 1) -> EngineConfig:
         backend=values["backend"],
         device=values["device"],
         precision=values["precision"],
+        compile=bool(values["compile"]),
         input_height=height,
         input_width=width,
         batch=batch,
