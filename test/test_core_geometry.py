@@ -14,6 +14,7 @@ from bore_depth_ros.core.pointcloud import (
     FLOAT32,
     PackedCloud,
     backproject,
+    depth_cloud,
     pack_points,
     ray_tables,
     rgb_to_float,
@@ -244,6 +245,25 @@ def test_rgb_to_float_bits():
     rgb = np.array([[[255, 0, 0], [0, 255, 0]], [[0, 0, 255], [12, 34, 56]]], np.uint8)
     bits = rgb_to_float(rgb).view(np.uint32)
     np.testing.assert_array_equal(bits, [[0xFF0000, 0x00FF00], [0x0000FF, 0x0C2238]])
+
+
+@pytest.mark.parametrize("stride", [1, 3])
+@pytest.mark.parametrize("with_rgb", [False, True])
+def test_depth_cloud_equals_packed_backprojection(stride, with_rgb):
+    depth = depth_with_holes(4)
+    xyz = backproject(depth, INTR, stride)
+    rgb = None
+    if with_rgb:
+        rgb = np.random.default_rng(5).integers(0, 256, (*xyz.shape[:2], 3), dtype=np.uint8)
+    a, b = pack_points(xyz, rgb), depth_cloud(depth, INTR, stride, rgb)
+    assert (a.fields, a.point_step, a.height, a.width, a.row_step) == (
+        b.fields,
+        b.point_step,
+        b.height,
+        b.width,
+        b.row_step,
+    )
+    np.testing.assert_array_equal(a.data, b.data)  # byte for byte, NaN points included
 
 
 @pytest.mark.parametrize("with_rgb", [False, True])

@@ -62,13 +62,18 @@ def _frame(seed: int = 0, h: int = 48, w: int = 80) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
 
 
-def test_training_and_inference_prepare_identical_model_inputs():
+@pytest.mark.parametrize("hw", [(48, 80), (64, 96)], ids=["resized", "at-input-size"])
+def test_training_and_inference_prepare_identical_model_inputs(hw):
+    """Bit-identical inputs: a resized frame, and one at the input size (the engine's uint8 lookup
+    path, every level of every channel present)."""
     from bore_depth_ros.engine import DepthEngine, EngineConfig
 
     engine = DepthEngine(EngineConfig(model="bore_depth", backend="torch", input_height=64, input_width=96))
-    rgb = _frame()
+    h, w = hw
+    rgb = _frame(h=h, w=w)
+    rgb.reshape(-1, 3)[:256] = np.arange(256, dtype=np.uint8)[:, None]  # every level, every channel
     engine.preprocess_into(0, rgb)
-    intr = Intrinsics(60.0, 60.0, 39.5, 23.5, 80, 48)
+    intr = Intrinsics(60.0, 60.0, (w - 1) / 2, (h - 1) / 2, w, h)
     img01, k, _, _ = prepare_view(rgb, intr, None, engine.input_hw, None, None)
     train_input = normalise_into(img01, engine.info.mean, engine.info.std)
     np.testing.assert_array_equal(train_input, engine._batch[0])

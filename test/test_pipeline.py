@@ -55,6 +55,24 @@ def test_edge_confidence_is_low_at_discontinuities_and_scale_free():
     assert (sat == 0).all()
 
 
+@pytest.mark.parametrize("shape", [(48, 64), (2, 24, 32), (1, 9), (9, 1), (1, 1)])
+def test_edge_confidence_follows_its_definition(shape):
+    """exp(-k * max(|np.gradient(log d)| along rows, columns)), bit for bit (NaN/inf/0 depth:
+    confidence 0), for single maps, batches and degenerate sizes."""
+    rng = np.random.default_rng(1)
+    d = (rng.random(shape) * 30).astype(np.float32)
+    flat = d.reshape(-1)
+    flat[::7] = np.nan
+    if flat.size > 3:
+        flat[1], flat[2] = np.inf, 0.0
+    log_d = np.log(np.maximum(d, 1e-6))
+    grads = [np.abs(np.gradient(log_d, axis=a)) for a in (-2, -1) if d.shape[a] > 1]
+    grad = np.maximum(*grads) if len(grads) == 2 else (grads[0] if grads else np.zeros_like(log_d))
+    expected = np.exp(-8.0 * grad, dtype=np.float32)
+    expected[~np.isfinite(d)] = 0.0
+    np.testing.assert_array_equal(edge_confidence(d, 8.0), expected)
+
+
 def test_view_processor_masks_with_nan_scales_and_resizes():
     intr = Intrinsics(50.0, 50.0, 31.5, 23.5, 64, 48)
     model_depth = np.linspace(1.0, 3.0, 32 * 24, dtype=np.float32).reshape(24, 32)

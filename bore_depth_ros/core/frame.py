@@ -16,7 +16,7 @@ import numpy as np
 
 from .camera import Intrinsics
 from .messages import MessageFactory
-from .pointcloud import backproject, pack_points
+from .pointcloud import depth_cloud
 from .resize import resize_nearest
 from .stats import ReasonCounter
 
@@ -78,12 +78,13 @@ def view_outputs(
         ("confidence/image", factory.image(header, res.confidence, "32FC1")),
     ]
     if with_points:
-        xyz = backproject(res.depth, intr_out, stride=decimation)
         colors = None
         if with_rgb:
             same = rgb.shape[:2] == (out_h, out_w)
             colors = (rgb if same else resize_nearest(rgb, out_h, out_w))[::decimation, ::decimation]
-        msgs.append(("points", factory.pointcloud(header, pack_points(xyz, colors))))
+        msgs.append(
+            ("points", factory.pointcloud(header, depth_cloud(res.depth, intr_out, decimation, colors)))
+        )
     msgs.append(("view_confidence", factory.view_confidence(header, res, infer_ms, model, backend)))
     return msgs
 

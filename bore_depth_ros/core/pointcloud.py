@@ -87,18 +87,14 @@ class PackedCloud:
     is_bigendian: bool = False
 
 
-def pack_points(xyz: np.ndarray, rgb: np.ndarray | None = None) -> PackedCloud:
-    """Pack (h, w, 3) float32 points, optionally with (h, w, 3) uint8 colours, into a PointCloud2 payload."""
-    if xyz.ndim != 3 or xyz.shape[2] != 3:
-        raise ValueError(f"xyz must have shape (h, w, 3), got {xyz.shape}")
-    h, w = xyz.shape[:2]
-    if rgb is not None and (rgb.shape != (h, w, 3) or rgb.dtype != np.uint8):
-        raise ValueError(f"rgb must be uint8 of shape {(h, w, 3)}, got {rgb.dtype} {rgb.shape}")
-    n = 3 if rgb is None else 4
-    buf = np.empty((h, w, n), dtype=_LE_F32)
-    buf[..., :3] = xyz
+def _packed(buf: np.ndarray, rgb: np.ndarray | None) -> PackedCloud:
+    """The PackedCloud of a (h, w, 3 or 4) little-endian float32 buffer whose x, y, z are written;
+    ``rgb`` (h, w, 3) uint8 goes into the fourth float."""
+    h, w, n = buf.shape
     if rgb is not None:
-        # write the colour bytes straight into the fourth float: B, G, R, 0 (little-endian 0x00RRGGBB)
+        if rgb.shape != (h, w, 3) or rgb.dtype != np.uint8:
+            raise ValueError(f"rgb must be uint8 of shape {(h, w, 3)}, got {rgb.dtype} {rgb.shape}")
+        # the colour bytes straight into the fourth float: B, G, R, 0 (little-endian 0x00RRGGBB)
         b = buf.view(np.uint8).reshape(h, w, 4 * n)
         b[..., 12:15] = rgb[..., ::-1]
         b[..., 15] = 0
@@ -112,6 +108,31 @@ def pack_points(xyz: np.ndarray, rgb: np.ndarray | None = None) -> PackedCloud:
         row_step=w * point_step,
         data=buf.reshape(-1).view(np.uint8),
     )
+
+
+def pack_points(xyz: np.ndarray, rgb: np.ndarray | None = None) -> PackedCloud:
+    """Pack (h, w, 3) float32 points, optionally with (h, w, 3) uint8 colours, into a PointCloud2 payload."""
+    if xyz.ndim != 3 or xyz.shape[2] != 3:
+        raise ValueError(f"xyz must have shape (h, w, 3), got {xyz.shape}")
+    buf = np.empty((*xyz.shape[:2], 3 if rgb is None else 4), dtype=_LE_F32)
+    buf[..., :3] = xyz
+    return _packed(buf, rgb)
+
+
+def depth_cloud(
+    depth: np.ndarray, intr: Intrinsics, stride: int = 1, rgb: np.ndarray | None = None
+) -> PackedCloud:
+    """The organized cloud of a depth map: :func:`backproject` (every ``stride``-th pixel) written
+    straight into the PointCloud2 payload, with the colours ``rgb`` (already taken at the same
+    pixels) if given; equal to ``pack_points(backproject(...), rgb)`` without the intermediate
+    points array."""
+    stride = int(stride)
+    if stride < 1:
+        raise ValueError(f"stride must be >= 1, got {stride}")
+    h, w = -(-depth.shape[0] // stride), -(-depth.shape[1] // stride)
+    buf = np.empty((h, w, 3 if rgb is None else 4), dtype=_LE_F32)
+    backproject(depth, intr, stride, out=buf[..., :3])
+    return _packed(buf, rgb)
 
 
 def transform_points(xyz: np.ndarray, rotation, translation) -> np.ndarray:
