@@ -2,8 +2,8 @@
 
 Run through ``tools/gpu_check.sh`` (``--device cuda[:N]`` by default, ``--device cpu`` for the same
 on the CPU, ``--quick`` for a small size and one timed call). Needs PyTorch only: no TensorRT, no
-network; weights are the embedded defaults (``bore_depth_ros/data``) where they exist, else the
-model's seeded random initialisation (semi_smd), as the engine loads them.
+network; weights are the embedded defaults (``bore_depth_ros/data``; all three models ship them),
+or a model's seeded random initialisation where none is shipped, as the engine loads them.
 
 Parity: every precision's outputs on seeded inputs against the CPU fp32 outputs in the default
 layout (the reference). fp32 and fp16 are judged by the engine self-check's stated tolerances
