@@ -7,6 +7,9 @@
   a compiled bf16 model and an eager bf16 one round differently (~0.5 % apart), so comparing the
   two under the fp32 limit would refuse a good model.
 - compile with a backend other than torch is refused before anything is loaded.
+- Dynamo's recompile limit spent (more compiled copies of one model alive than it allows) is a
+  CompileFailed, never an eager model that says it is compiled; closing the last compiled backend
+  clears Dynamo's caches, so configure/cleanup cycles compile again without reaching the limit.
 - A machine whose C++ compiler is missing gets CompileFailed naming the cause (a real compiler
   failure: CXX points at no compiler and the inductor cache is empty, in a child process).
 """
@@ -106,3 +109,30 @@ def test_missing_compiler_is_a_clear_error(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     assert "REFUSED compile=True: torch.compile (inductor) could not build the model" in out.stdout
     assert "use compile=False" in out.stdout
+
+
+def test_recompile_limit_is_an_error_and_close_frees_it(tmp_path):
+    script = textwrap.dedent(
+        """
+        import torch
+        from test_torch_compile import small_model
+        from bore_depth_ros.backends.torch_backend import CompileFailed, TorchBackend
+
+        torch._dynamo.config.cache_size_limit = 1  # Dynamo's limit, reached by a second live copy
+        first = TorchBackend(small_model(), (1, 3, 32, 32), ["depth"], compile=True)
+        try:
+            TorchBackend(small_model(), (1, 3, 32, 32), ["depth"], compile=True)
+        except CompileFailed as e:
+            print("REFUSED", e)
+        first.close()  # the last compiled backend: Dynamo's caches are cleared
+        again = TorchBackend(small_model(), (1, 3, 32, 32), ["depth"], compile=True)
+        print("AGAIN", again.describe()["compile"])
+        """
+    )
+    env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": os.fspath(tmp_path / "inductor")}
+    here = os.path.dirname(os.path.abspath(__file__))
+    env["PYTHONPATH"] = here + os.pathsep + env.get("PYTHONPATH", "")
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "REFUSED compile=True: torch.compile captured no graph" in out.stdout, out.stdout
+    assert "AGAIN inductor" in out.stdout, out.stdout

@@ -26,6 +26,7 @@ C++ compiler). docs/performance.md has the figures.
 from __future__ import annotations
 
 import os
+import threading
 import time
 import warnings
 from collections.abc import Mapping, Sequence
@@ -224,6 +225,8 @@ class TorchBackend(Backend):
     """
 
     name = "torch"
+    _compiled_alive = 0  # compiled backends alive in this process (see _release_compiled)
+    _compiled_lock = threading.Lock()
 
     def __init__(
         self,
@@ -304,19 +307,20 @@ class TorchBackend(Backend):
         bf16, by more than BF16_MAX_MEDIAN_REL from fp32 eager ones (``fp32_reference``, the bf16
         start check's; else bf16 eager ones: two bf16 roundings differ by ~0.5 %). Sets
         ``compile_s`` (the first compiled call, compilation included) and ``compile_gap``."""
-        from torch._inductor import config as inductor_config
+        from torch._dynamo.utils import counters
 
         os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", os.fspath(cache_root() / "inductor"))
         feed = seeded_inputs(self.input_shapes, BF16_CHECK_SEED)
         eager = fp32_reference if fp32_reference is not None else self._run(feed, self.precision)
         limit = BF16_MAX_MEDIAN_REL if self.precision == "bf16" else COMPILE_MAX_MEDIAN_REL
-        compiled = torch.compile(self.model, backend="inductor", dynamic=False)
+        # freezing: weights become constants (BatchNorm folded, convolution weights prepacked); as
+        # an option of this compile it also holds for any later recompilation
+        compiled = torch.compile(self.model, backend="inductor", dynamic=False, options={"freezing": True})
         self._forward = compiled
+        graphs = counters["stats"]["unique_graphs"]
         t0 = time.perf_counter()
         try:
-            # freezing: weights become constants (BatchNorm folded, convolution weights prepacked)
-            with inductor_config.patch(freezing=True):
-                out = self._run(feed, self.precision)
+            out = self._run(feed, self.precision)
         except Exception as e:  # noqa: BLE001 - any compiler failure means: serve without compile
             self._forward = self.model
             first = str(e).strip().splitlines()[0] if str(e).strip() else ""
@@ -326,9 +330,23 @@ class TorchBackend(Backend):
                 "Python headers: use compile=False"
             ) from e
         self.compile_s = time.perf_counter() - t0
+        if counters["stats"]["unique_graphs"] == graphs:
+            # Dynamo gave up and ran the model eagerly (its recompile limit for the model's code,
+            # torch._dynamo.config.cache_size_limit, is spent in this process): say so, never
+            # serve an eager model that claims to be compiled
+            self._forward = self.model
+            raise CompileFailed(
+                "compile=True: torch.compile captured no graph (Dynamo's recompile limit for this "
+                "model is spent in this process: too many compiled copies of it at once?); share one "
+                "engine between nodes or use compile=False"
+            )
+        with TorchBackend._compiled_lock:
+            TorchBackend._compiled_alive += 1
+            self._holds_compiled = True
         gaps = precision_gap(out, eager)
         bad = {n: g for n, g in gaps.items() if not g <= limit}
         if bad:
+            self._release_compiled()
             self._forward = self.model
             against = "fp32 eager" if fp32_reference is not None else "eager"
             raise PrecisionCheckFailed(
@@ -370,7 +388,21 @@ class TorchBackend(Backend):
             )
         return d
 
+    def _release_compiled(self) -> None:
+        """Dynamo keeps every compiled model (and its frozen weights) in its caches: when the last
+        compiled backend of the process goes, they are cleared (torch._dynamo.reset), so a node
+        that is cleaned up and configured again neither leaks the weights nor spends Dynamo's
+        recompile limit."""
+        if not getattr(self, "_holds_compiled", False):
+            return
+        with TorchBackend._compiled_lock:
+            self._holds_compiled = False
+            TorchBackend._compiled_alive -= 1
+            if TorchBackend._compiled_alive == 0:
+                torch._dynamo.reset()
+
     def close(self) -> None:
+        self._release_compiled()
         self.model = None
         self._forward = None
         if self.device.type == "cuda":

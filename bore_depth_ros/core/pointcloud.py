@@ -49,7 +49,7 @@ def backproject(
     h, w = z.shape
     if out is None:
         out = np.empty((h, w, 3), dtype=np.float32)
-    elif out.shape != (h, w, 3) or out.dtype != np.float32:
+    elif out.shape != (h, w, 3) or out.dtype.kind != "f" or out.dtype.itemsize != 4:
         raise ValueError(f"out must be float32 of shape {(h, w, 3)}, got {out.dtype} {out.shape}")
     rx, ry = ray_tables(intr, stride)
     zo = out[..., 2]

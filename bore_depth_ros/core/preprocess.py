@@ -31,7 +31,9 @@ def resize_unit(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
 def normalise_into(img01: np.ndarray, mean, std, out: np.ndarray | None = None) -> np.ndarray:
     """(3, h, w) float32 ``(img01 - mean) / std`` of an (h, w, 3) image in [0, 1]; written into
     ``out`` (a (3, h, w) view, e.g. one slot of a batch) when given."""
-    m, s = np.asarray(mean, np.float32), np.asarray(std, np.float32)
+    m, s = _per_channel(mean, std)
+    if img01.ndim != 3 or img01.shape[2] != 3:
+        raise ValueError(f"expected an (h, w, 3) image, got shape {img01.shape}")
     if img01.dtype != np.float32:  # float64 (augmented) images: the arithmetic in their precision
         chw = ((img01 - m) / s).transpose(2, 0, 1)
         if out is None:
@@ -48,13 +50,20 @@ def normalise_into(img01: np.ndarray, mean, std, out: np.ndarray | None = None) 
     return out
 
 
+def _per_channel(mean, std) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and std as float32 (3,) arrays (a scalar applies to every channel)."""
+    m = np.broadcast_to(np.asarray(mean, np.float32), (3,))
+    s = np.broadcast_to(np.asarray(std, np.float32), (3,))
+    return m, s
+
+
 @functools.lru_cache(maxsize=8)
 def _uint8_table(mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
     """(3, 256) float32: the normalised value of every uint8 level per channel, computed with the
     float32 operations of ``resize_unit`` + ``normalise_into`` (so a lookup is bit-identical)."""
     levels = np.arange(256, dtype=np.uint8).astype(np.float32)
     levels *= _INV255
-    m, s = np.asarray(mean, np.float32), np.asarray(std, np.float32)
+    m, s = _per_channel(mean, std)
     table = np.stack([(levels - m[c]) / s[c] for c in range(3)])
     table.flags.writeable = False
     return table
@@ -67,14 +76,12 @@ def model_input(
 
     A frame already at the input size is normalised by a per-channel lookup of its uint8 levels
     (bit-identical to the two steps, a third of their time)."""
-    if rgb.shape[:2] != tuple(input_hw) or rgb.dtype != np.uint8:
+    if rgb.shape[:2] != tuple(input_hw) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
         return normalise_into(resize_unit(rgb, *input_hw), mean, std, out)
-    table = _uint8_table(
-        tuple(float(v) for v in np.asarray(mean, np.float32)),
-        tuple(float(v) for v in np.asarray(std, np.float32)),
-    )
+    m, s = _per_channel(mean, std)
+    table = _uint8_table(tuple(float(v) for v in m), tuple(float(v) for v in s))
     if out is None:
         out = np.empty((3, *rgb.shape[:2]), np.float32)
     for c in range(3):
-        np.take(table[c], rgb[..., c], out=out[c])
+        np.take(table[c], rgb[..., c], out=out[c], mode="clip")  # uint8 indices are in range
     return out

@@ -256,6 +256,7 @@ def label_bags(
     teacher_s = 0.0
     recordings, arrays, seen = [], [], {}
     jobs = list(enumerate(bags))
+    results = None
     try:
         if runner is None:
             results = (label_bag_or_failure(ri, bag, teacher, out, batch) for ri, bag in jobs)
@@ -306,6 +307,8 @@ def label_bags(
         tmp.write_text(json.dumps(index, indent=1) + "\n")
         os.replace(tmp, out / INDEX)
     except BaseException:
+        if results is not None:
+            results.close()  # a runner's workers stop (Ray actors killed) before the folder goes
         shutil.rmtree(out, ignore_errors=True)
         raise
     return index
