@@ -4,7 +4,8 @@
 # render  : domain-randomised training recordings (seeds 1000-1031, `synth --randomise`, 24 frames
 #           each) and the held-out recordings (seeds 9000/9001, density 1.6: never trained on)
 # train   : BoRe-Depth, the SVR-style student and the Semi-SMD-style model side by side, one CPU
-#           thread each (config/train/*_default.yaml: warm-up + cosine, EMA, per-image SILog,
+#           thread each (config/train/*_default.yaml, Semi-SMD after semi_smd_stage1.yaml:
+#           warm-up + cosine, EMA, per-image SILog,
 #           gradient matching, a low-resolution warm-up then the recordings' 192x320); each run
 #           resumes exactly from its last.ckpt, so the step can be repeated across sessions
 # cards   : re-evaluates the held-out recordings with `bore-depth eval` and writes the cards
@@ -44,9 +45,12 @@ train() {
   done
   [[ -f init/semi_smd_init.pt ]] ||
     python "$repo/tools/init_from.py" --model semi_smd --source init/svr_default.pt --out init/semi_smd_init.pt
-  for m in bore_depth svr semi_smd; do
+  for m in bore_depth svr; do
     bore-depth train "$repo/config/train/${m}_default.yaml" >> "train_$m.log" 2>&1 &
   done
+  # Semi-SMD in two stages: from the SVR-style encoder/decoder, then a lower-rate fine-tune
+  { bore-depth train "$repo/config/train/semi_smd_stage1.yaml" &&
+    bore-depth train "$repo/config/train/semi_smd_default.yaml"; } >> train_semi_smd.log 2>&1 &
   wait
 }
 
