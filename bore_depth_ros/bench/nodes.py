@@ -171,7 +171,7 @@ def bench_fusion(height: int, width: int, repeats: int = 20) -> dict:
                 fuse_views(depths, intrs, tfs, stride=1, max_range=200.0, colors=rgbs if rgb else None)
             )
 
-        nbytes = fuse()[2].nbytes
+        nbytes = fuse().data.nbytes
         src = np.ones(nbytes, np.uint8)
         dst = np.empty_like(src)
         out["rgb" if rgb else "xyz"] = {

@@ -195,7 +195,8 @@ NODE = _table(
         "lazy",
         False,
         "skip inference while nobody subscribes to any output (frames are "
-        "counted as skipped.no_subscribers; /diagnostics says so)",
+        "counted as skipped.no_subscribers; /diagnostics says so), and build no point cloud "
+        "nobody subscribes to (counted as not_built_lazy.*)",
     ),
     Param(
         "max_input_pixels",

@@ -138,6 +138,7 @@ class SurroundDepthNode(RigDiagnostics, ManagedDepthNode):
         self.set_skips = ReasonCounter()  # sets skipped (overload, no subscribers...), as the mono node's
         self._worker_logs = ReasonCounter()  # log throttling of drops decided by the worker
         self.tf_failures = ReasonCounter()
+        self.lazy_not_built = ReasonCounter()  # outputs not built: lazy and nobody subscribes
         self.frames_in = [0] * n
         self.rate_in = [RateMeter() for _ in self.cameras]
         self.rate_out = RateMeter()
@@ -511,6 +512,11 @@ class SurroundDepthNode(RigDiagnostics, ManagedDepthNode):
         tfs = [tfs[k] for k in pos]
         intrs = [intr_in[i] for i in present]
         model, backend = self.engine.config.model, self.engine.backend.name
+        lazy, with_points = bool(self._param("lazy")), bool(self._param("publish_points"))
+        points = {i: with_points and self.outputs[i].wanted("points", lazy) for i in present}
+        for i in present:
+            if with_points and not points[i]:
+                self.lazy_not_built.add("points")
         summaries = [
             self.outputs[i].publish(
                 msgs[k].header,
@@ -522,7 +528,7 @@ class SurroundDepthNode(RigDiagnostics, ManagedDepthNode):
                 model,
                 backend,
                 int(self._param("points_decimation")),
-                self._param("publish_points"),
+                points[i],
                 self._param("points_rgb"),
             )
             for k, i in enumerate(present)
@@ -542,14 +548,19 @@ class SurroundDepthNode(RigDiagnostics, ManagedDepthNode):
                     f"the 'cameras' parameter is not in ring order by TF ({wrong}): models that "
                     "fuse neighbours (semi_smd) and the overlap check pair the wrong views"
                 )
+        fuse = not lazy or self.pub_fused.get_subscription_count() > 0
+        if not fuse:
+            self.lazy_not_built.add("fused_points")
         if have_tf:
-            fused = self._publish_fused(header, [r.depth for r in results], intrs, tfs, rgbs)
+            if fuse:
+                fused = self._publish_fused(header, [r.depth for r in results], intrs, tfs, rgbs)
             overlaps = self._overlaps(present, msgs, results, intrs, tfs)
             if self._fusion_ok is False:
                 self.get_logger().info(
                     f"all camera transforms to '{self.target_frame}' are available again: fused cloud resumed"
                 )
-            self._fusion_ok, self.fusion_status = True, "ok"
+            self._fusion_ok = True
+            self.fusion_status = "ok" if fuse else "not built: lazy and nobody subscribes to points"
         else:
             if self._fusion_ok is not False:
                 self.get_logger().warning(
