@@ -194,6 +194,20 @@ def precision_gap(
     return gaps
 
 
+def check_gap(
+    gaps: dict[str, float], limit: float, option: str, what: str, against: str, instead: str
+) -> None:
+    """PrecisionCheckFailed naming ``option`` when any output's median relative difference in
+    ``gaps`` exceeds ``limit`` (the bf16 and the compile start checks)."""
+    bad = {n: g for n, g in gaps.items() if not g <= limit}
+    if bad:
+        raise PrecisionCheckFailed(
+            f"refusing {option}: on seeded inputs {what} differ from {against} by a median "
+            + ", ".join(f"{g:.2%} ({n})" for n, g in bad.items())
+            + f", more than the {limit * 100:g}% allowed: use {instead}"
+        )
+
+
 def keep_bf16_weights(model: nn.Module) -> None:
     """Store the weights and biases of ``model``'s convolutions and linear layers in bf16, in place.
 
@@ -253,6 +267,7 @@ class TorchBackend(Backend):
         self.bf16_gap: dict[str, float] | None = None
         self.compile_gap: dict[str, float] | None = None
         self.compile_s: float | None = None
+        self._holds_compiled = False  # counted in _compiled_alive (released by close)
         fp32_reference = None
         if precision == "bf16":
             if bf16_check:  # before the cast: a refused model is left as it came
@@ -291,13 +306,7 @@ class TorchBackend(Backend):
         feed = seeded_inputs(self.input_shapes, BF16_CHECK_SEED)
         fp32 = self._run(feed, "fp32")
         gaps = precision_gap(self._run(feed, "bf16"), fp32)
-        bad = {n: g for n, g in gaps.items() if not g <= BF16_MAX_MEDIAN_REL}
-        if bad:
-            raise PrecisionCheckFailed(
-                "refusing precision 'bf16': on seeded inputs its outputs differ from fp32 by a median "
-                + ", ".join(f"{g:.2%} ({n})" for n, g in bad.items())
-                + f", more than the {BF16_MAX_MEDIAN_REL:.0%} allowed: use precision 'fp32'"
-            )
+        check_gap(gaps, BF16_MAX_MEDIAN_REL, "precision 'bf16'", "its outputs", "fp32", "precision 'fp32'")
         return gaps, fp32
 
     def _compile(self, fp32_reference: dict[str, np.ndarray] | None = None) -> None:
@@ -344,17 +353,13 @@ class TorchBackend(Backend):
             TorchBackend._compiled_alive += 1
             self._holds_compiled = True
         gaps = precision_gap(out, eager)
-        bad = {n: g for n, g in gaps.items() if not g <= limit}
-        if bad:
+        against = "fp32 eager ones" if fp32_reference is not None else "eager ones"
+        try:
+            check_gap(gaps, limit, "compile=True", "the compiled model's outputs", against, "compile=False")
+        except PrecisionCheckFailed:
             self._release_compiled()
             self._forward = self.model
-            against = "fp32 eager" if fp32_reference is not None else "eager"
-            raise PrecisionCheckFailed(
-                f"refusing compile=True: on seeded inputs the compiled model's outputs differ from "
-                f"{against} ones by a median "
-                + ", ".join(f"{g:.2%} ({n})" for n, g in bad.items())
-                + f", more than the {limit:.1%} allowed: use compile=False"
-            )
+            raise
         self.compile_gap = gaps
 
     def infer(self, inputs: Inputs) -> dict[str, np.ndarray]:
@@ -393,7 +398,7 @@ class TorchBackend(Backend):
         compiled backend of the process goes, they are cleared (torch._dynamo.reset), so a node
         that is cleaned up and configured again neither leaks the weights nor spends Dynamo's
         recompile limit."""
-        if not getattr(self, "_holds_compiled", False):
+        if not self._holds_compiled:
             return
         with TorchBackend._compiled_lock:
             self._holds_compiled = False

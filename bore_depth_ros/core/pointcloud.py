@@ -38,6 +38,17 @@ def backproject(
     y = (v - cy) / fy * z; non-finite depth gives NaN in all three. ``intr`` must match ``depth``'s size.
     ``out``, if given, is filled and returned.
     """
+    z = _sampled(depth, intr, stride)
+    h, w = z.shape
+    if out is None:
+        out = np.empty((h, w, 3), dtype=np.float32)
+    elif out.shape != (h, w, 3) or out.dtype.kind != "f" or out.dtype.itemsize != 4:
+        raise ValueError(f"out must be float32 of shape {(h, w, 3)}, got {out.dtype} {out.shape}")
+    return _backproject_into(z, intr, int(stride), out)
+
+
+def _sampled(depth: np.ndarray, intr: Intrinsics, stride: int) -> np.ndarray:
+    """``depth`` at every ``stride``-th pixel (a view), after checking stride and size."""
     stride = int(stride)
     if stride < 1:
         raise ValueError(f"stride must be >= 1, got {stride}")
@@ -45,12 +56,11 @@ def backproject(
         raise ValueError(
             f"depth of shape {depth.shape} does not match intrinsics of size {intr.width}x{intr.height}"
         )
-    z = depth[::stride, ::stride]
-    h, w = z.shape
-    if out is None:
-        out = np.empty((h, w, 3), dtype=np.float32)
-    elif out.shape != (h, w, 3) or out.dtype.kind != "f" or out.dtype.itemsize != 4:
-        raise ValueError(f"out must be float32 of shape {(h, w, 3)}, got {out.dtype} {out.shape}")
+    return depth[::stride, ::stride]
+
+
+def _backproject_into(z: np.ndarray, intr: Intrinsics, stride: int, out: np.ndarray) -> np.ndarray:
+    """Write the points of the sampled depth ``z`` into ``out`` (h, w, 3) float32; return it."""
     rx, ry = ray_tables(intr, stride)
     zo = out[..., 2]
     zo[...] = z
@@ -126,12 +136,9 @@ def depth_cloud(
     straight into the PointCloud2 payload, with the colours ``rgb`` (already taken at the same
     pixels) if given; equal to ``pack_points(backproject(...), rgb)`` without the intermediate
     points array."""
-    stride = int(stride)
-    if stride < 1:
-        raise ValueError(f"stride must be >= 1, got {stride}")
-    h, w = -(-depth.shape[0] // stride), -(-depth.shape[1] // stride)
-    buf = np.empty((h, w, 3 if rgb is None else 4), dtype=_LE_F32)
-    backproject(depth, intr, stride, out=buf[..., :3])
+    z = _sampled(depth, intr, stride)
+    buf = np.empty((*z.shape, 3 if rgb is None else 4), dtype=_LE_F32)
+    _backproject_into(z, intr, int(stride), buf[..., :3])
     return _packed(buf, rgb)
 
 
