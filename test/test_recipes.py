@@ -10,6 +10,7 @@ import torch
 
 from bore_depth_ros.models import create_model, get_model_info, load_checkpoint
 from bore_depth_ros.models.checkpoint import pose_net_state_shapes
+from bore_depth_ros.replay.evaluate import EvalConfig, evaluate
 from bore_depth_ros.sim.recording import RecordingConfig, record
 from bore_depth_ros.train.config import TrainConfig
 from bore_depth_ros.train.dataset import Augment, RigDataset
@@ -143,6 +144,27 @@ def test_semi_smd_run_writes_a_card_from_whole_rigs(bag, tmp_path):
     assert res.card["views"] == 18  # 3 sets x 6 cameras
     assert np.isfinite(res.card["metric"]["abs_rel"])
     load_checkpoint(f"{res.out_dir}/weights.pt", model_name="semi_smd")
+    # the card's figures are bore-depth eval's on the saved weights: its report is kept, and the
+    # same evaluation run by hand gives the same figures
+    rec = res.card["per_recording"]["rec"]
+    assert rec["views"] == 18 and (tmp_path / "s" / "held_out" / "rec" / "report.html").is_file()
+    assert res.card["boundary_f1"] is not None and res.card["temporal_stability_median"] is not None
+    by_hand = evaluate(
+        EvalConfig(
+            bag=str(bag),
+            model="semi_smd",
+            weights=f"{res.out_dir}/weights.pt",
+            backend="torch",
+            input_height=64,
+            input_width=96,
+            min_depth=0.5,
+            max_frames=18,
+            report_dir=str(tmp_path / "by_hand"),
+        ),
+        progress=False,
+    )
+    assert by_hand.overall["metric"]["abs_rel"] == pytest.approx(res.card["metric"]["abs_rel"], rel=1e-6)
+    assert "bore-depth eval" in (tmp_path / "s" / "card.md").read_text()
 
 
 def test_recipe_configs_are_checked(bag):

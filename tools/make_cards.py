@@ -22,9 +22,7 @@ import math
 import sys
 from pathlib import Path
 
-import numpy as np
-
-from bore_depth_ros.replay.evaluate import EvalConfig, evaluate
+from bore_depth_ros.replay.heldout import KEYS, heldout_figures
 
 MODELS = {  # model: (the figure its target is on, target)
     "bore_depth": ("median_scaled", 0.10),
@@ -32,17 +30,7 @@ MODELS = {  # model: (the figure its target is on, target)
     "semi_smd": ("metric", 0.12),
 }
 NAMES = {"bore_depth": "BoRe-Depth", "svr": "SVR-style student", "semi_smd": "Semi-SMD-style model"}
-KEYS = ("abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3")
 PANELS = 3  # per camera and recording: eval's panels at the same frame indices for both weights
-
-
-def _finite(v):
-    return None if v is None or (isinstance(v, float) and not math.isfinite(v)) else v
-
-
-def _mean(values):
-    v = [x for x in values if x is not None and math.isfinite(x)]
-    return float(np.mean(v)) if v else None
 
 
 def evaluate_weights(model: str, weights: str, bags: list[Path], report_root: Path) -> dict:
@@ -63,42 +51,16 @@ def evaluate_weights(model: str, weights: str, bags: list[Path], report_root: Pa
 
 
 def _evaluate_weights(model: str, weights: str, bags: list[Path], report_root: Path) -> dict:
-    per = {}
-    for bag in bags:
-        res = evaluate(
-            EvalConfig(
-                bag=str(bag),
-                model=model,
-                weights=weights,
-                report_dir=str(report_root / bag.name),
-                min_depth=0.5,
-                max_depth=80.0,
-                panels_per_camera=PANELS,
-                force=True,
-            ),
-            progress=False,
-        )
-        o = res.overall
-        ts = o.get("temporal_stability") or {}
-        per[bag.name] = {
-            "views": res.frames["evaluated"],
-            "input": res.engine.get("input"),
-            "metric": {k: _finite(o["metric"].get(k)) for k in KEYS},
-            "median_scaled": {k: _finite(o["median"].get(k)) for k in KEYS},
-            "boundary_f1": _finite((o.get("boundary") or {}).get("f1")),
-            "temporal_stability": {k: _finite(ts.get(k)) for k in ("method", "median", "p90", "pairs")},
-            "report": str(report_root / bag.name / "report.html"),
-        }
-    rows = list(per.values())
-    return {
-        "views": sum(r["views"] for r in rows),
-        "input": rows[0]["input"] if rows else None,
-        "metric": {k: _mean(r["metric"][k] for r in rows) for k in KEYS},
-        "median_scaled": {k: _mean(r["median_scaled"][k] for r in rows) for k in KEYS},
-        "boundary_f1": _mean(r["boundary_f1"] for r in rows),
-        "temporal_stability_median": _mean(r["temporal_stability"]["median"] for r in rows),
-        "per_recording": per,
-    }
+    return heldout_figures(
+        model,
+        weights,
+        bags,
+        report_root,
+        force=True,
+        min_depth=0.5,
+        max_depth=80.0,
+        panels_per_camera=PANELS,
+    )
 
 
 def _training(work: Path, model: str) -> dict:

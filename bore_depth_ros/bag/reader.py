@@ -249,6 +249,37 @@ def _camera_kind(reader: AnyReader, topic: str, msgtype: str) -> tuple[str, str]
     return msg.format, ""
 
 
+def image_topics_for(reader, cameras: list[str] | None) -> list[str] | None:
+    """Image topics for ``cameras`` given as image topics or camera namespaces (a namespace's raw
+    Image topic is preferred to its compressed stream); None for no ``cameras`` (every camera).
+    Training recordings and held-out evaluation resolve a config's ``cameras`` with this."""
+    if not cameras:
+        return None
+    by_topic = {c.topic: c.msgtype for c in reader.connections}
+    images = sorted(t for t, m in by_topic.items() if m in IMAGE_TYPES)
+    out = []
+    for cam in cameras:
+        if by_topic.get(cam) in IMAGE_TYPES:
+            out.append(cam)
+            continue
+        ns = cam.rstrip("/")
+        found = [t for t in images if camera_namespace(t) == ns]
+        if not found:
+            raise ValueError(
+                f"camera {cam} is neither an image topic nor a camera namespace of the bag "
+                f"(image topics: {', '.join(images) or 'none'})"
+            )
+
+        def rank(t: str) -> tuple:
+            base = t[: -len(COMPRESSED_SUFFIX)] if t.endswith(COMPRESSED_SUFFIX) else t
+            suffix = base.rsplit("/", 1)[-1]
+            pos = IMAGE_SUFFIXES.index(suffix) if suffix in IMAGE_SUFFIXES else len(IMAGE_SUFFIXES)
+            return (t.endswith(COMPRESSED_SUFFIX), pos, t)
+
+        out.append(min(found, key=rank))
+    return out
+
+
 def discover_cameras(
     reader: AnyReader,
     image_topics: Iterable[str] | None = None,

@@ -1,7 +1,8 @@
 """Model inputs drawn from a `RigDataset`: random independent views, whole rigs with their previous set,
 and the forward call that feeds a batch to a model in its argument order (numpy only; torch is passed in).
 
-Shared by the recipes (sampling) and the held-out evaluation, so both prepare images the same way.
+Shared by the recipes, so all of them prepare images the same way (held-out figures come from
+``bore-depth eval``, :mod:`bore_depth_ros.replay.heldout`).
 :func:`step_batches` hands the trainer one recipe batch per step, prepared in the training process or
 ahead in DataLoader worker processes (``num_workers``), the same batches either way.
 """

@@ -265,38 +265,6 @@ class _LogTimes:
         return self.seen.get((topic, stamp), _NONE)
 
 
-def _image_topics(reader, cameras: list[str] | None) -> list[str] | None:
-    """Image topics for ``cameras`` given as image topics or camera namespaces (a namespace's raw
-    Image topic is preferred to its compressed stream)."""
-    if not cameras:
-        return None
-    from ..bag.reader import COMPRESSED_SUFFIX, IMAGE_SUFFIXES, IMAGE_TYPES, camera_namespace
-
-    by_topic = {c.topic: c.msgtype for c in reader.connections}
-    images = sorted(t for t, m in by_topic.items() if m in IMAGE_TYPES)
-    out = []
-    for cam in cameras:
-        if by_topic.get(cam) in IMAGE_TYPES:
-            out.append(cam)
-            continue
-        ns = cam.rstrip("/")
-        found = [t for t in images if camera_namespace(t) == ns]
-        if not found:
-            raise ValueError(
-                f"camera {cam} is neither an image topic nor a camera namespace of the bag "
-                f"(image topics: {', '.join(images) or 'none'})"
-            )
-
-        def rank(t: str) -> tuple:
-            base = t[: -len(COMPRESSED_SUFFIX)] if t.endswith(COMPRESSED_SUFFIX) else t
-            suffix = base.rsplit("/", 1)[-1]
-            pos = IMAGE_SUFFIXES.index(suffix) if suffix in IMAGE_SUFFIXES else len(IMAGE_SUFFIXES)
-            return (t.endswith(COMPRESSED_SUFFIX), pos, t)
-
-        out.append(min(found, key=rank))
-    return out
-
-
 def _scan_bag(
     bag: str | Path,
     cameras: list[str] | None,
@@ -309,7 +277,7 @@ def _scan_bag(
     keep: bool,
 ) -> tuple[BagIndex, list[RigSample]]:
     """One pass over a bag: its index and, with ``keep``, every set decoded (in-memory loading)."""
-    from ..bag.reader import FrameSync, discover_cameras, open_bag
+    from ..bag.reader import FrameSync, discover_cameras, image_topics_for, open_bag
     from ..core.errors import InputRejected
     from ..core.messages import cloud_fields, depth_metres, intrinsics, validate_image
     from ..core.sync import ApproximateSynchronizer
@@ -328,7 +296,7 @@ def _scan_bag(
     drops: dict[str, int] = {}
     no_gt: collections.Counter[str] = collections.Counter()  # LiDAR views kept without ground truth
     with open_bag(bag) as reader:
-        cams = discover_cameras(reader, _image_topics(reader, cameras), info_topics=camera_infos)
+        cams = discover_cameras(reader, image_topics_for(reader, cameras), info_topics=camera_infos)
         if not cams:
             raise ValueError(f"{bag}: no camera (Image or CompressedImage + sibling camera_info) found")
         names = [c.namespace.rstrip("/").split("/")[-1] for c in cams]

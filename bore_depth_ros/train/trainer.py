@@ -4,9 +4,10 @@ A YAML config (:class:`~.config.TrainConfig`) names the model, the recordings, t
 input size, optimisation settings and an output folder. The trainer writes ``last.ckpt`` every
 ``checkpoint_every`` steps (model, optimiser, step and every RNG state: resuming continues
 exactly), ``weights.pt`` (fp16 or fp32 model weights in the layout ``load_checkpoint`` reads), and
-at the end a metrics card (``card.md`` + ``card.json``) from a held-out recording
-(:mod:`.state`, :mod:`.evaluation`); the card says whether each held-out recording is independent
-of the training recordings (:func:`held_out_independence`).
+at the end a metrics card (``card.md`` + ``card.json``) from the held-out recordings: ``bore-depth
+eval`` of the saved ``weights.pt`` on each (:mod:`..replay.heldout`, the same per-frame path as the
+nodes; its reports go to ``out_dir/held_out/``); the card says whether each held-out recording is
+independent of the training recordings (:func:`held_out_independence`).
 
 Divergence stops the run: a non-finite loss, or non-finite weights after an optimiser step, raise
 :class:`~.state.TrainingDiverged` naming the step, the loss and the last good files, which are
@@ -44,10 +45,10 @@ import torch
 
 from ..core.files import claim_outputs
 from ..models import create_model, get_model_info, load_checkpoint
+from ..replay.heldout import KEYS, heldout_figures
 from .batches import step_batches
 from .config import TrainConfig, config_differences
 from .dataset import Augment, RigDataset
-from .evaluation import evaluate
 from .recipes import build_recipe
 from .state import ModelEMA, TrainingDiverged, load_state_with_modules, save_training_state, save_weights
 
@@ -60,6 +61,9 @@ def _lr_at(cfg: TrainConfig, step: int) -> float:
         return cfg.lr * (step + 1) / warm
     a = min((step - warm) / max(cfg.steps - warm, 1), 1.0)
     return cfg.lr_final + 0.5 * (cfg.lr - cfg.lr_final) * (1 + math.cos(math.pi * a))
+
+
+HELD_OUT_REPORTS = "held_out"  # out_dir/held_out/<recording>/: bore-depth eval's reports for the card
 
 
 @dataclass
@@ -75,7 +79,11 @@ def _claim_run_folder(cfg: TrainConfig, out: Path) -> None:
     """A folder holding a run is continued only when asked to and with the same settings; with
     ``force`` it is replaced. Anything else is refused before a file is touched."""
     last = out / "last.ckpt"
-    produced = [p for p in (last, out / "weights.pt", out / "card.md", out / "card.json") if p.exists()]
+    produced = [
+        p
+        for p in (last, out / "weights.pt", out / "card.md", out / "card.json", out / HELD_OUT_REPORTS)
+        if p.exists()
+    ]
     if not produced:
         return
     if cfg.force:
@@ -275,6 +283,22 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
     if cfg.val:
         val = RigDataset(cfg.val, max_sets_per_bag=cfg.val_max_sets, **recordings)
         held_out = held_out_independence(cfg.train, cfg.val, data.fingerprints(), val.fingerprints())
+        figures = heldout_figures(
+            cfg.model,
+            out / "weights.pt",
+            cfg.val,
+            out / HELD_OUT_REPORTS,
+            cameras=cfg.cameras or None,
+            force=True,  # the run's own reports (claimed with the run folder)
+            backend="torch",
+            input_height=cfg.input_height,
+            input_width=cfg.input_width,
+            min_depth=cfg.min_depth,
+            max_depth=cfg.max_depth,
+            max_frames=cfg.val_max_sets * val.num_views,
+            rig_slop=cfg.slop,
+            lidar_topic=cfg.lidar_topic,
+        )
         card = {
             "model": cfg.model,
             "recipe": cfg.recipe,
@@ -286,13 +310,14 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
             "held_out_data": held_out,
             "final_loss": loss_val,
             **({"ema": cfg.ema} if cfg.ema else {}),
-            **evaluate(final, info, val, cfg),
+            **figures,
         }
         write_card(out, card, cfg)
         say(
-            f"[train] held-out ({card['views']} views): metric AbsRel "
-            f"{card['metric']['abs_rel']:.3f}, median-scaled AbsRel "
-            f"{card['median_scaled']['abs_rel']:.3f}; card: {out / 'card.md'}"
+            f"[train] held-out ({card['views']} views, bore-depth eval): metric AbsRel "
+            f"{_fmt(card['metric']['abs_rel'])}, median-scaled AbsRel "
+            f"{_fmt(card['median_scaled']['abs_rel'])}, boundary F1 {_fmt(card['boundary_f1'])}; "
+            f"card: {out / 'card.md'}"
         )
         for h in held_out:
             if not h["independent"]:
@@ -337,16 +362,22 @@ def _write_text_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def _fmt(v) -> str:
+    return "-" if v is None else f"{v:.3f}"
+
+
 def write_card(out: Path, card: dict, cfg: TrainConfig) -> None:
     _write_text_atomic(out / "card.json", json.dumps(card, indent=2))
-    rows = []
-    for mode in ("metric", "median_scaled"):
-        m = card[mode]
-        rows.append(
-            f"| {mode} | "
-            + " | ".join(f"{m[k]:.3f}" for k in ("abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3"))
-            + " |"
-        )
+    rows = [
+        f"| {mode} | " + " | ".join(_fmt(card[mode][k]) for k in KEYS) + " |"
+        for mode in ("metric", "median_scaled")
+    ]
+    per = card.get("per_recording", {})
+    reports = "".join(
+        f"- `{name}`: {r['views']} views, boundary F1 {_fmt(r['boundary_f1'])}, temporal stability "
+        f"{_fmt(r['temporal_stability']['median'])}, report `{Path(r['report']).relative_to(out)}`\n"
+        for name, r in per.items()
+    )
     minutes = card["train_seconds"] / 60
     train_names = ", ".join(f"`{p}`" for p in card["train_recordings"])
     held_out = "".join(f"- held-out data: `{h['path']}` ({h['note']})\n" for h in card["held_out_data"])
@@ -361,5 +392,10 @@ def write_card(out: Path, card: dict, cfg: TrainConfig) -> None:
 | mode | AbsRel | SqRel | RMSE | RMSElog | d<1.25 | d<1.25^2 | d<1.25^3 |
 |---|---|---|---|---|---|---|---|
 {chr(10).join(rows)}
-"""
+
+Depth-boundary F1 {_fmt(card.get("boundary_f1"))}, temporal stability (median) \
+{_fmt(card.get("temporal_stability_median"))}: `bore-depth eval` of `weights.pt` (torch backend) on
+each held-out recording, means over recordings:
+
+{reports}"""
     _write_text_atomic(out / "card.md", text)
