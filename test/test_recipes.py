@@ -2,6 +2,8 @@
 reduce each recipe's loss on a fixed batch; the self-supervised checkpoint carries the PoseNet,
 loads strictly and resumes exactly; rig models get a held-out card. CPU, one thread, 64x96."""
 
+import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -176,3 +178,33 @@ def test_recipe_configs_are_checked(bag):
         config(bag, model="semi_smd", recipe="self_supervised").validate()
     for name in ("self_supervised", "distill", "semi_smd"):
         assert TrainConfig.from_yaml(CONFIGS / f"{name}_example.yaml").recipe == name
+
+
+def test_heldout_figures_resolve_camera_namespaces_and_keep_reports_apart(bag, tmp_path):
+    """Two held-out recordings with the same folder name get separate reports; ``cameras`` given as
+    camera namespaces (as a training config may) select those cameras in each recording."""
+    from bore_depth_ros.replay.heldout import heldout_figures
+
+    other = tmp_path / "copy" / "rec"
+    shutil.copytree(bag, other)
+    figures = heldout_figures(
+        "bore_depth",
+        "",
+        [bag, str(other)],
+        tmp_path / "reports",
+        cameras=["/cameras/front", "/cameras/back"],
+        backend="torch",
+        input_height=64,
+        input_width=96,
+        min_depth=0.5,
+        max_frames=4,
+        panels_per_camera=1,
+    )
+    assert list(figures["per_recording"]) == ["0_rec", "1_rec"]
+    for name, rec in figures["per_recording"].items():
+        assert rec["views"] == 4 and (tmp_path / "reports" / name / "report.html").is_file()
+        cams = json.loads((tmp_path / "reports" / name / "metrics.json").read_text())["cameras"]
+        assert sorted(c["namespace"] for c in cams) == ["/cameras/back", "/cameras/front"], cams
+    assert figures["views"] == 8 and figures["metric"]["abs_rel"] is not None
+    with pytest.raises(ValueError, match="neither an image topic nor a camera namespace"):
+        heldout_figures("bore_depth", "", [bag], tmp_path / "r2", cameras=["/nope"], backend="torch")
