@@ -70,6 +70,18 @@ class NodeProcess:
         return False
 
 
+def start_in_namespace(tmp_path: Path, exe: str, ns: str, **params) -> NodeProcess:
+    """Console script ``exe`` as a node process in namespace ``ns`` with ``params`` (a params file
+    under ``tmp_path``), once it has logged ``ready:``."""
+    pfile = write_params(tmp_path / f"{ns.strip('/')}.yaml", params)
+    node = NodeProcess(
+        [entry_point(exe), "--ros-args", "--params-file", str(pfile), "-r", f"__ns:={ns}"],
+        tmp_path / f"{ns.strip('/')}.log",
+    )
+    assert node.wait_for_output("ready:", 180), node.output()
+    return node
+
+
 def spin_until(executor, predicate, timeout: float, step: float = 0.05) -> bool:
     """Spin ``executor`` until ``predicate()`` is true or ``timeout`` seconds pass."""
     deadline = time.monotonic() + timeout

@@ -12,26 +12,16 @@ from rclpy.qos import QoSProfile, QoSReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
 from bore_depth_ros.testing.rig_load import RigLoad
-from harness import NodeProcess, entry_point, make_test_image, spin_until, write_params
+from harness import make_test_image, spin_until, start_in_namespace
 from ros_clients import camera_info, encode_image, image_msg
 
 FRAME = "cam_optical_frame"
 RELIABLE = QoSProfile(depth=20, reliability=QoSReliabilityPolicy.RELIABLE)
 
 
-def start(tmp_path, exe: str, ns: str, **params) -> NodeProcess:
-    pfile = write_params(tmp_path / f"{ns.strip('/')}.yaml", params)
-    node = NodeProcess(
-        [entry_point(exe), "--ros-args", "--params-file", str(pfile), "-r", f"__ns:={ns}"],
-        tmp_path / f"{ns.strip('/')}.log",
-    )
-    assert node.wait_for_output("ready:", 180), node.output()
-    return node
-
-
 def test_mono_builds_the_cloud_only_for_subscribers(ros, tmp_path, structured_weights):
     ns = "/lazyout"
-    node = start(
+    node = start_in_namespace(
         tmp_path,
         "bore-depth-mono-node",
         ns,
@@ -93,7 +83,7 @@ def test_surround_fuses_only_for_subscribers(ros, tmp_path):
     """Only rig_confidence is watched: no per-view cloud and no fused cloud is built, the summary
     says why; a subscriber to the fused ``points`` brings fusion back."""
     ns = "/lazyrig"
-    node = start(
+    node = start_in_namespace(
         tmp_path,
         "bore-depth-surround-node",
         ns,

@@ -15,20 +15,10 @@ from sensor_msgs.msg import CameraInfo, Image
 from bore_depth_ros.core import messages as msgs
 from bore_depth_ros.testing.rig_load import RigLoad
 from bore_depth_ros_msgs.msg import RigConfidence
-from harness import NodeProcess, entry_point, make_test_image, spin_until, write_params
+from harness import NodeProcess, entry_point, make_test_image, spin_until, start_in_namespace, write_params
 from ros_clients import DepthProbe, camera_info, encode_image, image_msg
 
 FRAME = "cam_optical_frame"
-
-
-def start(tmp_path, exe: str, ns: str, **params) -> NodeProcess:
-    pfile = write_params(tmp_path / f"{ns.strip('/')}.yaml", params)
-    node = NodeProcess(
-        [entry_point(exe), "--ros-args", "--params-file", str(pfile), "-r", f"__ns:={ns}"],
-        tmp_path / f"{ns.strip('/')}.log",
-    )
-    assert node.wait_for_output("ready:", 180), node.output()
-    return node
 
 
 def test_bag_restart_resets_sync_and_tf_caches_with_one_log_line(ros, tmp_path):
@@ -36,7 +26,7 @@ def test_bag_restart_resets_sync_and_tf_caches_with_one_log_line(ros, tmp_path):
     from /tf (a moving mount): without clearing the dynamic TF cache, the 10 s samples would be
     older than the 30 s cache window behind 100 s and the fused cloud would stop."""
     ns = "/restart"
-    node = start(
+    node = start_in_namespace(
         tmp_path,
         "bore-depth-surround-node",
         ns,
@@ -89,7 +79,7 @@ def test_bag_restart_resets_sync_and_tf_caches_with_one_log_line(ros, tmp_path):
 
 def test_resolution_and_intrinsics_change_at_run_time(ros, tmp_path, structured_weights):
     ns = "/reschange"
-    node = start(
+    node = start_in_namespace(
         tmp_path,
         "bore-depth-mono-node",
         ns,
@@ -149,7 +139,7 @@ def test_resolution_and_intrinsics_change_at_run_time(ros, tmp_path, structured_
 def test_lazy_mode_skips_inference_without_subscribers_and_says_so(ros, tmp_path, structured_weights):
     ns = "/lazycam"
     name = ns + "/bore_depth_mono"
-    node = start(
+    node = start_in_namespace(
         tmp_path,
         "bore-depth-mono-node",
         ns,

@@ -65,6 +65,7 @@ class ManagedDepthNode(LifecycleNode):
         self.worker: LatestWorker | None = None
         self.last_error = ""
         self.errors = ReasonCounter()
+        self.lazy_not_built = ReasonCounter()  # outputs not built: lazy and nobody subscribes
         self._entities: tuple[list, list] = ([], [])
         self._lazy_idle = False
         P.declare(self, self.params, {"model": self.default_model})
@@ -147,6 +148,7 @@ class ManagedDepthNode(LifecycleNode):
                 P.engine_config_from_values(P.values_of(self, P.ENGINE), batch=self.engine_batch()),
             )
             self.errors = ReasonCounter()
+            self.lazy_not_built = ReasonCounter()
             self._outcomes_done = collections.Counter()
             self.configure_node()
             warm_ms = self.engine.warmup()
@@ -341,6 +343,15 @@ class ManagedDepthNode(LifecycleNode):
                 self.get_logger().info("lazy mode: a subscriber appeared, inference resumed")
         return idle
 
+    def builds(self, publisher, what: str, lazy: bool) -> bool:
+        """Whether to build the output of ``publisher``: always, unless ``lazy`` (the parameter,
+        read once per frame) and nobody subscribes to it; a skipped one is counted as
+        ``not_built_lazy.<what>`` in /diagnostics."""
+        if not lazy or publisher.get_subscription_count() > 0:
+            return True
+        self.lazy_not_built.add(what)
+        return False
+
     def output_subscribers(self) -> int:
         return sum(p.get_subscription_count() for p in self.output_publishers())
 
@@ -451,6 +462,7 @@ class ManagedDepthNode(LifecycleNode):
             v["precision"] = eng.config.precision
         v.update({k: c for k, c in self.errors.as_dict().items()})
         v.update({f"stamps.{k}": c for k, c in self.stamp_warnings.as_dict().items()})
+        v.update({f"not_built_lazy.{k}": c for k, c in self.lazy_not_built.as_dict().items()})
         return v
 
     def state_status(self, name: str):

@@ -64,7 +64,6 @@ class MonoDepthNode(ManagedDepthNode):
         self._geometry: tuple | None = None
         self.health = RigHealth(["image"], 0, self._timeout_ns())
         self._logs = ReasonCounter()  # throttles restart and geometry-change lines (5 s)
-        self.lazy_not_built = ReasonCounter()  # outputs not built: lazy and nobody subscribes
 
     def _timeout_ns(self) -> int:
         return int(float(self.get_parameter("camera_timeout").value) * 1e9)
@@ -234,10 +233,9 @@ class MonoDepthNode(ManagedDepthNode):
         intr_out = intr_in if (out_w, out_h) == (width, height) else intr_in.scaled_to(out_w, out_h)
         (res,), eo = infer_views(self.engine, [self.view], [rgb], [intr_in], out_intrinsics=[intr_out])
         t1 = time.perf_counter()
-        with_points = bool(self.get_parameter("publish_points").value)
-        if with_points and not self.outputs.wanted("points", bool(self.get_parameter("lazy").value)):
-            with_points = False
-            self.lazy_not_built.add("points")
+        with_points = bool(self.get_parameter("publish_points").value) and self.builds(
+            self.outputs.publishers["points"], "points", bool(self.get_parameter("lazy").value)
+        )
         self.outputs.publish(
             msg.header,
             info,
@@ -298,7 +296,6 @@ class MonoDepthNode(ManagedDepthNode):
         rejections, skips = self.ledger.rejected, self.ledger.skipped
         values.update({f"rejected.{k}": v for k, v in rejections.as_dict().items()})
         values.update({f"skipped.{k}": v for k, v in skips.as_dict().items()})
-        values.update({f"not_built_lazy.{k}": v for k, v in self.lazy_not_built.as_dict().items()})
         values.update(diag.timing_values(self.timing))
         values.update(common)
         window = self.recent.window

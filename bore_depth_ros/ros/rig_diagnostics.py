@@ -66,7 +66,6 @@ class RigDiagnostics:
         skips = self.set_skips.as_dict()
         values.update({f"skipped.{k}": v for k, v in skips.items()})
         values.update({f"tf_failures.{k}": v for k, v in self.tf_failures.as_dict().items()})
-        values.update({f"not_built_lazy.{k}": v for k, v in self.lazy_not_built.as_dict().items()})
         values.update(diag.timing_values(self.timing))
         values.update(common)
         window = self.recent.window

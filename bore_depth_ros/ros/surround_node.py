@@ -138,7 +138,6 @@ class SurroundDepthNode(RigDiagnostics, ManagedDepthNode):
         self.set_skips = ReasonCounter()  # sets skipped (overload, no subscribers...), as the mono node's
         self._worker_logs = ReasonCounter()  # log throttling of drops decided by the worker
         self.tf_failures = ReasonCounter()
-        self.lazy_not_built = ReasonCounter()  # outputs not built: lazy and nobody subscribes
         self.frames_in = [0] * n
         self.rate_in = [RateMeter() for _ in self.cameras]
         self.rate_out = RateMeter()
@@ -513,10 +512,10 @@ class SurroundDepthNode(RigDiagnostics, ManagedDepthNode):
         intrs = [intr_in[i] for i in present]
         model, backend = self.engine.config.model, self.engine.backend.name
         lazy, with_points = bool(self._param("lazy")), bool(self._param("publish_points"))
-        points = {i: with_points and self.outputs[i].wanted("points", lazy) for i in present}
-        for i in present:
-            if with_points and not points[i]:
-                self.lazy_not_built.add("points")
+        points = {
+            i: with_points and self.builds(self.outputs[i].publishers["points"], "points", lazy)
+            for i in present
+        }
         summaries = [
             self.outputs[i].publish(
                 msgs[k].header,
@@ -548,9 +547,7 @@ class SurroundDepthNode(RigDiagnostics, ManagedDepthNode):
                     f"the 'cameras' parameter is not in ring order by TF ({wrong}): models that "
                     "fuse neighbours (semi_smd) and the overlap check pair the wrong views"
                 )
-        fuse = not lazy or self.pub_fused.get_subscription_count() > 0
-        if not fuse:
-            self.lazy_not_built.add("fused_points")
+        fuse = self.builds(self.pub_fused, "fused_points", lazy)
         if have_tf:
             if fuse:
                 fused = self._publish_fused(header, [r.depth for r in results], intrs, tfs, rgbs)

@@ -78,10 +78,6 @@ class ViewOutputs:
             for suffix, t in types.items()
         }
 
-    def wanted(self, suffix: str, lazy: bool) -> bool:
-        """Whether to build output ``suffix``: always, unless ``lazy`` and nobody subscribes."""
-        return not lazy or self.publishers[suffix].get_subscription_count() > 0
-
     def publish(
         self,
         header,
