@@ -21,6 +21,12 @@ TEST_DIR = Path(__file__).resolve().parent
 
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 100))
+# pytest-xdist (tools/test runs the suite on several workers): each worker gets a domain of its
+# own next to the session's, so one worker's nodes never see another's topics. Domains 0-101 are
+# the ones every Linux host can use with the default port mapping.
+if os.environ.get("PYTEST_XDIST_WORKER", "").startswith("gw"):
+    _worker = int(os.environ["PYTEST_XDIST_WORKER"][2:])
+    os.environ["ROS_DOMAIN_ID"] = str((int(os.environ["ROS_DOMAIN_ID"]) + 1 + _worker) % 102)
 os.environ["ROS_LOG_DIR"] = tempfile.mkdtemp(prefix="bore_depth_ros_test_logs_")
 os.environ.setdefault("FASTRTPS_DEFAULT_PROFILES_FILE", str(REPO / "config" / "fastdds_profile.xml"))
 os.environ["RCUTILS_COLORIZED_OUTPUT"] = "0"
