@@ -318,7 +318,11 @@ class FrameEvaluator:
         if self.out is not None:
             self._write_outputs(frame, info, rgb, intr, res, infer_ms)
         t6 = time.perf_counter()
-        shot = (acc.frames - 1, rgb, res.depth, res.confidence, gt, frame.stamp_ns)
+        # a relative model's depth is shown and scored median-scaled, like its figures
+        shown_scale = None
+        if not self.engine.info.metric and cmp.median["n_valid"]:
+            shown_scale = float(cmp.median["scale"])
+        shot = (acc.frames - 1, rgb, res.depth, res.confidence, gt, frame.stamp_ns, shown_scale)
         if acc.frames - 1 in acc.panel_at:
             self._panel(acc, shot)
             acc.last_shot = None
@@ -356,9 +360,10 @@ class FrameEvaluator:
     def _panel(self, acc: CameraAccumulator, shot) -> None:
         from .report import save_panel
 
-        index, rgb, depth, conf, gt, stamp_ns = shot
+        index, rgb, depth, conf, gt, stamp_ns, scale = shot
         name = f"panel_{acc.cam.name}_{index:04d}.png"
-        save_panel(self.report_dir / name, rgb, depth, conf, gt, self.config.min_depth, self.config.max_depth)
+        cfg = self.config
+        save_panel(self.report_dir / name, rgb, depth, conf, gt, cfg.min_depth, cfg.max_depth, scale)
         acc.panels.append(name)
 
     def finish(self) -> None:

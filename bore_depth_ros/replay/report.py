@@ -69,10 +69,17 @@ def save_panel(
     gt: np.ndarray,
     min_depth: float,
     max_depth: float,
+    median_scale: float | None = None,
 ) -> None:
-    """input | predicted depth | confidence | ground truth | abs-rel error (0-0.5), one PNG."""
+    """input | predicted depth | confidence | ground truth | abs-rel error (0-0.5), one PNG.
+
+    ``median_scale``: a relative model's frame, shown and scored after median scaling (the factor
+    its median-scaled figures use), so depth colours and error match the ground truth's scale."""
     from ..viz import colorize, colorize_depth, panel, save_png
 
+    scaled = median_scale is not None and math.isfinite(median_scale) and median_scale > 0
+    if scaled:
+        pred = pred * np.float32(median_scale)
     with np.errstate(invalid="ignore", divide="ignore"):
         gt_ok = np.isfinite(gt) & (gt > min_depth) & (gt < max_depth)
         err = np.where(
@@ -88,6 +95,9 @@ def save_panel(
         colorize(err, 0.0, 0.5, "magma"),
     ]
     labels = ["input", "predicted depth", "confidence", "ground truth", "abs rel error 0-0.5"]
+    if scaled:
+        labels[1] = f"predicted depth, median-scaled (x{median_scale:.3g})"
+        labels[4] = "abs rel error, median-scaled, 0-0.5"
     save_png(Path(path), panel(images, labels))
 
 
