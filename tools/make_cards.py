@@ -72,8 +72,20 @@ def _training(work: Path, model: str) -> dict:
     card = json.loads((run / "card.json").read_text()) if (run / "card.json").is_file() else {}
     import yaml
 
-    cfg_path = Path(__file__).resolve().parent.parent / "config" / "train" / f"{model}_default.yaml"
+    configs = Path(__file__).resolve().parent.parent / "config" / "train"
+    cfg_path = configs / f"{model}_default.yaml"
     cfg = yaml.safe_load(cfg_path.read_text()) if cfg_path.is_file() else {}
+    # the stages before: a config starting from train_output/<run>/weights.pt follows
+    # config/train/<run>.yaml (as tools/train_defaults.sh runs them), back to the first stage
+    stages, init = [], cfg.get("init_weights")
+    while (
+        init
+        and Path(init).parts[:1] == ("train_output",)
+        and (configs / f"{Path(init).parts[1]}.yaml").is_file()
+    ):
+        stages.insert(0, f"config/train/{Path(init).parts[1]}.yaml")
+        init = yaml.safe_load((configs / f"{Path(init).parts[1]}.yaml").read_text()).get("init_weights")
+    train = [Path(p).name for p in meta.get("train", [])]
     return {
         "config": f"config/train/{model}_default.yaml",
         "recipe": meta.get("recipe"),
@@ -81,9 +93,38 @@ def _training(work: Path, model: str) -> dict:
         "last_leg_seconds": card.get("train_seconds"),
         "input_size": meta.get("input_size"),
         "ema": meta.get("ema"),
-        "init_weights": cfg.get("init_weights"),
-        "train_recordings": [Path(p).name for p in meta.get("train", [])],
+        "init_weights": init,  # where the first stage started
+        "stages_before": stages,
+        "train_recordings": train,
+        # synth --randomise writes its drawn parameters next to the bag (sim.randomise)
+        "randomised_recordings": sum(
+            (work / "train_data" / n / "synth_params.json").is_file() for n in train
+        ),
     }
+
+
+def _training_line(t: dict) -> str:
+    """The card's one line on how the weights were trained."""
+    rec = t["train_recordings"]
+    n_rand = t.get("randomised_recordings")
+    kinds = (
+        "recordings"
+        if n_rand is None
+        else "domain-randomised recordings (`synth --randomise`)"
+        if n_rand == len(rec)
+        else "plain street recordings (`synth`, no randomisation)"
+        if n_rand == 0
+        else f"recordings ({n_rand} domain-randomised)"
+    )
+    before = t.get("stages_before", [])
+    stages = "".join(f"`{c}`, then " for c in before)
+    start = "the first stage started" if before else "started"
+    return (
+        f"- training: {stages}`{t['config']}` (recipe `{t['recipe']}`), {t['steps']} steps"
+        f"{' in the last stage' if before else ''}, EMA {t['ema']}, {start} from "
+        f"`{t['init_weights'] or 'scratch'}`; "
+        f"{len(rec)} {kinds}: {rec[0] if rec else '?'} ... {rec[-1] if rec else '?'}"
+    )
 
 
 def _fmt(v, d=3):
@@ -118,11 +159,7 @@ def write_card(out: Path, model: str, card: dict) -> None:
         "",
         f"{NAMES[model]}, `{card['weights']}` (sha256 {card['sha256'][:16]}...).",
         "",
-        f"- training: `{t['config']}` (recipe `{t['recipe']}`), {t['steps']} steps"
-        + f", EMA {t['ema']}, started from `{t['init_weights'] or 'scratch'}`; "
-        f"{len(t['train_recordings'])} domain-randomised recordings (`synth --randomise`, seeds "
-        f"{t['train_recordings'][0] if t['train_recordings'] else '?'} ... "
-        f"{t['train_recordings'][-1] if t['train_recordings'] else '?'})",
+        _training_line(t),
         f"- held out (never trained on): {', '.join(card['held_out']['recordings'])}; "
         f"{after['views']} views through `bore-depth eval` at the weights' input {after['input']}, "
         "depth 0.5-80 m; boundary F1 of depth edges (threshold 0.05, 1 px); temporal stability: "
