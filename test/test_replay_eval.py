@@ -270,6 +270,30 @@ def test_perfect_prediction_scores_perfectly():
     assert cmp2.boundary["f1"] == 1.0
 
 
+def test_the_confidence_curve_follows_the_error_the_confidence_predicts():
+    rng = np.random.default_rng(1)
+    gt = rng.uniform(2.0, 40.0, (40, 60)).astype(np.float32)
+    wrong = rng.uniform(0.0, 0.5, gt.shape).astype(np.float32)  # relative error of each pixel
+    pred = gt * (1 + wrong)
+    gt[0, :] = np.inf  # sky: not scored
+    informative = compare_frame(pred, gt, boundary=False, confidence=1 - wrong).confidence_abs_rel
+    inverted = compare_frame(pred, gt, boundary=False, confidence=wrong).confidence_abs_rel
+    metric_all, metric_half, metric_fifth = informative[0]
+    valid = np.isfinite(gt)
+    assert metric_all == pytest.approx(float(np.mean(wrong[valid])), rel=1e-5)
+    # the 20 % most confident pixels are the 20 % with the smallest error
+    best = np.sort(wrong[valid])[: round(0.2 * valid.sum())]
+    assert (
+        metric_fifth == pytest.approx(float(best.mean()), rel=1e-5)
+        and metric_fifth < metric_half < metric_all
+    )
+    assert inverted[0, 2] > inverted[0, 1] > inverted[0, 0] == pytest.approx(metric_all)
+    assert np.all(np.isfinite(informative[1]))  # median-scaled too
+    assert np.all(np.isnan(compare_frame(pred, gt, boundary=False).confidence_abs_rel))
+    with pytest.raises(ValueError, match="confidence"):
+        compare_frame(pred, gt, boundary=False, confidence=np.ones((4, 4)))
+
+
 def test_lidar_projection_reproduces_ground_truth_depth():
     scene = Scene.street(seed=0)
     cam = CAMERAS[1]
@@ -339,8 +363,15 @@ def test_evaluate_with_depth_ground_truth_and_output_bag(bag_path, engine, tmp_p
         assert math.isfinite(c.metric["abs_rel"]) and math.isfinite(c.median["abs_rel"])
         assert 0 <= c.boundary["f1"] <= 1 and c.boundary["n_gt"] > 0
         assert len(c.distance_bins) == 5 and len(c.panels) == 2
+        # every fraction of the most confident pixels scored; all of them = the frame's AbsRel
+        assert [r["keep"] for r in c.confidence_curve] == [1.0, 0.5, 0.2]
+        assert all(math.isfinite(r["abs_rel_metric"]) for r in c.confidence_curve)
+        assert c.confidence_curve[0]["abs_rel_metric"] == pytest.approx(c.metric["abs_rel"], rel=1e-4)
     assert res.overall["metric"]["abs_rel"] == pytest.approx(
         np.mean([c.metric["abs_rel"] for c in res.cameras])
+    )
+    assert res.overall["confidence_curve"][2]["abs_rel_median"] == pytest.approx(
+        np.mean([c.confidence_curve[2]["abs_rel_median"] for c in res.cameras])
     )
     assert res.timing["frames_per_second"] > 0 and res.timing["inference_ms"] > 0
     report = tmp_path / "report"
@@ -351,6 +382,7 @@ def test_evaluate_with_depth_ground_truth_and_output_bag(bag_path, engine, tmp_p
             assert (report / p).stat().st_size > 0
     html = (report / "report.html").read_text()
     assert "<img src='error_vs_distance.png'" in html and "gt_depth_missing" in html
+    assert "Confidence: error of the most confident pixels" in html
     assert engine.weights_source in (report / "report.md").read_text()
     saved = json.loads((report / "metrics.json").read_text())
     assert saved["frames"]["evaluated"] == 6 and saved["drops"] == {"gt_depth_missing": 1}

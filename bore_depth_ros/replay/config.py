@@ -10,6 +10,9 @@ GT_MODES = ("auto", "depth", "lidar")
 SCALE_MODES = ("fixed", "ground_plane", "median")
 DISTANCE_BINS = (0.0, 5.0, 10.0, 20.0, 40.0, 80.0)
 BOUNDARY_KEYS = ("precision", "recall", "f1", "dbe_acc", "dbe_comp")
+# Does the confidence output mean something? AbsRel over the most confident fraction of each
+# frame's valid pixels (a sparsification curve): it should fall as the fraction shrinks.
+CONFIDENCE_KEEP = (1.0, 0.5, 0.2)
 LIDAR_DEFAULT_TOPIC = "/lidar/points"
 
 # reasons a synchronised frame is not evaluated (besides the reader's and core.errors' codes)

@@ -285,6 +285,7 @@ class FrameEvaluator:
             boundary=acc.gt_kind == "depth",
             edge_threshold=cfg.edge_threshold,
             edge_radius=cfg.edge_radius,
+            confidence=res.confidence,
         )
         t5 = time.perf_counter()
         # temporal stability: the camera's pose in the fixed frame (None without TF ego motion)
@@ -310,6 +311,7 @@ class FrameEvaluator:
         if cmp.boundary is not None:
             acc.boundary.append(cmp.boundary)
         acc.sums += cmp.bin_abs_rel_sum
+        acc.confidence_abs_rel.append(cmp.confidence_abs_rel)
         acc.counts += cmp.bin_pixels
         acc.scales.append(float(res.scale.scale))
         acc.scale_sources[res.scale.source] += 1

@@ -394,6 +394,29 @@ def _tables(summary: dict) -> list[tuple[str, list[str], list[list[str]], str]]:
             "Pixel-weighted AbsRel per ground-truth distance bin; overall = mean over cameras.",
         )
     )
+    conf_rows = []
+    for c in summary["cameras"] + [
+        {"namespace": "overall", "confidence_curve": summary["overall"].get("confidence_curve", [])}
+    ]:
+        for r in c.get("confidence_curve") or []:
+            conf_rows.append(
+                [
+                    c["namespace"],
+                    f"{100 * r['keep']:g} %",
+                    _fmt(r["abs_rel_metric"]),
+                    _fmt(r["abs_rel_median"]),
+                ]
+            )
+    tables.append(
+        (
+            "Confidence: error of the most confident pixels",
+            ["camera", "most confident", "AbsRel metric", "AbsRel median-scaled"],
+            conf_rows,
+            "AbsRel over each frame's most confident fraction of the valid pixels, mean over "
+            "frames (a sparsification curve): a confidence worth thresholding gives lower figures "
+            "for smaller fractions.",
+        )
+    )
     return tables
 
 

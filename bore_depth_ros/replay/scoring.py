@@ -13,7 +13,7 @@ from ..bag.reader import CameraStreams
 from ..core.boundary import boundary_metrics
 from ..core.metrics import METRIC_NAMES, depth_metrics, mean_metrics
 from ..core.view import ViewProcessor
-from .config import BOUNDARY_KEYS, DISTANCE_BINS
+from .config import BOUNDARY_KEYS, CONFIDENCE_KEEP, DISTANCE_BINS
 from .stability import StabilityTracker
 
 
@@ -26,6 +26,9 @@ class FrameComparison:
     boundary: dict[str, float] | None  # dense GT only
     bin_abs_rel_sum: np.ndarray  # (2, bins): metric, median-scaled
     bin_pixels: np.ndarray  # (bins,)
+    # (2, len(keep)): metric and median-scaled AbsRel of the most confident fractions (NaN: no
+    # confidence given or no valid pixel)
+    confidence_abs_rel: np.ndarray = field(default_factory=lambda: np.full((2, len(CONFIDENCE_KEEP)), np.nan))
 
 
 def compare_frame(
@@ -38,11 +41,16 @@ def compare_frame(
     edge_threshold: float = 0.05,
     edge_radius: float = 1.0,
     bins=DISTANCE_BINS,
+    confidence: np.ndarray | None = None,
+    keep=CONFIDENCE_KEEP,
 ) -> FrameComparison:
     """Metrics of ``pred`` (metres, NaN invalid) against ``gt`` (metres; NaN/inf invalid), same shape.
 
     Valid pixels: GT finite in (min_depth, max_depth) and prediction finite > 0; predictions are
     clamped to the caps (core.metrics). Error versus distance: AbsRel summed per GT-distance bin.
+    ``confidence`` (same shape): AbsRel of the ``keep`` fractions of valid pixels with the highest
+    confidence (a sparsification curve: informative confidence gives lower figures for smaller
+    fractions).
     """
     pred = np.asarray(pred, np.float32)
     gt = np.asarray(gt, np.float32)
@@ -57,9 +65,16 @@ def compare_frame(
     with np.errstate(invalid="ignore"):
         gt_range = np.isfinite(gt) & (gt > min_depth) & (gt < max_depth)
         valid = gt_range & np.isfinite(pred) & (pred > 0)
+    conf_rows = np.full((2, len(keep)), np.nan)
+    if confidence is not None and np.shape(confidence) != pred.shape:
+        raise ValueError(f"confidence {np.shape(confidence)} and prediction {pred.shape} differ in shape")
     if valid.any():
         g = gt[valid].astype(np.float64)
         p = pred[valid].astype(np.float64)
+        if confidence is not None:
+            conf_rows = _confidence_abs_rel(
+                g, p, np.asarray(confidence)[valid], median["scale"], keep, min_depth, max_depth
+            )
         idx = np.searchsorted(edges, g, side="right") - 1
         inside = (idx >= 0) & (idx < nb)
         idx, g, p = idx[inside], g[inside], p[inside]
@@ -70,7 +85,23 @@ def compare_frame(
     bnd = None
     if boundary:
         bnd = boundary_metrics(pred, gt, edge_threshold, edge_radius, mask=gt_range)
-    return FrameComparison(metric, median, bnd, sums, counts)
+    return FrameComparison(metric, median, bnd, sums, counts, conf_rows)
+
+
+def _confidence_abs_rel(g, p, conf, scale, keep, min_depth, max_depth) -> np.ndarray:
+    """(2, len(keep)) metric and median-scaled AbsRel over the most confident pixels."""
+    out = np.full((2, len(keep)), np.nan)
+    conf = np.where(np.isfinite(conf), conf, -np.inf)  # a NaN confidence counts as the lowest
+    order = np.argsort(-conf, kind="stable")  # most confident first; ties keep pixel order
+    for row, s in enumerate((1.0, scale)):
+        if not math.isfinite(s):
+            continue
+        err = (np.abs(g - np.clip(p * s, min_depth, max_depth)) / g)[order]
+        csum = np.cumsum(err)
+        for j, f in enumerate(keep):
+            k = max(1, int(round(f * len(err))))
+            out[row, j] = csum[k - 1] / k
+    return out
 
 
 def gt_median_ratio(depth_model: np.ndarray, gt: np.ndarray, min_depth: float, max_depth: float) -> float:
@@ -114,6 +145,8 @@ class CameraResult:
     panels: list[str] = field(default_factory=list)
     # change of the prediction between consecutive frames (replay.stability.StabilityTracker.summary)
     temporal_stability: dict = field(default_factory=dict)
+    # mean over frames of the AbsRel of each frame's most confident pixels (_confidence_rows)
+    confidence_curve: list[dict] = field(default_factory=list)
 
 
 @dataclass
@@ -175,6 +208,7 @@ class CameraAccumulator:
         self.boundary: list[dict] = []
         self.sums = np.zeros((2, nbins))
         self.counts = np.zeros(nbins)
+        self.confidence_abs_rel: list[np.ndarray] = []  # per frame, (2, keep)
         self.scales: list[float] = []
         self.scale_sources: collections.Counter[str] = collections.Counter()
         self.valid: list[float] = []
@@ -218,7 +252,25 @@ class CameraAccumulator:
             drops=drops,
             panels=list(self.panels),
             temporal_stability=self.stability.summary(),
+            confidence_curve=_confidence_rows(self.confidence_abs_rel),
         )
+
+
+def _confidence_rows(per_frame: list[np.ndarray], keep=CONFIDENCE_KEEP) -> list[dict]:
+    """One row per kept fraction: mean over frames of its metric and median-scaled AbsRel."""
+    if not per_frame:
+        return []
+    a = np.stack(per_frame)  # (frames, 2, keep)
+    rows = []
+    for j, f in enumerate(keep):
+        rows.append(
+            {
+                "keep": float(f),
+                "abs_rel_metric": _nanmean(a[:, 0, j].tolist()),
+                "abs_rel_median": _nanmean(a[:, 1, j].tolist()),
+            }
+        )
+    return rows
 
 
 def overall_metrics(cams: list[CameraResult], bins) -> dict:
@@ -245,6 +297,19 @@ def overall_metrics(cams: list[CameraResult], bins) -> dict:
         )
     out["distance_bins"] = rows
     out["temporal_stability"] = overall_stability(cams)
+    curves = [c.confidence_curve for c in used if c.confidence_curve]
+    out["confidence_curve"] = (
+        [
+            {
+                "keep": float(f),
+                "abs_rel_metric": _nanmean(cv[j]["abs_rel_metric"] for cv in curves),
+                "abs_rel_median": _nanmean(cv[j]["abs_rel_median"] for cv in curves),
+            }
+            for j, f in enumerate(CONFIDENCE_KEEP)
+        ]
+        if curves
+        else []
+    )
     return out
 
 
