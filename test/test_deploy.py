@@ -128,6 +128,7 @@ def test_run_export_argument_errors(tmp_path, capsys):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_export_never_replaces_a_file_unless_forced(tmp_path, capsys):
     p = argparse.ArgumentParser()
     export_cli.add_arguments(p)

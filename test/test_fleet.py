@@ -52,6 +52,7 @@ def test_expand_bags_from_folder_list_and_paths(fleet_dir, tmp_path):
     assert fleet.bag_ids(["x/a", "y/a", "z/c.mcap"]) == ["a", "a_2", "c"]
 
 
+@pytest.mark.slow
 def test_fleet_eval_lines_report_and_a_corrupt_bag(fleet_dir, structured_weights, tmp_path):
     bags = fleet.expand_bags([fleet_dir])
     bad = tmp_path / "bad.mcap"
@@ -74,6 +75,7 @@ def test_fleet_eval_lines_report_and_a_corrupt_bag(fleet_dir, structured_weights
     assert (out / "bags" / "a" / "report.html").is_file()
 
 
+@pytest.mark.slow
 def test_resume_reruns_only_unfinished_bags_and_refuses_another_config(
     fleet_dir, structured_weights, tmp_path
 ):
@@ -109,6 +111,7 @@ def test_resume_reruns_only_unfinished_bags_and_refuses_another_config(
         )
 
 
+@pytest.mark.slow
 def test_a_long_bag_split_into_segments_gives_the_whole_bag_lines(fleet_dir, structured_weights, tmp_path):
     bags = fleet.expand_bags([fleet_dir])[:2]
     whole = fleet.evaluate_fleet(
@@ -142,6 +145,7 @@ def test_a_long_bag_split_into_segments_gives_the_whole_bag_lines(fleet_dir, str
         )
 
 
+@pytest.mark.slow
 def test_cli_fleet_and_single_bag(fleet_dir, structured_weights, tmp_path, capsys):
     common = [
         "--weights",
@@ -185,6 +189,7 @@ def local_ray():
     ray.shutdown()
 
 
+@pytest.mark.slow
 def test_ray_gives_the_serial_lines_and_survives_a_killed_worker(
     fleet_dir, structured_weights, tmp_path, local_ray
 ):
@@ -211,6 +216,7 @@ def test_ray_gives_the_serial_lines_and_survives_a_killed_worker(
     assert (tmp_path / "r" / "fleet.html").is_file()
 
 
+@pytest.mark.slow
 def test_label_over_two_bags_on_ray_equals_serial(tmp_path, local_ray):
     import numpy as np
     import torch

@@ -38,6 +38,7 @@ def table_rows(text: str, first_header: str) -> list[list[str]]:
     return rows
 
 
+@pytest.mark.slow
 def test_gpu_check_on_cpu_quick():
     res = run_script("--device", "cpu", "--quick")
     assert res.returncode == 0, res.stdout + res.stderr
@@ -62,6 +63,7 @@ def test_gpu_check_on_cpu_quick():
         )
 
 
+@pytest.mark.slow
 def test_gpu_check_refuses_an_unusable_device():
     res = run_script("--device", "tpu", "--models", "bore_depth")
     assert res.returncode == 2 and "gpu_check: error: backend 'torch' supports devices" in res.stderr

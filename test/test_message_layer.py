@@ -109,6 +109,7 @@ def recordings(tmp_path_factory):
     return src, dst
 
 
+@pytest.mark.slow
 def test_16uc1_ground_truth_and_resized_camera_info_mean_the_same_in_training_and_eval(recordings, tmp_path):
     src, dst = recordings
     ref, _ = load_rig_samples(src)

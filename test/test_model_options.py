@@ -121,6 +121,7 @@ def engine_input(seed: int = 0) -> dict[str, np.ndarray]:
     }
 
 
+@pytest.mark.slow
 def test_trained_options_round_trip_through_the_weights_file(bag, tmp_path):
     res = train(config(bag, tmp_path / "run"), progress=False)
     path = f"{res.out_dir}/weights.pt"

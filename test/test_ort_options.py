@@ -184,6 +184,7 @@ def test_openvino_device_gives_todays_outputs_or_a_clear_error(model, request):
         np.testing.assert_allclose(got[n], want[n], rtol=1e-5, atol=1e-5 * scale, err_msg=n)
 
 
+@pytest.mark.slow
 def test_session_sweep_times_every_set_against_the_first(bore, tmp_path):
     import csv
     import subprocess

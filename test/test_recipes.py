@@ -129,6 +129,7 @@ def test_self_supervised_checkpoint_has_the_pose_net_and_resumes_exactly(bag, tm
     load_checkpoint(f"{straight.out_dir}/weights.pt", model_name="bore_depth")
 
 
+@pytest.mark.slow
 def test_semi_smd_run_writes_a_card_from_whole_rigs(bag, tmp_path):
     res = train(
         config(

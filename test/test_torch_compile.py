@@ -38,6 +38,7 @@ SIZE = (64, 96)
 MAX_REL = 1e-4
 
 
+@pytest.mark.slow
 def test_compiled_engine_matches_eager_engine(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", os.fspath(tmp_path / "inductor"))
     base = EngineConfig(model="bore_depth", backend="torch", input_height=SIZE[0], input_width=SIZE[1])
@@ -72,6 +73,7 @@ def small_model():
 @pytest.mark.skipif(
     not cpu_bf16_support()[0], reason="bf16 needs a CPU with native bf16 (tested refused elsewhere)"
 )
+@pytest.mark.slow
 def test_compiled_bf16_is_gated_against_fp32(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", os.fspath(tmp_path / "inductor"))
     backend = TorchBackend(small_model(), (1, 3, 64, 64), ["depth"], precision="bf16", compile=True)
@@ -84,6 +86,7 @@ def test_compile_is_refused_for_other_backends():
         DepthEngine(EngineConfig(model="bore_depth", backend="onnxruntime", compile=True))
 
 
+@pytest.mark.slow
 def test_missing_compiler_is_a_clear_error(tmp_path):
     script = textwrap.dedent(
         """
@@ -111,6 +114,7 @@ def test_missing_compiler_is_a_clear_error(tmp_path):
     assert "use compile=False" in out.stdout
 
 
+@pytest.mark.slow
 def test_recompile_limit_is_an_error_and_close_frees_it(tmp_path):
     script = textwrap.dedent(
         """

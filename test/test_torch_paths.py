@@ -110,6 +110,7 @@ def rig_frame():
     return _rendered_rig()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["bore_depth", "svr"])
 def test_bf16_accuracy_gate_on_rendered_frames(rig_frame, name):
     images, intrinsics = rig_frame

@@ -87,6 +87,7 @@ def test_resume_continues_exactly(bag, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.slow
 def test_trained_weights_load_strictly_and_carry_their_input_size(bag, tmp_path):
     res = train(config(bag, tmp_path / "w", steps=2, save_fp16=True), progress=False)
     path = f"{res.out_dir}/weights.pt"

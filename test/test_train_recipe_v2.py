@@ -128,6 +128,7 @@ def test_ema_decay_outside_zero_one_is_refused(decay):
         ModelEMA(nn.Linear(2, 2), decay)
 
 
+@pytest.mark.slow
 def test_every_new_option_resumes_exactly_across_the_size_switch(bag, tmp_path):
     """EMA, lr warm-up, gradient matching and the size warm-up together: 5 steps in one go equal a
     run stopped after its first step (max_minutes) then resumed to 5 (the end of the lr warm-up and
@@ -163,6 +164,7 @@ def test_every_new_option_resumes_exactly_across_the_size_switch(bag, tmp_path):
 # --- size warm-up ------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_size_switch_happens_at_the_given_step(bag, tmp_path, capsys):
     cfg = config(bag, warmup_size=[32, 64], warmup_size_steps=2)
     cfg.validate()
@@ -184,6 +186,7 @@ def test_the_size_switch_happens_at_the_given_step(bag, tmp_path, capsys):
 # --- defaults ----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_configs_without_the_new_keys_train_as_before(bag, tmp_path):
     """Explicit defaults (warm-up 0, ema 0, grad_match 0, no size warm-up) change nothing, and a
     last.ckpt saved before the keys existed resumes."""
