@@ -71,36 +71,31 @@ def compare_frame(
     if valid.any():
         g = gt[valid].astype(np.float64)
         p = pred[valid].astype(np.float64)
+        # per-pixel AbsRel, metric and median-scaled: the distance bins and the confidence curve
+        errs = [np.abs(g - np.clip(p * s, min_depth, max_depth)) / g for s in (1.0, median["scale"])]
         if confidence is not None:
-            conf_rows = _confidence_abs_rel(
-                g, p, np.asarray(confidence)[valid], median["scale"], keep, min_depth, max_depth
-            )
+            conf_rows = _confidence_abs_rel(errs, np.asarray(confidence)[valid], keep)
         idx = np.searchsorted(edges, g, side="right") - 1
         inside = (idx >= 0) & (idx < nb)
-        idx, g, p = idx[inside], g[inside], p[inside]
+        idx = idx[inside]
         counts = np.bincount(idx, minlength=nb).astype(np.float64)
-        for row, s in enumerate((1.0, median["scale"])):
-            err = np.abs(g - np.clip(p * s, min_depth, max_depth)) / g
-            sums[row] = np.bincount(idx, weights=err, minlength=nb)
+        for row, err in enumerate(errs):
+            sums[row] = np.bincount(idx, weights=err[inside], minlength=nb)
     bnd = None
     if boundary:
         bnd = boundary_metrics(pred, gt, edge_threshold, edge_radius, mask=gt_range)
     return FrameComparison(metric, median, bnd, sums, counts, conf_rows)
 
 
-def _confidence_abs_rel(g, p, conf, scale, keep, min_depth, max_depth) -> np.ndarray:
-    """(2, len(keep)) metric and median-scaled AbsRel over the most confident pixels."""
-    out = np.full((2, len(keep)), np.nan)
+def _confidence_abs_rel(errs: list[np.ndarray], conf: np.ndarray, keep) -> np.ndarray:
+    """(len(errs), len(keep)): mean of each per-pixel error over the most confident pixels."""
     conf = np.where(np.isfinite(conf), conf, -np.inf)  # a NaN confidence counts as the lowest
     order = np.argsort(-conf, kind="stable")  # most confident first; ties keep pixel order
-    for row, s in enumerate((1.0, scale)):
-        if not math.isfinite(s):
-            continue
-        err = (np.abs(g - np.clip(p * s, min_depth, max_depth)) / g)[order]
-        csum = np.cumsum(err)
-        for j, f in enumerate(keep):
-            k = max(1, int(round(f * len(err))))
-            out[row, j] = csum[k - 1] / k
+    ks = [max(1, int(round(f * len(conf)))) for f in keep]
+    out = np.empty((len(errs), len(keep)))
+    for row, err in enumerate(errs):
+        csum = np.cumsum(err[order])
+        out[row] = [csum[k - 1] / k for k in ks]
     return out
 
 
@@ -256,11 +251,12 @@ class CameraAccumulator:
         )
 
 
-def _confidence_rows(per_frame: list[np.ndarray], keep=CONFIDENCE_KEEP) -> list[dict]:
-    """One row per kept fraction: mean over frames of its metric and median-scaled AbsRel."""
-    if not per_frame:
+def _confidence_rows(curves: list[np.ndarray], keep=CONFIDENCE_KEEP) -> list[dict]:
+    """One row per kept fraction: the mean over ``curves`` (frames of a camera, or cameras; each
+    (2, keep): metric, median-scaled) of its AbsRel."""
+    if not curves:
         return []
-    a = np.stack(per_frame)  # (frames, 2, keep)
+    a = np.stack(curves)  # (n, 2, keep)
     rows = []
     for j, f in enumerate(keep):
         rows.append(
@@ -297,18 +293,17 @@ def overall_metrics(cams: list[CameraResult], bins) -> dict:
         )
     out["distance_bins"] = rows
     out["temporal_stability"] = overall_stability(cams)
-    curves = [c.confidence_curve for c in used if c.confidence_curve]
-    out["confidence_curve"] = (
+    out["confidence_curve"] = _confidence_rows(
         [
-            {
-                "keep": float(f),
-                "abs_rel_metric": _nanmean(cv[j]["abs_rel_metric"] for cv in curves),
-                "abs_rel_median": _nanmean(cv[j]["abs_rel_median"] for cv in curves),
-            }
-            for j, f in enumerate(CONFIDENCE_KEEP)
+            np.array(
+                [
+                    [r["abs_rel_metric"] for r in c.confidence_curve],
+                    [r["abs_rel_median"] for r in c.confidence_curve],
+                ]
+            )
+            for c in used
+            if c.confidence_curve
         ]
-        if curves
-        else []
     )
     return out
 
